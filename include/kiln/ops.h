@@ -1,0 +1,129 @@
+// The ops. Each is defined once (src/ops/<family>.cc) and serves eager execution, tapes and,
+// later, tracing. Binary elementwise ops broadcast like NumPy and require equal dtypes; shape
+// errors are kiln::ShapeError naming the op and every shape. Images are NHWC, conv filters HWIO.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// ---- elementwise (src/ops/elementwise.cc) ----------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor square(const Tensor& x);
+// Comparisons return bool tensors and carry no gradient.
+Tensor equal(const Tensor& a, const Tensor& b);
+Tensor not_equal(const Tensor& a, const Tensor& b);
+Tensor less(const Tensor& a, const Tensor& b);
+Tensor less_equal(const Tensor& a, const Tensor& b);
+Tensor greater(const Tensor& a, const Tensor& b);
+Tensor greater_equal(const Tensor& a, const Tensor& b);
+// cond (bool) ? a : b, all three broadcast together.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// Converts elements to `dtype` (float->int truncates toward zero, like C++).
+Tensor cast(const Tensor& x, DType dtype);
+// Repeats x to `shape` (NumPy broadcast rules) / sums x down to `shape` (its inverse).
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- activations (src/ops/activation.cc) -----------------------------------------------
+Tensor relu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double alpha = 0.2);  // tf.nn.leaky_relu's default
+Tensor gelu(const Tensor& x, bool approximate = false);  // exact erf form unless approximate
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor softmax(const Tensor& x, int axis = -1);
+Tensor log_softmax(const Tensor& x, int axis = -1);
+
+// ---- reductions (src/ops/reduce.cc); empty axes means all axes --------------------------
+Tensor sum(const Tensor& x, std::vector<int> axes = {}, bool keepdims = false);
+Tensor mean(const Tensor& x, std::vector<int> axes = {}, bool keepdims = false);
+Tensor max(const Tensor& x, std::vector<int> axes = {}, bool keepdims = false);
+Tensor argmax(const Tensor& x, int axis = -1, bool keepdims = false);  // int64
+
+// ---- linear algebra (src/ops/matmul.cc) ------------------------------------------------
+// [..., M, K] x [..., K, N] -> [..., M, N]; batch dims broadcast; 1-D operands as in NumPy
+// are not accepted (reshape them). transpose_a/b transpose the last two dims first.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false,
+              bool transpose_b = false);
+
+// ---- shape (src/ops/shape.cc) ----------------------------------------------------------
+Tensor reshape(const Tensor& x, const Shape& shape);  // one dim may be -1
+// Permutes dims (empty perm reverses them, like numpy.transpose).
+Tensor transpose(const Tensor& x, std::vector<int> perm = {});
+Tensor concat(const std::vector<Tensor>& xs, int axis = 0);
+// Python-style slicing per dim: begin/end may be negative and are clamped, step >= 1.
+// Dims past begins.size() are taken whole.
+Tensor slice(const Tensor& x, std::vector<int64_t> begins, std::vector<int64_t> ends,
+             std::vector<int64_t> steps = {});
+// tf.gather: picks entries of x along `axis` by integer indices (int32 or int64);
+// out shape = x.shape[:axis] + indices.shape + x.shape[axis+1:]. Out-of-range -> ValueError.
+Tensor gather(const Tensor& x, const Tensor& indices, int axis = 0);
+// indices (int32/int64) -> indices.shape + [depth], 1 at each index; out-of-range rows are 0.
+Tensor one_hot(const Tensor& indices, int64_t depth, DType dtype = float32);
+// pads[i] = {before, after} for dim i (fewer pairs than dims pad the leading dims only).
+Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads,
+           double value = 0);
+
+// ---- convolution and pooling (src/ops/conv.cc, src/ops/pool.cc), NHWC ---------------------
+enum class Padding { kValid, kSame };
+struct Conv2DOptions {
+  std::array<int64_t, 2> strides{1, 1};
+  Padding padding = Padding::kValid;
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+// x [N, H, W, C], filter [KH, KW, C / groups, O] -> [N, OH, OW, O].
+Tensor conv2d(const Tensor& x, const Tensor& filter, const Conv2DOptions& options = {});
+struct Pool2DOptions {
+  std::array<int64_t, 2> pool_size{2, 2};
+  std::array<int64_t, 2> strides{0, 0};  // 0: same as pool_size (Keras' default)
+  Padding padding = Padding::kValid;
+};
+Tensor max_pool2d(const Tensor& x, const Pool2DOptions& options = {});
+// Averages over the window's in-bounds elements only (Keras' "same" behaviour).
+Tensor avg_pool2d(const Tensor& x, const Pool2DOptions& options = {});
+
+// ---- nn (src/ops/nn.cc) ------------------------------------------------------------------
+// Zeroes each element with probability `rate` and scales the rest by 1/(1-rate); the mask
+// depends only on (seed, element index). Identity when !training or rate == 0.
+Tensor dropout(const Tensor& x, double rate, uint64_t seed, bool training = true);
+// Per-example loss -log softmax(logits)[label]: logits [N, C] float, labels [N] int32/int64
+// in [0, C) (else ValueError) -> [N].
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
+
+// ---- operators -----------------------------------------------------------------------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+// A C++ number beside a tensor becomes a rank-0 tensor of the tensor's dtype.
+Tensor scalar_like(double value, const Tensor& like);
+inline Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
+inline Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
+inline Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
+inline Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
+inline Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
+inline Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+
+}  // namespace kiln

@@ -1,0 +1,228 @@
+// GradientTape. A tape gives every tensor it tracks a slot; nodes refer to slots. The innermost
+// tape keeps a tensor's slot in the tensor itself (no hashing on the hot path); enclosing tapes,
+// and tensors last tracked by another live tape, fall back to a map.
+#include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/context.h"
+#include "core/tensor_impl.h"
+#include "kiln/autograd.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+
+using detail::TensorImpl;
+
+namespace {
+uint32_t next_tape_id() {
+  static std::atomic<uint32_t> counter{0};
+  return ++counter;
+}
+thread_local std::vector<uint32_t> live_tapes;  // ids of this thread's tapes, outermost first
+
+bool tape_is_live(uint32_t id) {
+  return std::find(live_tapes.begin(), live_tapes.end(), id) != live_tapes.end();
+}
+}  // namespace
+
+struct GradientTape::State : detail::TapeRecorder {
+  struct Node {
+    const OpDef* op;
+    Attrs attrs;
+    int32_t first;  // index into io: inputs, then outputs
+    int16_t n_in, n_out;
+  };
+
+  uint32_t id = next_tape_id();
+  bool persistent = false;
+  bool used = false;
+  bool recording = true;
+  std::vector<Node> nodes;
+  std::vector<Tensor> io;       // every node's inputs then outputs
+  std::vector<int32_t> io_slot;  // their slots (-1: not tracked)
+  int32_t num_slots = 0;
+  std::vector<Tensor> slot_tensor;  // keeps tracked tensors alive (so impl pointers stay valid)
+  std::unordered_map<const TensorImpl*, int32_t> other_slots;
+
+  int32_t slot_of(const TensorImpl* p) const {
+    if (p->tape_id == id) return p->tape_slot;
+    auto it = other_slots.find(p);
+    return it == other_slots.end() ? -1 : it->second;
+  }
+
+  int32_t add_slot(const Tensor& t) {
+    TensorImpl* p = t.impl();
+    int32_t s = num_slots++;
+    slot_tensor.push_back(t);
+    if (p->tape_id == 0 || p->tape_id == id || !tape_is_live(p->tape_id)) {
+      p->tape_id = id;
+      p->tape_slot = s;
+    } else {
+      other_slots[p] = s;
+    }
+    return s;
+  }
+
+  int32_t track(const Tensor& t) {
+    int32_t s = slot_of(t.impl());
+    return s >= 0 ? s : add_slot(t);
+  }
+
+  void record_one(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
+                  std::span<const Tensor> outputs) {
+    if (!recording || !op.grad) return;
+    int32_t slots[16];
+    bool any = false;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const TensorImpl* p = inputs[k].impl();
+      int32_t s = slot_of(p);
+      if (s < 0 && p->requires_grad && is_floating(p->dtype)) s = add_slot(inputs[k]);
+      slots[k] = s;
+      any |= s >= 0;
+    }
+    if (!any) return;
+    Node n{&op, attrs, static_cast<int32_t>(io.size()), static_cast<int16_t>(inputs.size()),
+           static_cast<int16_t>(outputs.size())};
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      io.push_back(inputs[k]);
+      io_slot.push_back(slots[k]);
+    }
+    for (const Tensor& t : outputs) {
+      io.push_back(t);
+      io_slot.push_back(is_floating(t.dtype()) ? track(t) : -1);
+    }
+    nodes.push_back(n);
+  }
+
+  void record(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
+              std::span<const Tensor> outputs) override {
+    for (TapeRecorder* t = this; t; t = t->parent) {
+      static_cast<State*>(t)->record_one(op, inputs, attrs, outputs);
+    }
+  }
+
+  void release() {
+    nodes.clear();
+    io.clear();
+    io_slot.clear();
+    slot_tensor.clear();
+    other_slots.clear();
+    num_slots = 0;
+    recording = false;  // a used non-persistent tape records nothing more
+  }
+};
+
+GradientTape::GradientTape(bool persistent) : state_(std::make_unique<State>()) {
+  state_->persistent = persistent;
+  detail::ThreadContext& ctx = detail::thread_context();
+  state_->parent = ctx.tape;
+  ctx.tape = state_.get();
+  live_tapes.push_back(state_->id);
+}
+
+GradientTape::~GradientTape() {
+  detail::ThreadContext& ctx = detail::thread_context();
+  // Unlink from the chain (tapes normally die innermost first).
+  for (detail::TapeRecorder** p = &ctx.tape; *p; p = &(*p)->parent) {
+    if (*p == state_.get()) {
+      *p = state_->parent;
+      break;
+    }
+  }
+  live_tapes.erase(std::remove(live_tapes.begin(), live_tapes.end(), state_->id), live_tapes.end());
+}
+
+void GradientTape::watch(const Tensor& t) {
+  if (!t.defined()) throw ValueError("GradientTape::watch: the tensor is undefined");
+  if (!is_floating(t.dtype())) return;  // no gradient through integer tensors
+  state_->track(t);
+}
+
+void GradientTape::stop_recording() { state_->recording = false; }
+void GradientTape::start_recording() { state_->recording = true; }
+size_t GradientTape::size() const { return state_->nodes.size(); }
+
+std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<Tensor>& sources,
+                                           const Tensor& output_gradient) {
+  State& st = *state_;
+  if (st.used) {
+    throw StateError(
+        "GradientTape::gradient: a non-persistent tape can compute gradients only once; "
+        "construct it with persistent=true to call gradient() again");
+  }
+  if (!target.defined()) throw ValueError("GradientTape::gradient: the target is undefined");
+  if (output_gradient.defined() &&
+      (output_gradient.shape() != target.shape() || output_gradient.dtype() != target.dtype())) {
+    throw ShapeError("GradientTape::gradient: output_gradient " +
+                     to_string(output_gradient.shape()) + " does not match the target " +
+                     to_string(target.shape()));
+  }
+
+  // Gradient ops are recorded by enclosing tapes only.
+  detail::ThreadContext& ctx = detail::thread_context();
+  detail::TapeRecorder* saved = ctx.tape;
+  ctx.tape = st.parent;
+  struct Restore {
+    detail::ThreadContext& ctx;
+    detail::TapeRecorder* saved;
+    ~Restore() { ctx.tape = saved; }
+  } restore{ctx, saved};
+
+  std::vector<Tensor> grads(st.num_slots);
+  int32_t ts = st.slot_of(target.impl());
+  if (ts >= 0) grads[ts] = output_gradient.defined() ? output_gradient : ones_like(target);
+
+  Tensor grad_out[4], grad_in[16];
+  for (size_t n = st.nodes.size(); ts >= 0 && n-- > 0;) {
+    const State::Node& node = st.nodes[n];
+    const Tensor* in = &st.io[node.first];
+    const Tensor* out = in + node.n_in;
+    const int32_t* in_slot = &st.io_slot[node.first];
+    const int32_t* out_slot = in_slot + node.n_in;
+    bool any = false;
+    for (int k = 0; k < node.n_out; ++k) {
+      any |= out_slot[k] >= 0 && grads[out_slot[k]].defined();
+    }
+    if (!any) continue;
+    for (int k = 0; k < node.n_out; ++k) {
+      grad_out[k] = out_slot[k] >= 0 && grads[out_slot[k]].defined() ? grads[out_slot[k]]
+                                                                      : zeros_like(out[k]);
+    }
+    for (int k = 0; k < node.n_in; ++k) grad_in[k] = Tensor();
+    node.op->grad(GradArgs{{in, static_cast<size_t>(node.n_in)},
+                           {out, static_cast<size_t>(node.n_out)},
+                           {grad_out, static_cast<size_t>(node.n_out)},
+                           node.attrs,
+                           {grad_in, static_cast<size_t>(node.n_in)}});
+    for (int k = 0; k < node.n_in; ++k) {
+      if (in_slot[k] < 0 || !grad_in[k].defined()) continue;
+      if (grad_in[k].shape() != in[k].shape()) {
+        throw Error(std::string(node.op->name) + ": gradient rule returned shape " +
+                    to_string(grad_in[k].shape()) + " for input " + std::to_string(k) +
+                    " of shape " + to_string(in[k].shape()));
+      }
+      Tensor& g = grads[in_slot[k]];
+      g = g.defined() ? add(g, grad_in[k]) : grad_in[k];
+    }
+  }
+
+  std::vector<Tensor> result(sources.size());
+  for (size_t k = 0; k < sources.size(); ++k) {
+    if (!sources[k].defined()) throw ValueError("GradientTape::gradient: source " + std::to_string(k) + " is undefined");
+    int32_t s = st.slot_of(sources[k].impl());
+    if (s >= 0 && s < static_cast<int32_t>(grads.size())) result[k] = grads[s];
+  }
+  if (!st.persistent) {
+    st.used = true;
+    st.release();
+  }
+  return result;
+}
+
+Tensor stop_gradient(const Tensor& x) { return run_op(ops::kStopGradient, {x}); }
+
+}  // namespace kiln

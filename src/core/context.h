@@ -1,0 +1,43 @@
+// Per-thread execution state the dispatcher checks on every op: is a tape recording, is a
+// trace being built. One thread-local load each, so eager code without them pays nothing more.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kiln/tensor.h"
+
+namespace kiln {
+struct OpDef;
+class Attrs;
+}  // namespace kiln
+
+namespace kiln::detail {
+
+// Implemented by autograd/tape.cc. Receives every op run while the tape is recording.
+class TapeRecorder {
+ public:
+  virtual ~TapeRecorder() = default;
+  // Records op(inputs) -> outputs if any input is tracked; may mark outputs as tracked.
+  virtual void record(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
+                      std::span<const Tensor> outputs) = 0;
+  TapeRecorder* parent = nullptr;  // the enclosing tape, recorded on too
+};
+
+// Implemented by the graph tracer (kiln::function): builds a node instead of computing.
+class TraceRecorder {
+ public:
+  virtual ~TraceRecorder() = default;
+  virtual void trace(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
+                     std::span<Tensor> outputs) = 0;
+};
+
+struct ThreadContext {
+  TapeRecorder* tape = nullptr;    // innermost recording tape
+  TraceRecorder* tracer = nullptr;
+  bool force_reference = false;    // tests: run reference kernels only
+};
+
+ThreadContext& thread_context();
+
+}  // namespace kiln::detail

@@ -1,0 +1,463 @@
+// Elementwise ops: NumPy broadcasting, equal dtypes, forward and gradient side by side.
+#include <cmath>
+#include <string>
+
+#include "kernels/elementwise.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+using kernels::binary_fast_typed;
+using kernels::binary_reference_typed;
+using kernels::unary_typed;
+
+// ---- shared infer functions ----------------------------------------------------------------
+
+template <const char* Name, bool kFloatOnly>
+void infer_binary(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  require_same_dtype(Name, in[0].dtype, in[1].dtype);
+  if (kFloatOnly) require_floating(Name, in[0].dtype);
+  if (in[0].dtype == DType::kBool && !kFloatOnly) {
+    throw DTypeError(std::string(Name) + ": bool tensors are not numbers; cast them first");
+  }
+  out[0] = {broadcast_shapes(in[0].shape, in[1].shape, Name), in[0].dtype};
+}
+
+template <const char* Name>
+void infer_compare(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  require_same_dtype(Name, in[0].dtype, in[1].dtype);
+  out[0] = {broadcast_shapes(in[0].shape, in[1].shape, Name), DType::kBool};
+}
+
+template <const char* Name, bool kFloatOnly>
+void infer_unary(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  if (kFloatOnly) require_floating(Name, in[0].dtype);
+  if (in[0].dtype == DType::kBool) {
+    throw DTypeError(std::string(Name) + ": bool tensors are not numbers; cast them first");
+  }
+  out[0] = in[0];
+}
+
+// ---- binary ops: one functor each, generic kernels -----------------------------------------
+
+struct AddF {
+  template <typename T> T operator()(T a, T b) const { return a + b; }
+};
+struct SubF {
+  template <typename T> T operator()(T a, T b) const { return a - b; }
+};
+struct MulF {
+  template <typename T> T operator()(T a, T b) const { return a * b; }
+};
+struct DivF {  // integer division by zero gives 0 instead of trapping
+  template <typename T> T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      return b == 0 ? T(0) : static_cast<T>(a / b);
+    } else {
+      return a / b;
+    }
+  }
+};
+struct PowF {
+  template <typename T> T operator()(T a, T b) const {
+    return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
+  }
+  float operator()(float a, float b) const { return std::pow(a, b); }
+};
+struct MaxF {
+  template <typename T> T operator()(T a, T b) const { return a >= b || a != a ? a : b; }
+};
+struct MinF {
+  template <typename T> T operator()(T a, T b) const { return a <= b || a != a ? a : b; }
+};
+struct EqF {
+  template <typename T> bool operator()(T a, T b) const { return a == b; }
+};
+struct NeF {
+  template <typename T> bool operator()(T a, T b) const { return a != b; }
+};
+struct LtF {
+  template <typename T> bool operator()(T a, T b) const { return a < b; }
+};
+struct LeF {
+  template <typename T> bool operator()(T a, T b) const { return a <= b; }
+};
+struct GtF {
+  template <typename T> bool operator()(T a, T b) const { return a > b; }
+};
+struct GeF {
+  template <typename T> bool operator()(T a, T b) const { return a >= b; }
+};
+
+template <typename F> void binary_reference(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      binary_reference_typed<T, T>(k.in[0], k.in[1], k.out[0], F{});
+    }
+  });
+}
+template <typename F> bool binary_fast(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      binary_fast_typed<T, T>(k.in[0], k.in[1], k.out[0], F{});
+    }
+  });
+  return true;
+}
+template <typename F> void compare_reference(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    binary_reference_typed<T, bool>(k.in[0], k.in[1], k.out[0], F{});
+  });
+}
+template <typename F> bool compare_fast(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    binary_fast_typed<T, bool>(k.in[0], k.in[1], k.out[0], F{});
+  });
+  return true;
+}
+
+// Gradient rules. sum_to undoes broadcasting.
+void add_grad(const GradArgs& g) {
+  g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape());
+  g.grad_in[1] = sum_to(g.grad_out[0], g.in[1].shape());
+}
+void sub_grad(const GradArgs& g) {
+  g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape());
+  g.grad_in[1] = sum_to(neg(g.grad_out[0]), g.in[1].shape());
+}
+void mul_grad(const GradArgs& g) {
+  g.grad_in[0] = sum_to(mul(g.grad_out[0], g.in[1]), g.in[0].shape());
+  g.grad_in[1] = sum_to(mul(g.grad_out[0], g.in[0]), g.in[1].shape());
+}
+void div_grad(const GradArgs& g) {  // d(a/b) = da/b - db*(a/b)/b
+  Tensor ga = div(g.grad_out[0], g.in[1]);
+  g.grad_in[0] = sum_to(ga, g.in[0].shape());
+  g.grad_in[1] = sum_to(neg(mul(ga, g.out[0])), g.in[1].shape());
+}
+void pow_grad(const GradArgs& g) {  // d(a^b) = b a^(b-1) da + a^b log(a) db (a > 0)
+  const Tensor &a = g.in[0], &b = g.in[1];
+  Tensor one = scalar_like(1, a);
+  g.grad_in[0] = sum_to(mul(g.grad_out[0], mul(b, pow(a, sub(b, one)))), a.shape());
+  Tensor zero = scalar_like(0, a);
+  Tensor log_a = where(greater(a, zero), log(where(greater(a, zero), a, one)), zero);
+  g.grad_in[1] = sum_to(mul(g.grad_out[0], mul(g.out[0], log_a)), b.shape());
+}
+// Ties send the gradient to `a`, as TensorFlow does.
+void maximum_grad(const GradArgs& g) {
+  Tensor to_a = greater_equal(g.in[0], g.in[1]);
+  Tensor zero = scalar_like(0, g.grad_out[0]);
+  g.grad_in[0] = sum_to(where(to_a, g.grad_out[0], zero), g.in[0].shape());
+  g.grad_in[1] = sum_to(where(to_a, zero, g.grad_out[0]), g.in[1].shape());
+}
+void minimum_grad(const GradArgs& g) {
+  Tensor to_a = less_equal(g.in[0], g.in[1]);
+  Tensor zero = scalar_like(0, g.grad_out[0]);
+  g.grad_in[0] = sum_to(where(to_a, g.grad_out[0], zero), g.in[0].shape());
+  g.grad_in[1] = sum_to(where(to_a, zero, g.grad_out[0]), g.in[1].shape());
+}
+
+constexpr char kAddName[] = "add", kSubName[] = "sub", kMulName[] = "mul", kDivName[] = "div",
+               kPowName[] = "pow", kMaxName[] = "maximum", kMinName[] = "minimum";
+constexpr char kEqName[] = "equal", kNeName[] = "not_equal", kLtName[] = "less",
+               kLeName[] = "less_equal", kGtName[] = "greater", kGeName[] = "greater_equal";
+
+// ---- unary ops ------------------------------------------------------------------------------
+
+template <typename F, bool kFloatOnly> void unary_kernel(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    if constexpr (!std::is_same_v<T, bool> && (!kFloatOnly || std::is_floating_point_v<T>)) {
+      unary_typed<T, T>(k.in[0], k.out[0], F{});
+    }
+  });
+}
+
+struct NegF {
+  template <typename T> T operator()(T x) const { return static_cast<T>(-x); }
+};
+struct ExpF {
+  template <typename T> T operator()(T x) const { return std::exp(x); }
+};
+struct LogF {
+  template <typename T> T operator()(T x) const { return std::log(x); }
+};
+struct SqrtF {
+  template <typename T> T operator()(T x) const { return std::sqrt(x); }
+};
+struct AbsF {
+  template <typename T> T operator()(T x) const { return x < 0 ? static_cast<T>(-x) : x; }
+};
+struct SquareF {
+  template <typename T> T operator()(T x) const { return static_cast<T>(x * x); }
+};
+
+void neg_grad(const GradArgs& g) { g.grad_in[0] = neg(g.grad_out[0]); }
+void exp_grad(const GradArgs& g) { g.grad_in[0] = mul(g.grad_out[0], g.out[0]); }
+void log_grad(const GradArgs& g) { g.grad_in[0] = div(g.grad_out[0], g.in[0]); }
+void sqrt_grad(const GradArgs& g) {
+  g.grad_in[0] = div(mul(g.grad_out[0], scalar_like(0.5, g.out[0])), g.out[0]);
+}
+void abs_grad(const GradArgs& g) {  // sign(x), 0 at 0
+  const Tensor& x = g.in[0];
+  Tensor zero = scalar_like(0, x);
+  Tensor sign = sub(cast(greater(x, zero), x.dtype()), cast(less(x, zero), x.dtype()));
+  g.grad_in[0] = mul(g.grad_out[0], sign);
+}
+void square_grad(const GradArgs& g) {
+  g.grad_in[0] = mul(g.grad_out[0], mul(g.in[0], scalar_like(2, g.in[0])));
+}
+
+constexpr char kNegName[] = "neg", kExpName[] = "exp", kLogName[] = "log", kSqrtName[] = "sqrt",
+               kAbsName[] = "abs", kSquareName[] = "square";
+
+// ---- where, cast, broadcast_to, sum_to --------------------------------------------------------
+
+void where_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  if (in[0].dtype != DType::kBool) {
+    throw DTypeError("where: condition must be bool, got " + std::string(dtype_name(in[0].dtype)));
+  }
+  require_same_dtype("where", in[1].dtype, in[2].dtype);
+  Shape s = broadcast_shapes(in[1].shape, in[2].shape, "where");
+  try {
+    s = broadcast_shapes(in[0].shape, s, "where");
+  } catch (const ShapeError&) {
+    throw ShapeError("where: shapes " + shapes_str(in) + " cannot be broadcast together");
+  }
+  out[0] = {s, in[1].dtype};
+}
+void where_reference(const KernelArgs& k) {
+  const Shape& os = k.out[0].shape();
+  const bool* c = detail::ptr<bool>(k.in[0]);
+  detail::visit_dtype(k.in[1].dtype(), [&]<typename T>() {
+    const T* a = detail::ptr<T>(k.in[1]);
+    const T* b = detail::ptr<T>(k.in[2]);
+    T* o = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = os.numel(); i < n; ++i) {
+      o[i] = c[kernels::broadcast_offset(i, os, k.in[0].shape())]
+                 ? a[kernels::broadcast_offset(i, os, k.in[1].shape())]
+                 : b[kernels::broadcast_offset(i, os, k.in[2].shape())];
+    }
+  });
+}
+bool where_fast(const KernelArgs& k) {
+  const bool* c = detail::ptr<bool>(k.in[0]);
+  kernels::BroadcastPlan plan =
+      kernels::make_plan(k.out[0].shape(), {&k.in[0].shape(), &k.in[1].shape(), &k.in[2].shape()});
+  detail::visit_dtype(k.in[1].dtype(), [&]<typename T>() {
+    const T* a = detail::ptr<T>(k.in[1]);
+    const T* b = detail::ptr<T>(k.in[2]);
+    T* o = detail::ptr<T>(k.out[0]);
+    kernels::for_each_run(plan, [&](const int64_t* off, int64_t n, const int64_t* st) {
+      for (int64_t j = 0; j < n; ++j) {
+        o[off[0] + j * st[0]] =
+            c[off[1] + j * st[1]] ? a[off[2] + j * st[2]] : b[off[3] + j * st[3]];
+      }
+    });
+  });
+  return true;
+}
+void where_grad(const GradArgs& g) {
+  Tensor zero = scalar_like(0, g.grad_out[0]);
+  g.grad_in[1] = sum_to(where(g.in[0], g.grad_out[0], zero), g.in[1].shape());
+  g.grad_in[2] = sum_to(where(g.in[0], zero, g.grad_out[0]), g.in[2].shape());
+}
+
+// cast: attrs = {dtype}
+void cast_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  out[0] = {in[0].shape, static_cast<DType>(a.i(0))};
+}
+void cast_reference(const KernelArgs& k) {
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename S>() {
+    detail::visit_dtype(k.out[0].dtype(), [&]<typename D>() {
+      unary_typed<S, D>(k.in[0], k.out[0], [](S v) {
+        if constexpr (std::is_same_v<D, bool>) {
+          return v != S(0);
+        } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+          // Out-of-range and NaN values would be undefined behaviour; saturate them instead.
+          if (!(v == v)) return D(0);
+          if (v >= static_cast<S>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
+          if (v <= static_cast<S>(std::numeric_limits<D>::lowest())) return std::numeric_limits<D>::lowest();
+          return static_cast<D>(v);
+        } else {
+          return static_cast<D>(v);
+        }
+      });
+    });
+  });
+}
+void cast_grad(const GradArgs& g) {
+  if (is_floating(g.in[0].dtype())) g.grad_in[0] = cast(g.grad_out[0], g.in[0].dtype());
+}
+
+// broadcast_to / sum_to: attrs = the target shape's dims.
+Shape shape_attr(const Attrs& a) { return Shape(a.ints()); }
+Attrs shape_attrs(const Shape& s) {
+  Attrs a;
+  for (int64_t d : s) a.add_int(d);
+  return a;
+}
+
+void broadcast_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape target = shape_attr(a);
+  Shape b = broadcast_shapes(in[0].shape, target, "broadcast_to");
+  if (b != target) {
+    throw ShapeError("broadcast_to: cannot broadcast " + to_string(in[0].shape) + " to " +
+                     to_string(target));
+  }
+  out[0] = {target, in[0].dtype};
+}
+void broadcast_to_reference(const KernelArgs& k) {
+  const Shape& os = k.out[0].shape();
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = os.numel(); i < n; ++i) {
+      o[i] = x[kernels::broadcast_offset(i, os, k.in[0].shape())];
+    }
+  });
+}
+bool broadcast_to_fast(const KernelArgs& k) {
+  kernels::BroadcastPlan plan = kernels::make_plan(k.out[0].shape(), {&k.in[0].shape()});
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    kernels::for_each_run(plan, [&](const int64_t* off, int64_t n, const int64_t* st) {
+      for (int64_t j = 0; j < n; ++j) o[off[0] + j * st[0]] = x[off[1] + j * st[1]];
+    });
+  });
+  return true;
+}
+void broadcast_to_grad(const GradArgs& g) { g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape()); }
+
+void sum_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape target = shape_attr(a);
+  Shape b = broadcast_shapes(in[0].shape, target, "sum_to");
+  if (b != in[0].shape) {
+    throw ShapeError("sum_to: cannot sum " + to_string(in[0].shape) + " down to " +
+                     to_string(target));
+  }
+  if (in[0].dtype == DType::kBool) throw DTypeError("sum_to: bool tensors are not numbers");
+  out[0] = {target, in[0].dtype};
+}
+void sum_to_reference(const KernelArgs& k) {
+  const Shape& is = k.in[0].shape();
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) o[i] = T(0);
+    for (int64_t i = 0, n = is.numel(); i < n; ++i) {
+      o[kernels::broadcast_offset(i, is, k.out[0].shape())] += x[i];
+    }
+  });
+}
+bool sum_to_fast(const KernelArgs& k) {
+  // Iterate over the input; the output has stride 0 along summed dims. Single-threaded: threads
+  // would race on the output.
+  const Shape& is = k.in[0].shape();
+  if (is.numel() > kernels::kParallelThreshold * 8) return false;
+  kernels::BroadcastPlan plan = kernels::make_plan(is, {&k.out[0].shape()});
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) o[i] = T(0);
+    const int r = plan.rank;
+    int64_t outer = 1;
+    for (int d = 0; d < r - 1; ++d) outer *= plan.shape[d];
+    const int64_t n = plan.shape[r - 1], sx = plan.stride[0][r - 1], so = plan.stride[1][r - 1];
+    for (int64_t idx = 0; idx < outer; ++idx) {
+      int64_t ox = 0, oo = 0, rem = idx;
+      for (int d = r - 2; d >= 0; --d) {
+        int64_t c = rem % plan.shape[d];
+        rem /= plan.shape[d];
+        ox += c * plan.stride[0][d];
+        oo += c * plan.stride[1][d];
+      }
+      if (so == 0) {
+        T acc = T(0);
+        for (int64_t j = 0; j < n; ++j) acc += x[ox + j * sx];
+        o[oo] += acc;
+      } else {
+        for (int64_t j = 0; j < n; ++j) o[oo + j * so] += x[ox + j * sx];
+      }
+    }
+  });
+  return true;
+}
+void sum_to_grad(const GradArgs& g) { g.grad_in[0] = broadcast_to(g.grad_out[0], g.in[0].shape()); }
+
+// stop_gradient: identity with no gradient rule, so tapes do not track its output.
+void identity_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) { out[0] = in[0]; }
+void copy_reference(const KernelArgs& k) { k.out[0].copy_from(k.in[0]); }
+
+}  // namespace
+
+namespace ops {
+// clang-format off
+const OpDef kAdd{"add", 2, 1, infer_binary<kAddName, false>, binary_reference<AddF>, binary_fast<AddF>, add_grad};
+const OpDef kSub{"sub", 2, 1, infer_binary<kSubName, false>, binary_reference<SubF>, binary_fast<SubF>, sub_grad};
+const OpDef kMul{"mul", 2, 1, infer_binary<kMulName, false>, binary_reference<MulF>, binary_fast<MulF>, mul_grad};
+const OpDef kDiv{"div", 2, 1, infer_binary<kDivName, false>, binary_reference<DivF>, binary_fast<DivF>, div_grad};
+const OpDef kPow{"pow", 2, 1, infer_binary<kPowName, true>, binary_reference<PowF>, binary_fast<PowF>, pow_grad};
+const OpDef kMaximum{"maximum", 2, 1, infer_binary<kMaxName, false>, binary_reference<MaxF>, binary_fast<MaxF>, maximum_grad};
+const OpDef kMinimum{"minimum", 2, 1, infer_binary<kMinName, false>, binary_reference<MinF>, binary_fast<MinF>, minimum_grad};
+const OpDef kEqual{"equal", 2, 1, infer_compare<kEqName>, compare_reference<EqF>, compare_fast<EqF>};
+const OpDef kNotEqual{"not_equal", 2, 1, infer_compare<kNeName>, compare_reference<NeF>, compare_fast<NeF>};
+const OpDef kLess{"less", 2, 1, infer_compare<kLtName>, compare_reference<LtF>, compare_fast<LtF>};
+const OpDef kLessEqual{"less_equal", 2, 1, infer_compare<kLeName>, compare_reference<LeF>, compare_fast<LeF>};
+const OpDef kGreater{"greater", 2, 1, infer_compare<kGtName>, compare_reference<GtF>, compare_fast<GtF>};
+const OpDef kGreaterEqual{"greater_equal", 2, 1, infer_compare<kGeName>, compare_reference<GeF>, compare_fast<GeF>};
+const OpDef kNeg{"neg", 1, 1, infer_unary<kNegName, false>, unary_kernel<NegF, false>, nullptr, neg_grad};
+const OpDef kExp{"exp", 1, 1, infer_unary<kExpName, true>, unary_kernel<ExpF, true>, nullptr, exp_grad};
+const OpDef kLog{"log", 1, 1, infer_unary<kLogName, true>, unary_kernel<LogF, true>, nullptr, log_grad};
+const OpDef kSqrt{"sqrt", 1, 1, infer_unary<kSqrtName, true>, unary_kernel<SqrtF, true>, nullptr, sqrt_grad};
+const OpDef kAbs{"abs", 1, 1, infer_unary<kAbsName, false>, unary_kernel<AbsF, false>, nullptr, abs_grad};
+const OpDef kSquare{"square", 1, 1, infer_unary<kSquareName, false>, unary_kernel<SquareF, false>, nullptr, square_grad};
+const OpDef kWhere{"where", 3, 1, where_infer, where_reference, where_fast, where_grad};
+const OpDef kCast{"cast", 1, 1, cast_infer, cast_reference, nullptr, cast_grad};
+const OpDef kBroadcastTo{"broadcast_to", 1, 1, broadcast_to_infer, broadcast_to_reference, broadcast_to_fast, broadcast_to_grad};
+const OpDef kSumTo{"sum_to", 1, 1, sum_to_infer, sum_to_reference, sum_to_fast, sum_to_grad};
+const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference};
+// clang-format on
+}  // namespace ops
+
+Tensor add(const Tensor& a, const Tensor& b) { return run_op(ops::kAdd, {a, b}); }
+Tensor sub(const Tensor& a, const Tensor& b) { return run_op(ops::kSub, {a, b}); }
+Tensor mul(const Tensor& a, const Tensor& b) { return run_op(ops::kMul, {a, b}); }
+Tensor div(const Tensor& a, const Tensor& b) { return run_op(ops::kDiv, {a, b}); }
+Tensor pow(const Tensor& a, const Tensor& b) { return run_op(ops::kPow, {a, b}); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return run_op(ops::kMaximum, {a, b}); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return run_op(ops::kMinimum, {a, b}); }
+Tensor equal(const Tensor& a, const Tensor& b) { return run_op(ops::kEqual, {a, b}); }
+Tensor not_equal(const Tensor& a, const Tensor& b) { return run_op(ops::kNotEqual, {a, b}); }
+Tensor less(const Tensor& a, const Tensor& b) { return run_op(ops::kLess, {a, b}); }
+Tensor less_equal(const Tensor& a, const Tensor& b) { return run_op(ops::kLessEqual, {a, b}); }
+Tensor greater(const Tensor& a, const Tensor& b) { return run_op(ops::kGreater, {a, b}); }
+Tensor greater_equal(const Tensor& a, const Tensor& b) {
+  return run_op(ops::kGreaterEqual, {a, b});
+}
+Tensor neg(const Tensor& x) { return run_op(ops::kNeg, {x}); }
+Tensor exp(const Tensor& x) { return run_op(ops::kExp, {x}); }
+Tensor log(const Tensor& x) { return run_op(ops::kLog, {x}); }
+Tensor sqrt(const Tensor& x) { return run_op(ops::kSqrt, {x}); }
+Tensor abs(const Tensor& x) { return run_op(ops::kAbs, {x}); }
+Tensor square(const Tensor& x) { return run_op(ops::kSquare, {x}); }
+Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) {
+  return run_op(ops::kWhere, {c, a, b});
+}
+Tensor cast(const Tensor& x, DType dtype) {
+  if (x.defined() && x.dtype() == dtype) return x;
+  return run_op(ops::kCast, {x}, Attrs{static_cast<int64_t>(dtype)});
+}
+Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  if (x.defined() && x.shape() == shape) return x;
+  return run_op(ops::kBroadcastTo, {x}, shape_attrs(shape));
+}
+Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (x.defined() && x.shape() == shape) return x;
+  return run_op(ops::kSumTo, {x}, shape_attrs(shape));
+}
+Tensor scalar_like(double value, const Tensor& like) { return scalar(value, like.dtype()); }
+
+}  // namespace kiln

@@ -1,0 +1,116 @@
+// OpDef: the one description of an op. Eager execution, tapes and tracing all go through it:
+//
+//   infer      input metas + attrs -> output metas; throws ShapeError / DTypeError
+//   reference  plain loops for every dtype the op takes; the truth in tests
+//   fast       optional (oneDNN or vectorized); returns false when it does not handle the case
+//   grad       the gradient rule, written with kiln ops so tapes and traces can record it
+//
+// Ops are static objects declared in src/ops/registry.h and listed in registry.cc.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <span>
+
+#include "kiln/dtype.h"
+#include "kiln/shape.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// An op's non-tensor arguments: up to kMaxInts integers and kMaxFloats doubles by position
+// (each op documents its layout). Fixed size: no allocation; comparable and hashable, so a
+// traced graph and kernel caches can key on it.
+class Attrs {
+ public:
+  static constexpr int kMaxInts = 40;
+  static constexpr int kMaxFloats = 4;
+
+  Attrs() = default;
+  Attrs(std::initializer_list<int64_t> ints) {
+    for (int64_t v : ints) add_int(v);
+  }
+
+  Attrs& add_int(int64_t v);  // throws ValueError when full
+  Attrs& add_float(double v);
+  int64_t i(int k) const { return ints_[k]; }
+  double f(int k) const { return floats_[k]; }
+  int num_ints() const { return n_ints_; }
+  int num_floats() const { return n_floats_; }
+  std::span<const int64_t> ints() const { return {ints_, static_cast<size_t>(n_ints_)}; }
+
+  bool operator==(const Attrs& o) const;
+  uint64_t hash() const;
+
+ private:
+  int64_t ints_[kMaxInts] = {};
+  double floats_[kMaxFloats] = {};
+  int n_ints_ = 0;
+  int n_floats_ = 0;
+};
+
+// What infer sees of a tensor.
+struct Meta {
+  Shape shape;
+  DType dtype = DType::kFloat32;
+};
+
+struct KernelArgs {
+  std::span<const Tensor> in;
+  std::span<Tensor> out;  // allocated from infer's metas before the kernel runs
+  const Attrs& attrs;
+};
+
+struct GradArgs {
+  std::span<const Tensor> in;
+  std::span<const Tensor> out;
+  std::span<const Tensor> grad_out;  // one per output, never undefined
+  const Attrs& attrs;
+  std::span<Tensor> grad_in;  // to fill; leave undefined for inputs without a gradient
+};
+
+using InferFn = void (*)(std::span<const Meta> in, const Attrs& attrs, std::span<Meta> out);
+using KernelFn = void (*)(const KernelArgs& args);
+using FastKernelFn = bool (*)(const KernelArgs& args);
+using GradFn = void (*)(const GradArgs& args);
+
+struct OpDef {
+  const char* name;
+  int num_inputs;  // -1: variadic (at least one)
+  int num_outputs;
+  InferFn infer;
+  KernelFn reference;
+  FastKernelFn fast = nullptr;
+  GradFn grad = nullptr;  // null: the op has no gradient (comparisons, argmax, ...)
+};
+
+// ---- the dispatcher (src/ops/dispatch.cc) -------------------------------------------------
+
+// Runs `op` on `inputs`: infers output metas, then either traces it (inside kiln::function)
+// or allocates outputs, runs the fast kernel (else the reference) and records on the tape.
+// Writes op.num_outputs tensors to `outputs`.
+void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
+            std::span<Tensor> outputs);
+
+// Single-output shorthand.
+Tensor run_op(const OpDef& op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+
+// Throws DTypeError "<op>: expected a floating dtype, got int32" unless `t` is float32/64.
+void require_floating(const char* op, DType t);
+// Throws DTypeError naming op and both dtypes unless equal.
+void require_same_dtype(const char* op, DType a, DType b);
+// "[2, 3] and [4]" style list of input shapes for error messages.
+std::string shapes_str(std::span<const Meta> in);
+
+// Runs only the reference kernel (tests compare fast against it).
+class ForceReferenceScope {
+ public:
+  ForceReferenceScope();
+  ~ForceReferenceScope();
+
+ private:
+  bool saved_;
+};
+
+}  // namespace kiln

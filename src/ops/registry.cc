@@ -1,0 +1,27 @@
+#include "ops/registry.h"
+
+namespace kiln::ops {
+
+namespace {
+const OpDef* const kAll[] = {
+    &kAdd, &kSub, &kMul, &kDiv, &kPow, &kMaximum, &kMinimum, &kNeg, &kExp, &kLog, &kSqrt, &kAbs,
+    &kSquare, &kEqual, &kNotEqual, &kLess, &kLessEqual, &kGreater, &kGreaterEqual, &kWhere,
+    &kCast, &kBroadcastTo, &kSumTo, &kRelu, &kReluGrad, &kLeakyRelu, &kLeakyReluGrad, &kGelu,
+    &kGeluGrad, &kSigmoid, &kTanh, &kSoftmax, &kLogSoftmax, &kSum, &kMean, &kMax, &kArgmax,
+    &kMatmul, &kReshape, &kTranspose, &kConcat, &kSlice, &kSliceGrad, &kGather, &kGatherGrad,
+    &kOneHot, &kPad, &kConv2D, &kConv2DBackwardInput, &kConv2DBackwardFilter, &kMaxPool2D,
+    &kMaxPool2DGrad, &kAvgPool2D, &kAvgPool2DGrad, &kDropout, &kSoftmaxCrossEntropy,
+    &kStopGradient,
+};
+}  // namespace
+
+std::span<const OpDef* const> all_ops() { return kAll; }
+
+const OpDef* find_op(std::string_view name) {
+  for (const OpDef* op : kAll) {
+    if (name == op->name) return op;
+  }
+  return nullptr;
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,38 @@
+// Every OpDef, by family. Defined in src/ops/<family>.cc; find_op() looks them up by name
+// (graphs and deployment files refer to ops by name).
+#pragma once
+
+#include <span>
+#include <string_view>
+
+#include "ops/op_def.h"
+
+namespace kiln::ops {
+
+// elementwise.cc
+extern const OpDef kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum;
+extern const OpDef kNeg, kExp, kLog, kSqrt, kAbs, kSquare;
+extern const OpDef kEqual, kNotEqual, kLess, kLessEqual, kGreater, kGreaterEqual;
+extern const OpDef kWhere, kCast, kBroadcastTo, kSumTo;
+// activation.cc
+extern const OpDef kRelu, kReluGrad, kLeakyRelu, kLeakyReluGrad, kGelu, kGeluGrad, kSigmoid,
+    kTanh, kSoftmax, kLogSoftmax;
+// reduce.cc
+extern const OpDef kSum, kMean, kMax, kArgmax;
+// matmul.cc
+extern const OpDef kMatmul;
+// shape.cc
+extern const OpDef kReshape, kTranspose, kConcat, kSlice, kSliceGrad, kGather, kGatherGrad,
+    kOneHot, kPad;
+// conv.cc, pool.cc
+extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
+extern const OpDef kMaxPool2D, kMaxPool2DGrad, kAvgPool2D, kAvgPool2DGrad;
+// nn.cc
+extern const OpDef kDropout, kSoftmaxCrossEntropy, kStopGradient;
+
+// All registered ops.
+std::span<const OpDef* const> all_ops();
+// The op called `name`, or nullptr.
+const OpDef* find_op(std::string_view name);
+
+}  // namespace kiln::ops
