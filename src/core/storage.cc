@@ -10,7 +10,11 @@ namespace kiln::detail {
 namespace {
 
 constexpr size_t kAlign = 64;
+#ifdef KILN_NO_ALLOC_CACHE
+constexpr uint64_t kCacheLimit = 0;  // sanitizer builds: every buffer goes back to malloc
+#else
 constexpr uint64_t kCacheLimit = uint64_t{512} << 20;  // bytes kept for reuse at most
+#endif
 
 // Small sizes round to powers of two, larger ones to 4 KiB pages: few classes, little waste.
 size_t size_class(size_t n) {
@@ -83,7 +87,7 @@ void storage_unref(Storage* s) {
     std::free(s->data);
   }
   s->data = nullptr;
-  if (c.free_headers.size() < 4096) {
+  if (kCacheLimit > 0 && c.free_headers.size() < 4096) {
     c.free_headers.push_back(s);
   } else {
     delete s;

@@ -13,21 +13,19 @@ namespace kiln {
 namespace detail {
 namespace {
 
-// Freed impls are kept per thread and reused: an eager op then allocates no heap memory.
-struct ImplPool {
-  std::vector<TensorImpl*> free;
-  ~ImplPool() {
-    for (TensorImpl* p : free) delete p;
-  }
-};
-thread_local ImplPool impl_pool;
+// Freed impls are kept per thread and reused: an eager op then allocates no heap memory. A
+// plain array, not a vector: trivially destructible, so tensors freed during thread or process
+// exit never touch a destroyed pool.
+#ifdef KILN_NO_ALLOC_CACHE
+constexpr int kPoolSize = 0;
+#else
+constexpr int kPoolSize = 256;
+#endif
+thread_local TensorImpl* pool_free[kPoolSize > 0 ? kPoolSize : 1];
+thread_local int pool_count = 0;
 
 TensorImpl* impl_alloc() {
-  if (!impl_pool.free.empty()) {
-    TensorImpl* p = impl_pool.free.back();
-    impl_pool.free.pop_back();
-    return p;
-  }
+  if (pool_count > 0) return pool_free[--pool_count];
   return new TensorImpl;
 }
 
@@ -61,8 +59,8 @@ void impl_unref(TensorImpl* impl) {
   if (impl->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (impl->storage) storage_unref(impl->storage);
   impl->storage = nullptr;
-  if (impl_pool.free.size() < 1024) {
-    impl_pool.free.push_back(impl);
+  if (pool_count < kPoolSize) {
+    pool_free[pool_count++] = impl;
   } else {
     delete impl;
   }

@@ -1,6 +1,7 @@
 // Elementwise ops: NumPy broadcasting, equal dtypes, forward and gradient side by side.
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "kernels/elementwise.h"
 #include "kiln/ops.h"
@@ -55,7 +56,12 @@ struct MulF {
 struct DivF {  // integer division by zero gives 0 instead of trapping
   template <typename T> T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
-      return b == 0 ? T(0) : static_cast<T>(a / b);
+      if (b == 0) return T(0);
+      // MIN / -1 overflows and traps on x86; wrap like the other integer ops instead.
+      if constexpr (std::is_signed_v<T>) {
+        if (b == T(-1)) return static_cast<T>(0u - static_cast<std::make_unsigned_t<T>>(a));
+      }
+      return static_cast<T>(a / b);
     } else {
       return a / b;
     }

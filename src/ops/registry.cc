@@ -11,6 +11,7 @@ const OpDef* const kAll[] = {
     &kMatmul, &kReshape, &kTranspose, &kConcat, &kSlice, &kSliceGrad, &kGather, &kGatherGrad,
     &kOneHot, &kPad, &kConv2D, &kConv2DBackwardInput, &kConv2DBackwardFilter, &kMaxPool2D,
     &kMaxPool2DGrad, &kAvgPool2D, &kAvgPool2DGrad, &kDropout, &kSoftmaxCrossEntropy,
+    &kSoftmaxCrossEntropyGrad,
     &kStopGradient,
 };
 }  // namespace

@@ -28,7 +28,7 @@ extern const OpDef kReshape, kTranspose, kConcat, kSlice, kSliceGrad, kGather, k
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
-extern const OpDef kDropout, kSoftmaxCrossEntropy, kStopGradient;
+extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
 
 // All registered ops.
 std::span<const OpDef* const> all_ops();

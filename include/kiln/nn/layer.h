@@ -1,0 +1,173 @@
+// Layer: Keras's layer model in C++.
+//
+//   class MyDense : public kiln::Layer {
+//    public:
+//     explicit MyDense(int64_t units) : Layer("", "my_dense"), units_(units) {}
+//     std::string type_name() const override { return "MyDense"; }
+//    protected:
+//     void build(const kiln::Shape& in) override {          // once, on the first call
+//       w_ = add_weight("kernel", {in.dim(-1), units_});   // "my_dense/kernel" in the store
+//     }
+//     kiln::Tensor call(const kiln::Tensor& x, bool training) override {
+//       return kiln::matmul(x, w_.value());
+//     }
+//    private:
+//     int64_t units_;
+//     kiln::Variable w_;
+//   };
+//
+// operator() builds lazily, then checks every input against the shape the layer was built for
+// (all dims but the batch dim 0, which may vary) and throws ShapeError naming the layer and both
+// shapes when it does not fit. While a layer builds and calls, its name is pushed as a name
+// scope of its store, so weights are named "<outer scopes>/<layer>/<weight>" and sublayers of a
+// model nest under it ("mlp/dense/kernel").
+//
+// Weights are shared in three ways, and a shared variable is one tensor, so a tape sums the
+// gradients of all its users: (a) call one layer instance on several inputs; (b)
+// share_weights_from(other) before the first call; (c) a VariableStore::Scope with reuse=true.
+//
+// Output shapes without data: output_shape(input_shape) builds the layer if needed (shape only,
+// no data) and returns compute_output_shape(input_shape). Built-in layers compute it exactly
+// from shapes; the default (used by Model subclasses) runs call() on a zero tensor of
+// input_shape, so for those the batch dim should be small (summary uses 1).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/nn/initializers.h"
+#include "kiln/nn/variable.h"
+#include "kiln/nn/variable_store.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// `base` the first time, then "base_1", "base_2", ... (process-wide, thread-safe), like Keras.
+std::string unique_layer_name(const std::string& base);
+// Forgets the names handed out (Keras' clear_session for names). Later layers may then reuse
+// names of earlier ones: use a fresh VariableStore for them.
+void reset_layer_names();
+
+class Layer {
+ public:
+  // `name` if non-empty, else unique_layer_name(default_base) ("dense", "dense_1", ...).
+  Layer(std::string name, const std::string& default_base);
+  virtual ~Layer();
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const std::string& name() const { return name_; }
+  // The class name shown by summary(): "Dense", "Conv2D", ...
+  virtual std::string type_name() const = 0;
+
+  // Single-input call. Builds on the first call, checks the input shape (see above).
+  Tensor operator()(const Tensor& x, bool training = false);
+  // Multi-input call (Add, Concatenate, user layers overriding call_multi).
+  Tensor operator()(const std::vector<Tensor>& xs, bool training = false);
+
+  bool built() const { return built_; }
+  // The input shapes the layer was built for (batch dim as first seen). Empty before build.
+  const std::vector<Shape>& built_input_shapes() const { return built_shapes_; }
+  // The output shape of the last call (or output_shape()); rank 0 and empty before any.
+  const Shape& last_output_shape() const { return last_output_shape_; }
+
+  // Builds for `input_shape` (full shape, batch dim included) if not built, checks it against
+  // the built shape, and returns the output shape, without input data (see above).
+  Shape output_shape(const Shape& input_shape);
+  Shape output_shape(const std::vector<Shape>& input_shapes);
+
+  // This layer's and its sublayers' weights, deduplicated (a shared variable appears once), in
+  // creation order; trainable_weights() is empty when !trainable(), and every weight is then
+  // non-trainable, as in Keras. Throw StateError if the layer is not built.
+  std::vector<Variable> weights() const;
+  std::vector<Variable> trainable_weights() const;
+  std::vector<Variable> non_trainable_weights() const;
+  // Elements over weights() (shared variables once). StateError if not built.
+  int64_t count_params() const;
+
+  bool trainable() const { return trainable_; }
+  // Also sets every sublayer's flag, like Keras.
+  void set_trainable(bool on);
+
+  // Before the first call: this layer's add_weight(name, ...) returns `other`'s weight of the
+  // same name instead of creating one (its shape must match, else ShapeError naming both
+  // layers, the weight and both shapes). If `other` is not built when this layer builds,
+  // `other` is built first for the same input shape. `other` must outlive this layer's build.
+  // StateError if this layer is already built.
+  void share_weights_from(Layer& other);
+
+  // The store weights are created in (default: VariableStore::default_store()). Applies to the
+  // sublayers too; StateError once built.
+  void set_store(VariableStore& store);
+  VariableStore& store() const { return *store_; }
+
+  // Direct sublayers, in tracking order.
+  const std::vector<std::shared_ptr<Layer>>& layers() const { return sublayers_; }
+  // The weight this layer created or took under short name `name` ("kernel"), or undefined.
+  Variable weight(const std::string& name) const;
+
+ protected:
+  // Creates weights for `input_shape` (batch dim included); runs once. Default: nothing.
+  virtual void build(const Shape& input_shape);
+  // Multi-input build; default: build(shapes[0]) for one input, nothing for several.
+  virtual void build_multi(const std::vector<Shape>& input_shapes);
+  // The computation.
+  virtual Tensor call(const Tensor& x, bool training) = 0;
+  // Multi-input computation; default: call(xs[0]) for one input, else ValueError naming the
+  // layer and the count.
+  virtual Tensor call_multi(const std::vector<Tensor>& xs, bool training);
+  // Output shape for a (built-for) input shape; default: run call() on zeros of that shape.
+  virtual Shape compute_output_shape(const Shape& input_shape);
+  // Default: compute_output_shape(shapes[0]) for one input, else call_multi on zeros.
+  virtual Shape compute_output_shape_multi(const std::vector<Shape>& input_shapes);
+
+  // The dtype weights should take while building: the first floating input's dtype (so a
+  // float64 input builds float64 weights, for gradient checks), else float32 (integer inputs,
+  // shape-only builds).
+  DType build_dtype() const { return build_dtype_; }
+
+  // Creates (or, when sharing, looks up) weight `name` under this layer's scope. Only valid
+  // inside build() (StateError otherwise). A trainable weight's tensor has requires_grad set.
+  Variable add_weight(const std::string& name, const Shape& shape,
+                      const Initializer& initializer = initializers::glorot_uniform(),
+                      bool trainable = true, DType dtype = float32);
+
+  // Tracks `layer` as a sublayer (its weights become ours; it uses our store) and returns it.
+  template <typename L>
+  L& track(std::shared_ptr<L> layer) {
+    L& ref = *layer;
+    track_layer(std::shared_ptr<Layer>(std::move(layer)));
+    return ref;
+  }
+  // Constructs an L in place and tracks it: `dense_ = &add_layer<Dense>(10, "relu");`.
+  template <typename L, typename... Args>
+  L& add_layer(Args&&... args) {
+    return track(std::make_shared<L>(std::forward<Args>(args)...));
+  }
+  void track_layer(std::shared_ptr<Layer> layer);
+
+ private:
+  Tensor run(const std::vector<Tensor>& xs, bool multi, bool training);
+  void ensure_built(const std::vector<Shape>& shapes, bool multi, DType dtype);
+  void check_input_shapes(const std::vector<Shape>& shapes, bool multi) const;
+  void require_built(const char* what) const;
+  void collect(std::vector<Variable>& out, int which, bool parent_trainable) const;
+
+  std::string name_;
+  bool built_ = false;
+  bool building_ = false;
+  bool trainable_ = true;
+  bool built_multi_ = false;
+  DType build_dtype_ = float32;
+  std::vector<Shape> built_shapes_;
+  Shape last_output_shape_;
+  VariableStore* store_;
+  Layer* share_from_ = nullptr;
+  std::vector<std::pair<std::string, Variable>> own_weights_;
+  std::vector<std::shared_ptr<Layer>> sublayers_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,150 @@
+// Optimizers with Keras' update rules and defaults:
+//
+//   kiln::Adam opt(1e-3);
+//   auto grads = tape.gradient(loss, values_of(model.trainable_weights()));
+//   opt.apply_gradients(model.trainable_weights(), grads);
+//
+// Updates run in place on each variable's value (one fused pass per variable, OpenMP above a
+// size threshold) and bump the variable's version. Per-variable state ("slots": momenta,
+// moments) lives in non-trainable Variables keyed by the variable's identity, so a variable
+// shared by two layers has one set of slots. float32 and float64 variables are supported.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/nn/variable.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // Applies one step: grads[i] is the gradient of variables[i]. An undefined grads[i] (a
+  // variable the loss does not depend on) is skipped. Throws ValueError when the two lists
+  // differ in length or a variable is undefined, ShapeError naming the variable and both
+  // shapes when a gradient's shape differs from its variable's, DTypeError naming the
+  // variable when dtypes differ or are not float32/float64. Every check runs before any
+  // update, so a throwing call changes nothing. Increments iterations() once per call.
+  void apply_gradients(const std::vector<Variable>& variables, const std::vector<Tensor>& grads);
+
+  // Number of apply_gradients() calls so far (Keras' `optimizer.iterations`).
+  int64_t iterations() const { return iterations_; }
+  void set_iterations(int64_t n) { iterations_ = n; }
+
+  double learning_rate() const { return learning_rate_; }
+  // Takes effect from the next apply_gradients(); throws ValueError unless lr >= 0.
+  void set_learning_rate(double lr);
+
+  // "sgd", "adam", "adamw", "rmsprop".
+  const std::string& name() const { return name_; }
+
+  // Every slot variable created so far, in creation order (for saving and reports). Slot
+  // names are "<optimizer>/<variable name>/<slot>", e.g. "adam/dense/kernel/m".
+  std::vector<Variable> variables() const;
+  // The slot `slot` (e.g. "m", "v", "momentum") of `variable`; undefined when the variable
+  // has not been updated yet or the optimizer has no such slot.
+  Variable slot(const Variable& variable, const std::string& slot) const;
+
+ protected:
+  Optimizer(std::string name, double learning_rate, std::vector<std::string> slot_names);
+
+  // One in-place step on `value` (the variable's tensor) given `grad` (same shape and dtype)
+  // and the variable's slots (zero-initialized, in slot_names order). `step` counts from 1.
+  virtual void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
+                      int64_t step) = 0;
+
+ private:
+  struct Entry {
+    Variable variable;  // keeps the identity alive so the key cannot be reused
+    std::vector<Variable> slots;
+    std::vector<Tensor> slot_values;
+  };
+  Entry& entry_for(const Variable& v);
+
+  std::string name_;
+  double learning_rate_;
+  int64_t iterations_ = 0;
+  std::vector<std::string> slot_names_;
+  std::unordered_map<const void*, Entry> entries_;
+  std::vector<Variable> slot_order_;
+};
+
+// Keras SGD: w -= lr * g; with momentum m = momentum * m - lr * g and w += m, or with
+// nesterov w += momentum * m - lr * g. Slot "momentum" only when momentum > 0.
+class SGD : public Optimizer {
+ public:
+  // Throws ValueError unless learning_rate >= 0 and 0 <= momentum <= 1.
+  explicit SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
+  double momentum() const { return momentum_; }
+  bool nesterov() const { return nesterov_; }
+
+ protected:
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
+              int64_t step) override;
+
+ private:
+  double momentum_;
+  bool nesterov_;
+};
+
+// Keras Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+// w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon). Slots "m", "v".
+class Adam : public Optimizer {
+ public:
+  // Throws ValueError unless learning_rate >= 0, 0 <= beta < 1 and epsilon >= 0.
+  explicit Adam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
+                double epsilon = 1e-7);
+
+ protected:
+  Adam(std::string name, double learning_rate, double beta_1, double beta_2, double epsilon);
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
+              int64_t step) override;
+  void adam_step(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step,
+                 double decay);
+
+  double beta_1_, beta_2_, epsilon_;
+};
+
+// Keras AdamW: decoupled weight decay w -= w * weight_decay * lr, then the Adam step (fused
+// into the same pass). Slots "m", "v".
+class AdamW : public Adam {
+ public:
+  // Throws ValueError as Adam does, and unless weight_decay >= 0.
+  explicit AdamW(double learning_rate = 0.001, double weight_decay = 0.004, double beta_1 = 0.9,
+                 double beta_2 = 0.999, double epsilon = 1e-7);
+  double weight_decay() const { return weight_decay_; }
+
+ protected:
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
+              int64_t step) override;
+
+ private:
+  double weight_decay_;
+};
+
+// Keras RMSprop: v = rho v + (1 - rho) g^2; inc = lr g / sqrt(v + epsilon); with momentum
+// m = momentum m + inc and w -= m, else w -= inc. Slots "velocity" (+ "momentum").
+class RMSprop : public Optimizer {
+ public:
+  // Throws ValueError unless learning_rate >= 0, 0 <= rho < 1, 0 <= momentum <= 1 and
+  // epsilon >= 0.
+  explicit RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
+                   double epsilon = 1e-7);
+
+ protected:
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
+              int64_t step) override;
+
+ private:
+  double rho_, momentum_, epsilon_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,183 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "kiln/data.h"
+#include "kiln/error.h"
+#include "kiln/nn/checkpoint.h"
+#include "kiln/nn/initializers.h"
+#include "kiln/nn/models.h"
+#include "kiln/nn/training.h"
+#include "kiln/threading.h"
+
+namespace kiln::cli {
+namespace {
+
+struct Options {
+  std::string model = "mlp";
+  int epochs = 1;
+  int64_t batch_size = 64;
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: the number of cores
+  std::string data;
+  std::string out;
+  std::string metrics_out;
+  std::string weights;
+};
+
+std::shared_ptr<Sequential> make_model(const std::string& name) {
+  return name == "cnn" ? make_cnn() : make_mlp();
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, double lr) {
+  if (name == "sgd") return std::make_unique<SGD>(lr);
+  if (name == "adamw") return std::make_unique<AdamW>(lr);
+  if (name == "rmsprop") return std::make_unique<RMSprop>(lr);
+  return std::make_unique<Adam>(lr);
+}
+
+void apply_threads(int threads) {
+  set_num_threads(threads > 0 ? threads
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+// Writes one JSON object per epoch, as each epoch ends (a crash keeps the epochs done so far).
+class MetricsWriter : public Callback {
+ public:
+  explicit MetricsWriter(const std::string& path) : path_(path), file_(path, std::ios::trunc) {
+    if (!file_) throw ValueError("--metrics-out: cannot write " + path);
+  }
+  void on_epoch_end(int epoch, const Logs& logs) override {
+    nlohmann::json j;
+    j["epoch"] = epoch + 1;
+    for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}) {
+      auto it = logs.find(key);
+      j[key] = it == logs.end() ? nlohmann::json(nullptr) : nlohmann::json(it->second);
+    }
+    file_ << j.dump() << "\n";
+    file_.flush();
+    if (!file_) throw Error("--metrics-out: writing " + path_ + " failed");
+  }
+
+ private:
+  std::string path_;
+  std::ofstream file_;
+};
+
+int train(const Options& o, std::ostream& out) {
+  apply_threads(o.threads);
+  set_global_seed(o.seed);
+  FashionMnist d = load_fashion_mnist(o.data);
+  auto model = make_model(o.model);
+  auto opt = make_optimizer(o.optimizer, o.lr);
+  SparseCategoricalCrossentropy loss;
+  Dataset train = Dataset(d.train_images, d.train_labels).shuffle(o.seed).batch(o.batch_size).prefetch(2);
+  FitOptions fo;
+  fo.epochs = o.epochs;
+  fo.validation = Dataset(d.test_images, d.test_labels).batch(500);
+  fo.out = &out;
+  if (!o.metrics_out.empty()) fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
+  out << "kiln train: " << o.model << " on Fashion-MNIST (" << d.train_images.dim(0) << " train, "
+      << d.test_images.dim(0) << " test), " << o.optimizer << " lr " << o.lr << ", batch "
+      << o.batch_size << ", seed " << o.seed << ", " << num_threads() << " threads\n";
+  History h = fit(*model, *opt, loss, train, fo);
+  std::string path = o.out.empty() ? "kiln_" + o.model + ".safetensors" : o.out;
+  save_weights(*model, path);
+  out << "test accuracy " << h["val_accuracy"].back() << "; weights saved to " << path << "\n";
+  return 0;
+}
+
+int eval(const Options& o, std::ostream& out) {
+  apply_threads(o.threads);
+  FashionMnist d = load_fashion_mnist(o.data);
+  auto model = make_model(o.model);
+  load_weights(*model, o.weights);
+  SparseCategoricalCrossentropy loss;
+  Logs logs = evaluate(*model, loss, Dataset(d.test_images, d.test_labels).batch(o.batch_size));
+  out << "test loss " << logs["loss"] << ", test accuracy " << logs["accuracy"] << " ("
+      << d.test_images.dim(0) << " examples)\n";
+  return 0;
+}
+
+int summary(const Options& o, std::ostream& out) {
+  auto model = make_model(o.model);
+  out << model->summary(Shape{28, 28, 1});
+  return 0;
+}
+
+}  // namespace
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"kiln: train, evaluate and inspect models on Fashion-MNIST", "kiln"};
+  app.require_subcommand(1);
+  Options o;
+  const std::vector<std::string> models = {"mlp", "cnn"};
+  auto add_model = [&](CLI::App* c) {
+    c->add_option("--model", o.model, "mlp or cnn")->required()->check(CLI::IsMember(models));
+  };
+  auto add_threads = [&](CLI::App* c) {
+    c->add_option("--threads", o.threads, "threads for kernels (default: all cores)")
+        ->check(CLI::PositiveNumber);
+  };
+  auto add_data = [&](CLI::App* c) {
+    c->add_option("--data", o.data, "directory with the Fashion-MNIST IDX files")
+        ->check(CLI::ExistingDirectory);
+  };
+
+  CLI::App* tr = app.add_subcommand("train", "train a model and save its weights");
+  add_model(tr);
+  tr->add_option("--epochs", o.epochs, "epochs (default 1)")->check(CLI::PositiveNumber);
+  tr->add_option("--batch-size", o.batch_size, "examples per step (default 64)")
+      ->check(CLI::PositiveNumber);
+  tr->add_option("--optimizer", o.optimizer, "adam (default), sgd, adamw or rmsprop")
+      ->check(CLI::IsMember({"adam", "sgd", "adamw", "rmsprop"}));
+  tr->add_option("--lr", o.lr, "learning rate (default 1e-3)")->check(CLI::PositiveNumber);
+  tr->add_option("--seed", o.seed, "seed for weights and shuffling (default 0)");
+  add_threads(tr);
+  add_data(tr);
+  tr->add_option("--out", o.out, "weights file (default kiln_<model>.safetensors)");
+  tr->add_option("--metrics-out", o.metrics_out, "write one JSON object per epoch to this file");
+
+  CLI::App* ev = app.add_subcommand("eval", "evaluate saved weights on the test set");
+  add_model(ev);
+  ev->add_option("--weights", o.weights, "a file written by kiln train")
+      ->required()
+      ->check(CLI::ExistingFile);
+  ev->add_option("--batch-size", o.batch_size, "examples per batch (default 64)")
+      ->check(CLI::PositiveNumber);
+  add_threads(ev);
+  add_data(ev);
+
+  CLI::App* su = app.add_subcommand("summary", "print the model's layers and parameter counts");
+  add_model(su);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e, out, err);  // --help, for the right command
+    // One clear line; CLI11's messages already name the option and the bad value.
+    CLI::App* sub = nullptr;
+    for (CLI::App* c : app.get_subcommands()) sub = c;
+    err << "kiln" << (sub ? " " + sub->get_name() : "") << ": " << e.what()
+        << " (see --help)\n";
+    return 2;
+  }
+  try {
+    if (tr->parsed()) return train(o, out);
+    if (ev->parsed()) return eval(o, out);
+    return summary(o, out);
+  } catch (const std::exception& e) {
+    err << "kiln: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace kiln::cli

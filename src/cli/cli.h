@@ -1,0 +1,16 @@
+// The `kiln` program as a function, so tests can run it without a process:
+//   kiln train   --model mlp|cnn [--epochs N] [--batch-size B] [--optimizer adam|sgd|adamw|rmsprop]
+//                [--lr X] [--seed S] [--threads T] [--data DIR] [--out FILE] [--metrics-out FILE]
+//   kiln eval    --model mlp|cnn --weights FILE [--data DIR] [--batch-size B] [--threads T]
+//   kiln summary --model mlp|cnn
+// Returns the exit code: 0 on success, 1 when the work failed (a kiln::Error, printed as one
+// "kiln: error: ..." line on `err`), 2 for bad arguments (one line naming the problem).
+#pragma once
+
+#include <ostream>
+
+namespace kiln::cli {
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+}  // namespace kiln::cli

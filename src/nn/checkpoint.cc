@@ -1,0 +1,91 @@
+// save_weights / load_weights over the safetensors io layer. Loading validates the whole file
+// against the model before assigning anything, so a failed load leaves the model unchanged.
+#include "kiln/nn/checkpoint.h"
+
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "kiln/io.h"
+#include "kiln/nn/layer.h"
+
+namespace kiln {
+namespace {
+
+// "a, b, c" (at most `limit` names, then "and N more").
+std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string r;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) r += (i ? ", " : "") + names[i];
+  if (names.size() > limit) r += " and " + std::to_string(names.size() - limit) + " more";
+  return r;
+}
+
+std::vector<Variable> unique_variables(const std::vector<Variable>& variables) {
+  std::vector<Variable> out;
+  std::unordered_set<const void*> seen;
+  for (const Variable& v : variables) {
+    if (!v.defined()) throw ValueError("save_variables: an undefined variable was given");
+    if (seen.insert(v.id()).second) out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+void save_variables(const std::vector<Variable>& variables, const std::string& path,
+                    const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const Variable& v : unique_variables(variables)) tensors.emplace_back(v.name(), v.value());
+  save_safetensors(path, tensors, metadata);
+}
+
+void load_variables(const std::vector<Variable>& variables, const std::string& path) {
+  std::vector<Variable> vars;
+  std::unordered_set<const void*> seen;
+  for (const Variable& v : variables) {
+    if (!v.defined()) throw ValueError("load_variables: an undefined variable was given");
+    if (seen.insert(v.id()).second) vars.push_back(v);
+  }
+  SafetensorsFile file = load_safetensors(path);
+
+  std::set<std::string> wanted;
+  std::vector<std::string> missing;
+  for (const Variable& v : vars) {
+    wanted.insert(v.name());
+    if (!file.contains(v.name())) missing.push_back(v.name());
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [name, t] : file.all()) {
+    if (!wanted.count(name)) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty()) {
+    std::string msg = "load_weights: " + path + " does not match the model:";
+    if (!missing.empty()) msg += " missing " + join_names(missing) + ";";
+    if (!unexpected.empty()) msg += " unexpected " + join_names(unexpected) + ";";
+    msg.pop_back();
+    throw FormatError(msg);
+  }
+  for (const Variable& v : vars) {
+    const Tensor& t = file.at(v.name());
+    if (t.shape() != v.shape()) {
+      throw ShapeError("load_weights: variable '" + v.name() + "' has shape " +
+                       to_string(v.shape()) + " but " + path + " holds " + to_string(t.shape()));
+    }
+    if (t.dtype() != v.dtype()) {
+      throw DTypeError("load_weights: variable '" + v.name() + "' has dtype " +
+                       std::string(dtype_name(v.dtype())) + " but " + path + " holds " +
+                       std::string(dtype_name(t.dtype())));
+    }
+  }
+  for (Variable v : vars) v.assign(file.at(v.name()));
+}
+
+void save_weights(const Layer& model, const std::string& path) {
+  save_variables(model.weights(), path, {{"format", "kiln.weights"}, {"model", model.name()}});
+}
+
+void load_weights(Layer& model, const std::string& path) { load_variables(model.weights(), path); }
+
+}  // namespace kiln

@@ -1,0 +1,74 @@
+// Conv2D on NHWC inputs with HWIO kernels.
+#include "kiln/error.h"
+#include "kiln/nn/layers.h"
+
+namespace kiln {
+
+namespace detail {
+// TF's spatial output size: valid ceil((n - eff + 1) / s), same ceil(n / s); eff is the
+// dilated window. Shared with pooling.cc.
+int64_t nn_window_output_size(int64_t n, int64_t k, int64_t stride, int64_t dilation, Padding p) {
+  if (p == Padding::kSame) return (n + stride - 1) / stride;
+  const int64_t eff = dilation * (k - 1) + 1;
+  return n < eff ? 0 : (n - eff) / stride + 1;
+}
+}  // namespace detail
+
+Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DLayerOptions options)
+    : Layer(options.name, "conv2d"),
+      filters_(filters),
+      kernel_size_(kernel_size),
+      options_(std::move(options)) {
+  const auto& o = options_;
+  if (filters <= 0 || kernel_size[0] <= 0 || kernel_size[1] <= 0 || o.strides[0] <= 0 ||
+      o.strides[1] <= 0 || o.dilation[0] <= 0 || o.dilation[1] <= 0 || o.groups <= 0) {
+    throw ValueError("layer '" + name() +
+                     "' (Conv2D): filters, kernel_size, strides, dilation "
+                     "and groups must be positive");
+  }
+  if (filters % o.groups != 0) {
+    throw ValueError("layer '" + name() + "' (Conv2D): filters " + std::to_string(filters) +
+                     " is not divisible by groups " + std::to_string(o.groups));
+  }
+  activation_ = get_activation(o.activation);
+  if (o.share_weights_with != nullptr) share_weights_from(*o.share_weights_with);
+}
+
+void Conv2D::build(const Shape& in) {
+  if (in.rank() != 4) {
+    throw ShapeError("layer '" + name() + "' (Conv2D) needs an NHWC input of rank 4, got " +
+                     to_string(in));
+  }
+  const int64_t c = in[3];
+  if (c % options_.groups != 0) {
+    throw ValueError("layer '" + name() + "' (Conv2D): input channels " + std::to_string(c) +
+                     " are not divisible by groups " + std::to_string(options_.groups));
+  }
+  kernel_ = add_weight("kernel", {kernel_size_[0], kernel_size_[1], c / options_.groups, filters_},
+                       options_.kernel_initializer, true, build_dtype());
+  if (options_.use_bias) {
+    bias_ = add_weight("bias", {filters_}, options_.bias_initializer, true, build_dtype());
+  }
+}
+
+Tensor Conv2D::call(const Tensor& x, bool) {
+  Conv2DOptions o;
+  o.strides = options_.strides;
+  o.padding = options_.padding;
+  o.dilation = options_.dilation;
+  o.groups = options_.groups;
+  Tensor y = conv2d(x, kernel_.value(), o);
+  if (options_.use_bias) y = add(y, bias_.value());
+  return activation_(y);
+}
+
+Shape Conv2D::compute_output_shape(const Shape& in) {
+  const auto& o = options_;
+  return Shape{
+      in[0],
+      detail::nn_window_output_size(in[1], kernel_size_[0], o.strides[0], o.dilation[0], o.padding),
+      detail::nn_window_output_size(in[2], kernel_size_[1], o.strides[1], o.dilation[1], o.padding),
+      filters_};
+}
+
+}  // namespace kiln

@@ -1,0 +1,296 @@
+// fit / evaluate / predict, and the progress display.
+#include "kiln/nn/training.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/autograd.h"
+#include "kiln/nn/layer.h"
+#include "kiln/nn/metrics.h"
+
+namespace kiln {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// "1.2s", "2m05s", "1h02m".
+std::string fmt_duration(double s) {
+  if (s < 60) return fmt(s < 10 ? "%.1fs" : "%.0fs", s);
+  long t = std::lround(s);
+  char buf[32];
+  if (t < 3600) {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  }
+  return buf;
+}
+
+// " - loss: 0.4123 - accuracy: 0.8512" for the keys present, in Keras' order.
+std::string fmt_metrics(const Logs& logs) {
+  std::string r;
+  for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy"}) {
+    auto it = logs.find(k);
+    if (it != logs.end()) r += std::string(" - ") + k + ": " + fmt("%.4f", it->second);
+  }
+  return r;
+}
+
+// Per-epoch display: a bar redrawn with '\r' at most 10 times a second, or one line per epoch.
+class Progress {
+ public:
+  Progress(const FitOptions& o)
+      : out_(o.out ? *o.out : std::cout), verbose_(o.verbose), epochs_(o.epochs) {
+    bool tty = (o.out == nullptr || o.out == &std::cout) && isatty(STDOUT_FILENO);
+    bar_ = verbose_ == 1 && o.progress_bar.value_or(tty);
+  }
+
+  void begin_epoch(int epoch, int64_t total_steps) {
+    epoch_ = epoch;
+    total_ = total_steps;
+    width_ = 0;
+    last_draw_ = Clock::time_point{};
+    start_ = Clock::now();
+    if (bar_) out_ << "Epoch " << epoch + 1 << "/" << epochs_ << "\n" << std::flush;
+  }
+
+  void step(int64_t step, const Logs& logs) {
+    if (!bar_) return;
+    Clock::time_point now = Clock::now();
+    if (step < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+    last_draw_ = now;
+    double elapsed = seconds_since(start_);
+    double eta = step > 0 ? elapsed / step * std::max<int64_t>(0, total_ - step) : 0;
+    draw(step, fmt_duration(elapsed) + " ETA " + fmt_duration(eta) + fmt_metrics(logs));
+  }
+
+  void end_epoch(int64_t steps, const Logs& logs) {
+    if (verbose_ == 0) return;
+    double secs = logs.count("seconds") ? logs.at("seconds") : seconds_since(start_);
+    if (bar_) {
+      draw(steps, fmt_duration(secs) + fmt("  %.0fms/step", steps ? 1e3 * secs / steps : 0.0) +
+                      fmt_metrics(logs));
+      out_ << "\n" << std::flush;
+    } else {
+      out_ << "Epoch " << epoch_ + 1 << "/" << epochs_ << " - " << fmt("%.2fs", secs)
+           << fmt_metrics(logs) << "\n"
+           << std::flush;
+    }
+  }
+
+ private:
+  void draw(int64_t step, const std::string& tail) {
+    constexpr int kBar = 30;
+    std::string digits = std::to_string(total_);
+    std::string line =
+        std::string(digits.size() - std::min(digits.size(), std::to_string(step).size()), ' ') +
+        std::to_string(step) + "/" + digits + " [";
+    int filled = total_ > 0 ? static_cast<int>(kBar * step / total_) : kBar;
+    for (int i = 0; i < kBar; ++i) {
+      line += i < filled ? '=' : (i == filled ? '>' : '.');
+    }
+    line += "] " + tail;
+    size_t w = line.size();
+    if (line.size() < width_) line += std::string(width_ - line.size(), ' ');  // clear leftovers
+    width_ = w;
+    out_ << "\r" << line << std::flush;
+  }
+
+  std::ostream& out_;
+  int verbose_, epochs_, epoch_ = 0;
+  bool bar_ = false;
+  int64_t total_ = 0;
+  size_t width_ = 0;
+  Clock::time_point start_, last_draw_;
+};
+
+// Loss and accuracy over a dataset without a tape: shared by evaluate() and validation.
+Logs run_evaluation(Layer& model, const Loss& loss, const Dataset& data, bool accuracy) {
+  Mean loss_mean("loss");
+  Accuracy acc;
+  DatasetIterator it = data.begin_epoch(0);
+  while (std::optional<Batch> b = it.next()) {
+    Tensor pred = model(b->x, /*training=*/false);
+    Tensor l = loss(b->y, pred);
+    loss_mean.update(l.item<double>(), static_cast<double>(b->x.dim(0)));
+    if (accuracy) acc.update(b->y, pred);
+  }
+  if (loss_mean.total_weight() == 0) throw ValueError("evaluate: the dataset yielded no examples");
+  Logs logs{{"loss", loss_mean.result()}};
+  if (accuracy) logs["accuracy"] = acc.result();
+  return logs;
+}
+
+}  // namespace
+
+const std::vector<double>& History::operator[](const std::string& key) const {
+  auto it = history.find(key);
+  if (it == history.end()) {
+    std::string keys;
+    for (const auto& [k, v] : history) keys += (keys.empty() ? "" : ", ") + k;
+    throw ValueError("History: no key '" + key + "' (present: " + keys + ")");
+  }
+  return it->second;
+}
+
+History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset& train,
+            const FitOptions& options) {
+  if (options.initial_epoch < 0 || options.epochs < options.initial_epoch) {
+    throw ValueError("fit: need 0 <= initial_epoch <= epochs, got initial_epoch " +
+                     std::to_string(options.initial_epoch) + " and epochs " +
+                     std::to_string(options.epochs));
+  }
+  History history;
+  Progress progress(options);
+  for (const auto& cb : options.callbacks) {
+    cb->set_model(&model);
+    cb->stop_training = false;
+  }
+  for (const auto& cb : options.callbacks) cb->on_train_begin({});
+
+  Logs logs;
+  std::vector<Variable> vars;
+  std::vector<Tensor> sources;
+  for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
+    for (const auto& cb : options.callbacks) cb->on_epoch_begin(epoch, {});
+    Mean loss_mean("loss");
+    Accuracy acc;
+    progress.begin_epoch(epoch, train.num_batches());
+    Clock::time_point t0 = Clock::now();
+    int64_t steps = 0;
+    DatasetIterator it = train.begin_epoch(epoch);
+    while (std::optional<Batch> b = it.next()) {
+      // The trainable set can change between epochs (set_trainable) or appear on the first
+      // call (lazy build); read it once per epoch after the model is built.
+      bool need_vars = !model.built() || steps == 0;
+      Tensor logits, l;
+      std::vector<Tensor> grads;
+      {
+        GradientTape tape;
+        logits = model(b->x, /*training=*/true);
+        l = loss(b->y, logits);
+        tape.stop_recording();
+        if (need_vars) {
+          vars = model.trainable_weights();
+          sources.clear();
+          for (const Variable& v : vars) sources.push_back(v.value());
+        }
+        grads = tape.gradient(l, sources);
+      }
+      optimizer.apply_gradients(vars, grads);
+      loss_mean.update(l.item<double>(), static_cast<double>(b->x.dim(0)));
+      if (options.accuracy) acc.update(b->y, logits);
+      ++steps;
+      if (options.verbose == 1) {
+        Logs running{{"loss", loss_mean.result()}};
+        if (options.accuracy) running["accuracy"] = acc.result();
+        progress.step(steps, running);
+      }
+    }
+    double seconds = seconds_since(t0);
+    if (steps == 0) throw ValueError("fit: the training dataset yielded no batches");
+    logs = Logs{{"loss", loss_mean.result()}, {"seconds", seconds}};
+    if (options.accuracy) logs["accuracy"] = acc.result();
+    if (options.validation) {
+      for (const auto& [k, v] :
+           run_evaluation(model, loss, *options.validation, options.accuracy)) {
+        logs["val_" + k] = v;
+      }
+    }
+    progress.end_epoch(steps, logs);
+    history.epochs.push_back(epoch);
+    for (const auto& [k, v] : logs) history.history[k].push_back(v);
+    bool stop = false;
+    for (const auto& cb : options.callbacks) {
+      cb->on_epoch_end(epoch, logs);
+      stop = stop || cb->stop_training;
+    }
+    if (stop) break;
+  }
+  for (const auto& cb : options.callbacks) cb->on_train_end(logs);
+  for (const auto& cb : options.callbacks) cb->set_model(nullptr);
+  return history;
+}
+
+History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Tensor& x, const Tensor& y,
+            const FitOptions& options) {
+  Dataset ds(x, y);
+  if (options.shuffle_seed) ds = ds.shuffle(*options.shuffle_seed);
+  return fit(model, optimizer, loss, ds.batch(options.batch_size), options);
+}
+
+Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy) {
+  return run_evaluation(model, loss, data, accuracy);
+}
+
+namespace {
+// Copies each batch's output into one preallocated [N, ...] tensor.
+class Collector {
+ public:
+  explicit Collector(int64_t n) : n_(n) {}
+  void add(const Tensor& pred) {
+    if (!out_.defined()) {
+      Shape s = pred.shape();
+      if (s.rank() == 0) throw ShapeError("predict: the model returned a rank-0 tensor");
+      s[0] = n_;
+      out_ = empty(s, pred.dtype());
+    }
+    int64_t rows = pred.dim(0);
+    if (filled_ + rows > n_) {
+      throw ShapeError("predict: the model returned more rows than examples (" +
+                       std::to_string(filled_ + rows) + " > " + std::to_string(n_) + ")");
+    }
+    Tensor dst = out_.rows(filled_, filled_ + rows);
+    dst.copy_from(pred);  // ShapeError if the per-example shape changed between batches
+    filled_ += rows;
+  }
+  Tensor result() const {
+    if (!out_.defined()) throw ValueError("predict: no examples");
+    return filled_ == n_ ? out_ : out_.rows(0, filled_);
+  }
+
+ private:
+  int64_t n_, filled_ = 0;
+  Tensor out_;
+};
+}  // namespace
+
+Tensor predict(Layer& model, const Tensor& x, int64_t batch_size) {
+  if (batch_size < 1) {
+    throw ValueError("predict: batch_size must be >= 1, got " + std::to_string(batch_size));
+  }
+  if (!x.defined() || x.rank() == 0) throw ShapeError("predict: x must be [N, ...]");
+  Collector c(x.dim(0));
+  for (int64_t b = 0; b < x.dim(0); b += batch_size) {
+    c.add(model(x.rows(b, std::min(x.dim(0), b + batch_size)), /*training=*/false));
+  }
+  return c.result();
+}
+
+Tensor predict(Layer& model, const Dataset& data) {
+  Collector c(data.num_examples());
+  DatasetIterator it = data.begin_epoch(0);
+  while (std::optional<Batch> b = it.next()) c.add(model(b->x, /*training=*/false));
+  return c.result();
+}
+
+}  // namespace kiln

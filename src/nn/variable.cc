@@ -1,0 +1,65 @@
+// Variable: a shared state block (name, value tensor, trainable flag, version counter).
+#include "kiln/nn/variable.h"
+
+#include <atomic>
+
+#include "kiln/error.h"
+
+namespace kiln {
+
+struct Variable::State {
+  std::string name;
+  Tensor value;
+  bool trainable;
+  std::atomic<uint64_t> version{0};
+};
+
+namespace {
+template <typename S> const S* require(const std::shared_ptr<S>& s, const char* what) {
+  if (!s) throw StateError(std::string("Variable::") + what + ": the variable is undefined");
+  return s.get();
+}
+}  // namespace
+
+Variable::Variable(std::string name, Tensor initial_value, bool trainable) {
+  if (!initial_value.defined()) {
+    throw ValueError("Variable '" + name + "': the initial value is an undefined tensor");
+  }
+  state_ = std::make_shared<State>();
+  state_->name = std::move(name);
+  // Own the storage: a view of someone else's tensor would change under us.
+  state_->value = initial_value.clone();
+  state_->trainable = trainable;
+  // Tapes record ops on trainable variables without watch().
+  if (trainable && is_floating(state_->value.dtype())) state_->value.set_requires_grad(true);
+}
+
+const std::string& Variable::name() const { return require(state_, "name")->name; }
+bool Variable::trainable() const { return require(state_, "trainable")->trainable; }
+const Tensor& Variable::value() const { return require(state_, "value")->value; }
+uint64_t Variable::version() const { return require(state_, "version")->version.load(); }
+
+void Variable::assign(const Tensor& v) {
+  require(state_, "assign");
+  const Tensor& cur = state_->value;
+  if (!v.defined() || v.shape() != cur.shape() || v.dtype() != cur.dtype()) {
+    std::string got = v.defined() ? to_string(v.shape()) + " " + std::string(dtype_name(v.dtype()))
+                                  : std::string("an undefined tensor");
+    throw ShapeError("Variable '" + state_->name + "': assign of " + got + " to a variable of " +
+                     to_string(cur.shape()) + " " + std::string(dtype_name(cur.dtype())));
+  }
+  state_->value.copy_from(v);
+  state_->version.fetch_add(1);
+}
+
+void Variable::mark_modified() {
+  require(state_, "mark_modified");
+  state_->version.fetch_add(1);
+}
+
+Variable Variable::clone(const std::string& new_name) const {
+  require(state_, "clone");
+  return Variable(new_name, state_->value, state_->trainable);  // the constructor deep-copies
+}
+
+}  // namespace kiln

@@ -1,0 +1,389 @@
+// conv2d (NHWC input, HWIO filter [KH, KW, C/groups, O]) and its two gradient ops.
+//   kConv2D               (x, filter)  -> y        attrs = conv attrs (below)
+//   kConv2DBackwardInput  (dy, filter) -> dx       attrs = conv attrs + x's shape (4 ints)
+//   kConv2DBackwardFilter (x, dy)      -> dfilter  attrs = conv attrs + filter's shape (4 ints)
+// conv attrs = {stride_h, stride_w, padding (0 valid, 1 same), dilation_h, dilation_w, groups}.
+// "same" is TensorFlow's: out = ceil(in / stride), pad total = max((out-1)*s + (k-1)*d + 1 - in,
+// 0), the odd pixel after. Fast kernels: oneDNN f32 convolutions with nhwc activations and
+// weights in oneDNN's preferred layout, reordered from HWIO by a cached reorder.
+#include <string>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/onednn/primitive_cache.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+constexpr int kConvAttrs = 6;
+
+// Everything a conv kernel needs, resolved from the x and filter shapes and the attrs.
+struct Geom {
+  int64_t n, h, w, c, kh, kw, cg, o, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr, groups;
+};
+
+// Output size and padding of one spatial dim; returns false when the window does not fit.
+bool spatial(int64_t in, int64_t k, int64_t s, int64_t d, bool same, int64_t& out, int64_t& before,
+             int64_t& after) {
+  const int64_t eff = (k - 1) * d + 1;
+  if (same) {
+    out = (in + s - 1) / s;
+    const int64_t total = std::max<int64_t>((out - 1) * s + eff - in, 0);
+    before = total / 2;
+    after = total - before;
+    return true;
+  }
+  before = after = 0;
+  if (in < eff) return false;
+  out = (in - eff) / s + 1;
+  return true;
+}
+
+// Validates and resolves; `op` and `shapes` name the op and its input shapes in errors.
+Geom geom(const char* op, const std::string& shapes, const Shape& x, const Shape& f,
+          const Attrs& a) {
+  const std::string where = std::string(op) + ": shapes " + shapes;
+  if (x.rank() != 4 || f.rank() != 4) {
+    throw ShapeError(where + ": input must be [N, H, W, C] and filter [KH, KW, C/groups, O]");
+  }
+  Geom g{};
+  g.sh = a.i(0), g.sw = a.i(1), g.dh = a.i(3), g.dw = a.i(4), g.groups = a.i(5);
+  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.groups < 1) {
+    throw ValueError(std::string(op) +
+                     ": strides, dilation and groups must be >= 1, got strides [" +
+                     std::to_string(g.sh) + ", " + std::to_string(g.sw) + "], dilation [" +
+                     std::to_string(g.dh) + ", " + std::to_string(g.dw) + "], groups " +
+                     std::to_string(g.groups));
+  }
+  g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  g.kh = f[0], g.kw = f[1], g.cg = f[2], g.o = f[3];
+  if (g.c % g.groups != 0 || g.o % g.groups != 0 || g.cg * g.groups != g.c) {
+    throw ShapeError(
+        where + ": with groups=" + std::to_string(g.groups) +
+        " the filter's third dim must be channels/groups = " +
+        (g.c % g.groups ? std::string("(not divisible)") : std::to_string(g.c / g.groups)) +
+        " and its output channels divisible by groups");
+  }
+  if (g.kh < 1 || g.kw < 1) throw ShapeError(where + ": the filter window is empty");
+  const bool same = a.i(2) == 1;
+  if (!spatial(g.h, g.kh, g.sh, g.dh, same, g.oh, g.pt, g.pb) ||
+      !spatial(g.w, g.kw, g.sw, g.dw, same, g.ow, g.pl, g.pr)) {
+    throw ShapeError(where + ": the (dilated) filter window is larger than the input with valid " +
+                     "padding");
+  }
+  return g;
+}
+
+Shape out_shape(const Geom& g) { return Shape{g.n, g.oh, g.ow, g.o}; }
+Shape tail_shape(const Attrs& a) { return Shape{a.i(6), a.i(7), a.i(8), a.i(9)}; }
+Attrs with_shape(const Attrs& conv, const Shape& s) {
+  Attrs a;
+  for (int k = 0; k < kConvAttrs; ++k) a.add_int(conv.i(k));
+  for (int64_t d : s) a.add_int(d);
+  return a;
+}
+
+void conv_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_floating("conv2d", in[0].dtype);
+  require_same_dtype("conv2d", in[0].dtype, in[1].dtype);
+  out[0] = {out_shape(geom("conv2d", shapes_str(in), in[0].shape, in[1].shape, a)), in[0].dtype};
+}
+
+void check_dy(const char* op, std::span<const Meta> in, const Shape& dy, const Geom& g) {
+  if (dy != out_shape(g)) {
+    throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) +
+                     ": the output gradient must be " + to_string(out_shape(g)) + ", got " +
+                     to_string(dy));
+  }
+}
+
+void bwd_input_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "conv2d_backward_input";
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[1].dtype);
+  const Shape xs = tail_shape(a);
+  check_dy(op, in, in[0].shape, geom(op, shapes_str(in), xs, in[1].shape, a));
+  out[0] = {xs, in[0].dtype};
+}
+
+void bwd_filter_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "conv2d_backward_filter";
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[1].dtype);
+  const Shape fs = tail_shape(a);
+  check_dy(op, in, in[1].shape, geom(op, shapes_str(in), in[0].shape, fs, a));
+  out[0] = {fs, in[0].dtype};
+}
+
+Geom kernel_geom(const Shape& x, const Shape& f, const Attrs& a) {
+  return geom("conv2d", "", x, f, a);
+}
+
+// Calls fn(x_index, filter_index, out_index) for every (output, tap, input channel) triple
+// whose input pixel is in bounds: the one loop nest all three reference kernels share.
+template <typename Fn>
+void for_each_tap(const Geom& g, Fn&& fn) {
+  const int64_t og = g.o / g.groups;
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (int64_t o = 0; o < g.o; ++o) {
+          const int64_t grp = o / og;
+          const int64_t yi = ((n * g.oh + oy) * g.ow + ox) * g.o + o;
+          for (int64_t ky = 0; ky < g.kh; ++ky) {
+            const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+            if (iy < 0 || iy >= g.h) continue;
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+              if (ix < 0 || ix >= g.w) continue;
+              for (int64_t ic = 0; ic < g.cg; ++ic) {
+                fn(((n * g.h + iy) * g.w + ix) * g.c + grp * g.cg + ic,
+                   ((ky * g.kw + kx) * g.cg + ic) * g.o + o, yi);
+              }
+            }
+          }
+        }
+}
+
+void conv_reference(const KernelArgs& k) {
+  const Geom g = kernel_geom(k.in[0].shape(), k.in[1].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    const T* f = detail::ptr<T>(k.in[1]);
+    T* y = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) y[i] = T(0);
+    for_each_tap(g, [&](int64_t xi, int64_t fi, int64_t yi) { y[yi] += x[xi] * f[fi]; });
+  });
+}
+
+void bwd_input_reference(const KernelArgs& k) {
+  const Geom g = kernel_geom(tail_shape(k.attrs), k.in[1].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* dy = detail::ptr<T>(k.in[0]);
+    const T* f = detail::ptr<T>(k.in[1]);
+    T* dx = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) dx[i] = T(0);
+    for_each_tap(g, [&](int64_t xi, int64_t fi, int64_t yi) { dx[xi] += dy[yi] * f[fi]; });
+  });
+}
+
+void bwd_filter_reference(const KernelArgs& k) {
+  const Geom g = kernel_geom(k.in[0].shape(), tail_shape(k.attrs), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    const T* dy = detail::ptr<T>(k.in[1]);
+    T* df = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) df[i] = T(0);
+    for_each_tap(g, [&](int64_t xi, int64_t fi, int64_t yi) { df[fi] += x[xi] * dy[yi]; });
+  });
+}
+
+// ---- oneDNN --------------------------------------------------------------------------------
+
+using md = dnnl::memory::desc;
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+md act_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return md({n, c, h, w}, dt::f32, tag::nhwc);
+}
+
+// The HWIO filter as oneDNN sees it: [O, I, KH, KW], or [G, O/G, I/G, KH, KW] when grouped.
+md filter_desc(const Geom& g, bool user) {
+  const int64_t og = g.o / g.groups;
+  if (g.groups == 1) {
+    dnnl::memory::dims dims{g.o, g.cg, g.kh, g.kw};
+    if (!user) return md(dims, dt::f32, tag::any);
+    return md(dims, dt::f32, {1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
+  }
+  dnnl::memory::dims dims{g.groups, og, g.cg, g.kh, g.kw};
+  if (!user) return md(dims, dt::f32, tag::any);
+  return md(dims, dt::f32, {og, 1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
+}
+
+struct ConvParams {
+  dnnl::memory::dims strides, dilates, pad_l, pad_r;
+};
+ConvParams params(const Geom& g) {
+  return {{g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}};
+}
+
+dnnl::convolution_forward::primitive_desc fwd_pd(const Geom& g, dnnl::prop_kind prop) {
+  ConvParams p = params(g);
+  dnnl::convolution_forward::desc d(prop, dnnl::algorithm::convolution_direct,
+                                    act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
+                                    act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l,
+                                    p.pad_r);
+  return dnnl::convolution_forward::primitive_desc(d, onednn::engine());
+}
+
+// An entry: the conv primitive, its activation memories, and the filter in its user (HWIO)
+// layout plus, when oneDNN prefers another, that layout and the reorder between them.
+struct ConvEntry : onednn::Entry {
+  dnnl::primitive prim, reorder;
+  dnnl::memory act_in, act_out, user_w, w;
+  bool needs_reorder = false;
+  onednn::ExecArgs args, reorder_args;
+};
+
+onednn::Key conv_key(onednn::Kind kind, const Geom& g) {
+  onednn::Key key(kind);
+  for (int64_t v : {g.n, g.h, g.w, g.c, g.kh, g.kw, g.cg, g.o, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
+                    g.pb, g.pr, g.groups}) {
+    key.add(v);
+  }
+  return key.add(omp_get_max_threads());
+}
+
+// Binds the filter memories; `to_user` reorders oneDNN's layout into HWIO (backward filter).
+void bind_filter(ConvEntry& e, const Geom& g, const md& prim_w, bool to_user) {
+  const auto& eng = onednn::engine();
+  e.user_w = dnnl::memory(filter_desc(g, true), eng, DNNL_MEMORY_NONE);
+  e.needs_reorder = prim_w != e.user_w.get_desc();
+  if (!e.needs_reorder) {
+    e.w = e.user_w;
+    return;
+  }
+  e.w = dnnl::memory(prim_w, eng);  // owned by the entry
+  const dnnl::memory& from = to_user ? e.w : e.user_w;
+  const dnnl::memory& to = to_user ? e.user_w : e.w;
+  e.reorder = dnnl::reorder(from, to);
+  e.reorder_args.add(DNNL_ARG_FROM, from);
+  e.reorder_args.add(DNNL_ARG_TO, to);
+}
+
+bool conv_fast(const KernelArgs& k) {
+  if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
+    return false;
+  const Geom g = kernel_geom(k.in[0].shape(), k.in[1].shape(), k.attrs);
+  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvForward, g), [&] {
+    auto e = std::make_shared<ConvEntry>();
+    auto pd = fwd_pd(g, dnnl::prop_kind::forward_inference);
+    e->prim = dnnl::convolution_forward(pd);
+    e->act_in = dnnl::memory(pd.src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->act_out = dnnl::memory(pd.dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    bind_filter(*e, g, pd.weights_desc(), false);
+    e->args.add(DNNL_ARG_SRC, e->act_in);
+    e->args.add(DNNL_ARG_WEIGHTS, e->w);
+    e->args.add(DNNL_ARG_DST, e->act_out);
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->act_in.set_data_handle(k.in[0].impl()->bytes());
+  e->user_w.set_data_handle(k.in[1].impl()->bytes());
+  e->act_out.set_data_handle(k.out[0].impl()->bytes());
+  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
+  onednn::execute(e->prim, e->args);
+  return true;
+}
+
+bool bwd_input_fast(const KernelArgs& k) {
+  if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
+    return false;
+  const Geom g = kernel_geom(tail_shape(k.attrs), k.in[1].shape(), k.attrs);
+  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvBackwardData, g), [&] {
+    auto e = std::make_shared<ConvEntry>();
+    ConvParams p = params(g);
+    dnnl::convolution_backward_data::desc d(
+        dnnl::algorithm::convolution_direct, act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
+        act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l, p.pad_r);
+    dnnl::convolution_backward_data::primitive_desc pd(
+        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training));
+    e->prim = dnnl::convolution_backward_data(pd);
+    e->act_in = dnnl::memory(pd.diff_dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->act_out = dnnl::memory(pd.diff_src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    bind_filter(*e, g, pd.weights_desc(), false);
+    e->args.add(DNNL_ARG_DIFF_DST, e->act_in);
+    e->args.add(DNNL_ARG_WEIGHTS, e->w);
+    e->args.add(DNNL_ARG_DIFF_SRC, e->act_out);
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->act_in.set_data_handle(k.in[0].impl()->bytes());
+  e->user_w.set_data_handle(k.in[1].impl()->bytes());
+  e->act_out.set_data_handle(k.out[0].impl()->bytes());
+  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
+  onednn::execute(e->prim, e->args);
+  return true;
+}
+
+bool bwd_filter_fast(const KernelArgs& k) {
+  if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
+    return false;
+  const Geom g = kernel_geom(k.in[0].shape(), tail_shape(k.attrs), k.attrs);
+  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvBackwardWeights, g), [&] {
+    auto e = std::make_shared<ConvEntry>();
+    ConvParams p = params(g);
+    dnnl::convolution_backward_weights::desc d(
+        dnnl::algorithm::convolution_direct, act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
+        act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l, p.pad_r);
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training));
+    e->prim = dnnl::convolution_backward_weights(pd);
+    e->act_in = dnnl::memory(pd.src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->act_out = dnnl::memory(pd.diff_dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    bind_filter(*e, g, pd.diff_weights_desc(), true);
+    e->args.add(DNNL_ARG_SRC, e->act_in);
+    e->args.add(DNNL_ARG_DIFF_DST, e->act_out);
+    e->args.add(DNNL_ARG_DIFF_WEIGHTS, e->w);
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->act_in.set_data_handle(k.in[0].impl()->bytes());
+  e->act_out.set_data_handle(k.in[1].impl()->bytes());
+  e->user_w.set_data_handle(k.out[0].impl()->bytes());
+  onednn::execute(e->prim, e->args);
+  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
+  return true;
+}
+
+// ---- gradients: each op is linear in each input, so every gradient is one of the three ----
+
+Attrs conv_part(const Attrs& a) {
+  Attrs c;
+  for (int k = 0; k < kConvAttrs; ++k) c.add_int(a.i(k));
+  return c;
+}
+
+void conv_grad(const GradArgs& g) {
+  const Tensor &x = g.in[0], &f = g.in[1], &dy = g.grad_out[0];
+  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(g.attrs, x.shape()));
+  g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {x, dy}, with_shape(g.attrs, f.shape()));
+}
+
+// dx = B(dy, f): d dy = conv(ddx, f), d f = Bf(ddx, dy).
+void bwd_input_grad(const GradArgs& g) {
+  const Tensor &dy = g.in[0], &f = g.in[1], &ddx = g.grad_out[0];
+  g.grad_in[0] = run_op(ops::kConv2D, {ddx, f}, conv_part(g.attrs));
+  g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {ddx, dy}, with_shape(g.attrs, f.shape()));
+}
+
+// df = Bf(x, dy): d x = B(dy, ddf), d dy = conv(x, ddf).
+void bwd_filter_grad(const GradArgs& g) {
+  const Tensor &x = g.in[0], &dy = g.in[1], &ddf = g.grad_out[0];
+  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, ddf}, with_shape(g.attrs, x.shape()));
+  g.grad_in[1] = run_op(ops::kConv2D, {x, ddf}, conv_part(g.attrs));
+}
+
+}  // namespace
+
+namespace ops {
+const OpDef kConv2D{"conv2d", 2, 1, conv_infer, conv_reference, conv_fast, conv_grad};
+const OpDef kConv2DBackwardInput{
+    "conv2d_backward_input", 2, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast,
+    bwd_input_grad};
+const OpDef kConv2DBackwardFilter{
+    "conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast,
+    bwd_filter_grad};
+}  // namespace ops
+
+Tensor conv2d(const Tensor& x, const Tensor& filter, const Conv2DOptions& o) {
+  Attrs a{o.strides[0],  o.strides[1],  o.padding == Padding::kSame ? 1 : 0,
+          o.dilation[0], o.dilation[1], o.groups};
+  return run_op(ops::kConv2D, {x, filter}, a);
+}
+
+}  // namespace kiln

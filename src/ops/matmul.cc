@@ -1,0 +1,203 @@
+// matmul: [..., M, K] x [..., K, N] -> [..., M, N] with NumPy-broadcast batch dims.
+// attrs = {transpose_a, transpose_b}. The fast kernel is oneDNN's f32 matmul: transposes are
+// strides (no copies), batch broadcasting is oneDNN's, and the primitive is cached per shape.
+#include <string>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/elementwise.h"
+#include "kernels/onednn/primitive_cache.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+// Problems below this many flops (2*M*N*K summed over the batch) run on one thread. Measured
+// with oneDNN on these 2-core machines (median us, 1 vs 2 threads): 32^3 0.84 vs 1.92, 48^3 2.65
+// vs 2.80, 64^3 4.8 vs 3.4 (but 2-thread small runs flip between levels from run to run, while
+// one thread is steady), 80^3 9.2 vs 8.3, 128^3 37 vs 20. So up to ~1 MFLOP stays on one.
+constexpr double kSingleThreadFlops = 1.0e6;
+
+// Rows, inner and columns of a's and b's last two dims after the transposes.
+struct Dims {
+  int64_t m, k, kb, n;
+};
+Dims mm_dims(const Shape& a, const Shape& b, bool ta, bool tb) {
+  const int ra = a.rank(), rb = b.rank();
+  return {ta ? a[ra - 1] : a[ra - 2], ta ? a[ra - 2] : a[ra - 1], tb ? b[rb - 1] : b[rb - 2],
+          tb ? b[rb - 2] : b[rb - 1]};
+}
+
+Shape batch_of(const Shape& s) { return Shape(s.dims().subspan(0, s.rank() - 2)); }
+
+void matmul_infer(std::span<const Meta> in, const Attrs& attrs, std::span<Meta> out) {
+  const bool ta = attrs.i(0), tb = attrs.i(1);
+  auto flags = [&] {
+    return std::string(" (transpose_a=") + (ta ? "true" : "false") +
+           ", transpose_b=" + (tb ? "true" : "false") + ")";
+  };
+  require_same_dtype("matmul", in[0].dtype, in[1].dtype);
+  if (in[0].dtype == DType::kBool) {
+    throw DTypeError("matmul: bool tensors are not numbers; cast them first");
+  }
+  if (in[0].shape.rank() < 2 || in[1].shape.rank() < 2) {
+    throw ShapeError("matmul: shapes " + shapes_str(in) +
+                     " must both have rank >= 2 (reshape 1-D operands to [1, K] or [K, 1])");
+  }
+  Dims d = mm_dims(in[0].shape, in[1].shape, ta, tb);
+  if (d.k != d.kb) {
+    throw ShapeError("matmul: shapes " + shapes_str(in) + " do not fit: inner dims " +
+                     std::to_string(d.k) + " and " + std::to_string(d.kb) + " differ" + flags());
+  }
+  Shape batch;
+  try {
+    batch = broadcast_shapes(batch_of(in[0].shape), batch_of(in[1].shape), "matmul");
+  } catch (const ShapeError&) {
+    throw ShapeError("matmul: shapes " + shapes_str(in) + " have batch dims that do not broadcast" +
+                     flags());
+  }
+  batch.push_back(d.m);
+  batch.push_back(d.n);
+  out[0] = {batch, in[0].dtype};
+}
+
+template <typename T>
+using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+
+void matmul_reference(const KernelArgs& k) {
+  const bool ta = k.attrs.i(0), tb = k.attrs.i(1);
+  const Shape &as = k.in[0].shape(), &bs = k.in[1].shape();
+  const Dims d = mm_dims(as, bs, ta, tb);
+  const Shape ob = batch_of(k.out[0].shape()), ab = batch_of(as), bb = batch_of(bs);
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      const T* a = detail::ptr<T>(k.in[0]);
+      const T* b = detail::ptr<T>(k.in[1]);
+      T* c = detail::ptr<T>(k.out[0]);
+      for (int64_t bi = 0, nb = ob.numel(); bi < nb; ++bi) {
+        const T* pa = a + kernels::broadcast_offset(bi, ob, ab) * d.m * d.k;
+        const T* pb = b + kernels::broadcast_offset(bi, ob, bb) * d.k * d.n;
+        T* pc = c + bi * d.m * d.n;
+        for (int64_t i = 0; i < d.m; ++i) {
+          for (int64_t j = 0; j < d.n; ++j) {
+            Acc<T> acc = 0;
+            for (int64_t p = 0; p < d.k; ++p) {
+              const T x = ta ? pa[p * d.m + i] : pa[i * d.k + p];
+              const T y = tb ? pb[j * d.k + p] : pb[p * d.n + j];
+              acc += static_cast<Acc<T>>(x) * static_cast<Acc<T>>(y);
+            }
+            pc[i * d.n + j] = static_cast<T>(acc);
+          }
+        }
+      }
+    }
+  });
+}
+
+struct MatmulEntry : onednn::Entry {
+  dnnl::matmul prim;
+  dnnl::memory a, b, c;
+  onednn::ExecArgs args;
+};
+
+// oneDNN dims and strides of operand `s` (its batch padded with leading 1s to `rank`), whose
+// last two dims are swapped when `t`: the logical [.., rows, cols] over the stored data.
+void operand_desc(const Shape& s, int rank, bool t, dnnl::memory::dims& dims,
+                  dnnl::memory::dims& strides) {
+  dims.assign(rank, 1);
+  strides.assign(rank, 1);
+  int64_t cs[Shape::kMaxRank];
+  contiguous_strides(s, cs);
+  const int off = rank - s.rank();
+  for (int i = 0; i < s.rank(); ++i) {
+    dims[off + i] = s[i];
+    strides[off + i] = cs[i];
+  }
+  for (int i = 0; i < off; ++i) strides[i] = s.numel();
+  if (t) {
+    std::swap(dims[rank - 1], dims[rank - 2]);
+    std::swap(strides[rank - 1], strides[rank - 2]);
+  }
+}
+
+bool matmul_fast(const KernelArgs& k) {
+  if (k.in[0].dtype() != DType::kFloat32) return false;
+  const bool ta = k.attrs.i(0), tb = k.attrs.i(1);
+  const Shape &as = k.in[0].shape(), &bs = k.in[1].shape(), &os = k.out[0].shape();
+  const Dims d = mm_dims(as, bs, ta, tb);
+  if (os.numel() == 0) return true;
+  if (d.k == 0) return false;  // the reference writes the zeros
+  const int rank = os.rank();
+  const double flops = 2.0 * static_cast<double>(os.numel()) * static_cast<double>(d.k);
+  const int threads = flops < kSingleThreadFlops ? 1 : omp_get_max_threads();
+  onednn::ScopedThreads scoped(threads);
+
+  onednn::Key key(onednn::Kind::kMatmul);
+  key.add(rank).add(ta).add(tb).add(threads);
+  for (int64_t v : as) key.add(v);
+  key.add(-1);
+  for (int64_t v : bs) key.add(v);
+  auto entry = onednn::get_or_create<MatmulEntry>(key, [&] {
+    auto e = std::make_shared<MatmulEntry>();
+    dnnl::memory::dims ad, ast, bd, bst, cd(os.begin(), os.end()), cst(rank);
+    operand_desc(as, rank, ta, ad, ast);
+    operand_desc(bs, rank, tb, bd, bst);
+    int64_t cs[Shape::kMaxRank];
+    contiguous_strides(os, cs);
+    cst.assign(cs, cs + rank);
+    using dt = dnnl::memory::data_type;
+    dnnl::memory::desc amd(ad, dt::f32, ast), bmd(bd, dt::f32, bst), cmd(cd, dt::f32, cst);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(amd, bmd, cmd), onednn::engine());
+    e->prim = dnnl::matmul(pd);
+    e->a = dnnl::memory(amd, onednn::engine(), DNNL_MEMORY_NONE);
+    e->b = dnnl::memory(bmd, onednn::engine(), DNNL_MEMORY_NONE);
+    e->c = dnnl::memory(cmd, onednn::engine(), DNNL_MEMORY_NONE);
+    e->args.add(DNNL_ARG_SRC, e->a);
+    e->args.add(DNNL_ARG_WEIGHTS, e->b);
+    e->args.add(DNNL_ARG_DST, e->c);
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(entry->mu);
+  entry->a.set_data_handle(k.in[0].impl()->bytes());
+  entry->b.set_data_handle(k.in[1].impl()->bytes());
+  entry->c.set_data_handle(k.out[0].impl()->bytes());
+  onednn::execute(entry->prim, entry->args);
+  return true;
+}
+
+// C = op(A) op(B). Each case's gradients are matmuls of g with the other operand, then sum_to
+// undoes batch broadcasting.
+void matmul_grad(const GradArgs& g) {
+  const bool ta = g.attrs.i(0), tb = g.attrs.i(1);
+  const Tensor &a = g.in[0], &b = g.in[1], &dc = g.grad_out[0];
+  Tensor da, db;
+  if (!ta && !tb) {  // C = A B
+    da = matmul(dc, b, false, true);
+    db = matmul(a, dc, true, false);
+  } else if (ta && !tb) {  // C = A^T B
+    da = matmul(b, dc, false, true);
+    db = matmul(a, dc, false, false);
+  } else if (!ta && tb) {  // C = A B^T
+    da = matmul(dc, b, false, false);
+    db = matmul(dc, a, true, false);
+  } else {  // C = A^T B^T
+    da = matmul(b, dc, true, true);
+    db = matmul(dc, a, true, true);
+  }
+  g.grad_in[0] = sum_to(da, a.shape());
+  g.grad_in[1] = sum_to(db, b.shape());
+}
+
+}  // namespace
+
+namespace ops {
+const OpDef kMatmul{"matmul", 2, 1, matmul_infer, matmul_reference, matmul_fast, matmul_grad};
+}  // namespace ops
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  return run_op(ops::kMatmul, {a, b}, Attrs{transpose_a, transpose_b});
+}
+
+}  // namespace kiln

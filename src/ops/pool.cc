@@ -1,0 +1,330 @@
+// 2-D pooling over NHWC tensors and the gradient ops.
+//   kMaxPool2D      (x)      -> y    attrs = pool attrs (below)
+//   kAvgPool2D      (x)      -> y
+//   kMaxPool2DGrad  (x, dy)  -> dx   each window's gradient goes to its FIRST max (row-major
+//                                    window order), in both kernels, so ties are deterministic
+//   kAvgPool2DGrad  (dy)     -> dx   attrs = pool attrs + x's shape (4 ints)
+// pool attrs = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}. Averages count
+// only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written NHWC loops whose
+// inner loop runs over contiguous channels (vectorized), split across threads over images/rows.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/broadcast.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+constexpr int kPoolAttrs = 5;
+
+struct Geom {
+  int64_t n, h, w, c, ph, pw, sh, sw, oh, ow, pt, pl;
+};
+
+Geom geom(const char* op, const Shape& x, const Attrs& a) {
+  if (x.rank() != 4) {
+    throw ShapeError(std::string(op) + ": input shape " + to_string(x) + " must be [N, H, W, C]");
+  }
+  Geom g{};
+  g.ph = a.i(0), g.pw = a.i(1), g.sh = a.i(2), g.sw = a.i(3);
+  if (g.ph < 1 || g.pw < 1 || g.sh < 1 || g.sw < 1) {
+    throw ValueError(std::string(op) + ": pool_size and strides must be >= 1, got pool_size [" +
+                     std::to_string(g.ph) + ", " + std::to_string(g.pw) + "], strides [" +
+                     std::to_string(g.sh) + ", " + std::to_string(g.sw) + "]");
+  }
+  g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  auto dim = [&](int64_t in, int64_t k, int64_t s, int64_t& out, int64_t& before) {
+    if (a.i(4) == 1) {  // TF "same"
+      out = (in + s - 1) / s;
+      before = std::max<int64_t>((out - 1) * s + k - in, 0) / 2;
+    } else {
+      if (in < k) {
+        throw ShapeError(std::string(op) + ": input shape " + to_string(x) + " is smaller than " +
+                         "pool_size [" + std::to_string(g.ph) + ", " + std::to_string(g.pw) +
+                         "] with valid padding");
+      }
+      out = (in - k) / s + 1;
+      before = 0;
+    }
+  };
+  dim(g.h, g.ph, g.sh, g.oh, g.pt);
+  dim(g.w, g.pw, g.sw, g.ow, g.pl);
+  return g;
+}
+
+Shape out_shape(const Geom& g) { return Shape{g.n, g.oh, g.ow, g.c}; }
+Shape tail_shape(const Attrs& a) { return Shape{a.i(5), a.i(6), a.i(7), a.i(8)}; }
+
+// The in-bounds window of output pixel (oy, ox): rows [y0, y1), cols [x0, x1). Never empty.
+struct Window {
+  int64_t y0, y1, x0, x1;
+  int64_t count() const { return (y1 - y0) * (x1 - x0); }
+};
+Window window(const Geom& g, int64_t oy, int64_t ox) {
+  const int64_t ys = oy * g.sh - g.pt, xs = ox * g.sw - g.pl;
+  return {std::max<int64_t>(ys, 0), std::min(ys + g.ph, g.h), std::max<int64_t>(xs, 0),
+          std::min(xs + g.pw, g.w)};
+}
+
+template <const char* Name>
+void pool_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_floating(Name, in[0].dtype);
+  out[0] = {out_shape(geom(Name, in[0].shape, a)), in[0].dtype};
+}
+
+void max_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "max_pool2d_grad";
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[1].dtype);
+  const Geom g = geom(op, in[0].shape, a);
+  if (in[1].shape != out_shape(g)) {
+    throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) +
+                     ": the output gradient must be " + to_string(out_shape(g)));
+  }
+  out[0] = in[0];
+}
+
+void avg_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "avg_pool2d_grad";
+  require_floating(op, in[0].dtype);
+  const Shape xs = tail_shape(a);
+  const Geom g = geom(op, xs, a);
+  if (in[0].shape != out_shape(g)) {
+    throw ShapeError(std::string(op) + ": output gradient shape " + to_string(in[0].shape) +
+                     " does not fit input shape " + to_string(xs) + " (expected " +
+                     to_string(out_shape(g)) + ")");
+  }
+  out[0] = {xs, in[0].dtype};
+}
+
+// ---- reference kernels: one element at a time --------------------------------------------------
+
+// Offset in x of the first max of window (n, oy, ox) in channel c.
+template <typename T>
+int64_t argmax_ref(const T* x, const Geom& g, int64_t n, int64_t oy, int64_t ox, int64_t c) {
+  const Window wd = window(g, oy, ox);
+  int64_t best = -1;
+  for (int64_t y = wd.y0; y < wd.y1; ++y)
+    for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+      const int64_t i = ((n * g.h + y) * g.w + xx) * g.c + c;
+      if (best < 0 || x[i] > x[best]) best = i;
+    }
+  return best;
+}
+
+template <typename Fn>
+void for_each_out(const Geom& g, Fn&& fn) {
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (int64_t c = 0; c < g.c; ++c) fn(n, oy, ox, c, ((n * g.oh + oy) * g.ow + ox) * g.c + c);
+}
+
+void max_reference(const KernelArgs& k) {
+  const Geom g = geom("max_pool2d", k.in[0].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* y = detail::ptr<T>(k.out[0]);
+    for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      y[o] = x[argmax_ref(x, g, n, oy, ox, c)];
+    });
+  });
+}
+
+void avg_reference(const KernelArgs& k) {
+  const Geom g = geom("avg_pool2d", k.in[0].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* y = detail::ptr<T>(k.out[0]);
+    for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      const Window wd = window(g, oy, ox);
+      double s = 0;
+      for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+        for (int64_t xx = wd.x0; xx < wd.x1; ++xx) s += x[((n * g.h + yy) * g.w + xx) * g.c + c];
+      y[o] = static_cast<T>(s / static_cast<double>(wd.count()));
+    });
+  });
+}
+
+void max_grad_reference(const KernelArgs& k) {
+  const Geom g = geom("max_pool2d_grad", k.in[0].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    const T* dy = detail::ptr<T>(k.in[1]);
+    T* dx = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) dx[i] = T(0);
+    for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      dx[argmax_ref(x, g, n, oy, ox, c)] += dy[o];
+    });
+  });
+}
+
+void avg_grad_reference(const KernelArgs& k) {
+  const Geom g = geom("avg_pool2d_grad", tail_shape(k.attrs), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* dy = detail::ptr<T>(k.in[0]);
+    T* dx = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) dx[i] = T(0);
+    for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      const Window wd = window(g, oy, ox);
+      const T share = dy[o] / static_cast<T>(wd.count());
+      for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+        for (int64_t xx = wd.x0; xx < wd.x1; ++xx)
+          dx[((n * g.h + yy) * g.w + xx) * g.c + c] += share;
+    });
+  });
+}
+
+// ---- fast kernels: whole channel rows at a time ------------------------------------------------
+
+// Forward: rows (n, oy) split across threads; out[c] built from contiguous x rows.
+template <bool kMax>
+bool pool_fast(const KernelArgs& k) {
+  const Geom g = geom(kMax ? "max_pool2d" : "avg_pool2d", k.in[0].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* y = detail::ptr<T>(k.out[0]);
+    const int64_t C = g.c;
+    kernels::parallel_range(g.n * g.oh, g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t n = r / g.oh, oy = r % g.oh;
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const Window wd = window(g, oy, ox);
+          T* o = y + (r * g.ow + ox) * C;
+          bool first = true;
+          for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+            for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+              const T* xi = x + ((n * g.h + yy) * g.w + xx) * C;
+              if (first) {
+                std::copy(xi, xi + C, o);
+                first = false;
+              } else if (kMax) {
+                for (int64_t c = 0; c < C; ++c) o[c] = xi[c] > o[c] ? xi[c] : o[c];
+              } else {
+                for (int64_t c = 0; c < C; ++c) o[c] += xi[c];
+              }
+            }
+          if (!kMax) {
+            const T inv = T(1) / static_cast<T>(wd.count());
+            for (int64_t c = 0; c < C; ++c) o[c] *= inv;
+          }
+        }
+      }
+    });
+  });
+  return true;
+}
+
+// Backward: images split across threads (windows of one image overlap, images never do).
+template <bool kMax>
+bool pool_grad_fast(const KernelArgs& k) {
+  const Shape& xs = kMax ? k.in[0].shape() : k.out[0].shape();
+  const Geom g = geom(kMax ? "max_pool2d_grad" : "avg_pool2d_grad", xs, k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = kMax ? detail::ptr<T>(k.in[0]) : nullptr;
+    const T* dy = detail::ptr<T>(k.in[kMax ? 1 : 0]);
+    T* dx = detail::ptr<T>(k.out[0]);
+    const int64_t C = g.c, img = g.h * g.w * C;
+    kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
+      std::fill(dx + b * img, dx + e * img, T(0));
+      std::vector<T> best(kMax ? C : 0);
+      std::vector<int64_t> at(kMax ? C : 0);
+      for (int64_t n = b; n < e; ++n)
+        for (int64_t oy = 0; oy < g.oh; ++oy)
+          for (int64_t ox = 0; ox < g.ow; ++ox) {
+            const Window wd = window(g, oy, ox);
+            const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
+            if constexpr (kMax) {
+              bool first = true;
+              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+                  const int64_t off = ((n * g.h + yy) * g.w + xx) * C;
+                  const T* xi = x + off;
+                  if (first) {
+                    for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = off + c;
+                    first = false;
+                  } else {
+                    for (int64_t c = 0; c < C; ++c) {
+                      const bool gt = xi[c] > best[c];  // strict: ties keep the first max
+                      best[c] = gt ? xi[c] : best[c];
+                      at[c] = gt ? off + c : at[c];
+                    }
+                  }
+                }
+              for (int64_t c = 0; c < C; ++c) dx[at[c]] += d[c];
+            } else {
+              const T inv = T(1) / static_cast<T>(wd.count());
+              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                  for (int64_t c = 0; c < C; ++c) o[c] += d[c] * inv;
+                }
+            }
+          }
+    });
+  });
+  return true;
+}
+
+// ---- gradients ----------------------------------------------------------------------------------
+
+Attrs with_shape(const Attrs& pool, const Shape& s) {
+  Attrs a;
+  for (int k = 0; k < kPoolAttrs; ++k) a.add_int(pool.i(k));
+  for (int64_t d : s) a.add_int(d);
+  return a;
+}
+Attrs pool_part(const Attrs& a) {
+  Attrs p;
+  for (int k = 0; k < kPoolAttrs; ++k) p.add_int(a.i(k));
+  return p;
+}
+
+void max_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kMaxPool2DGrad, {g.in[0], g.grad_out[0]}, g.attrs);
+}
+void avg_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kAvgPool2DGrad, {g.grad_out[0]}, with_shape(g.attrs, g.in[0].shape()));
+}
+// avg_pool2d_grad is the adjoint of avg_pool2d (both linear), so its gradient is avg_pool2d.
+void avg_grad_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, pool_part(g.attrs));
+}
+
+constexpr char kMaxName[] = "max_pool2d", kAvgName[] = "avg_pool2d";
+
+}  // namespace
+
+namespace ops {
+// clang-format off
+const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, pool_fast<true>, max_grad};
+const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad};
+// The gradient of max_pool2d_grad would need a gather by argmax; not provided.
+const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>};
+const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 1, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad};
+// clang-format on
+}  // namespace ops
+
+namespace {
+Attrs pool_attrs(const Pool2DOptions& o) {
+  // Strides of 0 default to the pool size (Keras); negatives are left for infer to reject.
+  const int64_t sh = o.strides[0] == 0 ? o.pool_size[0] : o.strides[0];
+  const int64_t sw = o.strides[1] == 0 ? o.pool_size[1] : o.strides[1];
+  return Attrs{o.pool_size[0], o.pool_size[1], sh, sw, o.padding == Padding::kSame ? 1 : 0};
+}
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2DOptions& options) {
+  return run_op(ops::kMaxPool2D, {x}, pool_attrs(options));
+}
+Tensor avg_pool2d(const Tensor& x, const Pool2DOptions& options) {
+  return run_op(ops::kAvgPool2D, {x}, pool_attrs(options));
+}
+
+}  // namespace kiln

@@ -1,0 +1,680 @@
+// Shape ops: reshape, transpose, concat, slice, gather, one_hot, pad, and the internal
+// gradient ops slice_grad (scatter into zeros) and gather_grad (scatter-add).
+//
+// Most of them are a strided copy: every element of an iteration shape is read at one strided
+// offset and written at another. The reference copies element by element; the fast kernels copy
+// whole rows (memcpy when both sides are contiguous) split across threads, and transpose has a
+// blocked kernel for swapping the last two dims. All dtypes, since nothing here does arithmetic.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/broadcast.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+constexpr int kR = Shape::kMaxRank;
+
+// ---- strided copies ------------------------------------------------------------------------
+
+// Where a copy reads and writes: element c (coordinates over `shape`) moves from
+// src + src_off + sum(c * src_st) to dst + dst_off + sum(c * dst_st).
+struct CopyPlan {
+  Shape shape;
+  int64_t src_off = 0, dst_off = 0;
+  int64_t src_st[kR] = {}, dst_st[kR] = {};
+};
+
+template <typename T>
+void copy_reference(const CopyPlan& p, const T* src, T* dst) {
+  const int r = p.shape.rank();
+  for (int64_t i = 0, n = p.shape.numel(); i < n; ++i) {
+    int64_t rem = i, s = p.src_off, d = p.dst_off;
+    for (int k = r - 1; k >= 0; --k) {
+      const int64_t c = rem % p.shape[k];
+      rem /= p.shape[k];
+      s += c * p.src_st[k];
+      d += c * p.dst_st[k];
+    }
+    dst[d] = src[s];
+  }
+}
+
+template <typename T>
+void copy_fast(const CopyPlan& p, const T* src, T* dst) {
+  const int r = p.shape.rank();
+  if (r == 0 || p.shape.numel() == 0) {
+    if (r == 0) dst[p.dst_off] = src[p.src_off];
+    return;
+  }
+  const int64_t inner = p.shape[r - 1], outer = p.shape.numel() / inner;
+  const int64_t ss = p.src_st[r - 1], ds = p.dst_st[r - 1];
+  kernels::parallel_range(outer, inner, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      int64_t rem = row, s = p.src_off, d = p.dst_off;
+      for (int k = r - 2; k >= 0; --k) {
+        const int64_t c = rem % p.shape[k];
+        rem /= p.shape[k];
+        s += c * p.src_st[k];
+        d += c * p.dst_st[k];
+      }
+      if (ss == 1 && ds == 1) {
+        std::memcpy(dst + d, src + s, inner * sizeof(T));
+      } else {
+        for (int64_t j = 0; j < inner; ++j) dst[d + j * ds] = src[s + j * ss];
+      }
+    }
+  });
+}
+
+void run_copy(const CopyPlan& p, const Tensor& src, Tensor& dst, bool fast) {
+  detail::visit_dtype(src.dtype(), [&]<typename T>() {
+    if (fast) {
+      copy_fast<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
+    } else {
+      copy_reference<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
+    }
+  });
+}
+
+// Fills t with `value` converted to its dtype.
+void fill(Tensor& t, double value) {
+  detail::visit_dtype(t.dtype(), [&]<typename T>() {
+    T* p = detail::ptr<T>(t);
+    const T v = std::is_same_v<T, bool> ? T(value != 0) : static_cast<T>(value);
+    std::fill(p, p + t.numel(), v);
+  });
+}
+
+Attrs dims_attrs(std::span<const int64_t> dims) {
+  Attrs a;
+  for (int64_t d : dims) a.add_int(d);
+  return a;
+}
+
+std::string ints_str(std::span<const int64_t> v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// ---- reshape: attrs = the target dims (one may be -1) --------------------------------------
+
+void reshape_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape want;
+  for (int64_t d : a.ints()) {
+    if (d < -1) throw ShapeError("reshape: negative dim " + std::to_string(d) + " in target");
+    want.push_back(d);
+  }
+  out[0] = {resolve_reshape(in[0].shape, want, "reshape"), in[0].dtype};
+}
+void reshape_reference(const KernelArgs& k) {
+  if (k.in[0].nbytes()) std::memcpy(k.out[0].raw_data(), k.in[0].raw_data(), k.in[0].nbytes());
+}
+void reshape_grad(const GradArgs& g) { g.grad_in[0] = reshape(g.grad_out[0], g.in[0].shape()); }
+
+// ---- transpose: attrs = perm (empty: reverse the dims) -------------------------------------
+
+// The permutation for x's rank; throws ValueError unless it is one.
+std::vector<int> get_perm(const Shape& s, const Attrs& a) {
+  const int r = s.rank();
+  std::vector<int> perm(r);
+  if (a.num_ints() == 0) {
+    for (int i = 0; i < r; ++i) perm[i] = r - 1 - i;
+    return perm;
+  }
+  bool ok = a.num_ints() == r;
+  uint32_t seen = 0;
+  for (int i = 0; ok && i < r; ++i) {
+    const int64_t p = a.i(i) < 0 ? a.i(i) + r : a.i(i);
+    ok = p >= 0 && p < r && !(seen & (1u << p));
+    if (ok) seen |= 1u << p;
+    perm[i] = static_cast<int>(p);
+  }
+  if (!ok) {
+    throw ValueError("transpose: perm " + ints_str(a.ints()) + " is not a permutation of the " +
+                     std::to_string(r) + " dims of shape " + to_string(s));
+  }
+  return perm;
+}
+
+void transpose_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  std::vector<int> perm = get_perm(in[0].shape, a);
+  Shape os = in[0].shape;
+  for (int i = 0; i < os.rank(); ++i) os[i] = in[0].shape[perm[i]];
+  out[0] = {os, in[0].dtype};
+}
+
+CopyPlan transpose_plan(const Shape& xs, const std::vector<int>& perm) {
+  CopyPlan p;
+  int64_t st[kR], ost[kR];
+  contiguous_strides(xs, st);
+  for (int i = 0; i < xs.rank(); ++i) {
+    p.shape.push_back(xs[perm[i]]);
+    p.src_st[i] = st[perm[i]];
+  }
+  contiguous_strides(p.shape, ost);
+  std::copy(ost, ost + kR, p.dst_st);
+  return p;
+}
+void transpose_reference(const KernelArgs& k) {
+  run_copy(transpose_plan(k.in[0].shape(), get_perm(k.in[0].shape(), k.attrs)), k.in[0], k.out[0],
+           false);
+}
+
+// Blocked out[b][c][r] = in[b][r][c] for in [B, R, C]: tiles keep reads and writes in cache.
+template <typename T>
+void transpose_2d(const T* in, T* out, int64_t B, int64_t R, int64_t C) {
+  constexpr int64_t kTile = 32;
+  const int64_t tr = (R + kTile - 1) / kTile, tc = (C + kTile - 1) / kTile;
+  kernels::parallel_range(B * tr * tc, kTile * kTile, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t bi = t / (tr * tc), r0 = (t / tc) % tr * kTile, c0 = t % tc * kTile;
+      const T* src = in + bi * R * C;
+      T* dst = out + bi * R * C;
+      const int64_t r1 = std::min(R, r0 + kTile), c1 = std::min(C, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) dst[c * R + r] = src[r * C + c];
+      }
+    }
+  });
+}
+
+bool transpose_fast(const KernelArgs& k) {
+  const Shape& xs = k.in[0].shape();
+  std::vector<int> perm = get_perm(xs, k.attrs);
+  // Merge input dims that stay adjacent in the output, dropping size-1 dims, so the common
+  // cases become a plain copy or one batched 2-D transpose.
+  int newpos[kR], m = 0;
+  int64_t dims[kR];
+  for (int d = 0; d < xs.rank(); ++d) newpos[d] = xs[d] == 1 ? -1 : m++;
+  std::vector<int> order;  // output order of the non-1 dims, in new indices
+  for (int p : perm) {
+    if (newpos[p] >= 0) order.push_back(newpos[p]);
+  }
+  for (int d = 0; d < xs.rank(); ++d) {
+    if (newpos[d] >= 0) dims[newpos[d]] = xs[d];
+  }
+  // Groups: runs of consecutive input dims in output order.
+  std::vector<std::pair<int, int64_t>> groups;  // (first input dim, size) in output order
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i > 0 && order[i] == order[i - 1] + 1) {
+      groups.back().second *= dims[order[i]];
+    } else {
+      groups.push_back({order[i], dims[order[i]]});
+    }
+  }
+  const size_t g = groups.size();
+  bool sorted = true;  // the groups keep their input order except possibly the last two
+  for (size_t i = 1; i + 1 < g; ++i) sorted &= groups[i - 1].first < groups[i].first;
+  if (g <= 1 || (sorted && groups[g - 2].first < groups[g - 1].first)) {
+    reshape_reference(k);  // no real movement
+    return true;
+  }
+  if (!sorted || (g > 2 && groups[g - 3].first > groups[g - 1].first)) {
+    run_copy(transpose_plan(xs, perm), k.in[0], k.out[0], true);  // strided rows
+    return true;
+  }
+  int64_t B = 1;
+  for (size_t i = 0; i + 2 < g; ++i) B *= groups[i].second;
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    transpose_2d<T>(detail::ptr<T>(k.in[0]), detail::ptr<T>(k.out[0]), B, groups[g - 1].second,
+                    groups[g - 2].second);
+  });
+  return true;
+}
+
+void transpose_grad(const GradArgs& g) {
+  std::vector<int> perm = get_perm(g.in[0].shape(), g.attrs), inv(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = static_cast<int>(i);
+  g.grad_in[0] = transpose(g.grad_out[0], inv);
+}
+
+// ---- slice: attrs = {begin, end, step} per leading dim -------------------------------------
+
+// Start and step per dim of `in`, and the sliced shape. Python semantics: negative begin/end
+// count from the end, both are clamped to [0, dim].
+struct SliceSpec {
+  Shape out;
+  int64_t start[kR] = {}, step[kR] = {};
+};
+SliceSpec slice_spec(const Shape& in, std::span<const int64_t> t, const char* op) {
+  const int n = static_cast<int>(t.size() / 3);
+  if (t.size() % 3 != 0 || n > in.rank()) {
+    throw ValueError(std::string(op) + ": " + std::to_string(n) + " begins given for shape " +
+                     to_string(in) + " of rank " + std::to_string(in.rank()));
+  }
+  SliceSpec s;
+  s.out = in;
+  for (int d = 0; d < in.rank(); ++d) {
+    s.step[d] = 1;
+    if (d >= n) continue;
+    const int64_t dim = in[d], step = t[3 * d + 2];
+    if (step < 1) {
+      throw ValueError(std::string(op) + ": step " + std::to_string(step) + " for dim " +
+                       std::to_string(d) + " must be >= 1");
+    }
+    auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
+    const int64_t b = clamp(t[3 * d]), e = clamp(t[3 * d + 1]);
+    s.start[d] = b;
+    s.step[d] = step;
+    s.out[d] = e > b ? (e - b + step - 1) / step : 0;
+  }
+  return s;
+}
+
+// The plan reading the slice of `in` (or writing it, when `scatter`) with contiguous other side.
+CopyPlan slice_plan(const Shape& in, const SliceSpec& s, bool scatter) {
+  CopyPlan p;
+  p.shape = s.out;
+  int64_t st[kR], cst[kR];
+  contiguous_strides(in, st);
+  contiguous_strides(s.out, cst);
+  int64_t off = 0;
+  for (int d = 0; d < in.rank(); ++d) {
+    off += s.start[d] * st[d];
+    (scatter ? p.dst_st : p.src_st)[d] = st[d] * s.step[d];
+    (scatter ? p.src_st : p.dst_st)[d] = cst[d];
+  }
+  (scatter ? p.dst_off : p.src_off) = off;
+  return p;
+}
+
+void slice_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  out[0] = {slice_spec(in[0].shape, a.ints(), "slice").out, in[0].dtype};
+}
+template <bool kFast>
+bool slice_kernel(const KernelArgs& k) {
+  const Shape& xs = k.in[0].shape();
+  run_copy(slice_plan(xs, slice_spec(xs, k.attrs.ints(), "slice"), false), k.in[0], k.out[0],
+           kFast);
+  return true;
+}
+void slice_reference(const KernelArgs& k) { slice_kernel<false>(k); }
+
+// slice_grad(g): zeros of the sliced input's shape with g written at the slice.
+// attrs = {rank, input dims..., then slice's attrs}.
+Shape slice_grad_shape(const Attrs& a) { return Shape(a.ints().subspan(1, a.i(0))); }
+std::span<const int64_t> slice_grad_triples(const Attrs& a) { return a.ints().subspan(1 + a.i(0)); }
+
+void slice_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape xs = slice_grad_shape(a);
+  SliceSpec s = slice_spec(xs, slice_grad_triples(a), "slice_grad");
+  if (s.out != in[0].shape) {
+    throw ShapeError("slice_grad: gradient " + to_string(in[0].shape) +
+                     " does not match the slice " + to_string(s.out) + " of " + to_string(xs));
+  }
+  out[0] = {xs, in[0].dtype};
+}
+template <bool kFast>
+bool slice_grad_kernel(const KernelArgs& k) {
+  const Shape& xs = k.out[0].shape();
+  fill(k.out[0], 0);
+  run_copy(slice_plan(xs, slice_spec(xs, slice_grad_triples(k.attrs), "slice_grad"), true), k.in[0],
+           k.out[0], kFast);
+  return true;
+}
+void slice_grad_reference(const KernelArgs& k) { slice_grad_kernel<false>(k); }
+
+Tensor slice_grad_op(const Tensor& g, const Shape& xs, std::span<const int64_t> triples) {
+  Attrs a{xs.rank()};
+  for (int64_t d : xs) a.add_int(d);
+  for (int64_t v : triples) a.add_int(v);
+  return run_op(ops::kSliceGrad, {g}, a);
+}
+void slice_grad(const GradArgs& g) {
+  g.grad_in[0] = slice_grad_op(g.grad_out[0], g.in[0].shape(), g.attrs.ints());
+}
+void slice_grad_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kSlice, {g.grad_out[0]}, dims_attrs(slice_grad_triples(g.attrs)));
+}
+
+// ---- concat: attrs = {axis}; any number of inputs (the public function groups > 16) -------
+
+void concat_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const Meta& x0 = in[0];
+  if (x0.shape.rank() == 0) {
+    throw ShapeError("concat: cannot concatenate rank-0 tensors (shapes " + shapes_str(in) + ")");
+  }
+  const int ax = normalize_axis(a.i(0), x0.shape.rank(), "concat");
+  Shape os = x0.shape;
+  os[ax] = 0;
+  for (const Meta& m : in) {
+    if (m.dtype != x0.dtype) require_same_dtype("concat", x0.dtype, m.dtype);
+    bool ok = m.shape.rank() == x0.shape.rank();
+    for (int d = 0; ok && d < os.rank(); ++d) ok = d == ax || m.shape[d] == x0.shape[d];
+    if (!ok) {
+      throw ShapeError("concat: shapes " + shapes_str(in) + " differ outside axis " +
+                       std::to_string(a.i(0)));
+    }
+    os[ax] += m.shape[ax];
+  }
+  out[0] = {os, x0.dtype};
+}
+template <bool kFast>
+bool concat_kernel(const KernelArgs& k) {
+  const Shape& os = k.out[0].shape();
+  const int ax = normalize_axis(k.attrs.i(0), os.rank(), "concat");
+  int64_t ost[kR];
+  contiguous_strides(os, ost);
+  int64_t at = 0;  // where along the axis the next input goes
+  for (const Tensor& x : k.in) {
+    CopyPlan p;
+    p.shape = x.shape();
+    contiguous_strides(x.shape(), p.src_st);
+    std::copy(ost, ost + kR, p.dst_st);
+    p.dst_off = at * ost[ax];
+    run_copy(p, x, k.out[0], kFast);
+    at += x.shape()[ax];
+  }
+  return true;
+}
+void concat_reference(const KernelArgs& k) { concat_kernel<false>(k); }
+void concat_grad(const GradArgs& g) {
+  const int ax = normalize_axis(g.attrs.i(0), g.in[0].rank(), "concat");
+  std::vector<int64_t> begins(ax + 1, 0), ends(ax + 1, std::numeric_limits<int64_t>::max());
+  for (size_t i = 0; i < g.in.size(); ++i) {
+    ends[ax] = begins[ax] + g.in[i].shape()[ax];
+    if (is_floating(g.in[i].dtype())) g.grad_in[i] = slice(g.grad_out[0], begins, ends);
+    begins[ax] = ends[ax];
+  }
+}
+
+// ---- gather: attrs = {axis}; gather_grad: attrs = {axis, x dims...} ------------------------
+
+void require_indices(const char* op, DType t) {
+  if (t != DType::kInt32 && t != DType::kInt64) {
+    throw DTypeError(std::string(op) + ": indices must be int32 or int64, got " +
+                     std::string(dtype_name(t)));
+  }
+}
+Shape gather_shape(const Shape& xs, const Shape& is, int ax, const char* op) {
+  if (xs.rank() - 1 + is.rank() > kR) {
+    throw ShapeError(std::string(op) + ": x " + to_string(xs) + " and indices " + to_string(is) +
+                     " give a result of rank above " + std::to_string(kR));
+  }
+  Shape os;
+  for (int d = 0; d < ax; ++d) os.push_back(xs[d]);
+  for (int64_t d : is) os.push_back(d);
+  for (int d = ax + 1; d < xs.rank(); ++d) os.push_back(xs[d]);
+  return os;
+}
+void gather_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_indices("gather", in[1].dtype);
+  const int ax = normalize_axis(a.i(0), in[0].shape.rank(), "gather");
+  out[0] = {gather_shape(in[0].shape, in[1].shape, ax, "gather"), in[0].dtype};
+}
+
+// The indices as int64, each checked against the axis size n (before any parallel work).
+std::vector<int64_t> load_indices(const Tensor& idx, const Shape& xs, int ax, const char* op) {
+  std::vector<int64_t> v = idx.to_vector<int64_t>();
+  for (size_t j = 0; j < v.size(); ++j) {
+    if (v[j] < 0 || v[j] >= xs[ax]) {
+      throw ValueError(std::string(op) + ": index " + std::to_string(v[j]) + " (at position " +
+                       std::to_string(j) + " of indices) is out of range for axis " +
+                       std::to_string(ax) + " of size " + std::to_string(xs[ax]) + " in shape " +
+                       to_string(xs));
+    }
+  }
+  return v;
+}
+
+// x viewed as [outer, n, inner] around `ax`.
+struct Around {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+Around around(const Shape& s, int ax) {
+  Around g;
+  for (int d = 0; d < s.rank(); ++d) (d < ax ? g.outer : d == ax ? g.n : g.inner) *= s[d];
+  return g;
+}
+
+template <bool kFast>
+bool gather_kernel(const KernelArgs& k) {
+  const Shape& xs = k.in[0].shape();
+  const int ax = normalize_axis(k.attrs.i(0), xs.rank(), "gather");
+  std::vector<int64_t> idx = load_indices(k.in[1], xs, ax, "gather");
+  const Around g = around(xs, ax);
+  const int64_t m = static_cast<int64_t>(idx.size());
+  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    auto rows = [&](int64_t b, int64_t e) {  // row t = (outer o, index j)
+      for (int64_t t = b; t < e; ++t) {
+        const T* src = x + ((t / m) * g.n + idx[t % m]) * g.inner;
+        if (kFast) {
+          std::memcpy(o + t * g.inner, src, g.inner * sizeof(T));
+        } else {
+          for (int64_t i = 0; i < g.inner; ++i) o[t * g.inner + i] = src[i];
+        }
+      }
+    };
+    kFast ? kernels::parallel_range(g.outer * m, g.inner, rows) : rows(0, g.outer * m);
+  });
+  return true;
+}
+void gather_reference(const KernelArgs& k) { gather_kernel<false>(k); }
+
+void gather_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_floating("gather_grad", in[0].dtype);
+  require_indices("gather_grad", in[1].dtype);
+  Shape xs(a.ints().subspan(1));
+  const int ax = normalize_axis(a.i(0), xs.rank(), "gather_grad");
+  Shape want = gather_shape(xs, in[1].shape, ax, "gather_grad");
+  if (want != in[0].shape) {
+    throw ShapeError("gather_grad: gradient " + to_string(in[0].shape) + " does not match " +
+                     to_string(want) + " for x " + to_string(xs) + " and indices " +
+                     to_string(in[1].shape));
+  }
+  out[0] = {xs, in[0].dtype};
+}
+// Scatter-add; repeated indices accumulate. Fast: tasks own disjoint output columns.
+template <bool kFast>
+bool gather_grad_kernel(const KernelArgs& k) {
+  const Shape& xs = k.out[0].shape();
+  const int ax = normalize_axis(k.attrs.i(0), xs.rank(), "gather_grad");
+  std::vector<int64_t> idx = load_indices(k.in[1], xs, ax, "gather_grad");
+  const Around g = around(xs, ax);
+  const int64_t m = static_cast<int64_t>(idx.size());
+  fill(k.out[0], 0);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* gp = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    constexpr int64_t kCols = 256;
+    const int64_t col_tasks = (g.inner + kCols - 1) / kCols;
+    auto tasks = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t oi = t / col_tasks, c0 = t % col_tasks * kCols;
+        const int64_t c1 = std::min(g.inner, c0 + kCols);
+        for (int64_t j = 0; j < m; ++j) {
+          const T* src = gp + (oi * m + j) * g.inner;
+          T* dst = o + (oi * g.n + idx[j]) * g.inner;
+          for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+        }
+      }
+    };
+    const int64_t n_tasks = g.outer * col_tasks;
+    kFast ? kernels::parallel_range(n_tasks, m * kCols, tasks) : tasks(0, n_tasks);
+  });
+  return true;
+}
+void gather_grad_reference(const KernelArgs& k) { gather_grad_kernel<false>(k); }
+
+void gather_grad(const GradArgs& g) {
+  Attrs a{g.attrs.i(0)};
+  for (int64_t d : g.in[0].shape()) a.add_int(d);
+  g.grad_in[0] = run_op(ops::kGatherGrad, {g.grad_out[0], g.in[1]}, a);
+}
+void gather_grad_grad(const GradArgs& g) {
+  g.grad_in[0] = gather(g.grad_out[0], g.in[1], static_cast<int>(g.attrs.i(0)));
+}
+
+// ---- one_hot: attrs = {depth, dtype} -------------------------------------------------------
+
+void one_hot_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_indices("one_hot", in[0].dtype);
+  if (a.i(0) < 0) throw ValueError("one_hot: depth " + std::to_string(a.i(0)) + " is negative");
+  if (a.i(1) < 0 || a.i(1) > static_cast<int64_t>(DType::kBool)) {
+    throw ValueError("one_hot: unknown dtype code " + std::to_string(a.i(1)));
+  }
+  if (in[0].shape.rank() >= kR) {
+    throw ShapeError("one_hot: indices " + to_string(in[0].shape) +
+                     " give a result of rank above " + std::to_string(kR));
+  }
+  Shape os = in[0].shape;
+  os.push_back(a.i(0));
+  out[0] = {os, static_cast<DType>(a.i(1))};
+}
+void one_hot_reference(const KernelArgs& k) {
+  const int64_t depth = k.attrs.i(0);
+  std::vector<int64_t> idx = k.in[0].to_vector<int64_t>();
+  fill(k.out[0], 0);
+  detail::visit_dtype(k.out[0].dtype(), [&]<typename T>() {
+    T* o = detail::ptr<T>(k.out[0]);
+    for (size_t j = 0; j < idx.size(); ++j) {
+      if (idx[j] >= 0 && idx[j] < depth) o[j * depth + idx[j]] = T(1);
+    }
+  });
+}
+
+// ---- pad: attrs = {before, after} per leading dim, floats = {value} ------------------------
+
+void pad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const Shape& xs = in[0].shape;
+  const int n = a.num_ints() / 2;
+  if (n > xs.rank()) {
+    throw ValueError("pad: " + std::to_string(n) + " pairs given for shape " + to_string(xs) +
+                     " of rank " + std::to_string(xs.rank()));
+  }
+  Shape os = xs;
+  for (int d = 0; d < n; ++d) {
+    if (a.i(2 * d) < 0 || a.i(2 * d + 1) < 0) {
+      throw ValueError("pad: negative padding {" + std::to_string(a.i(2 * d)) + ", " +
+                       std::to_string(a.i(2 * d + 1)) + "} for dim " + std::to_string(d));
+    }
+    os[d] += a.i(2 * d) + a.i(2 * d + 1);
+  }
+  const double v = a.f(0);
+  detail::visit_dtype(in[0].dtype, [&]<typename T>() {
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // max() + 1 as a double is exact (a power of two), so the bound is exact too.
+      const double hi = static_cast<double>(std::numeric_limits<T>::max()) + 1;
+      if (!(v >= static_cast<double>(std::numeric_limits<T>::lowest()) && v < hi) ||
+          v != std::trunc(v)) {
+        throw ValueError("pad: value " + std::to_string(v) + " is not representable in " +
+                         std::string(dtype_name(in[0].dtype)));
+      }
+    }
+  });
+  out[0] = {os, in[0].dtype};
+}
+template <bool kFast>
+bool pad_kernel(const KernelArgs& k) {
+  const Tensor& x = k.in[0];
+  fill(k.out[0], k.attrs.f(0));
+  CopyPlan p;
+  p.shape = x.shape();
+  contiguous_strides(x.shape(), p.src_st);
+  contiguous_strides(k.out[0].shape(), p.dst_st);
+  for (int d = 0; d < k.attrs.num_ints() / 2; ++d) p.dst_off += k.attrs.i(2 * d) * p.dst_st[d];
+  run_copy(p, x, k.out[0], kFast);
+  return true;
+}
+void pad_reference(const KernelArgs& k) { pad_kernel<false>(k); }
+void pad_grad(const GradArgs& g) {
+  const Shape& xs = g.in[0].shape();
+  std::vector<int64_t> b(g.attrs.num_ints() / 2), e(b.size());
+  for (size_t d = 0; d < b.size(); ++d) {
+    b[d] = g.attrs.i(2 * d);
+    e[d] = b[d] + xs[d];
+  }
+  g.grad_in[0] = slice(g.grad_out[0], b, e);
+}
+
+}  // namespace
+
+namespace ops {
+// clang-format off
+const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad};
+const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad};
+const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad};
+const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad};
+const OpDef kSliceGrad{"slice_grad", 1, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad};
+const OpDef kGather{"gather", 2, 1, gather_infer, gather_reference, gather_kernel<true>, gather_grad};
+const OpDef kGatherGrad{"gather_grad", 2, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad};
+const OpDef kOneHot{"one_hot", 1, 1, one_hot_infer, one_hot_reference};
+const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_grad};
+// clang-format on
+}  // namespace ops
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  return run_op(ops::kReshape, {x}, dims_attrs(shape.dims()));
+}
+Tensor transpose(const Tensor& x, std::vector<int> perm) {
+  Attrs a;
+  if (perm.size() > kR) {
+    throw ValueError("transpose: perm of " + std::to_string(perm.size()) + " dims; at most " +
+                     std::to_string(kR) + " exist");
+  }
+  for (int p : perm) a.add_int(p);
+  return run_op(ops::kTranspose, {x}, a);
+}
+Tensor concat(const std::vector<Tensor>& xs, int axis) {
+  constexpr size_t kMaxInputs = 16;  // the dispatcher's limit; larger lists go in groups
+  if (xs.empty()) throw ValueError("concat: no tensors given");
+  if (xs.size() <= kMaxInputs) {
+    Tensor out;
+    run_op(ops::kConcat, xs, Attrs{axis}, {&out, 1});
+    return out;
+  }
+  std::vector<Tensor> parts;
+  for (size_t i = 0; i < xs.size(); i += kMaxInputs) {
+    const size_t e = std::min(xs.size(), i + kMaxInputs);
+    parts.push_back(concat(std::vector<Tensor>(xs.begin() + i, xs.begin() + e), axis));
+  }
+  return concat(parts, axis);
+}
+Tensor slice(const Tensor& x, std::vector<int64_t> begins, std::vector<int64_t> ends,
+             std::vector<int64_t> steps) {
+  if (ends.size() != begins.size() || (!steps.empty() && steps.size() != begins.size())) {
+    throw ValueError("slice: " + std::to_string(begins.size()) + " begins, " +
+                     std::to_string(ends.size()) + " ends and " + std::to_string(steps.size()) +
+                     " steps given; they must be equally many (steps may be empty)");
+  }
+  if (begins.size() > kR) {
+    throw ValueError("slice: " + std::to_string(begins.size()) + " begins given; at most " +
+                     std::to_string(kR) + " dims exist");
+  }
+  Attrs a;
+  for (size_t d = 0; d < begins.size(); ++d) {
+    a.add_int(begins[d]).add_int(ends[d]).add_int(steps.empty() ? 1 : steps[d]);
+  }
+  return run_op(ops::kSlice, {x}, a);
+}
+Tensor gather(const Tensor& x, const Tensor& indices, int axis) {
+  return run_op(ops::kGather, {x, indices}, Attrs{axis});
+}
+Tensor one_hot(const Tensor& indices, int64_t depth, DType dtype) {
+  return run_op(ops::kOneHot, {indices}, Attrs{depth, static_cast<int64_t>(dtype)});
+}
+Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads, double value) {
+  if (pads.size() > kR) {
+    throw ValueError("pad: " + std::to_string(pads.size()) + " pairs given; at most " +
+                     std::to_string(kR) + " dims exist");
+  }
+  Attrs a;
+  for (const auto& [b, e] : pads) a.add_int(b).add_int(e);
+  a.add_float(value);
+  return run_op(ops::kPad, {x}, a);
+}
+
+}  // namespace kiln

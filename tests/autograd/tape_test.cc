@@ -1,0 +1,132 @@
+#include "kiln/autograd.h"
+
+#include <gtest/gtest.h>
+
+#include "kiln/ops.h"
+#include "testing/op_check.h"
+
+namespace kiln {
+namespace {
+
+using testing::all_close;
+using testing::check_gradients;
+using testing::expect_error;
+using testing::random_tensor;
+
+TEST(GradientTape, ProductRule) {
+  Tensor w = from_vector<float>({1, 2, 3});
+  Tensor x = from_vector<float>({4, 5, 6});
+  GradientTape tape;
+  tape.watch(w);
+  tape.watch(x);
+  Tensor y = sum(w * x);
+  auto g = tape.gradient(y, {w, x});
+  EXPECT_TRUE(all_close(g[0], x));
+  EXPECT_TRUE(all_close(g[1], w));
+}
+
+TEST(GradientTape, TensorUsedTwiceAccumulates) {
+  Tensor x = from_vector<double>({1, -2, 3});
+  GradientTape tape;
+  tape.watch(x);
+  Tensor y = sum(x * x + x);
+  Tensor g = tape.gradient(y, {x})[0];
+  EXPECT_TRUE(all_close(g, from_vector<double>({3, -3, 7})));
+}
+
+TEST(GradientTape, RequiresGradTensorsAreWatchedAutomatically) {
+  Tensor w = from_vector<float>({2});
+  w.set_requires_grad(true);
+  GradientTape tape;
+  Tensor y = sum(w * w * w);
+  EXPECT_EQ(tape.gradient(y, {w})[0].item<float>(), 12.f);
+}
+
+TEST(GradientTape, NoGradientThroughIntegersOrStopGradientOrUnconnected) {
+  Tensor x = from_vector<float>({1.5, 2.5});
+  Tensor other = from_vector<float>({1, 1});
+  GradientTape tape(/*persistent=*/true);
+  tape.watch(x);
+  Tensor through_int = sum(cast(cast(x, int32), float32));
+  EXPECT_FALSE(tape.gradient(through_int, {x})[0].defined());
+  Tensor stopped = sum(stop_gradient(x) * x);
+  EXPECT_TRUE(all_close(tape.gradient(stopped, {x})[0], x));
+  EXPECT_FALSE(tape.gradient(stopped, {other})[0].defined());
+}
+
+TEST(GradientTape, NonPersistentTapeIsUsedOnce) {
+  Tensor x = from_vector<float>({1});
+  GradientTape tape;
+  tape.watch(x);
+  Tensor y = x * x;
+  tape.gradient(y, {x});
+  expect_error<StateError>([&] { tape.gradient(y, {x}); }, {"only once", "persistent"});
+}
+
+TEST(GradientTape, OutputGradientSeedsTheTarget) {
+  Tensor x = from_vector<float>({1, 2});
+  GradientTape tape(true);
+  tape.watch(x);
+  Tensor y = x * 3.0;
+  Tensor g = tape.gradient(y, {x}, from_vector<float>({1, 10}))[0];
+  EXPECT_TRUE(all_close(g, from_vector<float>({3, 30})));
+  expect_error<ShapeError>([&] { tape.gradient(y, {x}, zeros({3})); }, {"output_gradient", "[3]", "[2]"});
+}
+
+TEST(GradientTape, StopRecording) {
+  Tensor x = from_vector<float>({2});
+  GradientTape tape;
+  tape.watch(x);
+  Tensor a = x * x;
+  size_t n = tape.size();
+  tape.stop_recording();
+  Tensor b = a * x;  // not recorded
+  tape.start_recording();
+  EXPECT_EQ(tape.size(), n);
+  EXPECT_FALSE(tape.gradient(b, {x})[0].defined());
+}
+
+TEST(GradientTape, NestedTapesGiveSecondDerivatives) {
+  Tensor x = from_vector<double>({2, -1});
+  GradientTape outer;
+  outer.watch(x);
+  Tensor dy;
+  {
+    GradientTape inner;
+    inner.watch(x);
+    Tensor y = sum(x * x * x);
+    dy = inner.gradient(y, {x})[0];  // 3x^2, recorded by the outer tape
+  }
+  EXPECT_TRUE(all_close(dy, from_vector<double>({12, 3})));
+  Tensor d2 = outer.gradient(sum(dy), {x})[0];  // 6x
+  EXPECT_TRUE(all_close(d2, from_vector<double>({12, -6})));
+}
+
+TEST(GradientTape, BroadcastGradientsSumBack) {
+  check_gradients([](const std::vector<Tensor>& v) { return v[0] * v[1] + v[1]; },
+                  {random_tensor({3, 4}, float64, 1), random_tensor({4}, float64, 2)});
+}
+
+// A small MLP end to end: dense -> relu -> dense -> log_softmax, against finite differences.
+TEST(GradientTape, SmallMlpMatchesFiniteDifferences) {
+  auto mlp = [](const std::vector<Tensor>& p) {
+    Tensor h = relu(matmul(p[0], p[1]) + p[2]);
+    return log_softmax(matmul(h, p[3]) + p[4]);
+  };
+  check_gradients(mlp, {random_tensor({5, 4}, float64, 3), random_tensor({4, 6}, float64, 4),
+                        random_tensor({6}, float64, 5), random_tensor({6, 3}, float64, 6),
+                        random_tensor({3}, float64, 7)});
+}
+
+TEST(GradientTape, SoftmaxCrossEntropyThroughMlp) {
+  Tensor labels = from_vector<int64_t>({0, 2, 1, 1});
+  auto f = [&](const std::vector<Tensor>& p) {
+    Tensor logits = matmul(tanh(matmul(p[0], p[1])), p[2]);
+    return mean(softmax_cross_entropy(logits, labels));
+  };
+  check_gradients(f, {random_tensor({4, 3}, float64, 8), random_tensor({3, 5}, float64, 9),
+                      random_tensor({5, 3}, float64, 10)});
+}
+
+}  // namespace
+}  // namespace kiln

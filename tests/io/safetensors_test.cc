@@ -1,0 +1,388 @@
+// safetensors: round trips of every dtype, interop with hand-made bytes per the spec, tied
+// weights, every corruption refused with a clear FormatError, and atomic replacement.
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+#include <sstream>
+#include <string>
+
+#include "io/atomic_file_testing.h"
+#include "kiln/io.h"
+#include "testing/op_check.h"
+
+namespace kiln {
+namespace {
+
+using testing::expect_error;
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "kiln_st_XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name, const std::string& bytes) const {
+    std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
+    return p;
+  }
+  std::string path(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string le64(uint64_t n) {
+  std::string s;
+  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+  return s;
+}
+
+// A file laid out by hand per the spec: length, JSON header, data buffer.
+std::string st_bytes(const std::string& header, const std::string& data) {
+  return le64(header.size()) + header + data;
+}
+
+template <typename T>
+std::string raw(std::initializer_list<T> v) {
+  std::string s(v.size() * sizeof(T), '\0');
+  std::memcpy(s.data(), std::data(v), s.size());
+  return s;
+}
+
+std::string bytes_of(const Tensor& t) {
+  return std::string(static_cast<const char*>(t.raw_data()), t.nbytes());
+}
+
+TEST(Safetensors, RoundTripEveryDTypeRankZeroAndEmpty) {
+  TempDir dir;
+  std::vector<std::pair<std::string, Tensor>> in = {
+      {"z.f32", from_vector<float>({1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -1e30f}, Shape{2, 3})},
+      {"a.f64", from_vector<double>({std::numbers::pi, -1e-300}, Shape{2, 1})},
+      {"m.i32", from_vector<int32_t>({-2147483647 - 1, 2147483647, 0})},
+      {"i64", from_vector<int64_t>({INT64_MIN, INT64_MAX}, Shape{1, 1, 2})},
+      {"i8", from_vector<int8_t>({-128, 127, 0, 5})},
+      {"u8", from_vector<uint8_t>({0, 255, 17})},
+      {"bool", from_vector<bool>({true, false, true}, Shape{3, 1})},
+      {"scalar", scalar(42.5)},
+      {"scalar_i64", scalar(-9, int64)},
+      {"empty", empty(Shape{0}, float32)},
+      {"empty3", empty(Shape{2, 0, 3}, int32)},
+  };
+  std::string p = dir.path("all.safetensors");
+  save_safetensors(p, in, {{"format", "kiln"}, {"epoch", "3"}});
+  SafetensorsFile f = load_safetensors(p);
+  ASSERT_EQ(f.tensors.size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(in[i].first);
+    EXPECT_EQ(f.tensors[i].first, in[i].first);  // saved order is kept
+    EXPECT_EQ(f.tensors[i].second.dtype(), in[i].second.dtype());
+    EXPECT_EQ(f.tensors[i].second.shape(), in[i].second.shape());
+    EXPECT_EQ(bytes_of(f.tensors[i].second), bytes_of(in[i].second));
+  }
+  EXPECT_EQ(f.metadata, (std::map<std::string, std::string>{{"epoch", "3"}, {"format", "kiln"}}));
+  EXPECT_TRUE(f.aliases.empty());
+  // The data buffer starts 8-byte aligned (the header is padded with spaces).
+  std::string bytes = slurp(p);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  EXPECT_EQ(n % 8, 0u);
+}
+
+TEST(Safetensors, NoTensorsAtAll) {
+  TempDir dir;
+  std::string p = dir.path("none");
+  save_safetensors(p, {});
+  EXPECT_TRUE(load_safetensors(p).tensors.empty());
+  EXPECT_EQ(slurp(p), st_bytes("{}      ", ""));
+}
+
+TEST(Safetensors, ReadsAHandMadeFile) {
+  TempDir dir;
+  // Spec example layout: names out of order, metadata, data offsets relative to the buffer.
+  std::string header =
+      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"I32","shape":[2],"data_offsets":[8,16]},)"
+      R"("a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}   )";
+  std::string p =
+      dir.file("hand", st_bytes(header, raw<float>({1.0f, -0.5f}) + raw<int32_t>({7, -9})));
+  SafetensorsFile f = load_safetensors(p);
+  ASSERT_EQ(f.tensors.size(), 2u);
+  EXPECT_EQ(f.tensors[0].first, "b");
+  EXPECT_EQ(f.at("b").to_vector<int>(), (std::vector<int>{7, -9}));
+  EXPECT_EQ(f.at("a").shape(), (Shape{1, 2}));
+  EXPECT_EQ(f.at("a").to_vector<float>(), (std::vector<float>{1.0f, -0.5f}));
+  EXPECT_EQ(f.metadata.at("format"), "pt");
+}
+
+TEST(Safetensors, WritesExactlyTheSpecLayout) {
+  TempDir dir;
+  std::string p = dir.path("x");
+  save_safetensors(p, {{"x", from_vector<float>({1.0f, 2.0f})}});
+  std::string header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  EXPECT_EQ(slurp(p), st_bytes(header, raw<float>({1.0f, 2.0f})));
+}
+
+TEST(Safetensors, TiedWeightsAreWrittenOnceAndTiedAgain) {
+  TempDir dir;
+  Tensor w = from_vector<float>({1, 2, 3, 4, 5, 6}, Shape{2, 3});
+  Tensor copy = w.clone();               // equal values, own storage: stored separately
+  Tensor flat = w.reshape(Shape{6});     // same storage, other shape: stored separately
+  Tensor e1 = empty(Shape{0}), e2 = e1;  // nothing to share
+  std::string p = dir.path("tied");
+  save_safetensors(p,
+                   {{"enc.w", w},
+                    {"dec.w", w},
+                    {"copy", copy},
+                    {"flat", flat},
+                    {"head.w", w},
+                    {"e1", e1},
+                    {"e2", e2}},
+                   {{"note", "hi"}});
+  SafetensorsFile f = load_safetensors(p);
+  std::vector<std::string> stored;
+  for (const auto& [name, t] : f.tensors) stored.push_back(name);
+  EXPECT_EQ(stored, (std::vector<std::string>{"enc.w", "copy", "flat", "e1", "e2"}));
+  EXPECT_EQ(f.aliases,
+            (std::map<std::string, std::string>{{"dec.w", "enc.w"}, {"head.w", "enc.w"}}));
+  EXPECT_EQ(f.metadata, (std::map<std::string, std::string>{{"note", "hi"}}));
+  EXPECT_EQ(f.at("dec.w").raw_data(), f.at("enc.w").raw_data());
+  EXPECT_NE(f.at("copy").raw_data(), f.at("enc.w").raw_data());
+  EXPECT_EQ(f.at("head.w").to_vector<float>(), w.to_vector<float>());
+  EXPECT_TRUE(f.contains("dec.w"));
+  EXPECT_FALSE(f.contains("nope"));
+  expect_error<ValueError>([&] { f.at("nope"); }, {"nope"});
+  auto all = f.all();
+  ASSERT_EQ(all.size(), 7u);
+  EXPECT_EQ(all[5].first, "dec.w");
+  EXPECT_EQ(all[5].second.raw_data(), f.at("enc.w").raw_data());
+  // The data buffer holds 24 bytes each for enc.w, copy and flat: tied names take no space.
+  std::string bytes = slurp(p);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  EXPECT_EQ(bytes.size() - 8 - n, 72u);
+  EXPECT_NE(bytes.find(R"("kiln.aliases":"{\"dec.w\":\"enc.w\",\"head.w\":\"enc.w\"}")"),
+            std::string::npos);
+}
+
+TEST(SafetensorsWriteErrors, BadNamesAndTensors) {
+  TempDir dir;
+  std::string p = dir.path("w");
+  Tensor t = scalar(1);
+  expect_error<ValueError>(
+      [&] {
+        save_safetensors(p, {{"a", t}, {"a", t}});
+      },
+      {"save_safetensors", p, "'a'", "more than once"});
+  expect_error<ValueError>([&] { save_safetensors(p, {{"", t}}); }, {"invalid tensor name"});
+  expect_error<ValueError>(
+      [&] {
+        save_safetensors(p, {{"__metadata__", t}});
+      },
+      {"invalid tensor name '__metadata__'"});
+  expect_error<ValueError>([&] { save_safetensors(p, {{"u", Tensor()}}); }, {"'u'", "undefined"});
+  expect_error<ValueError>(
+      [&] {
+        save_safetensors(p, {{"a", t}}, {{"kiln.aliases", "{}"}});
+      },
+      {"kiln.aliases", "reserved"});
+  EXPECT_FALSE(fs::exists(p));
+}
+
+TEST(SafetensorsWrite, FailedWriteKeepsTheOldFile) {
+  TempDir dir;
+  std::string p = dir.path("model.safetensors");
+  save_safetensors(p, {{"w", from_vector<float>({1, 2})}});
+  std::string old = slurp(p);
+  {
+    detail::set_atomic_write_fault(detail::AtomicWriteFault::kWrite);
+    expect_error<Error>(
+        [&] {
+          save_safetensors(p, {{"w", from_vector<float>({3, 4, 5})}});
+        },
+        {p, "write failed"});
+    detail::set_atomic_write_fault(detail::AtomicWriteFault::kNone);
+  }
+  EXPECT_EQ(slurp(p), old);
+  EXPECT_EQ(load_safetensors(p).at("w").to_vector<float>(), (std::vector<float>{1, 2}));
+  int entries = 0;
+  for (auto it = fs::directory_iterator(dir.path(".")); it != fs::directory_iterator(); ++it) {
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+  std::string q = dir.path("missing/dir/m.safetensors");
+  expect_error<Error>([&] { save_safetensors(q, {{"w", scalar(1)}}); }, {q, "temp file"});
+}
+
+// ---- reader validation -------------------------------------------------------------------
+
+// A valid file with several tensors and metadata, for truncation and byte flips.
+std::string valid_file() {
+  std::string header =
+      R"({"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+      R"("b":{"dtype":"U8","shape":[3],"data_offsets":[16,19]},)"
+      R"("c":{"dtype":"BOOL","shape":[],"data_offsets":[19,20]}})";
+  return st_bytes(header, raw<float>({1, 2, 3, 4}) + "xyz" + std::string(1, '\1'));
+}
+
+TEST(SafetensorsReadErrors, EveryPrefixIsRefused) {
+  TempDir dir;
+  std::string full = valid_file();
+  ASSERT_EQ(load_safetensors(dir.file("full", full)).tensors.size(), 3u);
+  for (size_t n = 0; n < full.size(); ++n) {
+    std::string p = dir.file("prefix", full.substr(0, n));
+    try {
+      load_safetensors(p);
+      ADD_FAILURE() << "prefix of " << n << " bytes was accepted";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(SafetensorsReadErrors, FlippedHeaderBytesNeverCrash) {
+  TempDir dir;
+  std::string full = valid_file();
+  int refused = 0, accepted = 0;
+  for (size_t i = 0; i < full.size() - 20; ++i) {
+    for (unsigned char mask : {0x01, 0x20, 0x80, 0xFF}) {
+      std::string bytes = full;
+      bytes[i] = static_cast<char>(bytes[i] ^ mask);
+      std::string p = dir.file("flip", bytes);
+      try {
+        SafetensorsFile f = load_safetensors(p);
+        for (const auto& [name, t] : f.tensors) EXPECT_LE(t.nbytes(), 20u);
+        ++accepted;  // e.g. a changed letter in a name
+      } catch (const FormatError&) {
+        ++refused;
+      }
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(accepted, 0);
+}
+
+struct BadCase {
+  const char* header;
+  std::string data;
+  std::vector<std::string> parts;
+};
+
+TEST(SafetensorsReadErrors, HeaderValidation) {
+  TempDir dir;
+  const std::string f8 = std::string(8, '\0');
+  const BadCase cases[] = {
+      {"{", "", {"header", "valid JSON"}},
+      {"[1,2]", "", {"header", "JSON object", "array"}},
+      {"", "", {"header", "valid JSON"}},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+       std::string(12, '\0'),
+       {"tensor 'b'", "overlap tensor 'a'", "expected begin 8"}},
+      {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+       R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+       std::string(12, '\0'),
+       {"tensor 'b'", "gap", "[4, 8)"}},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+       std::string(12, '\0'),
+       {"data buffer", "12 bytes", "cover only 8"}},
+      {R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+       f8,
+       {"tensor 'a'", "span 8 bytes", "expected 12", "3 x F32"}},
+      {R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+       f8,
+       {"tensor 'a'", "data_offsets", "end <= 8", "[0,16]"}},
+      {R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", f8, {"begin <= end", "[8,0]"}},
+      {R"({"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})",
+       f8,
+       {"tensor 'a'", "dtype", "F32 F64 I32 I64 I8 U8 BOOL", "\"F16\""}},
+      {R"({"a":{"dtype":3,"shape":[2],"data_offsets":[0,8]}})", f8, {"dtype", "string"}},
+      {R"({"a":{"shape":[2],"data_offsets":[0,8]}})", f8, {"tensor 'a'", "dtype"}},
+      {R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", f8, {"tensor 'a'", "shape"}},
+      {R"({"a":{"dtype":"F32","shape":[2]}})", f8, {"tensor 'a'", "data_offsets"}},
+      {R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
+       f8,
+       {"shape", "non-negative integers", "[-2]"}},
+      {R"({"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})",
+       f8,
+       {"shape", "non-negative integers"}},
+      {R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", f8, {"shape", "array"}},
+      {R"({"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}})",
+       f8,
+       {"shape", "at most 8 dims", "got 9"}},
+      {R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+       f8,
+       {"tensor 'a'", "overflows"}},
+      {R"({"a":{"dtype":"U8","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
+       f8,
+       {"overflows"}},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})",
+       f8,
+       {"data_offsets", "[begin, end]"}},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-1,8]}})", f8, {"data_offsets"}},
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})",
+       f8,
+       {"tensor 'a'", "unexpected field 'extra'"}},
+      {R"({"a":[1]})", f8, {"tensor 'a'", "JSON object"}},
+      {R"({"__metadata__":{"k":1}})", "", {"__metadata__", "'k'", "expected a string"}},
+      {R"({"__metadata__":[]})", "", {"__metadata__", "object"}},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+       R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+       "ab",
+       {"tensor 'a'", "more than once"}},
+      {R"({"a":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}})",
+       std::string("\1\2", 2),
+       {"tensor 'a'", "BOOL", "0 or 1", "got 2"}},
+      {R"({"__metadata__":{"kiln.aliases":"{\"b\":\"zzz\"}"},)"
+       R"("a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+       "a",
+       {"kiln.aliases", "'b' -> 'zzz'"}},
+      {R"({"__metadata__":{"kiln.aliases":"{\"a\":\"a\"}"},)"
+       R"("a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+       "a",
+       {"kiln.aliases", "'a' -> 'a'"}},
+      {R"({"__metadata__":{"kiln.aliases":"not json"}})", "", {"kiln.aliases", "JSON object"}},
+      {R"({"__metadata__":{"kiln.aliases":"{\"b\":1}"}})", "", {"kiln.aliases", "'b'"}},
+  };
+  for (const BadCase& c : cases) {
+    SCOPED_TRACE(c.header);
+    std::string p = dir.file("bad", st_bytes(c.header, c.data));
+    std::vector<std::string> parts = c.parts;
+    parts.push_back("load_safetensors: " + p);
+    expect_error<FormatError>([&] { load_safetensors(p); }, parts);
+  }
+}
+
+TEST(SafetensorsReadErrors, LengthFieldValidation) {
+  TempDir dir;
+  std::string p = dir.file("short", "abc");
+  expect_error<FormatError>([&] { load_safetensors(p); },
+                            {p, "file length", "at least 8 bytes", "got 3"});
+  p = dir.file("long", le64(1000) + "{}");
+  expect_error<FormatError>([&] { load_safetensors(p); },
+                            {p, "header length", "1000", "exceeds the 2 bytes"});
+  p = dir.file("huge", le64(UINT64_MAX) + "{}");
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "header length", "exceeds"});
+  // A header length within the file but over the 100 MB cap (a sparse file: no disk used).
+  p = dir.file("cap", le64((100ull << 20) + 1) + "{}");
+  ASSERT_EQ(truncate(p.c_str(), (100ll << 20) + 64), 0);
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "header length", "100 MB limit"});
+  p = dir.path("missing");
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "cannot open"});
+  expect_error<FormatError>([&] { load_safetensors(dir.path(".")); }, {"not a regular file"});
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,180 @@
+// max_pool2d / avg_pool2d and their gradient ops: fast vs reference (with ties), known values
+// for TF "same" padding, the first-max tie rule, float64 gradients and every error path.
+#include <gtest/gtest.h>
+
+#include "kiln/ops.h"
+#include "ops/registry.h"
+#include "testing/op_check.h"
+
+namespace kiln {
+namespace {
+
+using testing::all_close;
+using testing::check_fast_matches_reference;
+using testing::check_gradients;
+using testing::expect_error;
+using testing::random_tensor;
+
+Pool2DOptions popts(int64_t k, int64_t s, Padding p) {
+  Pool2DOptions o;
+  o.pool_size = {k, k};
+  o.strides = {s, s};
+  o.padding = p;
+  return o;
+}
+Attrs pool_attrs(const Pool2DOptions& o) {
+  return Attrs{o.pool_size[0], o.pool_size[1], o.strides[0], o.strides[1],
+               o.padding == Padding::kSame ? 1 : 0};
+}
+
+struct Case {
+  Shape x;
+  Pool2DOptions o;
+};
+std::vector<Case> cases() {
+  Pool2DOptions rect = popts(2, 1, Padding::kSame);
+  rect.pool_size = {3, 2};
+  rect.strides = {2, 1};
+  return {
+      {{1, 4, 4, 1}, popts(2, 2, Padding::kValid)}, {{3, 7, 9, 5}, popts(2, 2, Padding::kValid)},
+      {{3, 7, 9, 5}, popts(2, 2, Padding::kSame)},  {{1, 7, 5, 3}, popts(3, 2, Padding::kSame)},
+      {{2, 6, 6, 17}, popts(3, 1, Padding::kSame)}, {{1, 5, 5, 2}, popts(3, 3, Padding::kValid)},
+      {{2, 2, 3, 4}, popts(5, 1, Padding::kSame)},  {{1, 9, 8, 3}, rect},
+      {{0, 4, 4, 2}, popts(2, 2, Padding::kValid)}};
+}
+
+// Values in {0, 1, 2}: windows full of ties.
+Tensor tied(const Shape& s, uint64_t seed) {
+  return cast(cast(random_tensor(s, float32, seed, 0, 3), int32), float32);
+}
+
+TEST(Pool2D, ForwardFastMatchesReference) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(to_string(c.x));
+    for (Tensor x :
+         {random_tensor(c.x, float32, 1), tied(c.x, 2), random_tensor(c.x, float64, 3)}) {
+      check_fast_matches_reference([&] { return max_pool2d(x, c.o); });
+      check_fast_matches_reference([&] { return avg_pool2d(x, c.o); }, 1e-5, 1e-6);
+    }
+  }
+}
+
+TEST(Pool2D, GradOpsFastMatchReferenceWithTies) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(to_string(c.x));
+    for (DType dt : {float32, float64}) {
+      Tensor x = cast(tied(c.x, 4), dt);
+      Tensor dy = random_tensor(max_pool2d(x, c.o).shape(), dt, 5);
+      check_fast_matches_reference([&] {
+        return run_op(ops::kMaxPool2DGrad, {x, dy}, pool_attrs(c.o));
+      });
+      Attrs a = pool_attrs(c.o);
+      for (int64_t d : c.x) a.add_int(d);
+      check_fast_matches_reference([&] { return run_op(ops::kAvgPool2DGrad, {dy}, a); });
+    }
+  }
+}
+
+TEST(Pool2D, KnownValuesSamePadding) {
+  Tensor x = arange(0, 9, 1).reshape({1, 3, 3, 1});
+  for (bool ref : {false, true}) {
+    std::unique_ptr<ForceReferenceScope> scope;
+    if (ref) scope = std::make_unique<ForceReferenceScope>();
+    // 2x2 stride 2 same on 3x3: one padded row/col after; averages count in-bounds pixels only.
+    EXPECT_EQ(avg_pool2d(x, popts(2, 2, Padding::kSame)).to_vector<float>(),
+              (std::vector<float>{2, 3.5, 6.5, 8}));
+    EXPECT_EQ(max_pool2d(x, popts(2, 2, Padding::kSame)).to_vector<float>(),
+              (std::vector<float>{4, 5, 7, 8}));
+    EXPECT_EQ(max_pool2d(x, popts(2, 2, Padding::kValid)).to_vector<float>(),
+              (std::vector<float>{4}));
+    // Default strides are the pool size (Keras).
+    Pool2DOptions d;
+    EXPECT_EQ(max_pool2d(arange(0, 16, 1).reshape({1, 4, 4, 1}), d).to_vector<float>(),
+              (std::vector<float>{5, 7, 13, 15}));
+    // Negative inputs: padding never contributes a 0 to the max.
+    EXPECT_EQ(max_pool2d(neg(x), popts(2, 2, Padding::kSame)).to_vector<float>(),
+              (std::vector<float>{0, -2, -6, -8}));
+  }
+}
+
+TEST(Pool2D, MaxGradientGoesToFirstMaxOnTies) {
+  Tensor x = full({1, 2, 2, 1}, 3.0);
+  Tensor dy = full({1, 1, 1, 1}, 5.0);
+  for (bool ref : {false, true}) {
+    std::unique_ptr<ForceReferenceScope> scope;
+    if (ref) scope = std::make_unique<ForceReferenceScope>();
+    EXPECT_EQ(run_op(ops::kMaxPool2DGrad, {x, dy}, pool_attrs(popts(2, 2, Padding::kValid)))
+                  .to_vector<float>(),
+              (std::vector<float>{5, 0, 0, 0}));
+    // Overlapping windows accumulate onto a shared max.
+    Tensor x2 = from_vector<float>({0, 9, 0, 0, 0, 0}, {1, 2, 3, 1});
+    EXPECT_EQ(run_op(ops::kMaxPool2DGrad, {x2, ones({1, 1, 2, 1})},
+                     pool_attrs(popts(2, 1, Padding::kValid)))
+                  .to_vector<float>(),
+              (std::vector<float>{0, 2, 0, 0, 0, 0}));
+  }
+}
+
+TEST(Pool2D, Gradients) {
+  const Case small[] = {{{2, 4, 5, 2}, popts(2, 2, Padding::kValid)},
+                        {{1, 5, 5, 2}, popts(2, 2, Padding::kSame)},
+                        {{1, 5, 4, 1}, popts(3, 1, Padding::kSame)},
+                        {{1, 6, 6, 1}, popts(3, 2, Padding::kValid)}};
+  for (const Case& c : small) {
+    SCOPED_TRACE(to_string(c.x));
+    // Distinct random values: no ties, so max pooling is differentiable at the probe point.
+    check_gradients([&](const std::vector<Tensor>& v) { return max_pool2d(v[0], c.o); },
+                    {random_tensor(c.x, float64, 7)});
+    check_gradients([&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], c.o); },
+                    {random_tensor(c.x, float64, 8)});
+  }
+  // avg_pool2d_grad is linear; its own gradient is avg_pool2d.
+  Attrs a = pool_attrs(popts(3, 2, Padding::kSame));
+  for (int64_t d : {1, 5, 4, 2}) a.add_int(d);
+  check_gradients(
+      [&](const std::vector<Tensor>& v) { return run_op(ops::kAvgPool2DGrad, {v[0]}, a); },
+      {random_tensor({1, 3, 2, 2}, float64, 9)});
+}
+
+TEST(Pool2D, Errors) {
+  Tensor x = random_tensor({1, 4, 4, 2});
+  expect_error<ShapeError>(
+      [] {
+        max_pool2d(random_tensor({4, 4, 2}));
+      },
+      {"max_pool2d", "[4, 4, 2]"});
+  expect_error<ShapeError>(
+      [] {
+        avg_pool2d(random_tensor({1, 4, 4, 2, 1}));
+      },
+      {"avg_pool2d", "[1, 4, 4, 2, 1]"});
+  expect_error<ShapeError>([&] { max_pool2d(x, popts(5, 1, Padding::kValid)); },
+                           {"max_pool2d", "[1, 4, 4, 2]", "smaller than pool_size [5, 5]"});
+  expect_error<ValueError>([&] { avg_pool2d(x, popts(0, 1, Padding::kValid)); },
+                           {"avg_pool2d", "pool_size [0, 0]"});
+  expect_error<ValueError>([&] { max_pool2d(x, popts(2, -1, Padding::kValid)); },
+                           {"max_pool2d", "strides [-1, -1]"});
+  expect_error<DTypeError>([&] { max_pool2d(cast(x, int32)); }, {"max_pool2d", "int32"});
+  expect_error<ShapeError>(
+      [&] {
+        run_op(ops::kMaxPool2DGrad, {x, random_tensor({1, 3, 3, 2})},
+               pool_attrs(popts(2, 2, Padding::kValid)));
+      },
+      {"max_pool2d_grad", "[1, 4, 4, 2]", "[1, 3, 3, 2]", "[1, 2, 2, 2]"});
+  expect_error<DTypeError>(
+      [&] {
+        run_op(ops::kMaxPool2DGrad, {x, random_tensor({1, 2, 2, 2}, float64)},
+               pool_attrs(popts(2, 2, Padding::kValid)));
+      },
+      {"max_pool2d_grad", "float32", "float64"});
+  Attrs a = pool_attrs(popts(2, 2, Padding::kValid));
+  for (int64_t d : {1, 4, 4, 2}) a.add_int(d);
+  expect_error<ShapeError>(
+      [&] {
+        run_op(ops::kAvgPool2DGrad, {random_tensor({1, 3, 2, 2})}, a);
+      },
+      {"avg_pool2d_grad", "[1, 3, 2, 2]", "[1, 4, 4, 2]"});
+}
+
+}  // namespace
+}  // namespace kiln
