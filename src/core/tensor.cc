@@ -23,6 +23,15 @@ constexpr int kPoolSize = 256;
 #endif
 thread_local TensorImpl* pool_free[kPoolSize > 0 ? kPoolSize : 1];
 thread_local int pool_count = 0;
+thread_local bool pool_closed = false;  // set at thread exit; later frees go straight to delete
+
+// Frees the pooled impls when the thread exits (prefetch threads come and go every epoch).
+struct PoolReaper {
+  ~PoolReaper() {
+    pool_closed = true;
+    while (pool_count > 0) delete pool_free[--pool_count];
+  }
+};
 
 TensorImpl* impl_alloc() {
   if (pool_count > 0) return pool_free[--pool_count];
@@ -59,7 +68,8 @@ void impl_unref(TensorImpl* impl) {
   if (impl->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (impl->storage) storage_unref(impl->storage);
   impl->storage = nullptr;
-  if (pool_count < kPoolSize) {
+  if (!pool_closed && pool_count < kPoolSize) {
+    thread_local PoolReaper reaper;  // a thread that only frees impls still empties its pool
     pool_free[pool_count++] = impl;
   } else {
     delete impl;

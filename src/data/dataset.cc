@@ -1,5 +1,6 @@
 // Dataset: an immutable Plan shared by copies, and an iterator that builds batches either on
 // the caller's thread or on one producer thread feeding a bounded queue.
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>

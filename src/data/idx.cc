@@ -2,6 +2,7 @@
 // data buffer grows only with bytes that really exist: a lying header cannot make us allocate.
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>

@@ -92,4 +92,23 @@ inline float max_f32(const float* x, int64_t n) {
   return m;
 }
 
+// Row softmax building block for a [rows, n] array: m[r] = max of row r, e[r*n + j] =
+// exp(x[r*n + j] - m[r]), s[r] = sum of row r of e. The exps run over the whole block at once,
+// so short rows (10 classes) vectorize as well as long ones. Callers pass blocks of a few
+// thousand elements so e stays in cache.
+inline void exp_rows_f32(const float* x, int64_t rows, int64_t n, float* m, float* e, float* s) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    float* er = e + r * n;
+    const float mr = max_f32(xr, n);
+    m[r] = mr;
+    for (int64_t j = 0; j < n; ++j) er[j] = xr[j] - mr;
+  }
+  for (int64_t i = 0, len = rows * n; i < len; ++i) e[i] = exp_f32(e[i]);
+  for (int64_t r = 0; r < rows; ++r) s[r] = sum_f32(e + r * n, n);
+}
+
+// Rows per exp_rows_f32 block for rows of length n.
+inline int64_t rows_per_block(int64_t n) { return n >= 2048 ? 1 : 2048 / (n > 0 ? n : 1); }
+
 }  // namespace kiln::kernels

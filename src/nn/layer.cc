@@ -3,6 +3,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_set>
 
 #include "core/context.h"
@@ -96,9 +97,14 @@ Tensor Layer::run(const std::vector<Tensor>& xs, bool multi, bool training) {
   }
   ensure_built(shapes, multi, dtype);
   check_input_shapes(shapes, multi);
-  // Sublayers built lazily inside call() nest their weights under this layer's name.
-  VariableStore::Scope scope(*store_, name_);
+  // Sublayers built lazily inside call() nest their weights under this layer's name. Once
+  // called and with every tracked sublayer built, skip the scope: eager calls stay cheap.
+  bool need_scope = !called_;
+  for (const auto& l : sublayers_) need_scope = need_scope || !l->built_;
+  std::optional<VariableStore::Scope> scope;
+  if (need_scope) scope.emplace(*store_, name_);
   Tensor out = multi ? call_multi(xs, training) : call(xs[0], training);
+  called_ = true;
   last_output_shape_ = out.shape();
   return out;
 }

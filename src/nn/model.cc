@@ -19,7 +19,8 @@ std::string with_commas(int64_t n) {
     if (i && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
   }
-  return n < 0 ? "-" + out : out;
+  if (n < 0) out.insert(out.begin(), '-');
+  return out;
 }
 
 // (None, 14, 14, 32): the batch dim varies.
@@ -106,9 +107,17 @@ std::string Model::render_summary(const std::vector<Shape>& shapes) const {
   const size_t width = 1 + w0 + w1 + w2;
   std::string out = "Model: \"" + name() + "\"\n";
   out += std::string(width, '_') + "\n";
-  out += " " + pad_to("Layer (type)", w0) + pad_to("Output Shape", w1) + "Param #\n";
+  // Appends, not " " + string: gcc 12 warns falsely (-Wrestrict) on that pattern.
+  auto add_row = [&](const std::string& a, const std::string& b, const std::string& c) {
+    out += ' ';
+    out += pad_to(a, w0);
+    out += pad_to(b, w1);
+    out += c;
+    out += '\n';
+  };
+  add_row("Layer (type)", "Output Shape", "Param #");
   out += std::string(width, '=') + "\n";
-  for (const Row& r : rows) out += " " + pad_to(r.name, w0) + pad_to(r.shape, w1) + r.params + "\n";
+  for (const Row& r : rows) add_row(r.name, r.shape, r.params);
   out += std::string(width, '=') + "\n";
   int64_t trainable = 0, frozen = 0;
   for (const Variable& v : trainable_weights()) trainable += v.shape().numel();
@@ -140,15 +149,18 @@ Sequential& Sequential::add(std::shared_ptr<Layer> layer) {
   return *this;
 }
 
-Tensor Sequential::call(const Tensor& x, bool training) {
+void Sequential::build(const Shape&) {
   if (layers().empty()) throw StateError("sequential model '" + name() + "' has no layers");
+}
+
+// build() guarantees layers, and add() is closed once built.
+Tensor Sequential::call(const Tensor& x, bool training) {
   Tensor h = x;
   for (const auto& l : layers()) h = (*l)(h, training);
   return h;
 }
 
 Shape Sequential::compute_output_shape(const Shape& input_shape) {
-  if (layers().empty()) throw StateError("sequential model '" + name() + "' has no layers");
   Shape s = input_shape;
   for (const auto& l : layers()) s = l->output_shape(s);
   return s;
@@ -156,7 +168,6 @@ Shape Sequential::compute_output_shape(const Shape& input_shape) {
 
 std::vector<Shape> Sequential::sublayer_output_shapes(const Shape& input_shape) {
   std::vector<Shape> shapes;
-  if (layers().empty()) throw StateError("sequential model '" + name() + "' has no layers");
   output_shape(input_shape);  // chains output_shape(): no data at all
   // Recompute per layer (a layer used twice in the stack shows each use's shape).
   Shape s = input_shape;

@@ -74,9 +74,10 @@ class Progress {
   }
 
   void step(int64_t step, const Logs& logs) {
-    if (!bar_) return;
+    // The last step is drawn by end_epoch(), with the epoch's final logs.
+    if (!bar_ || step >= total_) return;
     Clock::time_point now = Clock::now();
-    if (step < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+    if (step > 1 && now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
     double elapsed = seconds_since(start_);
     double eta = step > 0 ? elapsed / step * std::max<int64_t>(0, total_ - step) : 0;

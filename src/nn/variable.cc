@@ -15,7 +15,8 @@ struct Variable::State {
 };
 
 namespace {
-template <typename S> const S* require(const std::shared_ptr<S>& s, const char* what) {
+template <typename S>
+const S* require(const std::shared_ptr<S>& s, const char* what) {
   if (!s) throw StateError(std::string("Variable::") + what + ": the variable is undefined");
   return s.get();
 }

@@ -1,6 +1,7 @@
 // Activations: relu, leaky_relu, gelu, sigmoid, tanh, softmax, log_softmax, plus the internal
 // gradient ops relu_grad, leaky_relu_grad and gelu_grad (inputs: upstream gradient g, then x).
 // Floating dtypes only. Fast kernels cover float32 with vectorizable math (kernels/fast_math.h).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -113,6 +114,7 @@ inline float erfc_f32(float z) {
 // keeps precision for negative x). Approximate: x/2 * (1 + tanh(u)), u = c(x + k x^3), computed
 // as x * sigmoid(2u) in the fast kernel, which does not cancel for negative x. References of
 // transcendental functions compute in double, so they are the truth for float32 too.
+template <bool kFastApprox = false>
 struct GeluF {
   bool approximate;
   explicit GeluF(const Attrs& a) : approximate(a.i(0) != 0) {}
@@ -123,8 +125,9 @@ struct GeluF {
       return static_cast<T>(0.5 * x * (1 + std::tanh(kGeluC * (x + kGeluK * x * x * x))));
     return static_cast<T>(0.5 * x * std::erfc(-x * kSqrt1_2));
   }
+  // The fast form is fixed at compile time (see unary_fast_gelu).
   float fast(float x) const {
-    if (approximate) {
+    if constexpr (kFastApprox) {
       float u = float(kGeluC) * (x + float(kGeluK) * x * x * x);
       return x / (1.0f + exp_f32(-2.0f * u));
     }
@@ -134,6 +137,7 @@ struct GeluF {
 // d gelu / dx. Exact: Phi(x) + x pdf(x). Approximate: (1+t)/2 + x/2 (1-t^2) u'(x), t = tanh(u);
 // the fast kernel writes (1+t)/2 = sigmoid(2u) and 1-t^2 = 4e/(1+e)^2 with e = exp(-2|u|), which
 // stay accurate where t rounds to +-1.
+template <bool kFastApprox = false>
 struct GeluGradF {
   bool approximate;
   explicit GeluGradF(const Attrs& a) : approximate(a.i(0) != 0) {}
@@ -149,7 +153,7 @@ struct GeluGradF {
     return static_cast<T>(g * (cdf + x * kInvSqrt2Pi * std::exp(-0.5 * x * x)));
   }
   float fast(float g, float x) const {
-    if (approximate) {
+    if constexpr (kFastApprox) {
       float u = float(kGeluC) * (x + float(kGeluK) * x * x * x);
       float e = exp_f32(-2.0f * (u < 0 ? -u : u));
       float s = 1.0f / (1.0f + e);
@@ -188,7 +192,11 @@ struct TanhF {
   float fast(float x) const { return tanh_f32(x); }
 };
 
-// Pointwise cost per element for parallel_range (transcendental ops are ~10x a relu).
+// Fast pointwise kernels split work in blocks of 16 elements; kCost is the cost of a block in
+// parallel_range units, so memory-bound ops (relu: 1) stay on one thread up to 512K elements
+// and transcendental ones go parallel sooner.
+constexpr int64_t kBlock = 16;
+
 template <typename F>
 void unary_reference(const KernelArgs& k) {
   F f(k.attrs);
@@ -201,11 +209,12 @@ void unary_reference(const KernelArgs& k) {
 template <typename F, int kCost>
 bool unary_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32) return false;
-  F f(k.attrs);
+  const F f(k.attrs);
   const float* x = ptr<float>(k.in[0]);
   float* o = ptr<float>(k.out[0]);
-  parallel_range(k.in[0].numel(), kCost, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) o[i] = f.fast(x[i]);
+  const int64_t n = k.in[0].numel();
+  parallel_range((n + kBlock - 1) / kBlock, kCost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b * kBlock, end = std::min(n, e * kBlock); i < end; ++i) o[i] = f.fast(x[i]);
   });
   return true;
 }
@@ -222,14 +231,26 @@ void binary_reference(const KernelArgs& k) {
 template <typename F, int kCost>
 bool binary_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32) return false;
-  F f(k.attrs);
+  const F f(k.attrs);
   const float* g = ptr<float>(k.in[0]);
   const float* x = ptr<float>(k.in[1]);
   float* o = ptr<float>(k.out[0]);
-  parallel_range(k.in[0].numel(), kCost, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) o[i] = f.fast(g[i], x[i]);
+  const int64_t n = k.in[0].numel();
+  parallel_range((n + kBlock - 1) / kBlock, kCost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b * kBlock, end = std::min(n, e * kBlock); i < end; ++i) {
+      o[i] = f.fast(g[i], x[i]);
+    }
   });
   return true;
+}
+// gelu's two forms as separate instantiations, so each loop is branch-free and vectorizes.
+template <template <bool> class F, int kCost>
+bool unary_fast_gelu(const KernelArgs& k) {
+  return k.attrs.i(0) != 0 ? unary_fast<F<true>, kCost>(k) : unary_fast<F<false>, kCost>(k);
+}
+template <template <bool> class F, int kCost>
+bool binary_fast_gelu(const KernelArgs& k) {
+  return k.attrs.i(0) != 0 ? binary_fast<F<true>, kCost>(k) : binary_fast<F<false>, kCost>(k);
 }
 
 // ---- gradient rules -------------------------------------------------------------------------
@@ -340,25 +361,30 @@ bool softmax_fast(const KernelArgs& k) {
   float* o = ptr<float>(k.out[0]);
   const int64_t n = sp.n, inner = sp.inner;
   if (inner == 1) {
-    parallel_range(sp.outer, n * 8, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const float* xr = x + r * n;
-        float* yr = o + r * n;
-        const float m = kernels::max_f32(xr, n);
-        if (kLog) {
-          float s = kernels::sum_map_f32(xr, n, [m](float v) { return exp_f32(v - m); });
-          const float ls = std::log(s);
-          for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) - ls;
-        } else {
-          for (int64_t j = 0; j < n; ++j) yr[j] = exp_f32(xr[j] - m);
-          const float inv = 1.0f / kernels::sum_f32(yr, n);
-          for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+    parallel_range(sp.outer, n, [&](int64_t b, int64_t e) {
+      const int64_t block = kernels::rows_per_block(n);
+      std::vector<float> mv(block), sv(block), scratch(kLog ? block * n : 0);
+      for (int64_t r0 = b; r0 < e; r0 += block) {
+        const int64_t rows = std::min(block, e - r0);
+        const float* xb = x + r0 * n;
+        float* yb = o + r0 * n;
+        kernels::exp_rows_f32(xb, rows, n, mv.data(), kLog ? scratch.data() : yb, sv.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = xb + r * n;
+          float* yr = yb + r * n;
+          if (kLog) {
+            const float m = mv[r], ls = std::log(sv[r]);
+            for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) - ls;
+          } else {
+            const float inv = 1.0f / sv[r];
+            for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+          }
         }
       }
     });
     return true;
   }
-  parallel_range(sp.outer, n * inner * 8, [&](int64_t b, int64_t e) {
+  parallel_range(sp.outer, n * inner, [&](int64_t b, int64_t e) {
     std::vector<float> mv(inner), sv(inner);
     float *m = mv.data(), *s = sv.data();
     for (int64_t a = b; a < e; ++a) {
@@ -412,13 +438,13 @@ void log_softmax_grad(const GradArgs& g) {
 namespace ops {
 // clang-format off
 const OpDef kRelu{"relu", 1, 1, infer_unary<kReluName>, unary_reference<ReluF>, unary_fast<ReluF, 1>, relu_grad_rule};
-const OpDef kReluGrad{"relu_grad", 2, 1, infer_grad_pair<kReluGradName>, binary_reference<ReluGradF>, binary_fast<ReluGradF, 1>, relu_grad_grad};
+const OpDef kReluGrad{"relu_grad", 2, 1, infer_grad_pair<kReluGradName>, binary_reference<ReluGradF>, binary_fast<ReluGradF, 2>, relu_grad_grad};
 const OpDef kLeakyRelu{"leaky_relu", 1, 1, infer_unary<kLeakyName>, unary_reference<LeakyF>, unary_fast<LeakyF, 1>, leaky_grad_rule};
-const OpDef kLeakyReluGrad{"leaky_relu_grad", 2, 1, infer_grad_pair<kLeakyGradName>, binary_reference<LeakyGradF>, binary_fast<LeakyGradF, 1>, leaky_grad_grad};
-const OpDef kGelu{"gelu", 1, 1, infer_unary<kGeluName>, unary_reference<GeluF>, unary_fast<GeluF, 8>, gelu_grad_rule};
-const OpDef kGeluGrad{"gelu_grad", 2, 1, infer_grad_pair<kGeluGradName>, binary_reference<GeluGradF>, binary_fast<GeluGradF, 12>, gelu_grad_grad};
+const OpDef kLeakyReluGrad{"leaky_relu_grad", 2, 1, infer_grad_pair<kLeakyGradName>, binary_reference<LeakyGradF>, binary_fast<LeakyGradF, 2>, leaky_grad_grad};
+const OpDef kGelu{"gelu", 1, 1, infer_unary<kGeluName>, unary_reference<GeluF<>>, unary_fast_gelu<GeluF, 12>, gelu_grad_rule};
+const OpDef kGeluGrad{"gelu_grad", 2, 1, infer_grad_pair<kGeluGradName>, binary_reference<GeluGradF<>>, binary_fast_gelu<GeluGradF, 16>, gelu_grad_grad};
 const OpDef kSigmoid{"sigmoid", 1, 1, infer_unary<kSigmoidName>, unary_reference<SigmoidF>, unary_fast<SigmoidF, 6>, sigmoid_grad};
-const OpDef kTanh{"tanh", 1, 1, infer_unary<kTanhName>, unary_reference<TanhF>, unary_fast<TanhF, 6>, tanh_grad};
+const OpDef kTanh{"tanh", 1, 1, infer_unary<kTanhName>, unary_reference<TanhF>, unary_fast<TanhF, 8>, tanh_grad};
 const OpDef kSoftmax{"softmax", 1, 1, infer_softmax<kSoftmaxName>, softmax_reference<false>, softmax_fast<false>, softmax_grad};
 const OpDef kLogSoftmax{"log_softmax", 1, 1, infer_softmax<kLogSoftmaxName>, softmax_reference<true>, softmax_fast<true>, log_softmax_grad};
 // clang-format on

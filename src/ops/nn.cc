@@ -1,8 +1,10 @@
 // nn ops: dropout (mask from Philox, recomputed for the gradient, never stored) and
 // softmax_cross_entropy with its fused gradient op softmax_cross_entropy_grad.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "core/random.h"
 #include "core/tensor_impl.h"
@@ -164,12 +166,16 @@ bool sce_fast(const KernelArgs& k) {
     check_label_values(y, n, c);
     const float* x = ptr<float>(k.in[0]);
     float* o = ptr<float>(k.out[0]);
-    parallel_range(n, c * 8, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float* row = x + i * c;
-        const float m = kernels::max_f32(row, c);
-        const float s = kernels::sum_map_f32(row, c, [m](float v) { return exp_f32(v - m); });
-        o[i] = std::log(s) - (row[y[i]] - m);
+    parallel_range(n, c, [&](int64_t b, int64_t e) {
+      const int64_t block = kernels::rows_per_block(c);
+      std::vector<float> m(block), s(block), ex(block * c);
+      for (int64_t r0 = b; r0 < e; r0 += block) {
+        const int64_t rows = std::min(block, e - r0);
+        kernels::exp_rows_f32(x + r0 * c, rows, c, m.data(), ex.data(), s.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = r0 + r;
+          o[i] = std::log(s[r]) - (x[i * c + y[i]] - m[r]);
+        }
       }
     });
   });
@@ -208,15 +214,19 @@ bool sce_grad_fast(const KernelArgs& k) {
     const float* x = ptr<float>(k.in[0]);
     const float* g = ptr<float>(k.in[2]);
     float* o = ptr<float>(k.out[0]);
-    parallel_range(n, c * 8, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float* row = x + i * c;
-        float* orow = o + i * c;
-        const float m = kernels::max_f32(row, c);
-        for (int64_t j = 0; j < c; ++j) orow[j] = exp_f32(row[j] - m);
-        const float scale = g[i] / kernels::sum_f32(orow, c);
-        for (int64_t j = 0; j < c; ++j) orow[j] *= scale;
-        orow[y[i]] -= g[i];
+    parallel_range(n, c, [&](int64_t b, int64_t e) {
+      const int64_t block = kernels::rows_per_block(c);
+      std::vector<float> m(block), s(block);
+      for (int64_t r0 = b; r0 < e; r0 += block) {
+        const int64_t rows = std::min(block, e - r0);
+        kernels::exp_rows_f32(x + r0 * c, rows, c, m.data(), o + r0 * c, s.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = r0 + r;
+          float* orow = o + i * c;
+          const float scale = g[i] / s[r];
+          for (int64_t j = 0; j < c; ++j) orow[j] *= scale;
+          orow[y[i]] -= g[i];
+        }
       }
     });
   });

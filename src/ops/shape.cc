@@ -1,10 +1,8 @@
 // Shape ops: reshape, transpose, concat, slice, gather, one_hot, pad, and the internal
 // gradient ops slice_grad (scatter into zeros) and gather_grad (scatter-add).
 //
-// Most of them are a strided copy: every element of an iteration shape is read at one strided
-// offset and written at another. The reference copies element by element; the fast kernels copy
-// whole rows (memcpy when both sides are contiguous) split across threads, and transpose has a
-// blocked kernel for swapping the last two dims. All dtypes, since nothing here does arithmetic.
+// Most of them are a strided copy (kernels/strided_copy.h): the reference kernels copy element
+// by element, the fast ones by rows or tiles. All dtypes, since nothing here computes.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
+#include "kernels/strided_copy.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -24,64 +23,14 @@ namespace {
 
 constexpr int kR = Shape::kMaxRank;
 
-// ---- strided copies ------------------------------------------------------------------------
-
-// Where a copy reads and writes: element c (coordinates over `shape`) moves from
-// src + src_off + sum(c * src_st) to dst + dst_off + sum(c * dst_st).
-struct CopyPlan {
-  Shape shape;
-  int64_t src_off = 0, dst_off = 0;
-  int64_t src_st[kR] = {}, dst_st[kR] = {};
-};
-
-template <typename T>
-void copy_reference(const CopyPlan& p, const T* src, T* dst) {
-  const int r = p.shape.rank();
-  for (int64_t i = 0, n = p.shape.numel(); i < n; ++i) {
-    int64_t rem = i, s = p.src_off, d = p.dst_off;
-    for (int k = r - 1; k >= 0; --k) {
-      const int64_t c = rem % p.shape[k];
-      rem /= p.shape[k];
-      s += c * p.src_st[k];
-      d += c * p.dst_st[k];
-    }
-    dst[d] = src[s];
-  }
-}
-
-template <typename T>
-void copy_fast(const CopyPlan& p, const T* src, T* dst) {
-  const int r = p.shape.rank();
-  if (r == 0 || p.shape.numel() == 0) {
-    if (r == 0) dst[p.dst_off] = src[p.src_off];
-    return;
-  }
-  const int64_t inner = p.shape[r - 1], outer = p.shape.numel() / inner;
-  const int64_t ss = p.src_st[r - 1], ds = p.dst_st[r - 1];
-  kernels::parallel_range(outer, inner, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      int64_t rem = row, s = p.src_off, d = p.dst_off;
-      for (int k = r - 2; k >= 0; --k) {
-        const int64_t c = rem % p.shape[k];
-        rem /= p.shape[k];
-        s += c * p.src_st[k];
-        d += c * p.dst_st[k];
-      }
-      if (ss == 1 && ds == 1) {
-        std::memcpy(dst + d, src + s, inner * sizeof(T));
-      } else {
-        for (int64_t j = 0; j < inner; ++j) dst[d + j * ds] = src[s + j * ss];
-      }
-    }
-  });
-}
+using kernels::CopyPlan;
 
 void run_copy(const CopyPlan& p, const Tensor& src, Tensor& dst, bool fast) {
   detail::visit_dtype(src.dtype(), [&]<typename T>() {
     if (fast) {
-      copy_fast<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
+      kernels::copy_fast<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
     } else {
-      copy_reference<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
+      kernels::copy_reference<T>(p, detail::ptr<T>(src), detail::ptr<T>(dst));
     }
   });
 }
@@ -171,65 +120,9 @@ void transpose_reference(const KernelArgs& k) {
            false);
 }
 
-// Blocked out[b][c][r] = in[b][r][c] for in [B, R, C]: tiles keep reads and writes in cache.
-template <typename T>
-void transpose_2d(const T* in, T* out, int64_t B, int64_t R, int64_t C) {
-  constexpr int64_t kTile = 32;
-  const int64_t tr = (R + kTile - 1) / kTile, tc = (C + kTile - 1) / kTile;
-  kernels::parallel_range(B * tr * tc, kTile * kTile, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t bi = t / (tr * tc), r0 = (t / tc) % tr * kTile, c0 = t % tc * kTile;
-      const T* src = in + bi * R * C;
-      T* dst = out + bi * R * C;
-      const int64_t r1 = std::min(R, r0 + kTile), c1 = std::min(C, c0 + kTile);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t r = r0; r < r1; ++r) dst[c * R + r] = src[r * C + c];
-      }
-    }
-  });
-}
-
 bool transpose_fast(const KernelArgs& k) {
   const Shape& xs = k.in[0].shape();
-  std::vector<int> perm = get_perm(xs, k.attrs);
-  // Merge input dims that stay adjacent in the output, dropping size-1 dims, so the common
-  // cases become a plain copy or one batched 2-D transpose.
-  int newpos[kR], m = 0;
-  int64_t dims[kR];
-  for (int d = 0; d < xs.rank(); ++d) newpos[d] = xs[d] == 1 ? -1 : m++;
-  std::vector<int> order;  // output order of the non-1 dims, in new indices
-  for (int p : perm) {
-    if (newpos[p] >= 0) order.push_back(newpos[p]);
-  }
-  for (int d = 0; d < xs.rank(); ++d) {
-    if (newpos[d] >= 0) dims[newpos[d]] = xs[d];
-  }
-  // Groups: runs of consecutive input dims in output order.
-  std::vector<std::pair<int, int64_t>> groups;  // (first input dim, size) in output order
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (i > 0 && order[i] == order[i - 1] + 1) {
-      groups.back().second *= dims[order[i]];
-    } else {
-      groups.push_back({order[i], dims[order[i]]});
-    }
-  }
-  const size_t g = groups.size();
-  bool sorted = true;  // the groups keep their input order except possibly the last two
-  for (size_t i = 1; i + 1 < g; ++i) sorted &= groups[i - 1].first < groups[i].first;
-  if (g <= 1 || (sorted && groups[g - 2].first < groups[g - 1].first)) {
-    reshape_reference(k);  // no real movement
-    return true;
-  }
-  if (!sorted || (g > 2 && groups[g - 3].first > groups[g - 1].first)) {
-    run_copy(transpose_plan(xs, perm), k.in[0], k.out[0], true);  // strided rows
-    return true;
-  }
-  int64_t B = 1;
-  for (size_t i = 0; i + 2 < g; ++i) B *= groups[i].second;
-  detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
-    transpose_2d<T>(detail::ptr<T>(k.in[0]), detail::ptr<T>(k.out[0]), B, groups[g - 1].second,
-                    groups[g - 2].second);
-  });
+  run_copy(transpose_plan(xs, get_perm(xs, k.attrs)), k.in[0], k.out[0], true);
   return true;
 }
 
@@ -249,7 +142,11 @@ struct SliceSpec {
 };
 SliceSpec slice_spec(const Shape& in, std::span<const int64_t> t, const char* op) {
   const int n = static_cast<int>(t.size() / 3);
-  if (t.size() % 3 != 0 || n > in.rank()) {
+  if (t.size() % 3 != 0) {
+    throw ValueError(std::string(op) + ": " + std::to_string(t.size()) +
+                     " attrs are not (begin, end, step) triples");
+  }
+  if (n > in.rank()) {
     throw ValueError(std::string(op) + ": " + std::to_string(n) + " begins given for shape " +
                      to_string(in) + " of rank " + std::to_string(in.rank()));
   }

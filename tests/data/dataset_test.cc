@@ -147,12 +147,18 @@ TEST(Dataset, PrefetchRunsAheadButBoundedByDepth) {
   });
   auto it = ds.prefetch(3).begin_epoch(0);
   ASSERT_TRUE(it.next());
-  for (int i = 0; i < 200 && made.load() < 4; ++i)
+  // The producer fills the queue (3 after the one taken) and then must wait.
+  for (int i = 0; i < 2000 && made.load() < 4; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  // One taken plus at most 3 queued, plus one possibly being made.
-  EXPECT_GE(made.load(), 2);
-  EXPECT_LE(made.load(), 5);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(made.load(), 4);
+  ASSERT_TRUE(it.next());
+  for (int i = 0; i < 2000 && made.load() < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(made.load(), 5);
 }
 
 TEST(Dataset, EarlyStopJoinsTheProducer) {

@@ -2,6 +2,7 @@
 #include "kiln/nn/callbacks.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -22,10 +23,19 @@ namespace {
 using testing::expect_error;
 namespace fs = std::filesystem;
 
-std::string temp_path(const std::string& name) {
+// A per-process directory, removed at exit.
+struct TempDir {
   fs::path dir = fs::temp_directory_path() / ("kiln_callbacks_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  TempDir() { fs::create_directories(dir); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+std::string temp_path(const std::string& name) {
+  static TempDir temp;
+  return (temp.dir / name).string();
 }
 
 std::string read_file(const std::string& path) {
@@ -103,8 +113,11 @@ TEST(EarlyStopping, RestoresBestWeights) {
 TEST(EarlyStopping, Errors) {
   EarlyStopping es("val_loss");
   es.on_train_begin({});
-  expect_error<ValueError>([&] { es.on_epoch_end(0, {{"loss", 1}, {"accuracy", 0.5}}); },
-                           {"EarlyStopping", "val_loss", "loss", "accuracy"});
+  expect_error<ValueError>(
+      [&] {
+        es.on_epoch_end(0, {{"loss", 1}, {"accuracy", 0.5}});
+      },
+      {"EarlyStopping", "val_loss", "loss", "accuracy"});
   expect_error<ValueError>([] { EarlyStopping("loss", -1); }, {"patience", "-1"});
   expect_error<ValueError>([] { EarlyStopping("loss", 1, -0.5); }, {"min_delta"});
 }
@@ -163,8 +176,11 @@ TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBest) {
   EXPECT_DOUBLE_EQ(ck.best(), 0.8);
   EXPECT_TRUE(testing::all_close(load_safetensors(path).at("cbnet/out/kernel"),
                                  full(k.shape(), 3.0), 0, 0));
-  expect_error<ValueError>([&] { ck.on_epoch_end(5, {{"loss", 1}}); },
-                           {"ModelCheckpoint", "val_accuracy", "loss"});
+  expect_error<ValueError>(
+      [&] {
+        ck.on_epoch_end(5, {{"loss", 1}});
+      },
+      {"ModelCheckpoint", "val_accuracy", "loss"});
   ModelCheckpoint orphan(path);
   expect_error<StateError>([&] { orphan.on_epoch_end(0, {}); }, {"ModelCheckpoint"});
   expect_error<ValueError>([] { ModelCheckpoint(""); }, {"empty path"});

@@ -2,6 +2,7 @@
 #include "kiln/nn/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -20,10 +21,19 @@ namespace {
 using testing::expect_error;
 namespace fs = std::filesystem;
 
-std::string temp_path(const std::string& name) {
+// A per-process directory, removed at exit.
+struct TempDir {
   fs::path dir = fs::temp_directory_path() / ("kiln_checkpoint_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  TempDir() { fs::create_directories(dir); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+std::string temp_path(const std::string& name) {
+  static TempDir temp;
+  return (temp.dir / name).string();
 }
 
 // A built 4-8-3 MLP named "net" in `store`; `hidden` units configurable for shape mismatches.

@@ -61,8 +61,9 @@ TEST(SparseCategoricalCrossentropy, LargeLogitsStayFinite) {
 
 TEST(SparseCategoricalCrossentropy, Gradients) {
   Tensor labels = from_vector(std::vector<int64_t>{0, 3, 2, 1, 3});
-  check_gradients([&](const std::vector<Tensor>& x) { return SparseCategoricalCrossentropy()(labels, x[0]); },
-                  {random_tensor({5, 4}, float64, 11, -3, 3)});
+  check_gradients(
+      [&](const std::vector<Tensor>& x) { return SparseCategoricalCrossentropy()(labels, x[0]); },
+      {random_tensor({5, 4}, float64, 11, -3, 3)});
   check_gradients(
       [&](const std::vector<Tensor>& x) {
         return SparseCategoricalCrossentropy(false)(labels, x[0]);
@@ -72,14 +73,23 @@ TEST(SparseCategoricalCrossentropy, Gradients) {
 
 TEST(SparseCategoricalCrossentropy, Errors) {
   SparseCategoricalCrossentropy loss;
-  expect_error<ShapeError>([&] { loss(zeros({3}, int64), zeros({2, 4})); },
-                           {"sparse_categorical_crossentropy", "[3]", "[2, 4]"});
+  expect_error<ShapeError>(
+      [&] {
+        loss(zeros({3}, int64), zeros({2, 4}));
+      },
+      {"sparse_categorical_crossentropy", "[3]", "[2, 4]"});
   expect_error<ShapeError>([&] { loss(zeros({2, 2}, int64), zeros({2, 4})); }, {"[2, 2]"});
   expect_error<ShapeError>([&] { loss(zeros({2}, int64), zeros({2})); }, {"[2]"});
-  expect_error<DTypeError>([&] { loss(zeros({2}, int64), zeros({2, 4}, int32)); },
-                           {"sparse_categorical_crossentropy", "int32"});
-  expect_error<ValueError>([&] { loss(from_vector(std::vector<int64_t>{0, 4}), zeros({2, 4})); },
-                           {"4"});
+  expect_error<DTypeError>(
+      [&] {
+        loss(zeros({2}, int64), zeros({2, 4}, int32));
+      },
+      {"sparse_categorical_crossentropy", "int32"});
+  expect_error<ValueError>(
+      [&] {
+        loss(from_vector(std::vector<int64_t>{0, 4}), zeros({2, 4}));
+      },
+      {"4"});
 }
 
 TEST(MeanSquaredError, ValuesAndBroadcastOfColumnTargets) {
@@ -93,8 +103,11 @@ TEST(MeanSquaredError, ValuesAndBroadcastOfColumnTargets) {
   EXPECT_FLOAT_EQ(mse(flat, col).item<float>(), (1 + 0 + 4) / 3.0f);
   check_gradients([&](const std::vector<Tensor>& x) { return mse(x[1], x[0]); },
                   {random_tensor({3, 4}, float64, 1), random_tensor({3, 4}, float64, 2)});
-  expect_error<ShapeError>([&] { mse(zeros({2, 3}), zeros({3, 2})); },
-                           {"mean_squared_error", "[2, 3]", "[3, 2]"});
+  expect_error<ShapeError>(
+      [&] {
+        mse(zeros({2, 3}), zeros({3, 2}));
+      },
+      {"mean_squared_error", "[2, 3]", "[3, 2]"});
 }
 
 double ref_bce(double z, double p) { return -(z * std::log(p) + (1 - z) * std::log(1 - p)); }
@@ -138,8 +151,11 @@ TEST(BinaryCrossentropy, GradientsIncludingZeroLogits) {
 }
 
 TEST(BinaryCrossentropy, Errors) {
-  expect_error<ShapeError>([] { BinaryCrossentropy()(zeros({4}), zeros({2, 2})); },
-                           {"binary_crossentropy", "[4]", "[2, 2]"});
+  expect_error<ShapeError>(
+      [] {
+        BinaryCrossentropy()(zeros({4}), zeros({2, 2}));
+      },
+      {"binary_crossentropy", "[4]", "[2, 2]"});
   expect_error<DTypeError>([] { BinaryCrossentropy()(zeros({4}), zeros({4}, int64)); },
                            {"binary_crossentropy", "int64"});
 }

@@ -188,20 +188,24 @@ TEST(Optimizer, ErrorsNameTheVariableAndChangeNothing) {
   Variable a("dense/kernel", ones({2, 3})), b("dense/bias", ones({3}));
   Adam opt;
   expect_error<ShapeError>(
-      [&] { opt.apply_gradients({b, a}, {ones({3}), ones({3, 2})}); },
+      [&] {
+        opt.apply_gradients({b, a}, {ones({3}), ones({3, 2})});
+      },
       {"adam", "dense/kernel", "[3, 2]", "[2, 3]"});
   // The valid first variable was not updated either.
   EXPECT_EQ(b.value().to_vector<float>(), (std::vector<float>{1, 1, 1}));
   EXPECT_EQ(opt.iterations(), 0);
-  expect_error<ValueError>([&] { opt.apply_gradients({a, b}, {ones({2, 3})}); },
-                           {"2 variables", "1 gradients"});
+  expect_error<ValueError>(
+      [&] {
+        opt.apply_gradients({a, b}, {ones({2, 3})});
+      },
+      {"2 variables", "1 gradients"});
   expect_error<DTypeError>([&] { opt.apply_gradients({b}, {ones({3}, float64)}); },
                            {"dense/bias", "float64", "float32"});
   Variable i("step", zeros({1}, int64));
   expect_error<DTypeError>([&] { opt.apply_gradients({i}, {zeros({1}, int64)}); },
                            {"step", "int64"});
-  expect_error<ValueError>([&] { opt.apply_gradients({Variable()}, {Tensor()}); },
-                           {"undefined"});
+  expect_error<ValueError>([&] { opt.apply_gradients({Variable()}, {Tensor()}); }, {"undefined"});
 }
 
 TEST(Optimizer, ConstructorsRejectBadHyperparameters) {

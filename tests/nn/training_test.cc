@@ -82,8 +82,8 @@ TEST(Fit, SameSeedsGiveTheSameLossCurve) {
     VariableStore store(weight_seed);
     auto model = tiny_mlp(store);
     SGD opt(0.1, 0.9);
-    return fit(*model, opt, SparseCategoricalCrossentropy(), Dataset(x, y).shuffle(shuffle_seed).batch(16),
-               quiet(3))["loss"];
+    return fit(*model, opt, SparseCategoricalCrossentropy(),
+               Dataset(x, y).shuffle(shuffle_seed).batch(16), quiet(3))["loss"];
   };
   std::vector<double> a = run(5, 9), b = run(5, 9);
   EXPECT_EQ(a, b);
@@ -107,9 +107,10 @@ TEST(Fit, ValidationLogsAndOneLinePerEpochWhenNotATerminal) {
     EXPECT_EQ(h[k].size(), 2u) << k;
   }
   // val_loss equals a separate evaluation of the final model.
-  EXPECT_NEAR(h["val_loss"].back(),
-              evaluate(*model, SparseCategoricalCrossentropy(), Dataset(vx, vy).batch(30)).at("loss"),
-              1e-6);
+  EXPECT_NEAR(
+      h["val_loss"].back(),
+      evaluate(*model, SparseCategoricalCrossentropy(), Dataset(vx, vy).batch(30)).at("loss"),
+      1e-6);
   std::string s = out.str();
   EXPECT_EQ(s.find('\r'), std::string::npos);
   EXPECT_NE(s.find("Epoch 1/2 - "), std::string::npos) << s;
@@ -231,17 +232,27 @@ TEST(Accuracy, CountsArgmaxMatches) {
   Tensor logits = from_vector(std::vector<float>{1, 3, 2, 5, 0, 0, 1, 1, 0}, {3, 3});
   acc.update(from_vector(std::vector<int64_t>{1, 0, 0}), logits);  // ties pick the first
   EXPECT_DOUBLE_EQ(acc.result(), 1.0);
-  acc.update(from_vector(std::vector<float>{2}, {1, 1}), from_vector(std::vector<double>{9, 1, 2}, {1, 3}));
+  acc.update(from_vector(std::vector<float>{2}, {1, 1}),
+             from_vector(std::vector<double>{9, 1, 2}, {1, 3}));
   EXPECT_DOUBLE_EQ(acc.result(), 0.75);
   EXPECT_EQ(acc.count(), 4);
   acc.reset();
   EXPECT_DOUBLE_EQ(acc.result(), 0.0);
-  expect_error<ShapeError>([&] { acc.update(zeros({2}, int32), zeros({3, 4})); },
-                           {"accuracy", "[2]", "[3, 4]"});
-  expect_error<DTypeError>([&] { acc.update(zeros({3}, int32), zeros({3, 4}, int32)); },
-                           {"accuracy", "int32"});
-  expect_error<DTypeError>([&] { acc.update(zeros({3}, boolean), zeros({3, 4})); },
-                           {"accuracy", "bool"});
+  expect_error<ShapeError>(
+      [&] {
+        acc.update(zeros({2}, int32), zeros({3, 4}));
+      },
+      {"accuracy", "[2]", "[3, 4]"});
+  expect_error<DTypeError>(
+      [&] {
+        acc.update(zeros({3}, int32), zeros({3, 4}, int32));
+      },
+      {"accuracy", "int32"});
+  expect_error<DTypeError>(
+      [&] {
+        acc.update(zeros({3}, boolean), zeros({3, 4}));
+      },
+      {"accuracy", "bool"});
 }
 
 TEST(MeanMetric, WeightedRunningMean) {

@@ -124,8 +124,11 @@ TEST(VariableStore, ReuseWithAnotherShapeNamesTheVariableAndBothShapes) {
   VariableStore store(1);
   VariableStore::Scope s(store, "enc", true);
   store.get_or_create("kernel", {4, 8});
-  expect_error<ShapeError>([&] { store.get_or_create("kernel", {4, 9}); },
-                           {"enc/kernel", "[4, 8]", "[4, 9]"});
+  expect_error<ShapeError>(
+      [&] {
+        store.get_or_create("kernel", {4, 9});
+      },
+      {"enc/kernel", "[4, 8]", "[4, 9]"});
 }
 
 TEST(VariableStore, ScopesArePerStoreAndPerThread) {
@@ -218,8 +221,11 @@ TEST(Initializers, BadArgumentsAreErrors) {
   expect_error<ValueError>([] { initializers::random_normal(0, -1); }, {"stddev"});
   expect_error<ValueError>([] { initializers::get("glorot_bogus"); },
                            {"glorot_bogus", "glorot_uniform", "he_normal", "zeros"});
-  expect_error<DTypeError>([] { initializers::glorot_uniform()({2, 2}, int32, 0); },
-                           {"glorot_uniform", "int32"});
+  expect_error<DTypeError>(
+      [] {
+        initializers::glorot_uniform()({2, 2}, int32, 0);
+      },
+      {"glorot_uniform", "int32"});
   expect_error<StateError>([] { Initializer()({1}, float32, 0); }, {"undefined"});
 }
 

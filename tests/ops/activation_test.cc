@@ -115,6 +115,19 @@ TEST(ActivationTest, ValuesMatchFormulasInBothDtypes) {
   }
 }
 
+// Near zero the float32 kernels must keep relative precision (tanh(x) ~ x, gelu(x) ~ x/2).
+TEST(ActivationTest, TinyInputsKeepRelativePrecision) {
+  std::vector<double> xs = {1e-30, -1e-20, 3e-8, -1e-6, 2e-4, -0.01, 0.1, -0.29, 0.299, 0.31};
+  std::vector<double> want_tanh, want_gelu;
+  for (double v : xs) {
+    want_tanh.push_back(std::tanh(static_cast<double>(static_cast<float>(v))));
+    want_gelu.push_back(gelu_exact_d(static_cast<double>(static_cast<float>(v))));
+  }
+  Tensor x = cast(from_vector(xs), float32);
+  EXPECT_TRUE(all_close(cast(tanh(x), float64), from_vector(want_tanh), 1e-6, 0));
+  EXPECT_TRUE(all_close(cast(gelu(x), float64), from_vector(want_gelu), 1e-6, 0));
+}
+
 TEST(ActivationTest, ExtremeInputsStayFinite) {
   Tensor x = from_vector<float>({-1000, -100, 100, 1000});
   EXPECT_TRUE(all_close(sigmoid(x), from_vector<float>({0, 0, 1, 1}), 0, 1e-30));

@@ -385,5 +385,40 @@ TEST(Pad, Errors) {
   expect_error<ValueError>([&] { pad(zeros({2}, int32), {{1, 1}}, 0.5); }, {"pad", "int32"});
 }
 
+// Graphs and deployment files build ops from attrs directly: infer checks them too.
+TEST(ShapeOps, ErrorsFromRawAttrs) {
+  Tensor x = zeros({2, 3});
+  expect_error<ShapeError>(
+      [&] {
+        run_op(ops::kReshape, {x}, Attrs{-2, -3});
+      },
+      {"reshape", "negative dim -2"});
+  expect_error<ValueError>([&] { run_op(ops::kSlice, {x}, Attrs{0, 1}); }, {"slice", "triples"});
+  expect_error<ValueError>(
+      [&] {
+        run_op(ops::kOneHot, {zeros({2}, int32)}, Attrs{3, 99});
+      },
+      {"one_hot", "dtype code 99"});
+  expect_error<ValueError>(
+      [&] { slice(x, std::vector<int64_t>(9, 0), std::vector<int64_t>(9, 1)); },
+      {"slice", "9 begins"});
+  expect_error<ValueError>(
+      [&] {
+        pad(x, std::vector<std::pair<int64_t, int64_t>>(9, {0, 0}));
+      },
+      {"pad", "9 pairs"});
+  Attrs gg{0, 2, 3};
+  expect_error<DTypeError>(
+      [&] {
+        run_op(ops::kGatherGrad, {zeros({1, 3}), zeros({1})}, gg);
+      },
+      {"gather_grad", "int32 or int64", "float32"});
+  expect_error<ValueError>(
+      [&] {
+        run_op(ops::kGatherGrad, {zeros({1, 3}), from_vector<int32_t>({2})}, gg);
+      },
+      {"gather_grad", "index 2", "size 2"});
+}
+
 }  // namespace
 }  // namespace kiln

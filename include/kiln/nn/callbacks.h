@@ -51,9 +51,8 @@ enum class MonitorMode { kAuto, kMin, kMax };
 // the constructor when patience < 0 or min_delta < 0.
 class EarlyStopping : public Callback {
  public:
-  explicit EarlyStopping(std::string monitor = "val_loss", int patience = 0,
-                         double min_delta = 0.0, MonitorMode mode = MonitorMode::kAuto,
-                         bool restore_best_weights = false);
+  explicit EarlyStopping(std::string monitor = "val_loss", int patience = 0, double min_delta = 0.0,
+                         MonitorMode mode = MonitorMode::kAuto, bool restore_best_weights = false);
   void on_train_begin(const Logs& logs) override;
   void on_epoch_end(int epoch, const Logs& logs) override;
   void on_train_end(const Logs& logs) override;

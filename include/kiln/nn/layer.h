@@ -159,6 +159,7 @@ class Layer {
   std::string name_;
   bool built_ = false;
   bool building_ = false;
+  bool called_ = false;
   bool trainable_ = true;
   bool built_multi_ = false;
   DType build_dtype_ = float32;

@@ -48,8 +48,8 @@ class Dense : public Layer {
   std::string type_name() const override { return "Dense"; }
   int64_t units() const { return units_; }
   // Undefined before build / without bias.
-  const Variable& kernel() const { return kernel_; }
-  const Variable& bias() const { return bias_; }
+  Variable kernel() const { return kernel_; }
+  Variable bias() const { return bias_; }
 
  protected:
   void build(const Shape& input_shape) override;
@@ -118,7 +118,7 @@ class Embedding : public Layer {
  public:
   Embedding(int64_t input_dim, int64_t output_dim, EmbeddingOptions options = {});
   std::string type_name() const override { return "Embedding"; }
-  const Variable& embeddings() const { return embeddings_; }
+  Variable embeddings() const { return embeddings_; }
 
  protected:
   void build(const Shape& input_shape) override;
@@ -152,8 +152,8 @@ class Conv2D : public Layer {
  public:
   Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DLayerOptions options = {});
   std::string type_name() const override { return "Conv2D"; }
-  const Variable& kernel() const { return kernel_; }
-  const Variable& bias() const { return bias_; }
+  Variable kernel() const { return kernel_; }
+  Variable bias() const { return bias_; }
 
  protected:
   void build(const Shape& input_shape) override;
@@ -230,10 +230,10 @@ class BatchNormalization : public Layer {
  public:
   explicit BatchNormalization(BatchNormOptions options = {});
   std::string type_name() const override { return "BatchNormalization"; }
-  const Variable& moving_mean() const { return moving_mean_; }
-  const Variable& moving_variance() const { return moving_variance_; }
-  const Variable& gamma() const { return gamma_; }
-  const Variable& beta() const { return beta_; }
+  Variable moving_mean() const { return moving_mean_; }
+  Variable moving_variance() const { return moving_variance_; }
+  Variable gamma() const { return gamma_; }
+  Variable beta() const { return beta_; }
 
  protected:
   void build(const Shape& input_shape) override;

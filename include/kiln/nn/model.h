@@ -77,6 +77,8 @@ class Sequential : public Model {
   size_t size() const { return layers().size(); }
 
  protected:
+  // StateError when there are no layers.
+  void build(const Shape& input_shape) override;
   Tensor call(const Tensor& x, bool training) override;
   // Chains the layers' output_shape(), so summary needs no data at all.
   Shape compute_output_shape(const Shape& input_shape) override;

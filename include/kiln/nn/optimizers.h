@@ -87,8 +87,7 @@ class SGD : public Optimizer {
   bool nesterov() const { return nesterov_; }
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
-              int64_t step) override;
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
 
  private:
   double momentum_;
@@ -105,8 +104,7 @@ class Adam : public Optimizer {
 
  protected:
   Adam(std::string name, double learning_rate, double beta_1, double beta_2, double epsilon);
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
-              int64_t step) override;
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
   void adam_step(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step,
                  double decay);
 
@@ -123,8 +121,7 @@ class AdamW : public Adam {
   double weight_decay() const { return weight_decay_; }
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
-              int64_t step) override;
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
 
  private:
   double weight_decay_;
@@ -140,8 +137,7 @@ class RMSprop : public Optimizer {
                    double epsilon = 1e-7);
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
-              int64_t step) override;
+  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
 
  private:
   double rho_, momentum_, epsilon_;

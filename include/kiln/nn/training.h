@@ -72,8 +72,8 @@ struct History {
 History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset& train,
             const FitOptions& options = {});
 // Builds Dataset(x, y).shuffle(*shuffle_seed).batch(batch_size) and trains on it.
-History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Tensor& x,
-            const Tensor& y, const FitOptions& options = {});
+History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Tensor& x, const Tensor& y,
+            const FitOptions& options = {});
 
 // The mean loss (weighted by batch size) and, if `accuracy`, the accuracy over `data`, with
 // model(x, training = false): {"loss", ...}, {"accuracy", ...}. ValueError when data is empty.
