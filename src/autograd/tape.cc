@@ -192,12 +192,17 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
       grad_out[k] = out_slot[k] >= 0 && grads[out_slot[k]].defined() ? grads[out_slot[k]]
                                                                       : zeros_like(out[k]);
     }
-    for (int k = 0; k < node.n_in; ++k) grad_in[k] = Tensor();
+    uint32_t needed = 0;
+    for (int k = 0; k < node.n_in; ++k) {
+      grad_in[k] = Tensor();
+      if (in_slot[k] >= 0) needed |= 1u << k;
+    }
     node.op->grad(GradArgs{{in, static_cast<size_t>(node.n_in)},
                            {out, static_cast<size_t>(node.n_out)},
                            {grad_out, static_cast<size_t>(node.n_out)},
                            node.attrs,
-                           {grad_in, static_cast<size_t>(node.n_in)}});
+                           {grad_in, static_cast<size_t>(node.n_in)},
+                           needed});
     for (int k = 0; k < node.n_in; ++k) {
       if (in_slot[k] < 0 || !grad_in[k].defined()) continue;
       if (grad_in[k].shape() != in[k].shape()) {

@@ -32,29 +32,17 @@ std::vector<Variable> unique_variables(const std::vector<Variable>& variables) {
   return out;
 }
 
-}  // namespace
+using Keyed = std::vector<std::pair<std::string, Variable>>;
 
-void save_variables(const std::vector<Variable>& variables, const std::string& path,
-                    const std::map<std::string, std::string>& metadata) {
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const Variable& v : unique_variables(variables)) tensors.emplace_back(v.name(), v.value());
-  save_safetensors(path, tensors, metadata);
-}
-
-void load_variables(const std::vector<Variable>& variables, const std::string& path) {
-  std::vector<Variable> vars;
-  std::unordered_set<const void*> seen;
-  for (const Variable& v : variables) {
-    if (!v.defined()) throw ValueError("load_variables: an undefined variable was given");
-    if (seen.insert(v.id()).second) vars.push_back(v);
-  }
+// Validates the whole file against `vars` (key -> variable), then assigns: nothing changes when
+// anything does not fit.
+void load_keyed(const Keyed& vars, const std::string& path) {
   SafetensorsFile file = load_safetensors(path);
-
   std::set<std::string> wanted;
   std::vector<std::string> missing;
-  for (const Variable& v : vars) {
-    wanted.insert(v.name());
-    if (!file.contains(v.name())) missing.push_back(v.name());
+  for (const auto& [key, v] : vars) {
+    wanted.insert(key);
+    if (!file.contains(key)) missing.push_back(key);
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : file.all()) {
@@ -67,8 +55,8 @@ void load_variables(const std::vector<Variable>& variables, const std::string& p
     msg.pop_back();
     throw FormatError(msg);
   }
-  for (const Variable& v : vars) {
-    const Tensor& t = file.at(v.name());
+  for (const auto& [key, v] : vars) {
+    const Tensor& t = file.at(key);
     if (t.shape() != v.shape()) {
       throw ShapeError("load_weights: variable '" + v.name() + "' has shape " +
                        to_string(v.shape()) + " but " + path + " holds " + to_string(t.shape()));
@@ -79,13 +67,58 @@ void load_variables(const std::vector<Variable>& variables, const std::string& p
                        std::string(dtype_name(t.dtype())));
     }
   }
-  for (Variable v : vars) v.assign(file.at(v.name()));
+  for (auto [key, v] : vars) v.assign(file.at(key));
+}
+
+// Every weight of `layer` keyed by its place in the layer tree: "2/kernel" is the weight
+// "kernel" of sublayer 2, "0/1/bias" nests. Unique layer names ("dense_7") differ between
+// processes and models; positions do not, so a model built by the same code loads the file.
+// A variable reachable from two places (shared) is listed under both; the file stores it once.
+void collect_keys(const Layer& layer, const std::string& prefix, Keyed& out) {
+  std::unordered_set<const void*> in_sublayers;
+  for (const auto& sub : layer.layers()) {
+    for (const Variable& v : sub->weights()) in_sublayers.insert(v.id());
+  }
+  for (const Variable& v : layer.weights()) {
+    if (in_sublayers.count(v.id())) continue;
+    const std::string& n = v.name();
+    out.emplace_back(prefix + n.substr(n.rfind('/') + 1), v);
+  }
+  for (size_t i = 0; i < layer.layers().size(); ++i) {
+    collect_keys(*layer.layers()[i], prefix + std::to_string(i) + "/", out);
+  }
+}
+
+}  // namespace
+
+void save_variables(const std::vector<Variable>& variables, const std::string& path,
+                    const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const Variable& v : unique_variables(variables)) tensors.emplace_back(v.name(), v.value());
+  save_safetensors(path, tensors, metadata);
+}
+
+void load_variables(const std::vector<Variable>& variables, const std::string& path) {
+  Keyed vars;
+  for (const Variable& v : variables) {
+    if (!v.defined()) throw ValueError("load_variables: an undefined variable was given");
+  }
+  for (const Variable& v : unique_variables(variables)) vars.emplace_back(v.name(), v);
+  load_keyed(vars, path);
 }
 
 void save_weights(const Layer& model, const std::string& path) {
-  save_variables(model.weights(), path, {{"format", "kiln.weights"}, {"model", model.name()}});
+  Keyed keyed;
+  collect_keys(model, "", keyed);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& [key, v] : keyed) tensors.emplace_back(key, v.value());
+  save_safetensors(path, tensors, {{"format", "kiln.weights"}, {"model", model.name()}});
 }
 
-void load_weights(Layer& model, const std::string& path) { load_variables(model.weights(), path); }
+void load_weights(Layer& model, const std::string& path) {
+  Keyed keyed;
+  collect_keys(model, "", keyed);
+  load_keyed(keyed, path);
+}
 
 }  // namespace kiln

@@ -5,12 +5,14 @@
 
 namespace kiln {
 
-std::shared_ptr<Sequential> make_mlp() {
+std::shared_ptr<Sequential> make_mlp(VariableStore* store) {
   auto m = std::make_shared<Sequential>(unique_layer_name("mlp"));
   m->emplace<Flatten>();
   m->emplace<Dense>(256, "relu");
   m->emplace<Dense>(128, "relu");
   m->emplace<Dense>(10);
+  if (store) m->set_store(*store);       // before building: the weights are created in it
+  m->output_shape(Shape{1, 28, 28, 1});  // built (shapes only): weights exist, loads work
   return m;
 }
 
@@ -23,7 +25,7 @@ Conv2DLayerOptions same_relu() {
 }
 }  // namespace
 
-std::shared_ptr<Sequential> make_cnn() {
+std::shared_ptr<Sequential> make_cnn(VariableStore* store) {
   auto m = std::make_shared<Sequential>(unique_layer_name("cnn"));
   m->emplace<Conv2D>(32, std::array<int64_t, 2>{3, 3}, same_relu());
   m->emplace<MaxPool2D>();
@@ -32,6 +34,8 @@ std::shared_ptr<Sequential> make_cnn() {
   m->emplace<Flatten>();
   m->emplace<Dense>(128, "relu");
   m->emplace<Dense>(10);
+  if (store) m->set_store(*store);
+  m->output_shape(Shape{1, 28, 28, 1});
   return m;
 }
 

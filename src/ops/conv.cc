@@ -350,8 +350,12 @@ Attrs conv_part(const Attrs& a) {
 
 void conv_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &f = g.in[1], &dy = g.grad_out[0];
-  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(g.attrs, x.shape()));
-  g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {x, dy}, with_shape(g.attrs, f.shape()));
+  if (g.needs(0)) {  // a network's first conv: its input needs no gradient, skip the work
+    g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(g.attrs, x.shape()));
+  }
+  if (g.needs(1)) {
+    g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {x, dy}, with_shape(g.attrs, f.shape()));
+  }
 }
 
 // dx = B(dy, f): d dy = conv(ddx, f), d f = Bf(ddx, dy).

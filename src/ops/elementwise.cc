@@ -1,6 +1,9 @@
 // Elementwise ops: NumPy broadcasting, equal dtypes, forward and gradient side by side.
 #include <cmath>
 #include <string>
+#include <vector>
+
+#include <omp.h>
 #include <type_traits>
 
 #include "kernels/elementwise.h"
@@ -359,33 +362,59 @@ void sum_to_reference(const KernelArgs& k) {
   });
 }
 bool sum_to_fast(const KernelArgs& k) {
-  // Iterate over the input; the output has stride 0 along summed dims. Single-threaded: threads
-  // would race on the output.
+  // Iterate over the input; the output has stride 0 along summed dims. With threads, each sums
+  // a slice of the outer loop into its own copy of the output, and the copies are added up.
   const Shape& is = k.in[0].shape();
-  if (is.numel() > kernels::kParallelThreshold * 8) return false;
+  const int64_t on = k.out[0].numel();
   kernels::BroadcastPlan plan = kernels::make_plan(is, {&k.out[0].shape()});
+  const int r = plan.rank;
+  int64_t outer = 1;
+  for (int d = 0; d < r - 1; ++d) outer *= plan.shape[d];
+  const int64_t n = plan.shape[r - 1], sx = plan.stride[0][r - 1], so = plan.stride[1][r - 1];
+  const int nt = is.numel() >= kernels::kParallelThreshold && outer >= 2 && on <= is.numel() / 4
+                     ? omp_get_max_threads()
+                     : 1;
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
-    const T* x = detail::ptr<T>(k.in[0]);
-    T* o = detail::ptr<T>(k.out[0]);
-    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) o[i] = T(0);
-    const int r = plan.rank;
-    int64_t outer = 1;
-    for (int d = 0; d < r - 1; ++d) outer *= plan.shape[d];
-    const int64_t n = plan.shape[r - 1], sx = plan.stride[0][r - 1], so = plan.stride[1][r - 1];
-    for (int64_t idx = 0; idx < outer; ++idx) {
-      int64_t ox = 0, oo = 0, rem = idx;
-      for (int d = r - 2; d >= 0; --d) {
-        int64_t c = rem % plan.shape[d];
-        rem /= plan.shape[d];
-        ox += c * plan.stride[0][d];
-        oo += c * plan.stride[1][d];
+    if constexpr (!std::is_same_v<T, bool>) {
+      using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+      const T* x = detail::ptr<T>(k.in[0]);
+      auto accumulate = [&](int64_t begin, int64_t end, T* o) {
+        std::fill(o, o + on, T(0));
+        for (int64_t idx = begin; idx < end; ++idx) {
+          int64_t ox = 0, oo = 0, rem = idx;
+          for (int d = r - 2; d >= 0; --d) {
+            int64_t c = rem % plan.shape[d];
+            rem /= plan.shape[d];
+            ox += c * plan.stride[0][d];
+            oo += c * plan.stride[1][d];
+          }
+          if (so == 0) {
+            Acc acc = Acc(0);
+            for (int64_t j = 0; j < n; ++j) acc += x[ox + j * sx];
+            o[oo] += static_cast<T>(acc);
+          } else {
+            T* dst = o + oo;
+            const T* src = x + ox;
+            for (int64_t j = 0; j < n; ++j) dst[j * so] += src[j * sx];
+          }
+        }
+      };
+      T* o = detail::ptr<T>(k.out[0]);
+      if (nt == 1) {
+        accumulate(0, outer, o);
+        return;
       }
-      if (so == 0) {
-        T acc = T(0);
-        for (int64_t j = 0; j < n; ++j) acc += x[ox + j * sx];
-        o[oo] += acc;
-      } else {
-        for (int64_t j = 0; j < n; ++j) o[oo + j * so] += x[ox + j * sx];
+      std::vector<T> partial(static_cast<size_t>((nt - 1) * on));
+#pragma omp parallel num_threads(nt)
+      {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int64_t chunk = (outer + used - 1) / used;
+        accumulate(std::min(outer, t * chunk), std::min(outer, (t + 1) * chunk),
+                   t == 0 ? o : partial.data() + (t - 1) * on);
+      }
+      for (int t = 1; t < nt; ++t) {
+        const T* p = partial.data() + (t - 1) * on;
+        for (int64_t i = 0; i < on; ++i) o[i] += p[i];
       }
     }
   });

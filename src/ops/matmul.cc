@@ -173,21 +173,22 @@ void matmul_grad(const GradArgs& g) {
   const bool ta = g.attrs.i(0), tb = g.attrs.i(1);
   const Tensor &a = g.in[0], &b = g.in[1], &dc = g.grad_out[0];
   Tensor da, db;
+  const bool wa = g.needs(0), wb = g.needs(1);  // e.g. a layer's input needs no gradient
   if (!ta && !tb) {  // C = A B
-    da = matmul(dc, b, false, true);
-    db = matmul(a, dc, true, false);
+    if (wa) da = matmul(dc, b, false, true);
+    if (wb) db = matmul(a, dc, true, false);
   } else if (ta && !tb) {  // C = A^T B
-    da = matmul(b, dc, false, true);
-    db = matmul(a, dc, false, false);
+    if (wa) da = matmul(b, dc, false, true);
+    if (wb) db = matmul(a, dc, false, false);
   } else if (!ta && tb) {  // C = A B^T
-    da = matmul(dc, b, false, false);
-    db = matmul(dc, a, true, false);
+    if (wa) da = matmul(dc, b, false, false);
+    if (wb) db = matmul(dc, a, true, false);
   } else {  // C = A^T B^T
-    da = matmul(b, dc, true, true);
-    db = matmul(dc, a, true, true);
+    if (wa) da = matmul(b, dc, true, true);
+    if (wb) db = matmul(dc, a, true, true);
   }
-  g.grad_in[0] = sum_to(da, a.shape());
-  g.grad_in[1] = sum_to(db, b.shape());
+  if (g.needs(0)) g.grad_in[0] = sum_to(da, a.shape());
+  if (g.needs(1)) g.grad_in[1] = sum_to(db, b.shape());
 }
 
 }  // namespace

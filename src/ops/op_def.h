@@ -68,6 +68,8 @@ struct GradArgs {
   std::span<const Tensor> grad_out;  // one per output, never undefined
   const Attrs& attrs;
   std::span<Tensor> grad_in;  // to fill; leave undefined for inputs without a gradient
+  uint32_t needed = ~0u;      // bit k: someone wants input k's gradient; rules may skip others
+  bool needs(int k) const { return (needed >> k) & 1u; }
 };
 
 using InferFn = void (*)(std::span<const Meta> in, const Attrs& attrs, std::span<Meta> out);

@@ -234,30 +234,35 @@ bool pool_grad_fast(const KernelArgs& k) {
     kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
       std::fill(dx + b * img, dx + e * img, T(0));
       std::vector<T> best(kMax ? C : 0);
-      std::vector<int64_t> at(kMax ? C : 0);
+      std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
       for (int64_t n = b; n < e; ++n)
         for (int64_t oy = 0; oy < g.oh; ++oy)
           for (int64_t ox = 0; ox < g.ow; ++ox) {
             const Window wd = window(g, oy, ox);
             const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
             if constexpr (kMax) {
-              bool first = true;
+              // Two vectorizable passes instead of a scatter: find each channel's first max
+              // slot, then add d to every window position through a slot mask.
+              int32_t slot = 0;
               for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
-                  const int64_t off = ((n * g.h + yy) * g.w + xx) * C;
-                  const T* xi = x + off;
-                  if (first) {
-                    for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = off + c;
-                    first = false;
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+                  const T* xi = x + ((n * g.h + yy) * g.w + xx) * C;
+                  if (slot == 0) {
+                    for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = 0;
                   } else {
                     for (int64_t c = 0; c < C; ++c) {
                       const bool gt = xi[c] > best[c];  // strict: ties keep the first max
                       best[c] = gt ? xi[c] : best[c];
-                      at[c] = gt ? off + c : at[c];
+                      at[c] = gt ? slot : at[c];
                     }
                   }
                 }
-              for (int64_t c = 0; c < C; ++c) dx[at[c]] += d[c];
+              slot = 0;
+              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                  for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : T(0);
+                }
             } else {
               const T inv = T(1) / static_cast<T>(wd.count());
               for (int64_t yy = wd.y0; yy < wd.y1; ++yy)

@@ -21,11 +21,12 @@ bool contains(const std::string& text, const std::string& part) {
 
 TEST(Summary, MlpBeforeAnyData) {
   VariableStore store(1);
-  auto m = make_mlp();
-  m->set_store(store);
-  EXPECT_FALSE(m->built());
-  std::string s = m->summary({28, 28, 1});
+  auto m = make_mlp(&store);
+  // Built from shapes alone for [1, 28, 28, 1] (no data), its weights in the given store.
   EXPECT_TRUE(m->built());
+  EXPECT_EQ(m->built_input_shapes(), std::vector<Shape>({Shape{1, 28, 28, 1}}));
+  EXPECT_EQ(store.count_params(), 235146);
+  std::string s = m->summary({28, 28, 1});
   for (const char* part :
        {"(Flatten)", "(None, 784)", "(Dense)", "(None, 256)", "200,960", "(None, 128)", "32,896",
         "(None, 10)", "1,290", "Total params: 235,146", "Trainable params: 235,146",
@@ -43,8 +44,9 @@ TEST(Summary, MlpBeforeAnyData) {
 
 TEST(Summary, CnnBeforeAnyData) {
   VariableStore store(1);
-  auto m = make_cnn();
-  m->set_store(store);
+  auto m = make_cnn(&store);
+  EXPECT_TRUE(m->built());
+  EXPECT_EQ(store.count_params(), 421642);
   std::ostringstream os;
   m->print_summary({28, 28, 1}, os);
   std::string s = os.str();
@@ -192,9 +194,7 @@ TEST(Sequential, GradientsThroughTheStackMatchFiniteDifferences) {
 std::vector<std::vector<float>> initial_weights(uint64_t seed) {
   reset_layer_names();  // same default names each time; each run has its own store
   VariableStore store(seed);
-  auto m = make_cnn();
-  m->set_store(store);
-  m->summary({8, 8, 1});
+  auto m = make_cnn(&store);  // built for [1, 28, 28, 1], its weights drawn from `store`
   std::vector<std::vector<float>> out;
   for (const Variable& v : m->weights()) out.push_back(v.value().to_vector<float>());
   return out;
