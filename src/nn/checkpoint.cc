@@ -4,6 +4,7 @@
 
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -67,6 +68,18 @@ void load_keyed(const Keyed& vars, const std::string& path) {
                        std::string(dtype_name(t.dtype())));
     }
   }
+  // A variable reached under two keys (shared in the model) must be one tensor in the file too,
+  // else one of the two values would be silently dropped.
+  std::unordered_map<const void*, std::pair<std::string, const void*>> first;
+  for (const auto& [key, v] : vars) {
+    const void* data = file.at(key).numel() ? file.at(key).raw_data() : nullptr;
+    auto [it, fresh] = first.emplace(v.id(), std::make_pair(key, data));
+    if (!fresh && it->second.second != data) {
+      throw FormatError("load_weights: " + path + " holds different tensors under '" +
+                        it->second.first + "' and '" + key +
+                        "', which are one shared variable in the model ('" + v.name() + "')");
+    }
+  }
   for (auto [key, v] : vars) v.assign(file.at(key));
 }
 
@@ -81,8 +94,15 @@ void collect_keys(const Layer& layer, const std::string& prefix, Keyed& out) {
   }
   for (const Variable& v : layer.weights()) {
     if (in_sublayers.count(v.id())) continue;
+    // The weight's name below its layer ("kernel", or "inner/w" from a scope inside build()).
     const std::string& n = v.name();
-    out.emplace_back(prefix + n.substr(n.rfind('/') + 1), v);
+    const std::string marker = "/" + layer.name() + "/";
+    size_t at = n.rfind(marker);
+    size_t from = at == std::string::npos ? n.rfind('/') + 1 : at + marker.size();
+    if (at == std::string::npos && n.compare(0, marker.size() - 1, marker.substr(1)) == 0) {
+      from = marker.size() - 1;  // the layer is the outermost scope: "net/kernel"
+    }
+    out.emplace_back(prefix + n.substr(from), v);
   }
   for (size_t i = 0; i < layer.layers().size(); ++i) {
     collect_keys(*layer.layers()[i], prefix + std::to_string(i) + "/", out);

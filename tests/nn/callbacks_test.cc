@@ -156,7 +156,7 @@ TEST(ModelCheckpoint, SavesEveryEpochWithEpochNumbersInThePath) {
   }
   // The last file holds the final weights.
   SafetensorsFile f = load_safetensors(temp_path("ck_3.safetensors"));
-  EXPECT_TRUE(testing::all_close(f.at("cbnet/out/kernel"), model->weights()[0].value(), 0, 0));
+  EXPECT_TRUE(testing::all_close(f.at("0/kernel"), model->weights()[0].value(), 0, 0));
 }
 
 TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBest) {
@@ -174,7 +174,7 @@ TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBest) {
   }
   EXPECT_EQ(ck.saved_epochs(), (std::vector<int>{0, 1, 3}));
   EXPECT_DOUBLE_EQ(ck.best(), 0.8);
-  EXPECT_TRUE(testing::all_close(load_safetensors(path).at("cbnet/out/kernel"),
+  EXPECT_TRUE(testing::all_close(load_safetensors(path).at("0/kernel"),
                                  full(k.shape(), 3.0), 0, 0));
   expect_error<ValueError>(
       [&] {
