@@ -113,6 +113,26 @@ int summary(const Options& o, std::ostream& out) {
   return 0;
 }
 
+// CLI11's PositiveNumber prints "Value two not in range 0 to 1.79e308"; this says what is wrong.
+CLI::Validator positive(bool integer) {
+  return CLI::Validator(
+      [integer](std::string& v) -> std::string {
+        size_t used = 0;
+        double x = 0;
+        try {
+          x = std::stod(v, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != v.size() || !(x > 0) || (integer && x != static_cast<double>(static_cast<int64_t>(x)))) {
+          return std::string("expected a positive ") + (integer ? "whole number" : "number") +
+                 ", got '" + v + "'";
+        }
+        return "";
+      },
+      integer ? "POSITIVE INT" : "POSITIVE");
+}
+
 }  // namespace
 
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -125,7 +145,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   };
   auto add_threads = [&](CLI::App* c) {
     c->add_option("--threads", o.threads, "threads for kernels (default: all cores)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive(true));
   };
   auto add_data = [&](CLI::App* c) {
     c->add_option("--data", o.data, "directory with the Fashion-MNIST IDX files")
@@ -134,12 +154,12 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 
   CLI::App* tr = app.add_subcommand("train", "train a model and save its weights");
   add_model(tr);
-  tr->add_option("--epochs", o.epochs, "epochs (default 1)")->check(CLI::PositiveNumber);
+  tr->add_option("--epochs", o.epochs, "epochs (default 1)")->check(positive(true));
   tr->add_option("--batch-size", o.batch_size, "examples per step (default 64)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive(true));
   tr->add_option("--optimizer", o.optimizer, "adam (default), sgd, adamw or rmsprop")
       ->check(CLI::IsMember({"adam", "sgd", "adamw", "rmsprop"}));
-  tr->add_option("--lr", o.lr, "learning rate (default 1e-3)")->check(CLI::PositiveNumber);
+  tr->add_option("--lr", o.lr, "learning rate (default 1e-3)")->check(positive(false));
   tr->add_option("--seed", o.seed, "seed for weights and shuffling (default 0)");
   add_threads(tr);
   add_data(tr);
@@ -152,13 +172,19 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
       ->required()
       ->check(CLI::ExistingFile);
   ev->add_option("--batch-size", o.batch_size, "examples per batch (default 64)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive(true));
   add_threads(ev);
   add_data(ev);
 
   CLI::App* su = app.add_subcommand("summary", "print the model's layers and parameter counts");
   add_model(su);
 
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (!first.empty() && first[0] != '-' && first != "train" && first != "eval" &&
+      first != "summary") {
+    err << "kiln: unknown command '" << argv[1] << "' (commands: train, eval, summary; see --help)\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,168 @@
+// The `kiln` program, run in-process through kiln::cli::run on a tiny Fashion-MNIST-shaped data
+// set written here (the real one is exercised by the slow tests and the README's main job).
+#include "cli/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "kiln");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int code = cli::run(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
+
+void write_be32(std::ofstream& f, uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  f.write(b, 4);
+}
+
+// Raw IDX files: n images whose mean brightness encodes the label, so a model can learn them.
+void write_tiny_dataset(const fs::path& dir, const std::string& prefix, int n) {
+  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  img.write("\0\0\x08\x03", 4);
+  write_be32(img, n);
+  write_be32(img, 28);
+  write_be32(img, 28);
+  lab.write("\0\0\x08\x01", 4);
+  write_be32(lab, n);
+  for (int i = 0; i < n; ++i) {
+    const int label = i % 10;
+    for (int p = 0; p < 28 * 28; ++p) {
+      const bool on = (p / 28) / 3 == label;  // a horizontal band per class
+      img.put(static_cast<char>(on ? 200 + (i * 7 + p) % 50 : (i + p) % 20));
+    }
+    lab.put(static_cast<char>(label));
+  }
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kiln_cli_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    write_tiny_dataset(dir_, "train", 320);
+    write_tiny_dataset(dir_, "t10k", 100);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
+  Result r = run_cli({"train", "--model", "mlp", "--epochs", "2", "--batch-size", "32",
+                      "--threads", "1", "--data", dir_.string(), "--out", path("w.safetensors"),
+                      "--metrics-out", path("m.jsonl")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("weights saved to"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::exists(path("w.safetensors")));
+
+  std::ifstream m(path("m.jsonl"));
+  std::string line;
+  int epochs = 0;
+  while (std::getline(m, line)) {
+    auto j = nlohmann::json::parse(line);
+    ++epochs;
+    EXPECT_EQ(j["epoch"], epochs);
+    for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}) {
+      EXPECT_TRUE(j[key].is_number()) << key << " in " << line;
+    }
+    if (epochs == 2) EXPECT_GT(j["val_accuracy"].get<double>(), 0.5) << line;
+  }
+  EXPECT_EQ(epochs, 2);
+
+  Result e = run_cli({"eval", "--model", "mlp", "--weights", path("w.safetensors"), "--data",
+                      dir_.string(), "--threads", "1"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_NE(e.out.find("test accuracy"), std::string::npos) << e.out;
+
+  // Weights of the other model do not fit: a clear error, exit 1.
+  Result bad = run_cli({"eval", "--model", "cnn", "--weights", path("w.safetensors"), "--data",
+                        dir_.string()});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_EQ(bad.err.rfind("kiln: error: ", 0), 0u) << bad.err;
+  EXPECT_NE(bad.err.find("w.safetensors"), std::string::npos) << bad.err;
+}
+
+TEST_F(CliTest, SummaryNeedsNoData) {
+  Result r = run_cli({"summary", "--model", "cnn"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("421,642"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(None, 14, 14, 32)"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, HelpOnEveryCommand) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--help"}, {"train", "--help"}, {"eval", "--help"}, {"summary", "--help"}}) {
+    Result r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << args[0];
+    EXPECT_NE(r.out.find("--"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(run_cli({"train", "--help"}).out.find("--metrics-out"), std::string::npos);
+}
+
+TEST_F(CliTest, BadArgumentsGiveOneClearLineAndExit2) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"train", "--model", "resnet"}, "resnet"},
+           {{"train", "--model", "mlp", "--epochs", "0"}, "--epochs"},
+           {{"train", "--model", "mlp", "--epochs", "two"}, "--epochs"},
+           {{"train", "--model", "mlp", "--optimizer", "lbfgs"}, "lbfgs"},
+           {{"train", "--model", "mlp", "--lr", "-1"}, "--lr"},
+           {{"train", "--model", "mlp", "--data", "/no/such/dir"}, "/no/such/dir"},
+           {{"train", "--model", "mlp", "--bogus"}, "--bogus"},
+           {{"train"}, "--model"},
+           {{"eval", "--model", "mlp"}, "--weights"},
+           {{"eval", "--model", "mlp", "--weights", "/no/such/file"}, "/no/such/file"},
+           {{"fly"}, "unknown command 'fly'"},
+           {{"train", "--model", "mlp", "--batch-size", "2.5"}, "whole number"},
+           {{}, "A subcommand is required"},
+       }) {
+    Result r = run_cli(c.args);
+    EXPECT_EQ(r.code, 2) << c.mentions;
+    EXPECT_NE(r.err.find(c.mentions), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+TEST_F(CliTest, MissingDataNamesThePackage) {
+  fs::create_directories(dir_ / "empty");
+  Result r = run_cli({"train", "--model", "mlp", "--data", (dir_ / "empty").string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("dataset-fashion-mnist"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CorruptWeightsFileIsRefusedCleanly) {
+  std::ofstream(path("bad.safetensors")) << "not a safetensors file";
+  Result r = run_cli({"eval", "--model", "mlp", "--weights", path("bad.safetensors"), "--data",
+                      dir_.string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("bad.safetensors"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kiln
