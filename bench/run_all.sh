@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every benchmark, kiln beside its peer, in one run on this machine; raw JSON + a summary in $OUT.
+#   BUILD_DIR=build OUT=bench/results bench/run_all.sh [--quick]
+# kiln runs in the environment as it is. The LibTorch peer runs "at its best" through
+# bench/peers/run_peers.sh: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, OPENBLAS_NUM_THREADS=1,
+# OpenBLAS's OpenMP build. --quick: 1 epoch per model and fewer repetitions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+OUT=${OUT:-bench/results}
+B=$BUILD_DIR/bench
+mkdir -p "$OUT"
+reps=5 mlp_epochs=5 cnn_epochs=3
+if [[ ${1:-} == --quick ]]; then reps=3 mlp_epochs=1 cnn_epochs=1; fi
+gb() {  # name binary [flags]: Google Benchmark run, JSON to $OUT/name.json
+  local name=$1; shift
+  "$@" --benchmark_repetitions=$reps --benchmark_min_time=0.3 \
+    --benchmark_report_aggregates_only=true --benchmark_out_format=json \
+    --benchmark_out="$OUT/$name.json" > /dev/null
+  echo "wrote $OUT/$name.json"
+}
+peers=0
+[[ -x $B/peers/torch_overhead_bench ]] && peers=1
+
+gb peak "$B/peak_bench"
+gb onednn_matmul "$B/onednn_matmul_bench"
+gb kiln_matmul "$B/kiln_matmul_bench"
+gb kiln_overhead "$B/kiln_overhead_bench"
+if (( peers )); then gb torch_overhead env BUILD_DIR="$BUILD_DIR" bench/peers/run_peers.sh overhead; fi
+
+for model in mlp cnn; do
+  epochs=$mlp_epochs
+  [[ $model == cnn ]] && epochs=$cnn_epochs
+  "$B/kiln_train_bench" --model $model --epochs $epochs --threads 2 | tee "$OUT/kiln_train_$model.jsonl"
+  if (( peers )); then
+    BUILD_DIR="$BUILD_DIR" bench/peers/run_peers.sh train --model $model --epochs $epochs --threads 2 \
+      | tee "$OUT/torch_train_$model.jsonl"
+  fi
+done
+python3 bench/summarize.py "$OUT" | tee "$OUT/summary.md"

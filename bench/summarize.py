@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Summarizes a bench/run_all.sh output folder as Markdown: kiln beside oneDNN and LibTorch."""
+import json
+import os
+import re
+import sys
+
+
+def gbench(path, stat="median"):
+    """name -> benchmark dict, for the chosen aggregate (Google Benchmark JSON)."""
+    if not os.path.exists(path):
+        return {}
+    out = {}
+    for b in json.load(open(path))["benchmarks"]:
+        if b.get("aggregate_name", stat) == stat:
+            out[re.sub(r"_(mean|median|stddev|cv)$", "", b["name"])] = b
+    return out
+
+
+def args(name):
+    return dict(re.findall(r"(\w+):(\d+)", name))
+
+
+def lines(path):
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+
+def main(d):
+    p = gbench(f"{d}/peak.json")
+    peak = {args(n)["threads"]: b["GFLOPS"] for n, b in p.items()}
+    print(f"FP32 peak (16 AVX-512 FMA chains): {peak.get('1', 0):.1f} GFLOP/s on 1 thread, "
+          f"{peak.get('2', 0):.1f} on 2\n")
+
+    kiln, dnnl, torch = (gbench(f"{d}/{f}.json") for f in ("kiln_matmul", "onednn_matmul", "torch_overhead"))
+    def by_shape(rows):
+        r = {}
+        for n, b in rows.items():
+            a = args(n)
+            if "M" in a:
+                r[(a["M"], a["K"], a["N"], a["threads"])] = b
+        return r
+    k, o, t = by_shape(kiln), by_shape(dnnl), by_shape(torch)
+    print("| matmul MxKxN | threads | kiln GFLOP/s | oneDNN direct | kiln / oneDNN | kiln peak fraction | LibTorch* | kiln / LibTorch |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key in sorted(k, key=lambda s: (int(s[3]), int(s[0]) * int(s[1]) * int(s[2]))):
+        M, K, N, th = key
+        kg = k[key]["GFLOPS"]
+        og = o.get(key, {}).get("GFLOPS", float("nan"))
+        tg = t.get(key, {}).get("GFLOPS", float("nan"))
+        print(f"| {M}x{K}x{N} | {th} | {kg:.1f} | {og:.1f} | {kg / og:.2f} | {kg / peak[th]:.2f} | {tg:.1f} | {kg / tg:.2f} |")
+
+    ko = gbench(f"{d}/kiln_overhead.json")
+    def t_of(rows, prefix, arg=None):
+        for n, b in rows.items():
+            if n.startswith(prefix) and (arg is None or n.split("/")[1] == arg):
+                scale = {"ns": 1e-3, "us": 1, "ms": 1e3}[b["time_unit"]]
+                return b["real_time"] * scale
+        return float("nan")
+    print("\n| eager overhead (1 thread) | kiln | LibTorch* | kiln / LibTorch |\n|---|---|---|---|")
+    ka, ta = t_of(ko, "BM_KilnAdd1"), t_of(torch, "BM_TorchAdd1")
+    print(f"| a + b, 1-element tensors | {ka:.3f} us | {ta:.3f} us | {ka / ta:.2f} |")
+    for n in ("n:1", "n:16"):
+        ks, ts = t_of(ko, "BM_KilnAutogradStep", n), t_of(torch, "BM_TorchAutogradStep", n)
+        print(f"| autograd step y = sum(w*x), {n} | {ks:.2f} us | {ts:.2f} us | {ks / ts:.2f} |")
+
+    print("\n| training (batch 64, Adam 1e-3, 2 threads) | epochs | kiln s/epoch | kiln ms/step | LibTorch* s/epoch | kiln / LibTorch | kiln test acc. | LibTorch test acc. |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m in ("mlp", "cnn"):
+        kl, tl = lines(f"{d}/kiln_train_{m}.jsonl"), lines(f"{d}/torch_train_{m}.jsonl")
+        if not kl:
+            continue
+        ks = sum(x["seconds"] for x in kl) / len(kl)
+        kms = sum(x["ms_per_step"] for x in kl) / len(kl)
+        ts = sum(x["seconds"] for x in tl) / len(tl) if tl else float("nan")
+        accs = "/".join(f"{x['val_accuracy']:.4f}" for x in kl)
+        taccs = "/".join(f"{x['val_accuracy']:.4f}" for x in tl) if tl else "-"
+        print(f"| {m} | {len(kl)} | {ks:.2f} | {kms:.2f} | {ts:.2f} | {ks / ts:.2f} | {accs} | {taccs} |")
+    print("\n*LibTorch 1.13 (Debian) at its best: OpenBLAS OpenMP build, OPENBLAS_CORETYPE and "
+          "OPENBLAS_L2_SIZE unset, OPENBLAS_NUM_THREADS=1 (peer runs only).")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
