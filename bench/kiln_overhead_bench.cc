@@ -36,5 +36,10 @@ void BM_KilnAutogradStep(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_KilnAdd1)->UseRealTime()->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_KilnAutogradStep)->ArgName("n")->Arg(1)->Arg(16)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_KilnAutogradStep)
+    ->ArgName("n")
+    ->Arg(1)
+    ->Arg(16)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

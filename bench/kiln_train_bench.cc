@@ -40,15 +40,23 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]\n", argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]\n",
+          argv[0]);
       return 2;
     }
     std::string v = argv[++i];
-    if (a == "--model") model_name = v;
-    else if (a == "--epochs") epochs = std::atoi(v.c_str());
-    else if (a == "--threads") threads = std::atoi(v.c_str());
-    else if (a == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
-    else if (a == "--data") data_dir = v;
+    if (a == "--model")
+      model_name = v;
+    else if (a == "--epochs")
+      epochs = std::atoi(v.c_str());
+    else if (a == "--threads")
+      threads = std::atoi(v.c_str());
+    else if (a == "--seed")
+      seed = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--data")
+      data_dir = v;
     else {
       std::fprintf(stderr, "kiln_train_bench: unknown flag %s\n", a.c_str());
       return 2;

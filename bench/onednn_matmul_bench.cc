@@ -62,7 +62,8 @@ void BM_OneDNNMatmul(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(c.data());
 
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
+  const double flops =
+      2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
   state.counters["GFLOPS"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   // rate of (flops / peak_flops_per_second) per second == achieved / peak

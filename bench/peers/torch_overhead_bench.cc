@@ -54,7 +54,8 @@ void BM_TorchMatmul(benchmark::State& state) {
     torch::mm_out(c, a, b);
     benchmark::DoNotOptimize(c.data_ptr());
   }
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
+  const double flops =
+      2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
   state.counters["GFLOPS"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_fraction"] =
@@ -72,7 +73,12 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(BM_TorchAdd1)->UseRealTime()->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_TorchAutogradStep)->ArgName("n")->Arg(1)->Arg(16)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TorchAutogradStep)
+    ->ArgName("n")
+    ->Arg(1)
+    ->Arg(16)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TorchMatmul)
     ->ArgNames({"M", "K", "N", "threads"})
     ->Apply(Shapes)

@@ -47,23 +47,28 @@ std::vector<unsigned char> read_gz(const std::string& path) {
 }
 
 std::uint32_t be32(const unsigned char* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         p[3];
 }
 
 // IDX images (magic 0x803: u8, 3 dims) -> float [N,1,28,28] in [0,1].
 torch::Tensor read_images(const std::string& path) {
   auto raw = read_gz(path);
-  if (raw.size() < 16 || be32(raw.data()) != 0x803) throw std::runtime_error(path + ": bad IDX image header");
+  if (raw.size() < 16 || be32(raw.data()) != 0x803)
+    throw std::runtime_error(path + ": bad IDX image header");
   const std::int64_t n = be32(raw.data() + 4), h = be32(raw.data() + 8), w = be32(raw.data() + 12);
-  if (raw.size() != static_cast<size_t>(16 + n * h * w)) throw std::runtime_error(path + ": bad size");
-  torch::Tensor t = torch::from_blob(raw.data() + 16, {n, 1, h, w}, torch::kUInt8).to(torch::kFloat32);
+  if (raw.size() != static_cast<size_t>(16 + n * h * w))
+    throw std::runtime_error(path + ": bad size");
+  torch::Tensor t =
+      torch::from_blob(raw.data() + 16, {n, 1, h, w}, torch::kUInt8).to(torch::kFloat32);
   return t.div_(255.0f).contiguous();
 }
 
 // IDX labels (magic 0x801: u8, 1 dim) -> int64 [N].
 torch::Tensor read_labels(const std::string& path) {
   auto raw = read_gz(path);
-  if (raw.size() < 8 || be32(raw.data()) != 0x801) throw std::runtime_error(path + ": bad IDX label header");
+  if (raw.size() < 8 || be32(raw.data()) != 0x801)
+    throw std::runtime_error(path + ": bad IDX label header");
   const std::int64_t n = be32(raw.data() + 4);
   if (raw.size() != static_cast<size_t>(8 + n)) throw std::runtime_error(path + ": bad size");
   return torch::from_blob(raw.data() + 8, {n}, torch::kUInt8).to(torch::kInt64);
@@ -72,15 +77,15 @@ torch::Tensor read_labels(const std::string& path) {
 torch::nn::Sequential make_model(const std::string& name) {
   namespace nn = torch::nn;
   if (name == "mlp") {
-    return nn::Sequential(nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(),
-                          nn::Linear(128, 10));
+    return nn::Sequential(nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128),
+                          nn::ReLU(), nn::Linear(128, 10));
   }
   if (name == "cnn") {
     return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::ReLU(),
                           nn::MaxPool2d(nn::MaxPool2dOptions(2)),
                           nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::ReLU(),
-                          nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(), nn::Linear(3136, 128),
-                          nn::ReLU(), nn::Linear(128, 10));
+                          nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(),
+                          nn::Linear(3136, 128), nn::ReLU(), nn::Linear(128, 10));
   }
   throw std::runtime_error("unknown --model " + name + " (mlp|cnn)");
 }
@@ -114,14 +119,21 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--model") model_name = next();
-    else if (a == "--epochs") epochs = std::stoi(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--seed") seed = static_cast<unsigned>(std::stoul(next()));
-    else if (a == "--data") data = next();
+    if (a == "--model")
+      model_name = next();
+    else if (a == "--epochs")
+      epochs = std::stoi(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--seed")
+      seed = static_cast<unsigned>(std::stoul(next()));
+    else if (a == "--data")
+      data = next();
     else {
-      std::fprintf(stderr,
-                   "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]\n", argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -162,14 +174,15 @@ int main(int argc, char** argv) {
         correct += logits.detach().argmax(1).eq(yb).sum().item<std::int64_t>();
         ++steps;
       }
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double val_acc = evaluate(model, test_x, test_y);
       std::printf(
           "{\"model\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"accuracy\":%.6f,\"val_accuracy\":%.6f,"
           "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d}\n",
           model_name.c_str(), epoch, loss_sum / static_cast<double>(n),
-          static_cast<double>(correct) / static_cast<double>(n), val_acc, seconds, 1e3 * seconds / steps,
-          threads);
+          static_cast<double>(correct) / static_cast<double>(n), val_acc, seconds,
+          1e3 * seconds / steps, threads);
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

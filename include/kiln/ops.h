@@ -61,8 +61,7 @@ Tensor argmax(const Tensor& x, int axis = -1, bool keepdims = false);  // int64
 // ---- linear algebra (src/ops/matmul.cc) ------------------------------------------------
 // [..., M, K] x [..., K, N] -> [..., M, N]; batch dims broadcast; 1-D operands as in NumPy
 // are not accepted (reshape them). transpose_a/b transpose the last two dims first.
-Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false,
-              bool transpose_b = false);
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
 // ---- shape (src/ops/shape.cc) ----------------------------------------------------------
 Tensor reshape(const Tensor& x, const Shape& shape);  // one dim may be -1
@@ -79,8 +78,7 @@ Tensor gather(const Tensor& x, const Tensor& indices, int axis = 0);
 // indices (int32/int64) -> indices.shape + [depth], 1 at each index; out-of-range rows are 0.
 Tensor one_hot(const Tensor& indices, int64_t depth, DType dtype = float32);
 // pads[i] = {before, after} for dim i (fewer pairs than dims pad the leading dims only).
-Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads,
-           double value = 0);
+Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& pads, double value = 0);
 
 // ---- convolution and pooling (src/ops/conv.cc, src/ops/pool.cc), NHWC ---------------------
 enum class Padding { kValid, kSame };

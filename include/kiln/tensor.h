@@ -36,11 +36,13 @@ class Tensor {
   size_t nbytes() const { return numel() * size_of(dtype()); }
 
   // Typed element access; throws DTypeError when T does not match dtype().
-  template <typename T> T* data() {
+  template <typename T>
+  T* data() {
     check_dtype(dtype_of<T>());
     return static_cast<T*>(raw_data());
   }
-  template <typename T> const T* data() const {
+  template <typename T>
+  const T* data() const {
     check_dtype(dtype_of<T>());
     return static_cast<const T*>(raw_data());
   }
@@ -48,10 +50,14 @@ class Tensor {
   const void* raw_data() const;
 
   // The single element converted to T; throws ValueError unless numel() == 1.
-  template <typename T> T item() const { return static_cast<T>(item_double()); }
+  template <typename T>
+  T item() const {
+    return static_cast<T>(item_double());
+  }
   double item_double() const;
   // All elements converted to T (row-major).
-  template <typename T> std::vector<T> to_vector() const;
+  template <typename T>
+  std::vector<T> to_vector() const;
 
   // A view with the same data and a new shape; one dim may be -1. Throws ShapeError.
   Tensor reshape(const Shape& shape) const;
@@ -90,8 +96,10 @@ Tensor ones_like(const Tensor& t);
 // [start, stop) by step, like numpy.arange.
 Tensor arange(double start, double stop, double step = 1, DType dtype = float32);
 // Copies `values` into a new tensor of `shape` (numel must match; default: 1-D).
-template <typename T> Tensor from_vector(const std::vector<T>& values, const Shape& shape);
-template <typename T> Tensor from_vector(const std::vector<T>& values) {
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape);
+template <typename T>
+Tensor from_vector(const std::vector<T>& values) {
   return from_vector(values, Shape{static_cast<int64_t>(values.size())});
 }
 // Counter-based (Philox-4x32-10) random numbers: element i depends only on (seed, i), never

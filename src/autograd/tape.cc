@@ -42,7 +42,7 @@ struct GradientTape::State : detail::TapeRecorder {
   bool used = false;
   bool recording = true;
   std::vector<Node> nodes;
-  std::vector<Tensor> io;       // every node's inputs then outputs
+  std::vector<Tensor> io;        // every node's inputs then outputs
   std::vector<int32_t> io_slot;  // their slots (-1: not tracked)
   int32_t num_slots = 0;
   std::vector<Tensor> slot_tensor;  // keeps tracked tensors alive (so impl pointers stay valid)
@@ -190,7 +190,7 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
     if (!any) continue;
     for (int k = 0; k < node.n_out; ++k) {
       grad_out[k] = out_slot[k] >= 0 && grads[out_slot[k]].defined() ? grads[out_slot[k]]
-                                                                      : zeros_like(out[k]);
+                                                                     : zeros_like(out[k]);
     }
     uint32_t needed = 0;
     for (int k = 0; k < node.n_in; ++k) {
@@ -217,7 +217,8 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
 
   std::vector<Tensor> result(sources.size());
   for (size_t k = 0; k < sources.size(); ++k) {
-    if (!sources[k].defined()) throw ValueError("GradientTape::gradient: source " + std::to_string(k) + " is undefined");
+    if (!sources[k].defined())
+      throw ValueError("GradientTape::gradient: source " + std::to_string(k) + " is undefined");
     int32_t s = st.slot_of(sources[k].impl());
     if (s >= 0 && s < static_cast<int32_t>(grads.size())) result[k] = grads[s];
   }

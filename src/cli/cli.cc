@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -45,8 +46,8 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, double lr) {
 }
 
 void apply_threads(int threads) {
-  set_num_threads(threads > 0 ? threads
-                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_num_threads(
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 // Writes one JSON object per epoch, as each epoch ends (a crash keeps the epochs done so far).
@@ -79,19 +80,23 @@ int train(const Options& o, std::ostream& out) {
   auto model = make_model(o.model);
   auto opt = make_optimizer(o.optimizer, o.lr);
   SparseCategoricalCrossentropy loss;
-  Dataset train = Dataset(d.train_images, d.train_labels).shuffle(o.seed).batch(o.batch_size).prefetch(2);
+  Dataset train =
+      Dataset(d.train_images, d.train_labels).shuffle(o.seed).batch(o.batch_size).prefetch(2);
   FitOptions fo;
   fo.epochs = o.epochs;
   fo.validation = Dataset(d.test_images, d.test_labels).batch(500);
   fo.out = &out;
-  if (!o.metrics_out.empty()) fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
+  if (!o.metrics_out.empty())
+    fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
   out << "kiln train: " << o.model << " on Fashion-MNIST (" << d.train_images.dim(0) << " train, "
       << d.test_images.dim(0) << " test), " << o.optimizer << " lr " << o.lr << ", batch "
       << o.batch_size << ", seed " << o.seed << ", " << num_threads() << " threads\n";
   History h = fit(*model, *opt, loss, train, fo);
   std::string path = o.out.empty() ? "kiln_" + o.model + ".safetensors" : o.out;
   save_weights(*model, path);
-  out << "test accuracy " << h["val_accuracy"].back() << "; weights saved to " << path << "\n";
+  char acc[32];
+  std::snprintf(acc, sizeof acc, "%.4f", h["val_accuracy"].back());
+  out << "test accuracy " << acc << "; weights saved to " << path << "\n";
   return 0;
 }
 
@@ -102,8 +107,10 @@ int eval(const Options& o, std::ostream& out) {
   load_weights(*model, o.weights);
   SparseCategoricalCrossentropy loss;
   Logs logs = evaluate(*model, loss, Dataset(d.test_images, d.test_labels).batch(o.batch_size));
-  out << "test loss " << logs["loss"] << ", test accuracy " << logs["accuracy"] << " ("
-      << d.test_images.dim(0) << " examples)\n";
+  char line[128];
+  std::snprintf(line, sizeof line, "test loss %.4f, test accuracy %.4f (%lld examples)\n",
+                logs["loss"], logs["accuracy"], static_cast<long long>(d.test_images.dim(0)));
+  out << line;
   return 0;
 }
 
@@ -124,7 +131,8 @@ CLI::Validator positive(bool integer) {
         } catch (const std::exception&) {
           used = 0;
         }
-        if (used != v.size() || !(x > 0) || (integer && x != static_cast<double>(static_cast<int64_t>(x)))) {
+        if (used != v.size() || !(x > 0) ||
+            (integer && x != static_cast<double>(static_cast<int64_t>(x)))) {
           return std::string("expected a positive ") + (integer ? "whole number" : "number") +
                  ", got '" + v + "'";
         }
@@ -182,7 +190,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "train" && first != "eval" &&
       first != "summary") {
-    err << "kiln: unknown command '" << argv[1] << "' (commands: train, eval, summary; see --help)\n";
+    err << "kiln: unknown command '" << argv[1]
+        << "' (commands: train, eval, summary; see --help)\n";
     return 2;
   }
   try {
@@ -192,8 +201,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     // One clear line; CLI11's messages already name the option and the bad value.
     CLI::App* sub = nullptr;
     for (CLI::App* c : app.get_subcommands()) sub = c;
-    err << "kiln" << (sub ? " " + sub->get_name() : "") << ": " << e.what()
-        << " (see --help)\n";
+    err << "kiln" << (sub ? " " + sub->get_name() : "") << ": " << e.what() << " (see --help)\n";
     return 2;
   }
   try {

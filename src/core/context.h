@@ -33,9 +33,9 @@ class TraceRecorder {
 };
 
 struct ThreadContext {
-  TapeRecorder* tape = nullptr;    // innermost recording tape
+  TapeRecorder* tape = nullptr;  // innermost recording tape
   TraceRecorder* tracer = nullptr;
-  bool force_reference = false;    // tests: run reference kernels only
+  bool force_reference = false;  // tests: run reference kernels only
 };
 
 ThreadContext& thread_context();

@@ -141,11 +141,13 @@ double Tensor::item_double() const {
                      std::to_string(numel()) + " elements, not 1");
   }
   double v = 0;
-  detail::visit_dtype(dtype(), [&]<typename T>() { v = static_cast<double>(*static_cast<const T*>(raw_data())); });
+  detail::visit_dtype(
+      dtype(), [&]<typename T>() { v = static_cast<double>(*static_cast<const T*>(raw_data())); });
   return v;
 }
 
-template <typename T> std::vector<T> Tensor::to_vector() const {
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
   std::vector<T> r(numel());
   detail::visit_dtype(dtype(), [&]<typename S>() {
     const S* p = static_cast<const S*>(raw_data());
@@ -168,7 +170,8 @@ Shape resolve_reshape(const Shape& from, const Shape& want, const char* op) {
   int64_t known = 1;
   for (int i = 0; i < want.rank(); ++i) {
     if (want[i] == -1) {
-      if (infer >= 0) throw ShapeError(std::string(op) + ": more than one -1 in " + to_string(want));
+      if (infer >= 0)
+        throw ShapeError(std::string(op) + ": more than one -1 in " + to_string(want));
       infer = i;
     } else {
       known *= want[i];
@@ -230,7 +233,9 @@ void Tensor::set_requires_grad(bool on) {
 
 // ---- creation --------------------------------------------------------------------------
 
-Tensor empty(const Shape& shape, DType dtype) { return Tensor::adopt(detail::impl_new(shape, dtype)); }
+Tensor empty(const Shape& shape, DType dtype) {
+  return Tensor::adopt(detail::impl_new(shape, dtype));
+}
 
 Tensor full(const Shape& shape, double value, DType dtype) {
   Tensor t = empty(shape, dtype);
@@ -265,7 +270,8 @@ Tensor arange(double start, double stop, double step, DType dtype) {
   return t;
 }
 
-template <typename T> Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
   if (static_cast<int64_t>(values.size()) != shape.numel()) {
     throw ShapeError("from_vector: " + std::to_string(values.size()) +
                      " values do not fill shape " + to_string(shape));
@@ -314,7 +320,8 @@ Tensor random_normal(const Shape& shape, double mean, double stddev, uint64_t se
 
 namespace {
 
-template <typename T> std::string format_elem(T v) {
+template <typename T>
+std::string format_elem(T v) {
   if constexpr (std::is_same_v<T, bool>) {
     return v ? "True" : "False";
   } else if constexpr (std::is_floating_point_v<T>) {

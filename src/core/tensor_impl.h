@@ -30,7 +30,8 @@ TensorImpl* impl_view(Storage* storage, int64_t offset, const Shape& shape, DTyp
 void impl_unref(TensorImpl* impl);
 
 // Shorthands for kernels: typed pointers into a tensor's data.
-template <typename T> inline T* ptr(const Tensor& t) {
+template <typename T>
+inline T* ptr(const Tensor& t) {
   return reinterpret_cast<T*>(t.impl()->bytes());
 }
 

@@ -73,7 +73,8 @@ constexpr int64_t kParallelThreshold = 1 << 15;
 // Calls run(off, n, inner) for each innermost run of the plan: off[o] is the element offset of
 // operand o at the run's start, inner[o] its stride along the run, n its length. Runs are split
 // across threads when the plan is large.
-template <typename Run> void for_each_run(const BroadcastPlan& p, Run&& run) {
+template <typename Run>
+void for_each_run(const BroadcastPlan& p, Run&& run) {
   const int r = p.rank;
   const int64_t inner_n = p.shape[r - 1];
   int64_t outer = 1;
@@ -107,7 +108,8 @@ template <typename Run> void for_each_run(const BroadcastPlan& p, Run&& run) {
 }
 
 // Splits [0, n) across threads when n * cost_per_item is large; fn(begin, end).
-template <typename Fn> void parallel_range(int64_t n, int64_t cost_per_item, Fn&& fn) {
+template <typename Fn>
+void parallel_range(int64_t n, int64_t cost_per_item, Fn&& fn) {
   if (n * cost_per_item < kParallelThreshold || n < 2 || omp_get_max_threads() == 1) {
     fn(int64_t{0}, n);
     return;

@@ -57,7 +57,8 @@ void binary_fast_typed(const Tensor& a, const Tensor& b, Tensor& out, F f) {
       const In xv = *x;
       for (int64_t j = 0; j < n; ++j) o[j] = static_cast<Out>(f(xv, y[j]));
     } else {
-      for (int64_t j = 0; j < n; ++j) o[j * st[0]] = static_cast<Out>(f(x[j * st[1]], y[j * st[2]]));
+      for (int64_t j = 0; j < n; ++j)
+        o[j * st[0]] = static_cast<Out>(f(x[j * st[1]], y[j * st[2]]));
     }
   });
 }

@@ -48,16 +48,26 @@ void infer_unary(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
 // ---- binary ops: one functor each, generic kernels -----------------------------------------
 
 struct AddF {
-  template <typename T> T operator()(T a, T b) const { return a + b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct SubF {
-  template <typename T> T operator()(T a, T b) const { return a - b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a - b;
+  }
 };
 struct MulF {
-  template <typename T> T operator()(T a, T b) const { return a * b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a * b;
+  }
 };
 struct DivF {  // integer division by zero gives 0 instead of trapping
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       if (b == 0) return T(0);
       // MIN / -1 overflows and traps on x86; wrap like the other integer ops instead.
@@ -71,44 +81,71 @@ struct DivF {  // integer division by zero gives 0 instead of trapping
   }
 };
 struct PowF {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
   }
   float operator()(float a, float b) const { return std::pow(a, b); }
 };
 struct MaxF {
-  template <typename T> T operator()(T a, T b) const { return a >= b || a != a ? a : b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a >= b || a != a ? a : b;
+  }
 };
 struct MinF {
-  template <typename T> T operator()(T a, T b) const { return a <= b || a != a ? a : b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a <= b || a != a ? a : b;
+  }
 };
 struct EqF {
-  template <typename T> bool operator()(T a, T b) const { return a == b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a == b;
+  }
 };
 struct NeF {
-  template <typename T> bool operator()(T a, T b) const { return a != b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a != b;
+  }
 };
 struct LtF {
-  template <typename T> bool operator()(T a, T b) const { return a < b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a < b;
+  }
 };
 struct LeF {
-  template <typename T> bool operator()(T a, T b) const { return a <= b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a <= b;
+  }
 };
 struct GtF {
-  template <typename T> bool operator()(T a, T b) const { return a > b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a > b;
+  }
 };
 struct GeF {
-  template <typename T> bool operator()(T a, T b) const { return a >= b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a >= b;
+  }
 };
 
-template <typename F> void binary_reference(const KernelArgs& k) {
+template <typename F>
+void binary_reference(const KernelArgs& k) {
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
     if constexpr (!std::is_same_v<T, bool>) {
       binary_reference_typed<T, T>(k.in[0], k.in[1], k.out[0], F{});
     }
   });
 }
-template <typename F> bool binary_fast(const KernelArgs& k) {
+template <typename F>
+bool binary_fast(const KernelArgs& k) {
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
     if constexpr (!std::is_same_v<T, bool>) {
       binary_fast_typed<T, T>(k.in[0], k.in[1], k.out[0], F{});
@@ -116,12 +153,14 @@ template <typename F> bool binary_fast(const KernelArgs& k) {
   });
   return true;
 }
-template <typename F> void compare_reference(const KernelArgs& k) {
+template <typename F>
+void compare_reference(const KernelArgs& k) {
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
     binary_reference_typed<T, bool>(k.in[0], k.in[1], k.out[0], F{});
   });
 }
-template <typename F> bool compare_fast(const KernelArgs& k) {
+template <typename F>
+bool compare_fast(const KernelArgs& k) {
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
     binary_fast_typed<T, bool>(k.in[0], k.in[1], k.out[0], F{});
   });
@@ -175,7 +214,8 @@ constexpr char kEqName[] = "equal", kNeName[] = "not_equal", kLtName[] = "less",
 
 // ---- unary ops ------------------------------------------------------------------------------
 
-template <typename F, bool kFloatOnly> void unary_kernel(const KernelArgs& k) {
+template <typename F, bool kFloatOnly>
+void unary_kernel(const KernelArgs& k) {
   detail::visit_dtype(k.in[0].dtype(), [&]<typename T>() {
     if constexpr (!std::is_same_v<T, bool> && (!kFloatOnly || std::is_floating_point_v<T>)) {
       unary_typed<T, T>(k.in[0], k.out[0], F{});
@@ -184,22 +224,40 @@ template <typename F, bool kFloatOnly> void unary_kernel(const KernelArgs& k) {
 }
 
 struct NegF {
-  template <typename T> T operator()(T x) const { return static_cast<T>(-x); }
+  template <typename T>
+  T operator()(T x) const {
+    return static_cast<T>(-x);
+  }
 };
 struct ExpF {
-  template <typename T> T operator()(T x) const { return std::exp(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::exp(x);
+  }
 };
 struct LogF {
-  template <typename T> T operator()(T x) const { return std::log(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::log(x);
+  }
 };
 struct SqrtF {
-  template <typename T> T operator()(T x) const { return std::sqrt(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::sqrt(x);
+  }
 };
 struct AbsF {
-  template <typename T> T operator()(T x) const { return x < 0 ? static_cast<T>(-x) : x; }
+  template <typename T>
+  T operator()(T x) const {
+    return x < 0 ? static_cast<T>(-x) : x;
+  }
 };
 struct SquareF {
-  template <typename T> T operator()(T x) const { return static_cast<T>(x * x); }
+  template <typename T>
+  T operator()(T x) const {
+    return static_cast<T>(x * x);
+  }
 };
 
 void neg_grad(const GradArgs& g) { g.grad_in[0] = neg(g.grad_out[0]); }
@@ -286,8 +344,10 @@ void cast_reference(const KernelArgs& k) {
         } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
           // Out-of-range and NaN values would be undefined behaviour; saturate them instead.
           if (!(v == v)) return D(0);
-          if (v >= static_cast<S>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
-          if (v <= static_cast<S>(std::numeric_limits<D>::lowest())) return std::numeric_limits<D>::lowest();
+          if (v >= static_cast<S>(std::numeric_limits<D>::max()))
+            return std::numeric_limits<D>::max();
+          if (v <= static_cast<S>(std::numeric_limits<D>::lowest()))
+            return std::numeric_limits<D>::lowest();
           return static_cast<D>(v);
         } else {
           return static_cast<D>(v);

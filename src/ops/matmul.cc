@@ -174,7 +174,7 @@ void matmul_grad(const GradArgs& g) {
   const Tensor &a = g.in[0], &b = g.in[1], &dc = g.grad_out[0];
   Tensor da, db;
   const bool wa = g.needs(0), wb = g.needs(1);  // e.g. a layer's input needs no gradient
-  if (!ta && !tb) {  // C = A B
+  if (!ta && !tb) {                             // C = A B
     if (wa) da = matmul(dc, b, false, true);
     if (wb) db = matmul(a, dc, true, false);
   } else if (ta && !tb) {  // C = A^T B

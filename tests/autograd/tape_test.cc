@@ -70,7 +70,8 @@ TEST(GradientTape, OutputGradientSeedsTheTarget) {
   Tensor y = x * 3.0;
   Tensor g = tape.gradient(y, {x}, from_vector<float>({1, 10}))[0];
   EXPECT_TRUE(all_close(g, from_vector<float>({3, 30})));
-  expect_error<ShapeError>([&] { tape.gradient(y, {x}, zeros({3})); }, {"output_gradient", "[3]", "[2]"});
+  expect_error<ShapeError>([&] { tape.gradient(y, {x}, zeros({3})); },
+                           {"output_gradient", "[3]", "[2]"});
 }
 
 TEST(GradientTape, StopRecording) {

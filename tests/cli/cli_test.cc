@@ -71,9 +71,9 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
-  Result r = run_cli({"train", "--model", "mlp", "--epochs", "2", "--batch-size", "32",
-                      "--threads", "1", "--data", dir_.string(), "--out", path("w.safetensors"),
-                      "--metrics-out", path("m.jsonl")});
+  Result r = run_cli({"train", "--model", "mlp", "--epochs", "2", "--batch-size", "32", "--threads",
+                      "1", "--data", dir_.string(), "--out", path("w.safetensors"), "--metrics-out",
+                      path("m.jsonl")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("weights saved to"), std::string::npos) << r.out;
   ASSERT_TRUE(fs::exists(path("w.safetensors")));
@@ -98,8 +98,8 @@ TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
   EXPECT_NE(e.out.find("test accuracy"), std::string::npos) << e.out;
 
   // Weights of the other model do not fit: a clear error, exit 1.
-  Result bad = run_cli({"eval", "--model", "cnn", "--weights", path("w.safetensors"), "--data",
-                        dir_.string()});
+  Result bad = run_cli(
+      {"eval", "--model", "cnn", "--weights", path("w.safetensors"), "--data", dir_.string()});
   EXPECT_EQ(bad.code, 1);
   EXPECT_EQ(bad.err.rfind("kiln: error: ", 0), 0u) << bad.err;
   EXPECT_NE(bad.err.find("w.safetensors"), std::string::npos) << bad.err;
@@ -158,8 +158,8 @@ TEST_F(CliTest, MissingDataNamesThePackage) {
 
 TEST_F(CliTest, CorruptWeightsFileIsRefusedCleanly) {
   std::ofstream(path("bad.safetensors")) << "not a safetensors file";
-  Result r = run_cli({"eval", "--model", "mlp", "--weights", path("bad.safetensors"), "--data",
-                      dir_.string()});
+  Result r = run_cli(
+      {"eval", "--model", "mlp", "--weights", path("bad.safetensors"), "--data", dir_.string()});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("bad.safetensors"), std::string::npos) << r.err;
 }

@@ -30,8 +30,11 @@ TEST(Shape, Broadcast) {
   EXPECT_EQ(broadcast_shapes(Shape{3, 1, 5}, Shape{4, 1}, "add"), (Shape{3, 4, 5}));
   EXPECT_EQ(broadcast_shapes(Shape{}, Shape{2, 2}, "add"), (Shape{2, 2}));
   EXPECT_EQ(broadcast_shapes(Shape{0, 3}, Shape{1, 3}, "add"), (Shape{0, 3}));
-  expect_error<ShapeError>([] { broadcast_shapes(Shape{2, 3}, Shape{4}, "mul"); },
-                           {"mul", "[2, 3]", "[4]"});
+  expect_error<ShapeError>(
+      [] {
+        broadcast_shapes(Shape{2, 3}, Shape{4}, "mul");
+      },
+      {"mul", "[2, 3]", "[4]"});
 }
 
 TEST(Shape, NormalizeAxis) {

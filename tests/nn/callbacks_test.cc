@@ -174,8 +174,8 @@ TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBest) {
   }
   EXPECT_EQ(ck.saved_epochs(), (std::vector<int>{0, 1, 3}));
   EXPECT_DOUBLE_EQ(ck.best(), 0.8);
-  EXPECT_TRUE(testing::all_close(load_safetensors(path).at("0/kernel"),
-                                 full(k.shape(), 3.0), 0, 0));
+  EXPECT_TRUE(
+      testing::all_close(load_safetensors(path).at("0/kernel"), full(k.shape(), 3.0), 0, 0));
   expect_error<ValueError>(
       [&] {
         ck.on_epoch_end(5, {{"loss", 1}});

@@ -17,8 +17,8 @@
 namespace kiln::testing {
 
 // Uniform values in [low, high), reproducible from `seed`.
-Tensor random_tensor(const Shape& shape, DType dtype = float32, uint64_t seed = 1,
-                     double low = -1, double high = 1);
+Tensor random_tensor(const Shape& shape, DType dtype = float32, uint64_t seed = 1, double low = -1,
+                     double high = 1);
 
 // Max |a - b| <= atol + rtol * |b| elementwise, same shape and dtype; reports the worst element.
 ::testing::AssertionResult all_close(const Tensor& a, const Tensor& b, double rtol = 1e-5,
@@ -42,7 +42,8 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
   } catch (const E& e) {
     std::string what = e.what();
     for (const std::string& p : parts) {
-      EXPECT_NE(what.find(p), std::string::npos) << "message \"" << what << "\" lacks \"" << p << "\"";
+      EXPECT_NE(what.find(p), std::string::npos)
+          << "message \"" << what << "\" lacks \"" << p << "\"";
     }
   } catch (const std::exception& e) {
     ADD_FAILURE() << "wrong exception type: " << e.what();

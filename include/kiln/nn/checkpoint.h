@@ -33,7 +33,8 @@ void save_weights(const Layer& model, const std::string& path);
 void load_weights(Layer& model, const std::string& path);
 
 // The same for an explicit list of variables (e.g. an optimizer's slots), keyed by their full
-// names. Duplicate handles of one variable are written once. `metadata` goes into the file's __metadata__.
+// names. Duplicate handles of one variable are written once. `metadata` goes into the file's
+// __metadata__.
 void save_variables(const std::vector<Variable>& variables, const std::string& path,
                     const std::map<std::string, std::string>& metadata = {});
 void load_variables(const std::vector<Variable>& variables, const std::string& path);
