@@ -1,6 +1,7 @@
 // The dispatcher: one path for every op. Cost on the eager hot path is a few thread-local loads,
 // one infer call, one allocation from the size-class cache and the kernel.
 #include <string>
+#include <vector>
 
 #include "core/context.h"
 #include "core/tensor_impl.h"
@@ -76,13 +77,20 @@ ForceReferenceScope::~ForceReferenceScope() { detail::thread_context().force_ref
 
 void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
             std::span<Tensor> outputs) {
-  constexpr int kMaxIO = 16;
+  constexpr int kMaxIO = 16;  // tapes keep per-node slot arrays of this size
   const int n_in = static_cast<int>(inputs.size());
   if ((op.num_inputs >= 0 && n_in != op.num_inputs) || n_in > kMaxIO ||
       (op.num_inputs < 0 && n_in == 0)) {
     throw ValueError(std::string(op.name) + ": got " + std::to_string(n_in) + " inputs");
   }
-  Meta in_meta[kMaxIO];
+  // Metas for up to 3 inputs live on the stack (constructing 16 would zero 1 KiB per op).
+  Meta small[3];
+  std::vector<Meta> large;
+  Meta* in_meta = small;
+  if (n_in > 3) {
+    large.resize(n_in);
+    in_meta = large.data();
+  }
   for (int k = 0; k < n_in; ++k) {
     const detail::TensorImpl* p = inputs[k].impl();
     if (!p) {
@@ -91,7 +99,8 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
     in_meta[k].shape = p->shape;
     in_meta[k].dtype = p->dtype;
   }
-  Meta out_meta[4];
+  Meta out_meta[2];
+  if (op.num_outputs > 2) throw StateError(std::string(op.name) + ": more than 2 outputs");
   std::span<Meta> outs(out_meta, op.num_outputs);
   op.infer({in_meta, static_cast<size_t>(n_in)}, attrs, outs);
 
