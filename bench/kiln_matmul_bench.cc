@@ -54,6 +54,8 @@ BENCHMARK(BM_KilnMatmul)
     ->ArgNames({"M", "K", "N", "threads"})
     ->Apply(Shapes)
     ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

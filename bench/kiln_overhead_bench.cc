@@ -5,6 +5,8 @@
 
 #include <kiln/kiln.h>
 
+#include "peak.h"
+
 namespace {
 
 void BM_KilnAdd1(benchmark::State& state) {
@@ -35,11 +37,17 @@ void BM_KilnAutogradStep(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_KilnAdd1)->UseRealTime()->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_KilnAdd1)
+    ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
+    ->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_KilnAutogradStep)
     ->ArgName("n")
     ->Arg(1)
     ->Arg(16)
     ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

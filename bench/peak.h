@@ -4,9 +4,17 @@
 // the fraction is computed against a peak measured in the same process, at the same thread count.
 #pragma once
 
+#include <algorithm>
+#include <vector>
+
 #include <cstdint>
 
 namespace kiln_bench {
+
+// Extra Google Benchmark aggregates: repetitions of small work on these 2-core machines flip
+// between a fast and a slow level, so reports give min / median / max, not just mean.
+inline double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+inline double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
 // Runs the 16-accumulator AVX-512 FMA loop for `iters` iterations on the calling thread and
 // returns the number of floating-point operations performed (2 per FMA lane).

@@ -37,6 +37,8 @@ BENCHMARK(BM_FmaPeak)
     ->Arg(1)
     ->Arg(2)
     ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -7,14 +7,23 @@ import sys
 
 
 def gbench(path, stat="median"):
-    """name -> benchmark dict, for the chosen aggregate (Google Benchmark JSON)."""
+    """name -> benchmark dict for aggregate `stat`, with b["min"], b["max"] the min/max rows."""
     if not os.path.exists(path):
         return {}
-    out = {}
+    rows = {}
     for b in json.load(open(path))["benchmarks"]:
-        if b.get("aggregate_name", stat) == stat:
-            out[re.sub(r"_(mean|median|stddev|cv)$", "", b["name"])] = b
+        name = re.sub(r"_(mean|median|stddev|cv|min|max)$", "", b["name"])
+        rows.setdefault(name, {})[b.get("aggregate_name", stat)] = b
+    out = {}
+    for name, agg in rows.items():
+        if stat in agg:
+            out[name] = dict(agg[stat], min=agg.get("min", agg[stat]), max=agg.get("max", agg[stat]))
     return out
+
+
+def spread(b, key, fmt="{:.1f}"):
+    """median (min-max) of a counter or time."""
+    return (fmt + " ({}-{})").format(b[key], fmt.format(b["min"][key]), fmt.format(b["max"][key]))
 
 
 def args(name):
@@ -40,28 +49,30 @@ def main(d):
                 r[(a["M"], a["K"], a["N"], a["threads"])] = b
         return r
     k, o, t = by_shape(kiln), by_shape(dnnl), by_shape(torch)
-    print("| matmul MxKxN | threads | kiln GFLOP/s | oneDNN direct | kiln / oneDNN | kiln peak fraction | LibTorch* | kiln / LibTorch |")
+    print("| matmul MxKxN | threads | kiln GFLOP/s median (min-max) | oneDNN direct | kiln / oneDNN | kiln peak fraction | LibTorch* | kiln / LibTorch |")
     print("|---|---|---|---|---|---|---|---|")
     for key in sorted(k, key=lambda s: (int(s[3]), int(s[0]) * int(s[1]) * int(s[2]))):
         M, K, N, th = key
         kg = k[key]["GFLOPS"]
         og = o.get(key, {}).get("GFLOPS", float("nan"))
         tg = t.get(key, {}).get("GFLOPS", float("nan"))
-        print(f"| {M}x{K}x{N} | {th} | {kg:.1f} | {og:.1f} | {kg / og:.2f} | {kg / peak[th]:.2f} | {tg:.1f} | {kg / tg:.2f} |")
+        print(f"| {M}x{K}x{N} | {th} | {spread(k[key], 'GFLOPS')} | {og:.1f} | {kg / og:.2f} | {kg / peak[th]:.2f} | {tg:.1f} | {kg / tg:.2f} |")
 
     ko = gbench(f"{d}/kiln_overhead.json")
-    def t_of(rows, prefix, arg=None):
+    def t_of(rows, prefix, arg=None, which=None):
         for n, b in rows.items():
             if n.startswith(prefix) and (arg is None or n.split("/")[1] == arg):
                 scale = {"ns": 1e-3, "us": 1, "ms": 1e3}[b["time_unit"]]
-                return b["real_time"] * scale
+                return (b[which] if which else b)["real_time"] * scale
         return float("nan")
-    print("\n| eager overhead (1 thread) | kiln | LibTorch* | kiln / LibTorch |\n|---|---|---|---|")
+    def t_spread(rows, prefix, arg=None):
+        return "{:.3f} us ({:.3f}-{:.3f})".format(t_of(rows, prefix, arg), t_of(rows, prefix, arg, "min"), t_of(rows, prefix, arg, "max"))
+    print("\n| eager overhead (1 thread), median (min-max) | kiln | LibTorch* | kiln / LibTorch |\n|---|---|---|---|")
     ka, ta = t_of(ko, "BM_KilnAdd1"), t_of(torch, "BM_TorchAdd1")
-    print(f"| a + b, 1-element tensors | {ka:.3f} us | {ta:.3f} us | {ka / ta:.2f} |")
+    print(f"| a + b, 1-element tensors | {t_spread(ko, 'BM_KilnAdd1')} | {t_spread(torch, 'BM_TorchAdd1')} | {ka / ta:.2f} |")
     for n in ("n:1", "n:16"):
         ks, ts = t_of(ko, "BM_KilnAutogradStep", n), t_of(torch, "BM_TorchAutogradStep", n)
-        print(f"| autograd step y = sum(w*x), {n} | {ks:.2f} us | {ts:.2f} us | {ks / ts:.2f} |")
+        print(f"| autograd step y = sum(w*x), {n} | {t_spread(ko, 'BM_KilnAutogradStep', n)} | {t_spread(torch, 'BM_TorchAutogradStep', n)} | {ks / ts:.2f} |")
 
     print("\n| training (batch 64, Adam 1e-3, 2 threads) | epochs | kiln s/epoch | kiln ms/step | LibTorch* s/epoch | kiln / LibTorch | kiln test acc. | LibTorch test acc. |")
     print("|---|---|---|---|---|---|---|---|")

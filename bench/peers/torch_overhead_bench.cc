@@ -72,17 +72,25 @@ void Shapes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(BM_TorchAdd1)->UseRealTime()->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_TorchAdd1)
+    ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
+    ->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_TorchAutogradStep)
     ->ArgName("n")
     ->Arg(1)
     ->Arg(16)
     ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TorchMatmul)
     ->ArgNames({"M", "K", "N", "threads"})
     ->Apply(Shapes)
     ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

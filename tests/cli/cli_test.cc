@@ -13,9 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "testing/temp_dir.h"
+
 namespace kiln {
 namespace {
 
+using testing::TempDir;
 namespace fs = std::filesystem;
 
 struct Result {
@@ -60,19 +63,16 @@ void write_tiny_dataset(const fs::path& dir, const std::string& prefix, int n) {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln_cli_test_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    write_tiny_dataset(dir_, "train", 320);
-    write_tiny_dataset(dir_, "t10k", 100);
+    write_tiny_dataset(dir_.path(), "train", 320);
+    write_tiny_dataset(dir_.path(), "t10k", 100);
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  std::string path(const std::string& name) const { return dir_.path(name); }
+  TempDir dir_{"kiln_cli_test_"};  // removed after each test
 };
 
 TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
   Result r = run_cli({"train", "--model", "mlp", "--epochs", "2", "--batch-size", "32", "--threads",
-                      "1", "--data", dir_.string(), "--out", path("w.safetensors"), "--metrics-out",
+                      "1", "--data", dir_.path(), "--out", path("w.safetensors"), "--metrics-out",
                       path("m.jsonl")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("weights saved to"), std::string::npos) << r.out;
@@ -93,13 +93,13 @@ TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
   EXPECT_EQ(epochs, 2);
 
   Result e = run_cli({"eval", "--model", "mlp", "--weights", path("w.safetensors"), "--data",
-                      dir_.string(), "--threads", "1"});
+                      dir_.path(), "--threads", "1"});
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_NE(e.out.find("test accuracy"), std::string::npos) << e.out;
 
   // Weights of the other model do not fit: a clear error, exit 1.
   Result bad = run_cli(
-      {"eval", "--model", "cnn", "--weights", path("w.safetensors"), "--data", dir_.string()});
+      {"eval", "--model", "cnn", "--weights", path("w.safetensors"), "--data", dir_.path()});
   EXPECT_EQ(bad.code, 1);
   EXPECT_EQ(bad.err.rfind("kiln: error: ", 0), 0u) << bad.err;
   EXPECT_NE(bad.err.find("w.safetensors"), std::string::npos) << bad.err;
@@ -150,8 +150,8 @@ TEST_F(CliTest, BadArgumentsGiveOneClearLineAndExit2) {
 }
 
 TEST_F(CliTest, MissingDataNamesThePackage) {
-  fs::create_directories(dir_ / "empty");
-  Result r = run_cli({"train", "--model", "mlp", "--data", (dir_ / "empty").string()});
+  fs::create_directories(dir_.path("empty"));
+  Result r = run_cli({"train", "--model", "mlp", "--data", dir_.path("empty")});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("dataset-fashion-mnist"), std::string::npos) << r.err;
 }
@@ -159,7 +159,7 @@ TEST_F(CliTest, MissingDataNamesThePackage) {
 TEST_F(CliTest, CorruptWeightsFileIsRefusedCleanly) {
   std::ofstream(path("bad.safetensors")) << "not a safetensors file";
   Result r = run_cli(
-      {"eval", "--model", "mlp", "--weights", path("bad.safetensors"), "--data", dir_.string()});
+      {"eval", "--model", "mlp", "--weights", path("bad.safetensors"), "--data", dir_.path()});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("bad.safetensors"), std::string::npos) << r.err;
 }

@@ -8,25 +8,14 @@
 
 #include "kiln/data.h"
 #include "testing/op_check.h"
+#include "testing/temp_dir.h"
 
 namespace kiln {
 namespace {
 
 using testing::expect_error;
+using testing::TempDir;
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kiln_fmnist_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string idx_u8(const std::vector<uint32_t>& dims, const std::string& data) {
   std::string s = {'\0', '\0', '\x08', static_cast<char>(dims.size())};
@@ -68,7 +57,7 @@ void make_set(const std::string& dir, uint32_t n_train, uint32_t n_test, uint32_
 }
 
 TEST(FashionMnist, LoadsScalesAndConverts) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   make_set(dir.path(), 7, 3, 7);
   FashionMnist d = load_fashion_mnist(dir.path());
   EXPECT_EQ(d.train_images.shape(), (Shape{7, 28, 28, 1}));
@@ -87,7 +76,7 @@ TEST(FashionMnist, LoadsScalesAndConverts) {
 TEST(FashionMnist, DefaultDirComesFromTheEnvironment) {
   const char* old = std::getenv("KILN_DATA_DIR");
   std::string saved = old ? old : "";
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   setenv("KILN_DATA_DIR", dir.path().c_str(), 1);
   EXPECT_EQ(default_fashion_mnist_dir(), dir.path());
   fs::create_directory(dir.path() + "/fashion-mnist");
@@ -100,7 +89,7 @@ TEST(FashionMnist, DefaultDirComesFromTheEnvironment) {
 }
 
 TEST(FashionMnistErrors, MissingDirectoryOrFileNamesTheDirAndTheFix) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   std::string missing = dir.path() + "/nowhere";
   expect_error<FormatError>(
       [&] { load_fashion_mnist(missing); },
@@ -113,21 +102,21 @@ TEST(FashionMnistErrors, MissingDirectoryOrFileNamesTheDirAndTheFix) {
 }
 
 TEST(FashionMnistErrors, CountMismatch) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   make_set(dir.path(), 4, 1, 3);
   expect_error<FormatError>([&] { load_fashion_mnist(dir.path()); },
                             {"train-labels-idx1-ubyte", "expected 4 labels", "got 3"});
 }
 
 TEST(FashionMnistErrors, LabelOutOfRange) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   make_set(dir.path(), 4, 1, 4, /*bad_label=*/10);
   expect_error<FormatError>([&] { load_fashion_mnist(dir.path()); },
                             {"train-labels", "[0, 9]", "got 10", "index 3"});
 }
 
 TEST(FashionMnistErrors, WrongImageDims) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   make_set(dir.path(), 2, 1, 2);
   write(dir.path() + "/train-images-idx3-ubyte", idx_u8({2, 27, 28}, std::string(2 * 27 * 28, 'a')),
         true);
@@ -136,7 +125,7 @@ TEST(FashionMnistErrors, WrongImageDims) {
 }
 
 TEST(FashionMnistErrors, MalformedFileIsReportedByReadIdx) {
-  TempDir dir;
+  TempDir dir("kiln_fmnist_");
   make_set(dir.path(), 2, 1, 2);
   write(dir.path() + "/t10k-images-idx3-ubyte", idx_u8({1, 28, 28}, "short"), false);
   expect_error<FormatError>([&] { load_fashion_mnist(dir.path()); },

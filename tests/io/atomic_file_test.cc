@@ -1,7 +1,5 @@
 // atomic_write_file: new and replaced files, and a failure at every step keeps the old file and
 // leaves no temp file behind.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -11,31 +9,15 @@
 #include "io/atomic_file_testing.h"
 #include "kiln/io.h"
 #include "testing/op_check.h"
+#include "testing/temp_dir.h"
 
 namespace kiln {
 namespace {
 
 using detail::AtomicWriteFault;
 using testing::expect_error;
+using testing::TempDir;
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kiln_atomic_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  int entries() const {
-    int n = 0;
-    for (auto it = fs::directory_iterator(path_); it != fs::directory_iterator(); ++it) ++n;
-    return n;
-  }
-
- private:
-  std::string path_;
-};
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -51,7 +33,7 @@ struct FaultGuard {
 };
 
 TEST(AtomicWrite, CreatesAndReplaces) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/out.bin";
   atomic_write_file(p, "first");
   EXPECT_EQ(slurp(p), "first");
@@ -67,7 +49,7 @@ TEST(AtomicWrite, CreatesAndReplaces) {
 }
 
 TEST(AtomicWrite, RelativePathWritesInTheCurrentDirectory) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   fs::path old = fs::current_path();
   fs::current_path(dir.path());
   atomic_write_file("rel.txt", "x");
@@ -77,7 +59,7 @@ TEST(AtomicWrite, RelativePathWritesInTheCurrentDirectory) {
 }
 
 TEST(AtomicWrite, ThrowingFillKeepsTheOldFile) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/out.bin";
   atomic_write_file(p, "old contents");
   try {
@@ -101,7 +83,7 @@ TEST(AtomicWrite, FailureAtEveryStepKeepsTheOldFile) {
       {AtomicWriteFault::kRename, "rename from"},
   };
   for (const auto& [fault, step] : steps) {
-    TempDir dir;
+    TempDir dir("kiln_atomic_");
     std::string p = dir.path() + "/model.safetensors";
     atomic_write_file(p, "old");
     {
@@ -115,7 +97,7 @@ TEST(AtomicWrite, FailureAtEveryStepKeepsTheOldFile) {
 }
 
 TEST(AtomicWrite, DirectoryFsyncFailureIsReportedAfterTheRename) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/f";
   atomic_write_file(p, "old");
   {
@@ -128,7 +110,7 @@ TEST(AtomicWrite, DirectoryFsyncFailureIsReportedAfterTheRename) {
 }
 
 TEST(AtomicWrite, MissingParentDirectory) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/no/such/dir/file.bin";
   expect_error<Error>([&] { atomic_write_file(p, "x"); },
                       {p, "creating a temp file", "No such file or directory"});
@@ -136,7 +118,7 @@ TEST(AtomicWrite, MissingParentDirectory) {
 }
 
 TEST(AtomicWrite, TargetIsADirectory) {
-  TempDir dir;
+  TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/sub";
   fs::create_directory(p);
   fs::create_directory(p + "/keep");

@@ -1,7 +1,5 @@
 // safetensors: round trips of every dtype, interop with hand-made bytes per the spec, tied
 // weights, every corruption refused with a clear FormatError, and atomic replacement.
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,30 +10,14 @@
 #include "io/atomic_file_testing.h"
 #include "kiln/io.h"
 #include "testing/op_check.h"
+#include "testing/temp_dir.h"
 
 namespace kiln {
 namespace {
 
 using testing::expect_error;
+using testing::TempDir;
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kiln_st_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name, const std::string& bytes) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
-    return p;
-  }
-  std::string path(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -67,7 +49,7 @@ std::string bytes_of(const Tensor& t) {
 }
 
 TEST(Safetensors, RoundTripEveryDTypeRankZeroAndEmpty) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::vector<std::pair<std::string, Tensor>> in = {
       {"z.f32", from_vector<float>({1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -1e30f}, Shape{2, 3})},
       {"a.f64", from_vector<double>({std::numbers::pi, -1e-300}, Shape{2, 1})},
@@ -102,7 +84,7 @@ TEST(Safetensors, RoundTripEveryDTypeRankZeroAndEmpty) {
 }
 
 TEST(Safetensors, NoTensorsAtAll) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string p = dir.path("none");
   save_safetensors(p, {});
   EXPECT_TRUE(load_safetensors(p).tensors.empty());
@@ -110,13 +92,13 @@ TEST(Safetensors, NoTensorsAtAll) {
 }
 
 TEST(Safetensors, ReadsAHandMadeFile) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   // Spec example layout: names out of order, metadata, data offsets relative to the buffer.
   std::string header =
       R"({"__metadata__":{"format":"pt"},"b":{"dtype":"I32","shape":[2],"data_offsets":[8,16]},)"
       R"("a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}   )";
   std::string p =
-      dir.file("hand", st_bytes(header, raw<float>({1.0f, -0.5f}) + raw<int32_t>({7, -9})));
+      dir.write("hand", st_bytes(header, raw<float>({1.0f, -0.5f}) + raw<int32_t>({7, -9})));
   SafetensorsFile f = load_safetensors(p);
   ASSERT_EQ(f.tensors.size(), 2u);
   EXPECT_EQ(f.tensors[0].first, "b");
@@ -127,7 +109,7 @@ TEST(Safetensors, ReadsAHandMadeFile) {
 }
 
 TEST(Safetensors, WritesExactlyTheSpecLayout) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string p = dir.path("x");
   save_safetensors(p, {{"x", from_vector<float>({1.0f, 2.0f})}});
   std::string header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
@@ -136,7 +118,7 @@ TEST(Safetensors, WritesExactlyTheSpecLayout) {
 }
 
 TEST(Safetensors, TiedWeightsAreWrittenOnceAndTiedAgain) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   Tensor w = from_vector<float>({1, 2, 3, 4, 5, 6}, Shape{2, 3});
   Tensor copy = w.clone();               // equal values, own storage: stored separately
   Tensor flat = w.reshape(Shape{6});     // same storage, other shape: stored separately
@@ -178,7 +160,7 @@ TEST(Safetensors, TiedWeightsAreWrittenOnceAndTiedAgain) {
 }
 
 TEST(SafetensorsWriteErrors, BadNamesAndTensors) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string p = dir.path("w");
   Tensor t = scalar(1);
   expect_error<ValueError>(
@@ -202,7 +184,7 @@ TEST(SafetensorsWriteErrors, BadNamesAndTensors) {
 }
 
 TEST(SafetensorsWrite, FailedWriteKeepsTheOldFile) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string p = dir.path("model.safetensors");
   save_safetensors(p, {{"w", from_vector<float>({1, 2})}});
   std::string old = slurp(p);
@@ -238,11 +220,11 @@ std::string valid_file() {
 }
 
 TEST(SafetensorsReadErrors, EveryPrefixIsRefused) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string full = valid_file();
-  ASSERT_EQ(load_safetensors(dir.file("full", full)).tensors.size(), 3u);
+  ASSERT_EQ(load_safetensors(dir.write("full", full)).tensors.size(), 3u);
   for (size_t n = 0; n < full.size(); ++n) {
-    std::string p = dir.file("prefix", full.substr(0, n));
+    std::string p = dir.write("prefix", full.substr(0, n));
     try {
       load_safetensors(p);
       ADD_FAILURE() << "prefix of " << n << " bytes was accepted";
@@ -253,14 +235,14 @@ TEST(SafetensorsReadErrors, EveryPrefixIsRefused) {
 }
 
 TEST(SafetensorsReadErrors, FlippedHeaderBytesNeverCrash) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   std::string full = valid_file();
   int refused = 0, accepted = 0;
   for (size_t i = 0; i < full.size() - 20; ++i) {
     for (unsigned char mask : {0x01, 0x20, 0x80, 0xFF}) {
       std::string bytes = full;
       bytes[i] = static_cast<char>(bytes[i] ^ mask);
-      std::string p = dir.file("flip", bytes);
+      std::string p = dir.write("flip", bytes);
       try {
         SafetensorsFile f = load_safetensors(p);
         for (const auto& [name, t] : f.tensors) EXPECT_LE(t.nbytes(), 20u);
@@ -281,7 +263,7 @@ struct BadCase {
 };
 
 TEST(SafetensorsReadErrors, HeaderValidation) {
-  TempDir dir;
+  TempDir dir("kiln_st_");
   const std::string f8 = std::string(8, '\0');
   const BadCase cases[] = {
       {"{", "", {"header", "valid JSON"}},
@@ -358,7 +340,7 @@ TEST(SafetensorsReadErrors, HeaderValidation) {
   };
   for (const BadCase& c : cases) {
     SCOPED_TRACE(c.header);
-    std::string p = dir.file("bad", st_bytes(c.header, c.data));
+    std::string p = dir.write("bad", st_bytes(c.header, c.data));
     std::vector<std::string> parts = c.parts;
     parts.push_back("load_safetensors: " + p);
     expect_error<FormatError>([&] { load_safetensors(p); }, parts);
@@ -366,17 +348,17 @@ TEST(SafetensorsReadErrors, HeaderValidation) {
 }
 
 TEST(SafetensorsReadErrors, LengthFieldValidation) {
-  TempDir dir;
-  std::string p = dir.file("short", "abc");
+  TempDir dir("kiln_st_");
+  std::string p = dir.write("short", "abc");
   expect_error<FormatError>([&] { load_safetensors(p); },
                             {p, "file length", "at least 8 bytes", "got 3"});
-  p = dir.file("long", le64(1000) + "{}");
+  p = dir.write("long", le64(1000) + "{}");
   expect_error<FormatError>([&] { load_safetensors(p); },
                             {p, "header length", "1000", "exceeds the 2 bytes"});
-  p = dir.file("huge", le64(UINT64_MAX) + "{}");
+  p = dir.write("huge", le64(UINT64_MAX) + "{}");
   expect_error<FormatError>([&] { load_safetensors(p); }, {p, "header length", "exceeds"});
   // A header length within the file but over the 100 MB cap (a sparse file: no disk used).
-  p = dir.file("cap", le64((100ull << 20) + 1) + "{}");
+  p = dir.write("cap", le64((100ull << 20) + 1) + "{}");
   ASSERT_EQ(truncate(p.c_str(), (100ll << 20) + 64), 0);
   expect_error<FormatError>([&] { load_safetensors(p); }, {p, "header length", "100 MB limit"});
   p = dir.path("missing");

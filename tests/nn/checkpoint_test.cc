@@ -3,7 +3,6 @@
 #include "kiln/nn/checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,26 +15,19 @@
 #include "kiln/nn/training.h"
 #include "kiln/nn/variable_store.h"
 #include "testing/op_check.h"
+#include "testing/temp_dir.h"
 
 namespace kiln {
 namespace {
 
 using testing::expect_error;
+using testing::TempDir;
 namespace fs = std::filesystem;
 
-// A per-process directory, removed at exit.
-struct TempDir {
-  fs::path dir = fs::temp_directory_path() / ("kiln_checkpoint_test_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(dir); }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
+// A file name in a per-process directory, removed at exit.
 std::string temp_path(const std::string& name) {
-  static TempDir temp;
-  return (temp.dir / name).string();
+  static const TempDir temp("kiln_checkpoint_test_");
+  return temp.path(name);
 }
 
 // A built 4-8-3 MLP named "net" in `store`; `hidden` units configurable for shape mismatches.
