@@ -57,5 +57,3 @@ BENCHMARK(BM_KilnMatmul)
     ->ComputeStatistics("min", kiln_bench::min_of)
     ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
-
-BENCHMARK_MAIN();

@@ -89,5 +89,3 @@ BENCHMARK(BM_OneDNNMatmul)
     ->ComputeStatistics("min", kiln_bench::min_of)
     ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
-
-BENCHMARK_MAIN();

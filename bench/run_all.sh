@@ -23,8 +23,8 @@ peers=0
 [[ -x $B/peers/torch_overhead_bench ]] && peers=1
 
 gb peak "$B/peak_bench"
-gb onednn_matmul "$B/onednn_matmul_bench"
-gb kiln_matmul "$B/kiln_matmul_bench"
+# kiln and oneDNN in one process, repetitions interleaved, so both meet the same machine state.
+gb matmul "$B/matmul_compare_bench" --benchmark_enable_random_interleaving=true
 gb kiln_overhead "$B/kiln_overhead_bench"
 if (( peers )); then gb torch_overhead env BUILD_DIR="$BUILD_DIR" bench/peers/run_peers.sh overhead; fi
 

@@ -40,7 +40,10 @@ def main(d):
     print(f"FP32 peak (16 AVX-512 FMA chains): {peak.get('1', 0):.1f} GFLOP/s on 1 thread, "
           f"{peak.get('2', 0):.1f} on 2\n")
 
-    kiln, dnnl, torch = (gbench(f"{d}/{f}.json") for f in ("kiln_matmul", "onednn_matmul", "torch_overhead"))
+    both = gbench(f"{d}/matmul.json")
+    kiln = {n: b for n, b in both.items() if n.startswith("BM_Kiln")}
+    dnnl = {n: b for n, b in both.items() if n.startswith("BM_OneDNN")}
+    torch = gbench(f"{d}/torch_overhead.json")
     def by_shape(rows):
         r = {}
         for n, b in rows.items():

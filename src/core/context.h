@@ -24,12 +24,14 @@ class TapeRecorder {
   TapeRecorder* parent = nullptr;  // the enclosing tape, recorded on too
 };
 
-// Implemented by the graph tracer (kiln::function): builds a node instead of computing.
+// Implemented by the graph tracer (kiln::function): while set, the dispatcher runs infer only,
+// makes symbolic outputs (shape and dtype, no storage) and hands the node to trace(). Gradient
+// rules are ops too, so a traced training step traces its backward pass the same way.
 class TraceRecorder {
  public:
   virtual ~TraceRecorder() = default;
   virtual void trace(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
-                     std::span<Tensor> outputs) = 0;
+                     std::span<const Tensor> outputs) = 0;
 };
 
 struct ThreadContext {

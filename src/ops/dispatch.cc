@@ -105,7 +105,11 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
   op.infer({in_meta, static_cast<size_t>(n_in)}, attrs, outs);
 
   detail::ThreadContext& ctx = detail::thread_context();
-  if (ctx.tracer) {
+  if (ctx.tracer) {  // tracing: outputs are symbolic (shape and dtype, no storage)
+    for (int k = 0; k < op.num_outputs; ++k) {
+      outputs[k] =
+          Tensor::adopt(detail::impl_view(nullptr, 0, out_meta[k].shape, out_meta[k].dtype));
+    }
     ctx.tracer->trace(op, inputs, attrs, outputs);
     return;
   }
