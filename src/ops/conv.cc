@@ -227,6 +227,19 @@ struct ConvEntry : onednn::Entry {
   dnnl::memory act_in, act_out, user_w, w;
   bool needs_reorder = false;
   onednn::ExecArgs args, reorder_args;
+
+  // Points the memories at this call's buffers and executes. The filter reorder (HWIO <->
+  // oneDNN's blocked layout) runs before the primitive when it reads the filter, after it when
+  // it writes the filter gradient.
+  void run(const void* in, const void* filter, const void* out, bool filter_is_output) {
+    std::lock_guard<std::mutex> lock(mu);
+    act_in.set_data_handle(const_cast<void*>(in));
+    user_w.set_data_handle(const_cast<void*>(filter));
+    act_out.set_data_handle(const_cast<void*>(out));
+    if (needs_reorder && !filter_is_output) onednn::execute(reorder, reorder_args);
+    onednn::execute(prim, args);
+    if (needs_reorder && filter_is_output) onednn::execute(reorder, reorder_args);
+  }
 };
 
 onednn::Key conv_key(onednn::Kind kind, const Geom& g) {
@@ -271,12 +284,7 @@ bool conv_fast(const KernelArgs& k) {
     e->args.add(DNNL_ARG_DST, e->act_out);
     return e;
   });
-  std::lock_guard<std::mutex> lock(e->mu);
-  e->act_in.set_data_handle(k.in[0].impl()->bytes());
-  e->user_w.set_data_handle(k.in[1].impl()->bytes());
-  e->act_out.set_data_handle(k.out[0].impl()->bytes());
-  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
-  onednn::execute(e->prim, e->args);
+  e->run(k.in[0].impl()->bytes(), k.in[1].impl()->bytes(), k.out[0].impl()->bytes(), false);
   return true;
 }
 
@@ -301,12 +309,7 @@ bool bwd_input_fast(const KernelArgs& k) {
     e->args.add(DNNL_ARG_DIFF_SRC, e->act_out);
     return e;
   });
-  std::lock_guard<std::mutex> lock(e->mu);
-  e->act_in.set_data_handle(k.in[0].impl()->bytes());
-  e->user_w.set_data_handle(k.in[1].impl()->bytes());
-  e->act_out.set_data_handle(k.out[0].impl()->bytes());
-  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
-  onednn::execute(e->prim, e->args);
+  e->run(k.in[0].impl()->bytes(), k.in[1].impl()->bytes(), k.out[0].impl()->bytes(), false);
   return true;
 }
 
@@ -331,12 +334,7 @@ bool bwd_filter_fast(const KernelArgs& k) {
     e->args.add(DNNL_ARG_DIFF_WEIGHTS, e->w);
     return e;
   });
-  std::lock_guard<std::mutex> lock(e->mu);
-  e->act_in.set_data_handle(k.in[0].impl()->bytes());
-  e->act_out.set_data_handle(k.in[1].impl()->bytes());
-  e->user_w.set_data_handle(k.out[0].impl()->bytes());
-  onednn::execute(e->prim, e->args);
-  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
+  e->run(k.in[0].impl()->bytes(), k.out[0].impl()->bytes(), k.in[1].impl()->bytes(), true);
   return true;
 }
 
