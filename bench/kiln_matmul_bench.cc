@@ -12,6 +12,7 @@
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
 #include "kiln/threading.h"
+#include "matmul_shapes.h"
 #include "peak.h"
 
 namespace {
@@ -32,27 +33,13 @@ void BM_KilnMatmul(benchmark::State& state) {
     benchmark::DoNotOptimize(c.raw_data());
   }
 
-  const double flops =
-      2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
-  state.counters["GFLOPS"] =
-      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["peak_fraction"] =
-      benchmark::Counter(flops * 1e-9 / peak, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["peak_GFLOPS"] = peak;
-}
-
-void Shapes(benchmark::internal::Benchmark* b) {
-  const std::int64_t shapes[][3] = {
-      {64, 64, 64}, {256, 256, 256}, {1024, 1024, 1024}, {2048, 2048, 2048}, {64, 784, 256}};
-  for (int threads : {1, 2})
-    for (const auto& s : shapes) b->Args({s[0], s[1], s[2], threads});
+  kiln_bench::set_matmul_counters(state, M, K, N, peak);
 }
 
 }  // namespace
 
 BENCHMARK(BM_KilnMatmul)
-    ->ArgNames({"M", "K", "N", "threads"})
-    ->Apply(Shapes)
+    ->Apply(kiln_bench::matmul_shapes)
     ->UseRealTime()
     ->ComputeStatistics("min", kiln_bench::min_of)
     ->ComputeStatistics("max", kiln_bench::max_of)
