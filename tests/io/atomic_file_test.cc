@@ -19,13 +19,6 @@ using testing::expect_error;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // Clears the injected fault even when a test fails half-way.
 struct FaultGuard {
   explicit FaultGuard(AtomicWriteFault f) { detail::set_atomic_write_fault(f); }
@@ -36,14 +29,14 @@ TEST(AtomicWrite, CreatesAndReplaces) {
   TempDir dir("kiln_atomic_");
   std::string p = dir.path() + "/out.bin";
   atomic_write_file(p, "first");
-  EXPECT_EQ(slurp(p), "first");
+  EXPECT_EQ(testing::read_file(p), "first");
   atomic_write_file(p, [](FileSink& s) {
     s.write("sec", 3);
     s.write("ond", 3);
   });
-  EXPECT_EQ(slurp(p), "second");
+  EXPECT_EQ(testing::read_file(p), "second");
   atomic_write_file(p, std::string_view());
-  EXPECT_EQ(slurp(p), "");
+  EXPECT_EQ(testing::read_file(p), "");
   EXPECT_EQ(dir.entries(), 1);  // no temp file left
   EXPECT_EQ(fs::status(p).permissions() & fs::perms::others_read, fs::perms::others_read);
 }
@@ -54,7 +47,7 @@ TEST(AtomicWrite, RelativePathWritesInTheCurrentDirectory) {
   fs::current_path(dir.path());
   atomic_write_file("rel.txt", "x");
   fs::current_path(old);
-  EXPECT_EQ(slurp(dir.path() + "/rel.txt"), "x");
+  EXPECT_EQ(testing::read_file(dir.path() + "/rel.txt"), "x");
   EXPECT_EQ(dir.entries(), 1);
 }
 
@@ -71,7 +64,7 @@ TEST(AtomicWrite, ThrowingFillKeepsTheOldFile) {
   } catch (const std::runtime_error& e) {
     EXPECT_STREQ(e.what(), "serializer failed");  // rethrown as is
   }
-  EXPECT_EQ(slurp(p), "old contents");
+  EXPECT_EQ(testing::read_file(p), "old contents");
   EXPECT_EQ(dir.entries(), 1);
 }
 
@@ -91,7 +84,7 @@ TEST(AtomicWrite, FailureAtEveryStepKeepsTheOldFile) {
       expect_error<Error>([&] { atomic_write_file(p, "new contents"); },
                           {"atomic_write_file", p, step, "Input/output error"});
     }
-    EXPECT_EQ(slurp(p), "old") << step;
+    EXPECT_EQ(testing::read_file(p), "old") << step;
     EXPECT_EQ(dir.entries(), 1) << step;
   }
 }
@@ -105,7 +98,7 @@ TEST(AtomicWrite, DirectoryFsyncFailureIsReportedAfterTheRename) {
     expect_error<Error>([&] { atomic_write_file(p, "new"); },
                         {p, "fsync of directory", "the new file is in place"});
   }
-  EXPECT_EQ(slurp(p), "new");
+  EXPECT_EQ(testing::read_file(p), "new");
   EXPECT_EQ(dir.entries(), 1);
 }
 

@@ -19,13 +19,6 @@ using testing::expect_error;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 std::string le64(uint64_t n) {
   std::string s;
   for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
@@ -77,7 +70,7 @@ TEST(Safetensors, RoundTripEveryDTypeRankZeroAndEmpty) {
   EXPECT_EQ(f.metadata, (std::map<std::string, std::string>{{"epoch", "3"}, {"format", "kiln"}}));
   EXPECT_TRUE(f.aliases.empty());
   // The data buffer starts 8-byte aligned (the header is padded with spaces).
-  std::string bytes = slurp(p);
+  std::string bytes = testing::read_file(p);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   EXPECT_EQ(n % 8, 0u);
@@ -88,7 +81,7 @@ TEST(Safetensors, NoTensorsAtAll) {
   std::string p = dir.path("none");
   save_safetensors(p, {});
   EXPECT_TRUE(load_safetensors(p).tensors.empty());
-  EXPECT_EQ(slurp(p), st_bytes("{}      ", ""));
+  EXPECT_EQ(testing::read_file(p), st_bytes("{}      ", ""));
 }
 
 TEST(Safetensors, ReadsAHandMadeFile) {
@@ -114,7 +107,7 @@ TEST(Safetensors, WritesExactlyTheSpecLayout) {
   save_safetensors(p, {{"x", from_vector<float>({1.0f, 2.0f})}});
   std::string header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   header.append((8 - header.size() % 8) % 8, ' ');
-  EXPECT_EQ(slurp(p), st_bytes(header, raw<float>({1.0f, 2.0f})));
+  EXPECT_EQ(testing::read_file(p), st_bytes(header, raw<float>({1.0f, 2.0f})));
 }
 
 TEST(Safetensors, TiedWeightsAreWrittenOnceAndTiedAgain) {
@@ -151,7 +144,7 @@ TEST(Safetensors, TiedWeightsAreWrittenOnceAndTiedAgain) {
   EXPECT_EQ(all[5].first, "dec.w");
   EXPECT_EQ(all[5].second.raw_data(), f.at("enc.w").raw_data());
   // The data buffer holds 24 bytes each for enc.w, copy and flat: tied names take no space.
-  std::string bytes = slurp(p);
+  std::string bytes = testing::read_file(p);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   EXPECT_EQ(bytes.size() - 8 - n, 72u);
@@ -187,7 +180,7 @@ TEST(SafetensorsWrite, FailedWriteKeepsTheOldFile) {
   TempDir dir("kiln_st_");
   std::string p = dir.path("model.safetensors");
   save_safetensors(p, {{"w", from_vector<float>({1, 2})}});
-  std::string old = slurp(p);
+  std::string old = testing::read_file(p);
   {
     detail::set_atomic_write_fault(detail::AtomicWriteFault::kWrite);
     expect_error<Error>(
@@ -197,7 +190,7 @@ TEST(SafetensorsWrite, FailedWriteKeepsTheOldFile) {
         {p, "write failed"});
     detail::set_atomic_write_fault(detail::AtomicWriteFault::kNone);
   }
-  EXPECT_EQ(slurp(p), old);
+  EXPECT_EQ(testing::read_file(p), old);
   EXPECT_EQ(load_safetensors(p).at("w").to_vector<float>(), (std::vector<float>{1, 2}));
   int entries = 0;
   for (auto it = fs::directory_iterator(dir.path(".")); it != fs::directory_iterator(); ++it) {

@@ -30,13 +30,6 @@ std::string temp_path(const std::string& name) {
   return temp.path(name);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::shared_ptr<Sequential> small_model(VariableStore& store) {
   auto m = std::make_shared<Sequential>("cbnet");
   DenseOptions o;
@@ -190,7 +183,7 @@ TEST(CSVLogger, WritesAHeaderAndOneRowPerEpoch) {
   o.callbacks = {std::make_shared<CSVLogger>(path)};
   SGD opt(0.1);
   History h = fit(*model, opt, SparseCategoricalCrossentropy(), x, y, o);
-  std::string csv = read_file(path);
+  std::string csv = testing::read_file(path);
   std::istringstream lines(csv);
   std::string line;
   std::getline(lines, line);
@@ -210,7 +203,7 @@ TEST(CSVLogger, WritesAHeaderAndOneRowPerEpoch) {
   o.epochs = 1;
   o.callbacks = {std::make_shared<CSVLogger>(path, /*append=*/true)};
   fit(*model, opt, SparseCategoricalCrossentropy(), x, y, o);
-  csv = read_file(path);
+  csv = testing::read_file(path);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5);
   EXPECT_EQ(csv.find("epoch", 1), std::string::npos);
 
