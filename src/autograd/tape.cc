@@ -1,7 +1,10 @@
-// GradientTape. A tape gives every tensor it tracks a slot; nodes refer to slots. The innermost
-// tape keeps a tensor's slot in the tensor itself (no hashing on the hot path); enclosing tapes,
-// and tensors last tracked by another live tape, fall back to a map.
+// GradientTape. A tape gives every tensor it tracks a slot; nodes refer to slots. A tape keeps
+// a tensor's slot inside the tensor when no other tape has claimed it (no hashing on the hot
+// path); otherwise, for nested tapes or tensors shared with a tape on another thread, in a map.
+// Claims are atomic and released when the tape is done, so sharing variables between tapes on
+// several threads is safe: a tape reads and writes only claims carrying its own id.
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,12 +23,13 @@ using detail::TensorImpl;
 namespace {
 uint32_t next_tape_id() {
   static std::atomic<uint32_t> counter{0};
-  return ++counter;
+  uint32_t id;
+  do id = counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  while (id == 0);  // 0 means "unclaimed"
+  return id;
 }
-thread_local std::vector<uint32_t> live_tapes;  // ids of this thread's tapes, outermost first
-
-bool tape_is_live(uint32_t id) {
-  return std::find(live_tapes.begin(), live_tapes.end(), id) != live_tapes.end();
+uint64_t claim_of(uint32_t tape, int32_t slot) {
+  return (uint64_t{tape} << 32) | static_cast<uint32_t>(slot);
 }
 }  // namespace
 
@@ -49,7 +53,9 @@ struct GradientTape::State : detail::TapeRecorder {
   std::unordered_map<const TensorImpl*, int32_t> other_slots;
 
   int32_t slot_of(const TensorImpl* p) const {
-    if (p->tape_id == id) return p->tape_slot;
+    uint64_t c = p->tape_claim.load(std::memory_order_relaxed);
+    if (static_cast<uint32_t>(c >> 32) == id) return static_cast<int32_t>(c & 0xffffffffu);
+    if (other_slots.empty()) return -1;
     auto it = other_slots.find(p);
     return it == other_slots.end() ? -1 : it->second;
   }
@@ -58,13 +64,21 @@ struct GradientTape::State : detail::TapeRecorder {
     TensorImpl* p = t.impl();
     int32_t s = num_slots++;
     slot_tensor.push_back(t);
-    if (p->tape_id == 0 || p->tape_id == id || !tape_is_live(p->tape_id)) {
-      p->tape_id = id;
-      p->tape_slot = s;
-    } else {
+    uint64_t unclaimed = 0;
+    if (!p->tape_claim.compare_exchange_strong(unclaimed, claim_of(id, s),
+                                               std::memory_order_relaxed)) {
       other_slots[p] = s;
     }
     return s;
+  }
+
+  // Hands every claim this tape holds back (before the references keeping the impls alive go).
+  void release_claims() {
+    for (int32_t s = 0; s < num_slots; ++s) {
+      uint64_t mine = claim_of(id, s);
+      slot_tensor[s].impl()->tape_claim.compare_exchange_strong(mine, 0,
+                                                                std::memory_order_relaxed);
+    }
   }
 
   int32_t track(const Tensor& t) {
@@ -74,7 +88,15 @@ struct GradientTape::State : detail::TapeRecorder {
 
   void record_one(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
                   std::span<const Tensor> outputs) {
-    if (!recording || !op.grad) return;
+    if (!recording) return;
+    if (!op.grad) {
+      // Rule-less ops are recorded only when a gradient could reach them, so that gradient()
+      // can refuse them instead of silently dropping a path.
+      if (op.flags & kNotDifferentiable) return;
+      bool floating_out = false;
+      for (const Tensor& t : outputs) floating_out |= is_floating(t.dtype());
+      if (!floating_out) return;
+    }
     int32_t slots[16];
     bool any = false;
     for (size_t k = 0; k < inputs.size(); ++k) {
@@ -106,6 +128,7 @@ struct GradientTape::State : detail::TapeRecorder {
   }
 
   void release() {
+    release_claims();
     nodes.clear();
     io.clear();
     io_slot.clear();
@@ -121,7 +144,6 @@ GradientTape::GradientTape(bool persistent) : state_(std::make_unique<State>()) 
   detail::ThreadContext& ctx = detail::thread_context();
   state_->parent = ctx.tape;
   ctx.tape = state_.get();
-  live_tapes.push_back(state_->id);
 }
 
 GradientTape::~GradientTape() {
@@ -133,7 +155,7 @@ GradientTape::~GradientTape() {
       break;
     }
   }
-  live_tapes.erase(std::remove(live_tapes.begin(), live_tapes.end(), state_->id), live_tapes.end());
+  state_->release_claims();
 }
 
 void GradientTape::watch(const Tensor& t) {
@@ -196,6 +218,11 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
     for (int k = 0; k < node.n_in; ++k) {
       grad_in[k] = Tensor();
       if (in_slot[k] >= 0) needed |= 1u << k;
+    }
+    if (!node.op->grad) {
+      throw StateError(std::string(node.op->name) +
+                       ": has no gradient rule, but a gradient reaches it on this tape (a "
+                       "higher-order gradient through its parent op?); refusing to drop it");
     }
     node.op->grad(GradArgs{{in, static_cast<size_t>(node.n_in)},
                            {out, static_cast<size_t>(node.n_out)},

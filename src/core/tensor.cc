@@ -49,8 +49,7 @@ TensorImpl* impl_view(Storage* storage, int64_t offset, const Shape& shape, DTyp
   p->storage = storage;
   if (storage) storage_ref(storage);
   p->offset = offset;
-  p->tape_id = 0;
-  p->tape_slot = -1;
+  p->tape_claim.store(0, std::memory_order_relaxed);
   return p;
 }
 
@@ -191,30 +190,7 @@ Shape resolve_reshape(const Shape& from, const Shape& want, const char* op) {
   return out;
 }
 
-Tensor Tensor::reshape(const Shape& s) const {
-  require_defined(impl_, "reshape");
-  Shape out = resolve_reshape(impl_->shape, s, "reshape");
-  return adopt(detail::impl_view(impl_->storage, impl_->offset, out, impl_->dtype));
-}
-
-Tensor Tensor::rows(int64_t begin, int64_t end) const {
-  const Shape& s = shape();
-  if (s.rank() == 0 || begin < 0 || end < begin || end > s[0]) {
-    throw ValueError("rows: [" + std::to_string(begin) + ", " + std::to_string(end) +
-                     ") is out of range for shape " + to_string(s));
-  }
-  Shape out = s;
-  out[0] = end - begin;
-  int64_t row_bytes = (s[0] ? s.numel() / s[0] : 0) * size_of(impl_->dtype);
-  return adopt(
-      detail::impl_view(impl_->storage, impl_->offset + begin * row_bytes, out, impl_->dtype));
-}
-
-Tensor Tensor::clone() const {
-  Tensor t = empty(shape(), dtype());
-  if (nbytes()) std::memcpy(t.raw_data(), raw_data(), nbytes());
-  return t;
-}
+// Tensor::reshape, rows and clone are ops: defined in src/ops/shape.cc and elementwise.cc.
 
 void Tensor::copy_from(const Tensor& src) {
   if (src.shape() != shape() || src.dtype() != dtype()) {

@@ -16,9 +16,10 @@ struct TensorImpl {
   Shape shape;
   Storage* storage = nullptr;  // null only for symbolic (traced) values
   int64_t offset = 0;          // bytes into storage
-  // The innermost tape that records this tensor, and its slot there (see autograd/tape.cc).
-  uint32_t tape_id = 0;
-  int32_t tape_slot = -1;
+  // The one tape that keeps this tensor's slot here, packed as (tape id << 32 | slot); 0: none.
+  // Claimed by compare-and-swap and released by that tape, so tapes on several threads that
+  // share tensors (variables) never overwrite each other's slots (see autograd/tape.cc).
+  std::atomic<uint64_t> tape_claim{0};
 
   char* bytes() const { return static_cast<char*>(storage->data) + offset; }
 };

@@ -70,6 +70,11 @@ std::string shapes_str(std::span<const Meta> in) {
   return s;
 }
 
+KernelStats kernel_stats() {
+  const detail::ThreadContext& ctx = detail::thread_context();
+  return {ctx.last_op, static_cast<KernelPath>(ctx.last_path)};
+}
+
 ForceReferenceScope::ForceReferenceScope() : saved_(detail::thread_context().force_reference) {
   detail::thread_context().force_reference = true;
 }
@@ -113,11 +118,21 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
     ctx.tracer->trace(op, inputs, attrs, outputs);
     return;
   }
-  for (int k = 0; k < op.num_outputs; ++k) {
-    outputs[k] = Tensor::adopt(detail::impl_new(out_meta[k].shape, out_meta[k].dtype));
+  ctx.last_op = &op;
+  if (op.view && !ctx.force_reference && (outputs[0] = op.view(inputs[0], attrs, out_meta[0])).defined()) {
+    ctx.last_path = static_cast<uint8_t>(KernelPath::kView);
+  } else {
+    for (int k = 0; k < op.num_outputs; ++k) {
+      outputs[k] = Tensor::adopt(detail::impl_new(out_meta[k].shape, out_meta[k].dtype));
+    }
+    KernelArgs args{inputs, outputs, attrs};
+    if (op.fast && !ctx.force_reference && op.fast(args)) {
+      ctx.last_path = static_cast<uint8_t>(KernelPath::kFast);
+    } else {
+      op.reference(args);
+      ctx.last_path = static_cast<uint8_t>(KernelPath::kReference);
+    }
   }
-  KernelArgs args{inputs, outputs, attrs};
-  if (!op.fast || ctx.force_reference || !op.fast(args)) op.reference(args);
   if (ctx.tape) ctx.tape->record(op, inputs, attrs, outputs);
 }
 

@@ -1,5 +1,6 @@
 // Elementwise ops: NumPy broadcasting, equal dtypes, forward and gradient side by side.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -482,9 +483,13 @@ bool sum_to_fast(const KernelArgs& k) {
 }
 void sum_to_grad(const GradArgs& g) { g.grad_in[0] = broadcast_to(g.grad_out[0], g.in[0].shape()); }
 
-// stop_gradient: identity with no gradient rule, so tapes do not track its output.
+// copy (Tensor::clone): a new buffer with the same values; the gradient passes through.
+// stop_gradient: the same kernel, declared not differentiable, so tapes do not track it.
 void identity_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) { out[0] = in[0]; }
-void copy_reference(const KernelArgs& k) { k.out[0].copy_from(k.in[0]); }
+void copy_reference(const KernelArgs& k) {
+  if (k.in[0].nbytes()) std::memcpy(k.out[0].raw_data(), k.in[0].raw_data(), k.in[0].nbytes());
+}
+void copy_grad(const GradArgs& g) { g.grad_in[0] = g.grad_out[0]; }
 
 }  // namespace
 
@@ -513,7 +518,8 @@ const OpDef kWhere{"where", 3, 1, where_infer, where_reference, where_fast, wher
 const OpDef kCast{"cast", 1, 1, cast_infer, cast_reference, nullptr, cast_grad};
 const OpDef kBroadcastTo{"broadcast_to", 1, 1, broadcast_to_infer, broadcast_to_reference, broadcast_to_fast, broadcast_to_grad};
 const OpDef kSumTo{"sum_to", 1, 1, sum_to_infer, sum_to_reference, sum_to_fast, sum_to_grad};
-const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference};
+const OpDef kCopy{"copy", 1, 1, identity_infer, copy_reference, nullptr, copy_grad};
+const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference, nullptr, nullptr, nullptr, kNotDifferentiable};
 // clang-format on
 }  // namespace ops
 
@@ -554,5 +560,10 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   return run_op(ops::kSumTo, {x}, shape_attrs(shape));
 }
 Tensor scalar_like(double value, const Tensor& like) { return scalar(value, like.dtype()); }
+
+Tensor Tensor::clone() const {
+  if (!impl_) throw StateError("clone: the tensor is undefined");
+  return run_op(ops::kCopy, {*this});
+}
 
 }  // namespace kiln

@@ -4,6 +4,13 @@
 //   reference  plain loops for every dtype the op takes; the truth in tests
 //   fast       optional (oneDNN or vectorized); returns false when it does not handle the case
 //   grad       the gradient rule, written with kiln ops so tapes and traces can record it
+//   view       optional: makes the output share the input's storage (reshape, rows); eager
+//              mode runs it instead of a kernel, tapes and tracers still see the op
+//   flags      what graph passes and tapes must know (kNotDifferentiable, ...)
+//
+// An op without a gradient rule either says so (kNotDifferentiable: stop_gradient) or has no
+// floating output (comparisons, argmax); a tape that reaches any other rule-less op with a
+// gradient throws instead of dropping it.
 //
 // Ops are static objects declared in src/ops/registry.h and listed in registry.cc.
 #pragma once
@@ -76,6 +83,13 @@ using InferFn = void (*)(std::span<const Meta> in, const Attrs& attrs, std::span
 using KernelFn = void (*)(const KernelArgs& args);
 using FastKernelFn = bool (*)(const KernelArgs& args);
 using GradFn = void (*)(const GradArgs& args);
+// Returns a view of in[0] with shape out.shape, or an undefined Tensor to fall back to a kernel.
+using ViewFn = Tensor (*)(const Tensor& in, const Attrs& attrs, const Meta& out);
+
+// OpDef::flags bits.
+enum OpFlag : uint32_t {
+  kNotDifferentiable = 1u << 0,  // constant to tapes on purpose (stop_gradient)
+};
 
 struct OpDef {
   const char* name;
@@ -84,7 +98,9 @@ struct OpDef {
   InferFn infer;
   KernelFn reference;
   FastKernelFn fast = nullptr;
-  GradFn grad = nullptr;  // null: the op has no gradient (comparisons, argmax, ...)
+  GradFn grad = nullptr;  // null: see "An op without a gradient rule" above
+  ViewFn view = nullptr;
+  uint32_t flags = 0;
 };
 
 // ---- the dispatcher (src/ops/dispatch.cc) -------------------------------------------------
@@ -104,6 +120,14 @@ void require_floating(const char* op, DType t);
 void require_same_dtype(const char* op, DType a, DType b);
 // "[2, 3] and [4]" style list of input shapes for error messages.
 std::string shapes_str(std::span<const Meta> in);
+
+// Which kernel the last op run on this thread used (tests assert the fast path ran).
+enum class KernelPath { kNone, kFast, kReference, kView };
+struct KernelStats {
+  const OpDef* last_op = nullptr;
+  KernelPath last_path = KernelPath::kNone;
+};
+KernelStats kernel_stats();
 
 // Runs only the reference kernel (tests compare fast against it).
 class ForceReferenceScope {

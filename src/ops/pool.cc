@@ -4,6 +4,8 @@
 //   kMaxPool2DGrad  (x, dy)  -> dx   each window's gradient goes to its FIRST max (row-major
 //                                    window order), in both kernels, so ties are deterministic
 //   kAvgPool2DGrad  (dy)     -> dx   attrs = pool attrs + x's shape (4 ints)
+//   kMaxPool2DSelect (x, v)  -> y    each window's value of v at x's first max: the adjoint of
+//                                    max_pool2d_grad in dy, so each is the other's gradient
 // pool attrs = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}. Averages count
 // only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written NHWC loops whose
 // inner loop runs over contiguous channels (vectorized), split across threads over images/rows.
@@ -90,6 +92,16 @@ void max_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> ou
   out[0] = in[0];
 }
 
+void max_select_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "max_pool2d_select";
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[1].dtype);
+  if (in[1].shape != in[0].shape) {
+    throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) + " must be equal");
+  }
+  out[0] = {out_shape(geom(op, in[0].shape, a)), in[0].dtype};
+}
+
 void avg_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const char* op = "avg_pool2d_grad";
   require_floating(op, in[0].dtype);
@@ -161,6 +173,18 @@ void max_grad_reference(const KernelArgs& k) {
     for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) dx[i] = T(0);
     for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
       dx[argmax_ref(x, g, n, oy, ox, c)] += dy[o];
+    });
+  });
+}
+
+void max_select_reference(const KernelArgs& k) {
+  const Geom g = geom("max_pool2d_select", k.in[0].shape(), k.attrs);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* x = detail::ptr<T>(k.in[0]);
+    const T* v = detail::ptr<T>(k.in[1]);
+    T* y = detail::ptr<T>(k.out[0]);
+    for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      y[o] = v[argmax_ref(x, g, n, oy, ox, c)];
     });
   });
 }
@@ -297,6 +321,14 @@ void max_grad(const GradArgs& g) {
 void avg_grad(const GradArgs& g) {
   g.grad_in[0] = run_op(ops::kAvgPool2DGrad, {g.grad_out[0]}, with_shape(g.attrs, g.in[0].shape()));
 }
+// max_pool2d_grad(x, dy) is linear in dy with adjoint max_pool2d_select(x, .), and piecewise
+// constant in x (the argmax moves in jumps): x gets no gradient, as in TensorFlow.
+void max_grad_grad(const GradArgs& g) {
+  if (g.needs(1)) g.grad_in[1] = run_op(ops::kMaxPool2DSelect, {g.in[0], g.grad_out[0]}, g.attrs);
+}
+void max_select_grad(const GradArgs& g) {
+  if (g.needs(1)) g.grad_in[1] = run_op(ops::kMaxPool2DGrad, {g.in[0], g.grad_out[0]}, g.attrs);
+}
 // avg_pool2d_grad is the adjoint of avg_pool2d (both linear), so its gradient is avg_pool2d.
 void avg_grad_grad(const GradArgs& g) {
   g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, pool_part(g.attrs));
@@ -310,8 +342,8 @@ namespace ops {
 // clang-format off
 const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, pool_fast<true>, max_grad};
 const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad};
-// The gradient of max_pool2d_grad would need a gather by argmax; not provided.
-const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>};
+const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>, max_grad_grad};
+const OpDef kMaxPool2DSelect{"max_pool2d_select", 2, 1, max_select_infer, max_select_reference, nullptr, max_select_grad};
 const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 1, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad};
 // clang-format on
 }  // namespace ops

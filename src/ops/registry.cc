@@ -62,6 +62,9 @@ const OpDef* const kAll[] = {
     &kSoftmaxCrossEntropy,
     &kSoftmaxCrossEntropyGrad,
     &kStopGradient,
+    &kCopy,
+    &kRows,
+    &kMaxPool2DSelect,
 };
 }  // namespace
 

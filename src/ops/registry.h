@@ -13,7 +13,7 @@ namespace kiln::ops {
 extern const OpDef kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum;
 extern const OpDef kNeg, kExp, kLog, kSqrt, kAbs, kSquare;
 extern const OpDef kEqual, kNotEqual, kLess, kLessEqual, kGreater, kGreaterEqual;
-extern const OpDef kWhere, kCast, kBroadcastTo, kSumTo;
+extern const OpDef kWhere, kCast, kBroadcastTo, kSumTo, kCopy;
 // activation.cc
 extern const OpDef kRelu, kReluGrad, kLeakyRelu, kLeakyReluGrad, kGelu, kGeluGrad, kSigmoid, kTanh,
     kSoftmax, kLogSoftmax;
@@ -22,11 +22,11 @@ extern const OpDef kSum, kMean, kMax, kArgmax;
 // matmul.cc
 extern const OpDef kMatmul;
 // shape.cc
-extern const OpDef kReshape, kTranspose, kConcat, kSlice, kSliceGrad, kGather, kGatherGrad, kOneHot,
-    kPad;
+extern const OpDef kReshape, kRows, kTranspose, kConcat, kSlice, kSliceGrad, kGather, kGatherGrad,
+    kOneHot, kPad;
 // conv.cc, pool.cc
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
-extern const OpDef kMaxPool2D, kMaxPool2DGrad, kAvgPool2D, kAvgPool2DGrad;
+extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
 

@@ -70,6 +70,44 @@ void reshape_reference(const KernelArgs& k) {
   if (k.in[0].nbytes()) std::memcpy(k.out[0].raw_data(), k.in[0].raw_data(), k.in[0].nbytes());
 }
 void reshape_grad(const GradArgs& g) { g.grad_in[0] = reshape(g.grad_out[0], g.in[0].shape()); }
+// Eager reshape shares the input's storage (the reference kernel copies: graphs may need that).
+Tensor reshape_view(const Tensor& x, const Attrs&, const Meta& out) {
+  const detail::TensorImpl* p = x.impl();
+  return Tensor::adopt(detail::impl_view(p->storage, p->offset, out.shape, p->dtype));
+}
+
+// ---- rows (Tensor::rows): attrs = {begin, end}; a view of rows [begin, end) of dim 0 -------
+
+void rows_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const Shape& s = in[0].shape;
+  const int64_t b = a.i(0), e = a.i(1);
+  if (s.rank() == 0 || b < 0 || e < b || e > s[0]) {
+    throw ValueError("rows: [" + std::to_string(b) + ", " + std::to_string(e) +
+                     ") is out of range for shape " + to_string(s));
+  }
+  out[0] = in[0];
+  out[0].shape[0] = e - b;
+}
+int64_t row_bytes(const Tensor& x) {
+  return (x.dim(0) ? x.numel() / x.dim(0) : 0) * static_cast<int64_t>(size_of(x.dtype()));
+}
+void rows_reference(const KernelArgs& k) {
+  const Tensor& x = k.in[0];
+  if (k.out[0].nbytes()) {
+    std::memcpy(k.out[0].raw_data(), static_cast<const char*>(x.raw_data()) + k.attrs.i(0) * row_bytes(x),
+                k.out[0].nbytes());
+  }
+}
+Tensor rows_view(const Tensor& x, const Attrs& a, const Meta& out) {
+  const detail::TensorImpl* p = x.impl();
+  return Tensor::adopt(
+      detail::impl_view(p->storage, p->offset + a.i(0) * row_bytes(x), out.shape, p->dtype));
+}
+Tensor slice_grad_op(const Tensor& g, const Shape& xs, std::span<const int64_t> triples);
+void rows_grad(const GradArgs& g) {
+  const int64_t triple[3] = {g.attrs.i(0), g.attrs.i(1), 1};
+  g.grad_in[0] = slice_grad_op(g.grad_out[0], g.in[0].shape(), triple);
+}
 
 // ---- transpose: attrs = perm (empty: reverse the dims) -------------------------------------
 
@@ -501,7 +539,8 @@ void pad_grad(const GradArgs& g) {
 
 namespace ops {
 // clang-format off
-const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad};
+const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad, reshape_view};
+const OpDef kRows{"rows", 1, 1, rows_infer, rows_reference, nullptr, rows_grad, rows_view};
 const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad};
 const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad};
 const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad};
@@ -515,6 +554,15 @@ const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_gr
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
   return run_op(ops::kReshape, {x}, dims_attrs(shape.dims()));
+}
+// Tensor's view methods are ops, so tapes and tracers see them (defined here, not in core).
+Tensor Tensor::reshape(const Shape& shape) const {
+  if (!impl_) throw StateError("reshape: the tensor is undefined");
+  return kiln::reshape(*this, shape);
+}
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  if (!impl_) throw StateError("rows: the tensor is undefined");
+  return run_op(ops::kRows, {*this}, Attrs{begin, end});
 }
 Tensor transpose(const Tensor& x, std::vector<int> perm) {
   Attrs a;
