@@ -38,8 +38,10 @@ struct ThreadContext {
   TapeRecorder* tape = nullptr;  // innermost recording tape
   TraceRecorder* tracer = nullptr;
   bool force_reference = false;  // tests: run reference kernels only
-  const OpDef* last_op = nullptr;  // tests: the last op run and which kernel ran it
-  uint8_t last_path = 0;           // KernelPath (ops/op_def.h)
+  // Tests: the first op run since the counter was reset, and which kernel ran it.
+  uint64_t ops_run = 0;
+  const OpDef* first_op = nullptr;
+  uint8_t first_path = 0;  // KernelPath (ops/op_def.h)
 };
 
 ThreadContext& thread_context();

@@ -72,7 +72,13 @@ std::string shapes_str(std::span<const Meta> in) {
 
 KernelStats kernel_stats() {
   const detail::ThreadContext& ctx = detail::thread_context();
-  return {ctx.last_op, static_cast<KernelPath>(ctx.last_path)};
+  return {ctx.ops_run, ctx.first_op, static_cast<KernelPath>(ctx.first_path)};
+}
+void reset_kernel_stats() {
+  detail::ThreadContext& ctx = detail::thread_context();
+  ctx.ops_run = 0;
+  ctx.first_op = nullptr;
+  ctx.first_path = 0;
 }
 
 ForceReferenceScope::ForceReferenceScope() : saved_(detail::thread_context().force_reference) {
@@ -118,20 +124,23 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
     ctx.tracer->trace(op, inputs, attrs, outputs);
     return;
   }
-  ctx.last_op = &op;
+  KernelPath path;
   if (op.view && !ctx.force_reference && (outputs[0] = op.view(inputs[0], attrs, out_meta[0])).defined()) {
-    ctx.last_path = static_cast<uint8_t>(KernelPath::kView);
+    path = KernelPath::kView;
   } else {
     for (int k = 0; k < op.num_outputs; ++k) {
       outputs[k] = Tensor::adopt(detail::impl_new(out_meta[k].shape, out_meta[k].dtype));
     }
     KernelArgs args{inputs, outputs, attrs};
-    if (op.fast && !ctx.force_reference && op.fast(args)) {
-      ctx.last_path = static_cast<uint8_t>(KernelPath::kFast);
-    } else {
+    path = KernelPath::kFast;
+    if (!op.fast || ctx.force_reference || !op.fast(args)) {
       op.reference(args);
-      ctx.last_path = static_cast<uint8_t>(KernelPath::kReference);
+      path = KernelPath::kReference;
     }
+  }
+  if (ctx.ops_run++ == 0) {
+    ctx.first_op = &op;
+    ctx.first_path = static_cast<uint8_t>(path);
   }
   if (ctx.tape) ctx.tape->record(op, inputs, attrs, outputs);
 }

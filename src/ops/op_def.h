@@ -121,13 +121,16 @@ void require_same_dtype(const char* op, DType a, DType b);
 // "[2, 3] and [4]" style list of input shapes for error messages.
 std::string shapes_str(std::span<const Meta> in);
 
-// Which kernel the last op run on this thread used (tests assert the fast path ran).
+// Which kernel ops on this thread used (tests assert the fast path ran): the first op run
+// since reset_kernel_stats(), and how many ran.
 enum class KernelPath { kNone, kFast, kReference, kView };
 struct KernelStats {
-  const OpDef* last_op = nullptr;
-  KernelPath last_path = KernelPath::kNone;
+  uint64_t ops_run = 0;
+  const OpDef* first_op = nullptr;
+  KernelPath first_path = KernelPath::kNone;
 };
 KernelStats kernel_stats();
+void reset_kernel_stats();
 
 // Runs only the reference kernel (tests compare fast against it).
 class ForceReferenceScope {

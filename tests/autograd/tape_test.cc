@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kiln/ops.h"
+#include "ops/op_def.h"
 #include "testing/op_check.h"
 
 namespace kiln {
@@ -127,6 +128,91 @@ TEST(GradientTape, SoftmaxCrossEntropyThroughMlp) {
   };
   check_gradients(f, {random_tensor({4, 3}, float64, 8), random_tensor({3, 5}, float64, 9),
                       random_tensor({5, 3}, float64, 10)});
+}
+
+// Every public Tensor method that returns a tensor, through a tape: reshape, rows and clone
+// carry the gradient (they are ops); copy_from writes values in place and carries none (its
+// documented contract: the destination is not an op output).
+TEST(GradientTape, TensorMethodsCarryTheGradient) {
+  Tensor w = from_vector<double>({1, 2, 3, 4});
+  {
+    GradientTape tape;
+    tape.watch(w);
+    Tensor g = tape.gradient(sum(w.reshape({2, 2}) * 3.0), {w})[0];
+    ASSERT_TRUE(g.defined()) << "reshape lost the gradient";
+    EXPECT_TRUE(all_close(g, full({4}, 3.0, float64)));
+  }
+  {
+    GradientTape tape;
+    tape.watch(w);
+    Tensor m = w.reshape({4, 1});
+    Tensor g = tape.gradient(sum(square(m.rows(1, 3))), {w})[0];
+    ASSERT_TRUE(g.defined()) << "rows lost the gradient";
+    EXPECT_TRUE(all_close(g, from_vector<double>({0, 4, 6, 0})));
+  }
+  {
+    GradientTape tape;
+    tape.watch(w);
+    Tensor g = tape.gradient(sum(w.clone() * w), {w})[0];
+    ASSERT_TRUE(g.defined()) << "clone lost the gradient";
+    EXPECT_TRUE(all_close(g, w * 2.0));
+  }
+  {
+    GradientTape tape;
+    tape.watch(w);
+    Tensor dst = zeros({4}, float64);
+    dst.copy_from(w * 2.0);
+    EXPECT_FALSE(tape.gradient(sum(dst), {w})[0].defined());
+  }
+  // Gradient checks in float64, first and second order, through each view.
+  check_gradients([](const std::vector<Tensor>& v) { return v[0].reshape({3, 2}) * v[0].reshape({3, 2}); },
+                  {random_tensor({2, 3}, float64, 1)});
+  check_gradients([](const std::vector<Tensor>& v) { return square(v[0].rows(1, 3)); },
+                  {random_tensor({4, 2}, float64, 2)});
+  check_gradients([](const std::vector<Tensor>& v) { return v[0].clone() * v[0]; },
+                  {random_tensor({3}, float64, 3)});
+}
+
+TEST(GradientTape, ViewsShareStorageAndReferenceCopies) {
+  Tensor x = arange(0, 12).reshape({3, 4});
+  EXPECT_EQ(x.reshape({12}).raw_data(), x.raw_data());
+  EXPECT_EQ(x.rows(1, 2).raw_data(), static_cast<const char*>(x.raw_data()) + 16);
+  EXPECT_NE(x.clone().raw_data(), x.raw_data());
+  testing::check_fast_matches_reference([&] { return x.reshape({2, 6}); }, 0, 0,
+                                        testing::Expect::kView);
+  testing::check_fast_matches_reference([&] { return x.rows(1, 3); }, 0, 0,
+                                        testing::Expect::kView);
+  expect_error<ValueError>([&] { x.rows(2, 5); }, {"rows: [2, 5)", "[3, 4]"});
+  expect_error<StateError>([] { Tensor().reshape({1}); }, {"reshape", "undefined"});
+}
+
+// An op whose output is floating but that has no gradient rule: reaching it must throw.
+void ruleless_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) { out[0] = in[0]; }
+void ruleless_kernel(const KernelArgs& k) { k.out[0].copy_from(k.in[0]); }
+const OpDef kRuleless{"ruleless_test_op", 1, 1, ruleless_infer, ruleless_kernel};
+
+TEST(GradientTape, AnOpWithoutARuleIsRefusedNotDropped) {
+  Tensor x = from_vector<double>({1, 2});
+  GradientTape tape(/*persistent=*/true);
+  tape.watch(x);
+  Tensor y = run_op(kRuleless, {x});
+  expect_error<StateError>([&] { tape.gradient(sum(y), {x}); },
+                           {"ruleless_test_op", "no gradient rule"});
+  // A path that does not reach the op is unaffected.
+  EXPECT_TRUE(all_close(tape.gradient(sum(x * x), {x})[0], x * 2.0));
+}
+
+TEST(GradientTape, SecondOrderThroughMaxPool) {
+  // d/dx sum(d/dx sum(maxpool(x) * maxpool(x))): the inner gradient goes through max_pool2d's
+  // rule (max_pool2d_grad), whose own rule (max_pool2d_select) the outer tape needs.
+  check_gradients(
+      [](const std::vector<Tensor>& v) {
+        Pool2DOptions o;
+        o.pool_size = {2, 2};
+        Tensor p = max_pool2d(v[0], o);
+        return p * p;
+      },
+      {random_tensor({1, 4, 4, 2}, float64, 5)});
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Dataset: batching, shuffle determinism, maps, prefetch ordering, early stop and errors.
+// Dataset: batching, shuffle determinism, maps and errors (prefetch: dataset_threads_test.cc).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -8,42 +8,16 @@
 #include <vector>
 
 #include "kiln/data.h"
+#include "data/numbered_dataset.h"
 #include "testing/op_check.h"
 
 namespace kiln {
 namespace {
 
+using testing::epoch_labels;
 using testing::expect_error;
-
-// n examples whose image [2, 2, 1] is filled with i and whose label is i.
-Dataset numbered(int64_t n) {
-  Tensor x = empty(Shape{n, 2, 2, 1}, float32);
-  Tensor y = empty(Shape{n}, int32);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int k = 0; k < 4; ++k) x.data<float>()[4 * i + k] = static_cast<float>(i);
-    y.data<int32_t>()[i] = static_cast<int32_t>(i);
-  }
-  return Dataset(x, y);
-}
-
-// Every batch of one epoch as label lists; also checks x and y stay paired.
-std::vector<std::vector<int>> epoch_labels(const Dataset& ds, int64_t epoch) {
-  std::vector<std::vector<int>> out;
-  for (auto it = ds.begin_epoch(epoch); auto batch = it.next();) {
-    EXPECT_EQ(batch->x.dim(0), batch->y.dim(0));
-    std::vector<int> ys = batch->y.to_vector<int>();
-    std::vector<float> xs = batch->x.to_vector<float>();
-    for (size_t i = 0; i < ys.size(); ++i) EXPECT_EQ(xs[4 * i + 3], static_cast<float>(ys[i]));
-    out.push_back(ys);
-  }
-  return out;
-}
-
-std::vector<int> flatten(const std::vector<std::vector<int>>& batches) {
-  std::vector<int> all;
-  for (const auto& b : batches) all.insert(all.end(), b.begin(), b.end());
-  return all;
-}
+using testing::flatten;
+using testing::numbered;
 
 TEST(Dataset, BatchesInOrderWithRemainder) {
   Dataset ds = numbered(10).batch(4);
@@ -127,81 +101,6 @@ TEST(Dataset, NormalizeLeavesTheSourceUntouched) {
   auto it = ds.begin_epoch(0);
   EXPECT_EQ(it.next()->x.to_vector<double>(), std::vector<double>(6, 4.0));
   EXPECT_EQ(x.to_vector<double>(), std::vector<double>(6, 4.0));
-}
-
-TEST(Dataset, PrefetchOrderEqualsSynchronousOrder) {
-  Dataset base = numbered(37).shuffle(3).batch(5).map([](Batch b) { return b; });
-  for (int64_t epoch : {0, 1}) {
-    auto want = epoch_labels(base, epoch);
-    for (int64_t depth : {1, 2, 8}) {
-      EXPECT_EQ(epoch_labels(base.prefetch(depth), epoch), want) << "depth " << depth;
-    }
-  }
-}
-
-TEST(Dataset, PrefetchRunsAheadButBoundedByDepth) {
-  std::atomic<int> made{0};
-  Dataset ds = numbered(100).map([&](Batch b) {
-    ++made;
-    return b;
-  });
-  auto it = ds.prefetch(3).begin_epoch(0);
-  ASSERT_TRUE(it.next());
-  // The producer fills the queue (3 after the one taken) and then must wait.
-  for (int i = 0; i < 2000 && made.load() < 4; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(made.load(), 4);
-  ASSERT_TRUE(it.next());
-  for (int i = 0; i < 2000 && made.load() < 5; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(made.load(), 5);
-}
-
-TEST(Dataset, EarlyStopJoinsTheProducer) {
-  Dataset ds = numbered(1000).prefetch(2);
-  {
-    auto it = ds.begin_epoch(0);  // destroyed without a single next()
-  }
-  {
-    auto it = ds.begin_epoch(0);
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(it.next());
-  }
-  auto a = ds.begin_epoch(0);
-  a.next();
-  a = ds.begin_epoch(1);  // move-assignment stops the first producer
-  EXPECT_EQ(a.next()->y.item<int>(), 0);
-}
-
-TEST(Dataset, IteratorOutlivesTheDataset) {
-  std::optional<DatasetIterator> it;
-  {
-    Dataset ds = numbered(5).batch(2).prefetch(1);
-    it.emplace(ds.begin_epoch(0));
-  }
-  int batches = 0;
-  while (it->next()) ++batches;
-  EXPECT_EQ(batches, 3);
-}
-
-TEST(Dataset, ProducerErrorsReachTheConsumerInOrder) {
-  auto failing = [](Batch b) {
-    if (b.y.data<int32_t>()[0] == 3) throw ValueError("map: bad example 3");
-    return b;
-  };
-  for (int64_t depth : {0, 1, 4}) {
-    auto it = numbered(6).map(failing).prefetch(depth).begin_epoch(0);
-    for (int i = 0; i < 3; ++i) {
-      auto b = it.next();
-      ASSERT_TRUE(b) << "depth " << depth;
-      EXPECT_EQ(b->y.item<int>(), i);
-    }
-    expect_error<ValueError>([&] { it.next(); }, {"bad example 3"});
-    EXPECT_FALSE(it.next());
-  }
 }
 
 TEST(Dataset, NormalizeNeedsFloatingImages) {

@@ -18,6 +18,7 @@ namespace {
 
 using testing::all_close;
 using testing::check_fast_matches_reference;
+using testing::Expect;
 using testing::check_gradients;
 using testing::expect_error;
 using testing::random_tensor;
@@ -223,7 +224,9 @@ TEST(ElementwiseTest, UnaryValuesOnAwkwardShapes) {
         Tensor y = c.op(x);
         ASSERT_EQ(y.dtype(), dt);
         EXPECT_TRUE(all_close(y, cast(from_vector(want, s), dt), 1e-6, 1e-6));
-        check_fast_matches_reference([&] { return c.op(x); });
+        // neg exp log sqrt abs square have no separate fast kernel: their one kernel is the
+        // vectorizable reference loop.
+        check_fast_matches_reference([&] { return c.op(x); }, 1e-5, 1e-6, Expect::kDeclined);
       }
     }
   }

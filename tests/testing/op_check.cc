@@ -45,18 +45,58 @@ Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double low,
   return ::testing::AssertionSuccess();
 }
 
-void check_fast_matches_reference(const std::function<Tensor()>& fn, double rtol, double atol) {
+const char* path_name(KernelPath p) {
+  switch (p) {
+    case KernelPath::kFast: return "fast";
+    case KernelPath::kReference: return "reference";
+    case KernelPath::kView: return "view";
+    default: return "none";
+  }
+}
+
+void check_fast_matches_reference(const std::function<Tensor()>& fn, double rtol, double atol,
+                                  Expect expect) {
+  reset_kernel_stats();
   Tensor fast = fn();
+  const KernelStats st = kernel_stats();
+  const KernelPath want = expect == Expect::kFast       ? KernelPath::kFast
+                          : expect == Expect::kDeclined ? KernelPath::kReference
+                                                        : KernelPath::kView;
+  EXPECT_EQ(path_name(st.first_path), std::string(path_name(want)))
+      << (st.first_op ? st.first_op->name : "no op") << " (the first op of " << st.ops_run
+      << ") took an unexpected path";
   Tensor ref;
   {
     ForceReferenceScope scope;
+    reset_kernel_stats();
     ref = fn();
+    EXPECT_EQ(path_name(kernel_stats().first_path), std::string("reference"));
   }
   EXPECT_TRUE(all_close(fast, ref, rtol, atol));
 }
 
+namespace {
+// Central differences of the scalar loss(xs) with respect to every element of xs[k].
+Tensor numeric_gradient(const std::function<Tensor(const std::vector<Tensor>&)>& loss,
+                        std::vector<Tensor>& xs, size_t k, double eps) {
+  Tensor numeric = zeros_like(xs[k]);
+  double* x = xs[k].data<double>();
+  double* g = numeric.data<double>();
+  for (int64_t i = 0; i < xs[k].numel(); ++i) {
+    double saved = x[i];
+    x[i] = saved + eps;
+    double up = loss(xs).item<double>();
+    x[i] = saved - eps;
+    double down = loss(xs).item<double>();
+    x[i] = saved;
+    g[i] = (up - down) / (2 * eps);
+  }
+  return numeric;
+}
+}  // namespace
+
 void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                     std::vector<Tensor> inputs, double eps, double tol) {
+                     std::vector<Tensor> inputs, double eps, double tol, bool second_order) {
   for (Tensor& t : inputs) ASSERT_EQ(t.dtype(), float64) << "gradient checks run in float64";
   Tensor probe = f(inputs);
   Tensor weights = random_uniform(probe.shape(), 0.5, 1.5, 12345, float64);
@@ -70,20 +110,42 @@ void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
     analytic = tape.gradient(l, inputs);
   }
   for (size_t k = 0; k < inputs.size(); ++k) {
-    Tensor numeric = zeros_like(inputs[k]);
-    double* x = inputs[k].data<double>();
-    double* g = numeric.data<double>();
-    for (int64_t i = 0; i < inputs[k].numel(); ++i) {
-      double saved = x[i];
-      x[i] = saved + eps;
-      double up = loss(inputs).item<double>();
-      x[i] = saved - eps;
-      double down = loss(inputs).item<double>();
-      x[i] = saved;
-      g[i] = (up - down) / (2 * eps);
-    }
+    Tensor numeric = numeric_gradient(loss, inputs, k, eps);
     ASSERT_TRUE(analytic[k].defined()) << "no gradient for input " << k;
     EXPECT_TRUE(all_close(analytic[k], numeric, tol, tol)) << "gradient of input " << k;
+  }
+  if (!second_order) return;
+
+  // Second order: h(x) = sum_k sum(grad_k(x) * V_k), differentiated by an outer tape.
+  std::vector<Tensor> v;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    v.push_back(random_uniform(inputs[k].shape(), 0.5, 1.5, 777 + k, float64));
+  }
+  auto grad_dot = [&](const std::vector<Tensor>& xs) {
+    GradientTape inner;
+    for (const Tensor& t : xs) inner.watch(t);
+    std::vector<Tensor> g = inner.gradient(loss(xs), xs);
+    Tensor h = scalar(0, float64);
+    for (size_t k = 0; k < xs.size(); ++k) {
+      if (g[k].defined()) h = add(h, sum(mul(g[k], v[k])));
+    }
+    return h;
+  };
+  std::vector<Tensor> second;
+  try {
+    GradientTape outer;
+    for (const Tensor& t : inputs) outer.watch(t);
+    Tensor h = grad_dot(inputs);
+    second = outer.gradient(h, inputs);
+  } catch (const Error& e) {
+    FAIL() << "second-order gradient failed: " << e.what();
+  }
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Tensor numeric = numeric_gradient(grad_dot, inputs, k, eps);
+    // An undefined second-order gradient means "zero" (the gradient does not depend on x_k).
+    Tensor got = second[k].defined() ? second[k] : zeros_like(inputs[k]);
+    EXPECT_TRUE(all_close(got, numeric, 10 * tol, 10 * tol)) << "second-order gradient of input "
+                                                              << k;
   }
 }
 

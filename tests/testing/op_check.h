@@ -24,14 +24,27 @@ Tensor random_tensor(const Shape& shape, DType dtype = float32, uint64_t seed = 
 ::testing::AssertionResult all_close(const Tensor& a, const Tensor& b, double rtol = 1e-5,
                                      double atol = 1e-6);
 
+// Which kernel the last op of fn() must have used in check_fast_matches_reference.
+enum class Expect {
+  kFast,       // the fast kernel ran (the default: a test that meant it would fail otherwise)
+  kDeclined,   // the fast kernel declined the case, or the op has none: the reference ran
+  kView,       // the op returned a view of its input (reshape, rows)
+};
+
 // Runs fn() with the fast kernels, then with reference kernels only, and compares every output.
+// Fails unless the first op fn() runs (the op under test: put wrappers after it) took the
+// `expect` path in the first run.
 void check_fast_matches_reference(const std::function<Tensor()>& fn, double rtol = 1e-5,
-                                  double atol = 1e-6);
+                                  double atol = 1e-6, Expect expect = Expect::kFast);
 
 // f maps float64 inputs to a float64 tensor. Compares the tape gradient of sum(f(x) * R) (R a
 // fixed random tensor, so every output element matters) with central differences of step eps.
+// Then the same for the gradient itself (second order, through nested tapes): every op a
+// gradient rule emits must have a rule of its own, or the tape throws and the check fails.
+// second_order = false skips that part (for f whose gradient is not smooth at the inputs).
 void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                     std::vector<Tensor> inputs, double eps = 1e-6, double tol = 1e-6);
+                     std::vector<Tensor> inputs, double eps = 1e-6, double tol = 1e-6,
+                     bool second_order = true);
 
 // fn() throws E whose what() contains every string in `parts`.
 template <typename E>
