@@ -5,6 +5,7 @@
 #include "kiln/autograd.h"
 #include "kiln/dtype.h"
 #include "kiln/error.h"
+#include "kiln/function.h"
 #include "kiln/ops.h"
 #include "kiln/shape.h"
 #include "kiln/tensor.h"

@@ -3,7 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "kiln/tensor.h"
 
@@ -34,9 +38,20 @@ class TraceRecorder {
                      std::span<const Tensor> outputs) = 0;
 };
 
+// Set by kiln::function while it traces (src/graph/function.cc); read by nn (layer names,
+// VariableStore) so that layers built inside a traced function get the same names, and hence
+// the same variables, on every trace of that function.
+struct TraceScope {
+  std::string name;                                  // prefix of the function's variables
+  std::unordered_map<std::string, int> layer_names;  // this trace's layer name counters
+  std::vector<std::function<void()>> undo;           // drops what a failed trace created
+  size_t variables_created = 0;
+};
+
 struct ThreadContext {
   TapeRecorder* tape = nullptr;  // innermost recording tape
   TraceRecorder* tracer = nullptr;
+  TraceScope* trace_scope = nullptr;
   bool force_reference = false;  // tests: run reference kernels only
   // Tests: the first op run since the counter was reset, and which kernel ran it.
   uint64_t ops_run = 0;

@@ -45,6 +45,7 @@ TensorImpl* impl_view(Storage* storage, int64_t offset, const Shape& shape, DTyp
   p->refs.store(1, std::memory_order_relaxed);
   p->dtype = dtype;
   p->requires_grad = false;
+  p->is_variable = false;
   p->shape = shape;
   p->storage = storage;
   if (storage) storage_ref(storage);

@@ -13,6 +13,7 @@ struct TensorImpl {
   std::atomic<int32_t> refs{1};
   DType dtype = DType::kFloat32;
   bool requires_grad = false;  // tapes record ops on it without watch() (trainable variables)
+  bool is_variable = false;    // a Variable's value: tracers capture it by reference
   Shape shape;
   Storage* storage = nullptr;  // null only for symbolic (traced) values
   int64_t offset = 0;          // bytes into storage

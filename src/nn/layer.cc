@@ -49,6 +49,13 @@ class NoTape {
 }  // namespace
 
 std::string unique_layer_name(const std::string& base) {
+  if (detail::TraceScope* ts = detail::thread_context().trace_scope) {
+    // Inside a traced function: counted per trace, so every trace names its layers alike.
+    int& n = ts->layer_names[base];
+    std::string name = n == 0 ? base : base + "_" + std::to_string(n);
+    ++n;
+    return name;
+  }
   std::lock_guard<std::mutex> lock(g_names_mu);
   int& n = name_counts()[base];
   std::string name = n == 0 ? base : base + "_" + std::to_string(n);

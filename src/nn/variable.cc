@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "core/tensor_impl.h"
 #include "kiln/error.h"
 
 namespace kiln {
@@ -28,8 +29,12 @@ Variable::Variable(std::string name, Tensor initial_value, bool trainable) {
   }
   state_ = std::make_shared<State>();
   state_->name = std::move(name);
-  // Own the storage: a view of someone else's tensor would change under us.
-  state_->value = initial_value.clone();
+  // Own the storage: a view of someone else's tensor would change under us. A plain copy, not
+  // the copy op: a variable's value is state, never an op's output (tapes and tracers see
+  // reads of it, not its creation).
+  state_->value = empty(initial_value.shape(), initial_value.dtype());
+  state_->value.copy_from(initial_value);
+  state_->value.impl()->is_variable = true;
   state_->trainable = trainable;
   // Tapes record ops on trainable variables without watch().
   if (trainable && is_floating(state_->value.dtype())) state_->value.set_requires_grad(true);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/context.h"
 #include "kiln/error.h"
 
 namespace kiln {
@@ -65,8 +66,10 @@ bool VariableStore::reuse() const {
 Variable VariableStore::get_or_create(const std::string& name, const Shape& shape, DType dtype,
                                       const Initializer& init, bool trainable) {
   if (name.empty()) throw ValueError("VariableStore::get_or_create: empty variable name");
-  const std::string full = scope_prefix() + name;
-  const bool reusing = reuse();
+  // Inside a traced function, variables live under its name and later traces reuse them.
+  detail::TraceScope* ts = detail::thread_context().trace_scope;
+  const std::string full = (ts ? ts->name + "/" : std::string()) + scope_prefix() + name;
+  const bool reusing = ts || reuse();
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = by_name_.find(full);
@@ -101,7 +104,20 @@ Variable VariableStore::get_or_create(const std::string& name, const Shape& shap
     return it->second;
   }
   order_.push_back(v);
+  if (ts) {
+    ++ts->variables_created;
+    ts->undo.push_back([this, full] { remove(full); });
+  }
   return v;
+}
+
+bool VariableStore::remove(const std::string& full_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_name_.find(full_name);
+  if (it == by_name_.end()) return false;
+  order_.erase(std::find(order_.begin(), order_.end(), it->second));
+  by_name_.erase(it);
+  return true;
 }
 
 void VariableStore::add(const Variable& v) {

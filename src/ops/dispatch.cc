@@ -122,6 +122,9 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
           Tensor::adopt(detail::impl_view(nullptr, 0, out_meta[k].shape, out_meta[k].dtype));
     }
     ctx.tracer->trace(op, inputs, attrs, outputs);
+    // A tape inside a traced function records too: its gradient() then traces the backward
+    // pass with the same rules as eager mode.
+    if (ctx.tape) ctx.tape->record(op, inputs, attrs, outputs);
     return;
   }
   KernelPath path;

@@ -62,6 +62,23 @@ TEST(Dispatch, GradientRulesTraceLikeAnyOp) {
   EXPECT_EQ(tracer.nodes, (std::vector<std::string>{"matmul -> [2, 3]", "matmul -> [3, 4]"}));
 }
 
+TEST(Dispatch, TapesRecordWhileTracing) {
+  // Order in run_op: infer -> trace -> tape record, so a tape inside a trace has gradients
+  // (symbolic ones, emitted by the gradient rules as traced ops).
+  Tensor x = zeros({2, 3}), w = zeros({3});
+  RecordingTracer tracer;
+  GradientTape tape;
+  tape.watch(w);
+  Tensor y = sum(x * w);
+  tracer.nodes.clear();
+  Tensor g = tape.gradient(y, {w})[0];
+  ASSERT_TRUE(g.defined());
+  EXPECT_EQ(g.shape(), (Shape{3}));
+  EXPECT_FALSE(g.impl()->storage) << "the gradient of a traced value is symbolic";
+  EXPECT_FALSE(tracer.nodes.empty());
+  EXPECT_EQ(tracer.nodes.back(), "sum_to -> [3]");
+}
+
 TEST(Dispatch, RegistryFindsEveryOpByName) {
   for (const OpDef* op : ops::all_ops()) EXPECT_EQ(ops::find_op(op->name), op) << op->name;
   EXPECT_EQ(ops::find_op("no_such_op"), nullptr);

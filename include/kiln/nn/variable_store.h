@@ -52,6 +52,8 @@ class VariableStore {
   void add(const Variable& v);
 
   bool contains(const std::string& full_name) const;
+  // Forgets the variable `full_name` (handles held elsewhere stay valid); false if absent.
+  bool remove(const std::string& full_name);
   // ValueError naming `full_name` when absent.
   Variable get(const std::string& full_name) const;
   std::optional<Variable> find(const std::string& full_name) const;

@@ -1,0 +1,303 @@
+// Function: the per-signature cache of traced graphs (ConcreteFunctions), retrace
+// explanations and policies, and the trace scope that makes layers created inside the
+// callable reuse their variables across traces.
+#include "kiln/function.h"
+
+#include <algorithm>
+#include <iostream>
+#include <list>
+#include <mutex>
+
+#include "core/context.h"
+#include "graph/graph.h"
+#include "graph/signature.h"
+#include "graph/tracer.h"
+#include "kiln/error.h"
+
+namespace kiln {
+
+namespace {
+
+struct ConcreteFunction {
+  Signature signature;  // may hold unknown dims
+  std::shared_ptr<const graph::Graph> graph;  // shared: a running call outlives an eviction
+};
+
+// Graphs traced for two sizes of an unknown dim must be the same program: same ops, attrs and
+// wiring, and captured tensors of the same shapes. Otherwise some op baked the size in.
+bool same_program(const graph::Graph& a, const graph::Graph& b) {
+  if (a.nodes.size() != b.nodes.size() || a.values.size() != b.values.size() ||
+      a.outputs != b.outputs) {
+    return false;
+  }
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    const graph::Node &x = a.nodes[i], &y = b.nodes[i];
+    if (x.op != y.op || !(x.attrs == y.attrs) || x.inputs != y.inputs) return false;
+  }
+  for (size_t v = 0; v < a.values.size(); ++v) {
+    const graph::Value &x = a.values[v], &y = b.values[v];
+    if (x.kind != y.kind) return false;
+    if (x.kind == graph::ValueKind::kConstant || x.kind == graph::ValueKind::kVariable) {
+      if (x.captured.shape() != y.captured.shape() || x.captured.dtype() != y.captured.dtype()) {
+        return false;
+      }
+      if (x.kind == graph::ValueKind::kVariable && x.captured.impl() != y.captured.impl()) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+struct Function::State {
+  Callable fn;
+  FunctionOptions options;
+  mutable std::mutex mu;
+  std::list<ConcreteFunction> cache;  // most recently used first
+  FunctionCacheInfo info;
+  bool warned = false;
+  std::vector<Signature> traced;  // every signature traced so far (for the retrace budget)
+
+  // Traces fn for `sig` (concrete shapes taken from `example` where sig has unknown dims).
+  graph::Graph trace(const Signature& example, bool training) {
+    detail::ThreadContext& ctx = detail::thread_context();
+    detail::TraceScope scope;
+    scope.name = options.name;
+    detail::TraceScope* saved_scope = ctx.trace_scope;
+    // Tapes outside the function do not see its trace; its graph records on them when run.
+    detail::TapeRecorder* saved_tape = ctx.tape;
+    ctx.trace_scope = &scope;
+    ctx.tape = nullptr;
+    struct Restore {
+      detail::ThreadContext& ctx;
+      detail::TraceScope* scope;
+      detail::TapeRecorder* tape;
+      ~Restore() {
+        ctx.trace_scope = scope;
+        ctx.tape = tape;
+      }
+    } restore{ctx, saved_scope, saved_tape};
+    try {
+      graph::Tracer tracer;
+      std::vector<Tensor> args;
+      for (const TensorSpec& s : example.args) {
+        args.push_back(tracer.add_input(Shape(s.dims), s.dtype));
+      }
+      std::vector<Tensor> out = fn(args, training);
+      tracer.set_outputs(out);
+      info.variables += scope.variables_created;
+      return tracer.take();
+    } catch (...) {
+      for (auto it = scope.undo.rbegin(); it != scope.undo.rend(); ++it) (*it)();
+      throw;
+    }
+  }
+
+  // An example of `sig` with every unknown dim replaced by `fill`'s dims, or by size + 1.
+  static Signature probe(const Signature& sig, const Signature& concrete, int64_t bump) {
+    Signature p = concrete;
+    for (size_t k = 0; k < sig.args.size(); ++k) {
+      for (size_t d = 0; d < sig.args[k].dims.size(); ++d) {
+        if (sig.args[k].dims[d] == kUnknownDim) p.args[k].dims[d] = concrete.args[k].dims[d] + bump;
+      }
+    }
+    return p;
+  }
+
+  static bool has_unknown(const Signature& s) {
+    for (const TensorSpec& t : s.args) {
+      if (std::find(t.dims.begin(), t.dims.end(), kUnknownDim) != t.dims.end()) return true;
+    }
+    return false;
+  }
+
+  // The signature to trace for a missed call: the input signature, or the concrete one
+  // (relaxed when the policy says so), after explaining the miss.
+  Signature plan_miss(const Signature& concrete) {
+    if (options.input_signature) {
+      Signature s;
+      s.args = *options.input_signature;
+      s.training = concrete.training;
+      if (!s.accepts(concrete)) {
+        throw ShapeError("function '" + options.name + "': call " + concrete.to_string() +
+                         " does not fit its input signature " + s.to_string());
+      }
+      explain(concrete);
+      return s;
+    }
+    const Signature* nearest = explain(concrete);
+    const int retraces = static_cast<int>(info.traces);  // traces before this one
+    if (!nearest || retraces <= options.retrace_budget) return concrete;
+    Signature relaxed = graph::relax(*nearest, concrete);
+    const std::string diff = info.last_retrace_reason;
+    switch (options.policy) {
+      case RetracePolicy::kThrow:
+        throw StateError("function '" + options.name + "': retrace " + std::to_string(retraces) +
+                         " exceeds the budget of " + std::to_string(options.retrace_budget) +
+                         ": " + diff + "; an input signature " + relaxed.to_string() +
+                         " would avoid it");
+      case RetracePolicy::kRelax:
+        return relaxed;
+      case RetracePolicy::kWarn:
+        if (!warned) {
+          warned = true;
+          std::string w = "kiln: function '" + options.name + "' traced " +
+                          std::to_string(retraces + 1) + " times (budget " +
+                          std::to_string(options.retrace_budget) + "); last change: " + diff +
+                          "; consider input_signature " + relaxed.to_string();
+          info.warnings.push_back(w);
+          std::cerr << w << "\n";
+        }
+        return concrete;
+    }
+    return concrete;
+  }
+
+  // Records why `concrete` missed; returns the nearest traced signature (null on a first call).
+  const Signature* explain(const Signature& concrete) {
+    const Signature* nearest = nullptr;
+    int best = 0;
+    for (auto it = traced.rbegin(); it != traced.rend(); ++it) {  // ties: the most recent
+      int d = graph::signature_distance(*it, concrete);
+      if (!nearest || d < best) nearest = &*it, best = d;
+    }
+    if (!nearest) return nullptr;
+    std::vector<std::string> diff = graph::signature_diff(*nearest, concrete);
+    if (diff.empty()) diff.push_back("evicted from the cache earlier");
+    std::string reason;
+    for (size_t k = 0; k < diff.size(); ++k) reason += (k ? "; " : "") + diff[k];
+    info.last_retrace_reason = reason;
+    return nearest;
+  }
+
+  ConcreteFunction& lookup(const Signature& concrete) {
+    for (auto it = cache.begin(); it != cache.end(); ++it) {
+      if (it->signature.accepts(concrete)) {
+        ++info.hits;
+        if (it != cache.begin()) cache.splice(cache.begin(), cache, it);
+        return cache.front();
+      }
+    }
+    ++info.misses;
+    Signature sig = plan_miss(concrete);
+    graph::Graph g = trace(probe(sig, concrete, 0), concrete.training);
+    ++info.traces;
+    if (has_unknown(sig)) {
+      // Check that the graph does not depend on the unknown sizes; if it does, keep it for
+      // the concrete shapes only (and say so).
+      bool polymorphic = false;
+      try {
+        graph::Graph other = trace(probe(sig, concrete, 1), concrete.training);
+        polymorphic = same_program(g, other);
+      } catch (const Error&) {
+      }
+      if (!polymorphic) {
+        if (options.input_signature) {
+          throw ShapeError("function '" + options.name + "': its graph depends on the sizes its "
+                           "input signature " + sig.to_string() + " leaves unknown (an op "
+                           "bakes a size into its attributes)");
+        }
+        info.last_retrace_reason += (info.last_retrace_reason.empty() ? "" : "; ") +
+                                    std::string("graph depends on the relaxed dims: traced for ") +
+                                    concrete.to_string();
+        sig = concrete;
+      }
+    }
+    traced.push_back(sig);
+    if (traced.size() > 64) traced.erase(traced.begin());  // enough to explain retraces
+    cache.push_front({sig, std::make_shared<const graph::Graph>(std::move(g))});
+    while (cache.size() > options.max_entries) {
+      cache.pop_back();
+      ++info.evictions;
+    }
+    return cache.front();
+  }
+};
+
+Function::Function(Callable f, FunctionOptions options) : state_(std::make_unique<State>()) {
+  if (!f) throw ValueError("kiln::function: the callable is empty");
+  if (options.max_entries == 0) throw ValueError("kiln::function: max_entries must be >= 1");
+  if (options.retrace_budget < 0) throw ValueError("kiln::function: retrace_budget must be >= 0");
+  if (options.name.empty() || options.name.find('/') != std::string::npos) {
+    throw ValueError("kiln::function: name '" + options.name +
+                     "' must be non-empty and contain no '/'");
+  }
+  state_->fn = std::move(f);
+  state_->options = std::move(options);
+}
+Function::~Function() = default;
+Function::Function(Function&&) noexcept = default;
+Function& Function::operator=(Function&&) noexcept = default;
+
+std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args, bool training) {
+  for (size_t k = 0; k < args.size(); ++k) {
+    if (!args[k].defined()) {
+      throw ValueError("function '" + state_->options.name + "': argument " + std::to_string(k) +
+                       " is an undefined tensor");
+    }
+  }
+  // Called while another function traces: inline the callable into that trace.
+  if (detail::thread_context().tracer) return state_->fn(args, training);
+  const Signature concrete = graph::signature_of(args, training);
+  std::unique_lock<std::mutex> lock(state_->mu);
+  // Run outside the lock: a cached graph is immutable, and our reference keeps it alive
+  // through an eviction by another thread.
+  std::shared_ptr<const graph::Graph> g = state_->lookup(concrete).graph;
+  lock.unlock();
+  return graph::execute(*g, args);
+}
+
+FunctionCacheInfo Function::cache_info() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  FunctionCacheInfo info = state_->info;
+  info.signatures.clear();
+  for (const ConcreteFunction& cf : state_->cache) info.signatures.push_back(cf.signature);
+  return info;
+}
+
+std::string Function::graph_text(const std::vector<Tensor>& args, bool training) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->lookup(graph::signature_of(args, training)).graph->to_text();
+}
+
+std::string Function::graph_dot(const std::vector<Tensor>& args, bool training) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->lookup(graph::signature_of(args, training)).graph->to_dot(state_->options.name);
+}
+
+void Function::clear_cache() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->cache.clear();
+}
+
+Function function(std::function<Tensor(const Tensor&)> f, FunctionOptions options) {
+  if (!f) throw ValueError("kiln::function: the callable is empty");
+  return Function(
+      [f = std::move(f)](const std::vector<Tensor>& a, bool) -> std::vector<Tensor> {
+        if (a.size() != 1) {
+          throw ValueError("function: takes 1 tensor, got " + std::to_string(a.size()));
+        }
+        return {f(a[0])};
+      },
+      std::move(options));
+}
+
+Function function(std::function<Tensor(const Tensor&, const Tensor&)> f, FunctionOptions options) {
+  if (!f) throw ValueError("kiln::function: the callable is empty");
+  return Function(
+      [f = std::move(f)](const std::vector<Tensor>& a, bool) -> std::vector<Tensor> {
+        if (a.size() != 2) {
+          throw ValueError("function: takes 2 tensors, got " + std::to_string(a.size()));
+        }
+        return {f(a[0], a[1])};
+      },
+      std::move(options));
+}
+
+Function function(Function::Callable f, FunctionOptions options) {
+  return Function(std::move(f), std::move(options));
+}
+
+}  // namespace kiln

@@ -1,0 +1,52 @@
+// Graph: the IR a traced function becomes. Values are numbered; each is a function input, a
+// captured tensor (a constant, or a variable captured by reference so assignments are seen by
+// the next call), or an output of a node. Nodes are in execution order (trace order).
+//
+// Every node names an OpDef: the graph runs through the same dispatcher as eager code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kiln/tensor.h"
+#include "ops/op_def.h"
+
+namespace kiln::graph {
+
+enum class ValueKind : uint8_t { kInput, kConstant, kVariable, kNode };
+
+struct Value {
+  ValueKind kind = ValueKind::kNode;
+  Meta meta;             // shape and dtype seen while tracing
+  int32_t producer = -1;  // node index (kNode)
+  int32_t input_index = -1;  // position among the function's inputs (kInput)
+  Tensor captured;        // kConstant, kVariable: the tensor (a variable's live value handle)
+};
+
+struct Node {
+  const OpDef* op = nullptr;
+  Attrs attrs;
+  std::vector<int32_t> inputs;   // value ids
+  std::vector<int32_t> outputs;  // value ids
+};
+
+struct Graph {
+  std::vector<Value> values;
+  std::vector<Node> nodes;
+  std::vector<int32_t> inputs;   // value ids of the function's arguments, in order
+  std::vector<int32_t> outputs;  // value ids the function returns, in order
+
+  // One line per node: "%4 = matmul(%0, %2) : [64, 10] float32", inputs and captures first.
+  std::string to_text() const;
+  // Graphviz: values as edges, nodes as boxes, captures as ellipses.
+  std::string to_dot(const std::string& name) const;
+  // Bytes of captured constants (variables are owned elsewhere).
+  size_t constant_bytes() const;
+};
+
+// Runs `g` on `args` (matching g.inputs) through the dispatcher: fast kernels, views, and the
+// active tape if any (so a graph call is differentiable like eager code). Returns g.outputs.
+std::vector<Tensor> execute(const Graph& g, const std::vector<Tensor>& args);
+
+}  // namespace kiln::graph
