@@ -95,9 +95,12 @@ class Function {
   }
 
   FunctionCacheInfo cache_info() const;
-  // The traced graph for `args` (tracing it if needed), as text or Graphviz dot.
-  std::string graph_text(const std::vector<Tensor>& args, bool training = false);
-  std::string graph_dot(const std::vector<Tensor>& args, bool training = false);
+  // The graph for `args` (tracing it if needed) after the passes (constant folding, common
+  // subexpressions, dead code), or as traced (optimized = false); as text or Graphviz dot.
+  std::string graph_text(const std::vector<Tensor>& args, bool training = false,
+                         bool optimized = true);
+  std::string graph_dot(const std::vector<Tensor>& args, bool training = false,
+                        bool optimized = true);
   // Drops every cached concrete function (variables stay).
   void clear_cache();
 

@@ -10,6 +10,7 @@
 
 #include "core/context.h"
 #include "graph/graph.h"
+#include "graph/passes.h"
 #include "graph/signature.h"
 #include "graph/tracer.h"
 #include "kiln/error.h"
@@ -20,7 +21,9 @@ namespace {
 
 struct ConcreteFunction {
   Signature signature;  // may hold unknown dims
-  std::shared_ptr<const graph::Graph> graph;  // shared: a running call outlives an eviction
+  std::shared_ptr<const graph::Graph> graph;  // optimized; shared: a call outlives an eviction
+  std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
+  graph::PassStats passes;
 };
 
 // Graphs traced for two sizes of an unknown dim must be the same program: same ops, attrs and
@@ -207,7 +210,9 @@ struct Function::State {
     }
     traced.push_back(sig);
     if (traced.size() > 64) traced.erase(traced.begin());  // enough to explain retraces
-    cache.push_front({sig, std::make_shared<const graph::Graph>(std::move(g))});
+    auto traced_graph = std::make_shared<const graph::Graph>(g);
+    graph::PassStats stats = graph::optimize(g);
+    cache.push_front({sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
     while (cache.size() > options.max_entries) {
       cache.pop_back();
       ++info.evictions;
@@ -257,14 +262,16 @@ FunctionCacheInfo Function::cache_info() const {
   return info;
 }
 
-std::string Function::graph_text(const std::vector<Tensor>& args, bool training) {
+std::string Function::graph_text(const std::vector<Tensor>& args, bool training, bool optimized) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->lookup(graph::signature_of(args, training)).graph->to_text();
+  const ConcreteFunction& cf = state_->lookup(graph::signature_of(args, training));
+  return (optimized ? cf.graph : cf.traced)->to_text();
 }
 
-std::string Function::graph_dot(const std::vector<Tensor>& args, bool training) {
+std::string Function::graph_dot(const std::vector<Tensor>& args, bool training, bool optimized) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->lookup(graph::signature_of(args, training)).graph->to_dot(state_->options.name);
+  const ConcreteFunction& cf = state_->lookup(graph::signature_of(args, training));
+  return (optimized ? cf.graph : cf.traced)->to_dot(state_->options.name);
 }
 
 void Function::clear_cache() {

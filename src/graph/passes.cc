@@ -1,0 +1,154 @@
+#include "graph/passes.h"
+
+#include <unordered_map>
+
+#include "core/context.h"
+
+namespace kiln::graph {
+namespace {
+
+// Replaces every use of value `from` by `to` (node inputs and graph outputs).
+void replace_uses(Graph& g, int32_t from, int32_t to) {
+  for (Node& n : g.nodes) {
+    for (int32_t& v : n.inputs) v = v == from ? to : v;
+  }
+  for (int32_t& v : g.outputs) v = v == from ? to : v;
+}
+
+}  // namespace
+
+int eliminate_dead_code(Graph& g) {
+  std::vector<bool> live(g.values.size(), false);
+  for (int32_t v : g.outputs) live[v] = true;
+  std::vector<bool> keep(g.nodes.size(), false);
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    bool used = false;
+    for (int32_t v : n.outputs) used |= live[v];
+    if (!used) continue;
+    keep[i] = true;
+    for (int32_t v : n.inputs) live[v] = true;
+  }
+  std::vector<Node> nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (keep[i]) nodes.push_back(std::move(g.nodes[i]));
+  }
+  const int removed = static_cast<int>(g.nodes.size() - nodes.size());
+  g.nodes = std::move(nodes);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int32_t v : g.nodes[i].outputs) g.values[v].producer = static_cast<int32_t>(i);
+  }
+  return removed;
+}
+
+int eliminate_common_subexpressions(Graph& g) {
+  struct KeyHash {
+    size_t operator()(const Node* n) const {
+      uint64_t h = reinterpret_cast<uintptr_t>(n->op) ^ n->attrs.hash();
+      for (int32_t v : n->inputs) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+      return static_cast<size_t>(h);
+    }
+  };
+  struct KeyEq {
+    bool operator()(const Node* a, const Node* b) const {
+      return a->op == b->op && a->attrs == b->attrs && a->inputs == b->inputs;
+    }
+  };
+  std::unordered_map<const Node*, const Node*, KeyHash, KeyEq> seen;
+  int merged = 0;
+  for (Node& n : g.nodes) {
+    auto [it, inserted] = seen.emplace(&n, &n);
+    if (inserted) continue;
+    for (size_t k = 0; k < n.outputs.size(); ++k) replace_uses(g, n.outputs[k], it->second->outputs[k]);
+    ++merged;  // n is now dead; dead-code elimination removes it
+  }
+  // Nodes are visited in order and only later nodes read n's outputs, so each node's inputs
+  // are final when it is keyed: one pass finds every merge.
+  return merged;
+}
+
+int fold_constants(Graph& g, size_t max_bytes) {
+  int folded = 0;
+  // Fold with no tape and no tracer: these runs are not part of any step.
+  detail::ThreadContext& ctx = detail::thread_context();
+  detail::TapeRecorder* tape = ctx.tape;
+  detail::TraceRecorder* tracer = ctx.tracer;
+  ctx.tape = nullptr;
+  ctx.tracer = nullptr;
+  struct Restore {
+    detail::ThreadContext& ctx;
+    detail::TapeRecorder* tape;
+    detail::TraceRecorder* tracer;
+    ~Restore() {
+      ctx.tape = tape;
+      ctx.tracer = tracer;
+    }
+  } restore{ctx, tape, tracer};
+  for (Node& n : g.nodes) {
+    bool all_const = !n.inputs.empty();
+    for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant;
+    if (!all_const) continue;
+    size_t bytes = 0;
+    for (int32_t v : n.outputs) {
+      bytes += g.values[v].meta.shape.numel() * size_of(g.values[v].meta.dtype);
+    }
+    if (bytes > max_bytes) continue;
+    Tensor in[16], out[2];
+    for (size_t k = 0; k < n.inputs.size(); ++k) in[k] = g.values[n.inputs[k]].captured;
+    run_op(*n.op, std::span<const Tensor>(in, n.inputs.size()), n.attrs,
+           std::span<Tensor>(out, n.outputs.size()));
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      Value& v = g.values[n.outputs[k]];
+      v.kind = ValueKind::kConstant;
+      v.producer = -1;
+      // A view of a constant would alias it; constants are never written, so that is fine.
+      v.captured = out[k];
+    }
+    n.outputs.clear();  // marks the node for removal below
+    ++folded;
+  }
+  std::vector<Node> nodes;
+  for (Node& n : g.nodes) {
+    if (!n.outputs.empty()) nodes.push_back(std::move(n));
+  }
+  g.nodes = std::move(nodes);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int32_t v : g.nodes[i].outputs) g.values[v].producer = static_cast<int32_t>(i);
+  }
+  return folded;
+}
+
+void compact(Graph& g) {
+  std::vector<bool> used(g.values.size(), false);
+  for (int32_t v : g.inputs) used[v] = true;  // arguments stay, used or not
+  for (int32_t v : g.outputs) used[v] = true;
+  for (const Node& n : g.nodes) {
+    for (int32_t v : n.inputs) used[v] = true;
+    for (int32_t v : n.outputs) used[v] = true;
+  }
+  std::vector<int32_t> remap(g.values.size(), -1);
+  std::vector<Value> values;
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    if (!used[v]) continue;
+    remap[v] = static_cast<int32_t>(values.size());
+    values.push_back(std::move(g.values[v]));
+  }
+  g.values = std::move(values);
+  for (int32_t& v : g.inputs) v = remap[v];
+  for (int32_t& v : g.outputs) v = remap[v];
+  for (Node& n : g.nodes) {
+    for (int32_t& v : n.inputs) v = remap[v];
+    for (int32_t& v : n.outputs) v = remap[v];
+  }
+}
+
+PassStats optimize(Graph& g) {
+  PassStats s;
+  s.folded_nodes = fold_constants(g);
+  s.merged_nodes = eliminate_common_subexpressions(g);
+  s.dead_nodes = eliminate_dead_code(g) - s.merged_nodes;
+  compact(g);
+  return s;
+}
+
+}  // namespace kiln::graph
