@@ -212,6 +212,7 @@ struct Function::State {
     if (traced.size() > 64) traced.erase(traced.begin());  // enough to explain retraces
     auto traced_graph = std::make_shared<const graph::Graph>(g);
     graph::PassStats stats = graph::optimize(g);
+    g.plan_lifetimes();
     cache.push_front({sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
     while (cache.size() > options.max_entries) {
       cache.pop_back();

@@ -1,5 +1,6 @@
 #include "graph/graph.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "kiln/error.h"
@@ -91,6 +92,22 @@ size_t Graph::constant_bytes() const {
   return b;
 }
 
+void Graph::plan_lifetimes() {
+  std::vector<int32_t> last(values.size(), -1);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (int32_t v : nodes[i].inputs) last[v] = static_cast<int32_t>(i);
+    for (int32_t v : nodes[i].outputs) last[v] = std::max(last[v], static_cast<int32_t>(i));
+  }
+  for (int32_t v : outputs) last[v] = static_cast<int32_t>(nodes.size());  // never released
+  for (Node& n : nodes) n.release.clear();
+  for (size_t v = 0; v < values.size(); ++v) {
+    if (values[v].kind == ValueKind::kNode && last[v] >= 0 &&
+        last[v] < static_cast<int32_t>(nodes.size())) {
+      nodes[last[v]].release.push_back(static_cast<int32_t>(v));
+    }
+  }
+}
+
 std::vector<Tensor> execute(const Graph& g, const std::vector<Tensor>& args) {
   if (args.size() != g.inputs.size()) {
     throw ValueError("graph: got " + std::to_string(args.size()) + " arguments, expected " +
@@ -108,6 +125,7 @@ std::vector<Tensor> execute(const Graph& g, const std::vector<Tensor>& args) {
     run_op(*n.op, std::span<const Tensor>(in, n.inputs.size()), n.attrs,
            std::span<Tensor>(out, n.outputs.size()));
     for (size_t k = 0; k < n.outputs.size(); ++k) vals[n.outputs[k]] = std::move(out[k]);
+    for (int32_t v : n.release) vals[v] = Tensor();
   }
   for (Tensor& t : in) t = Tensor();
   std::vector<Tensor> result;

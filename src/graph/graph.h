@@ -29,6 +29,7 @@ struct Node {
   Attrs attrs;
   std::vector<int32_t> inputs;   // value ids
   std::vector<int32_t> outputs;  // value ids
+  std::vector<int32_t> release;  // values last used here: freed right after (plan_lifetimes)
 };
 
 struct Graph {
@@ -43,6 +44,9 @@ struct Graph {
   std::string to_dot(const std::string& name) const;
   // Bytes of captured constants (variables are owned elsewhere).
   size_t constant_bytes() const;
+  // Fills every node's `release` list by liveness, so execute() frees each intermediate
+  // after its last reader instead of holding all of them to the end.
+  void plan_lifetimes();
 };
 
 // Runs `g` on `args` (matching g.inputs) through the dispatcher: fast kernels, views, and the
