@@ -2,6 +2,7 @@
 // trace hook. kiln::function will implement TraceRecorder; this test stands in for it.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,18 @@ TEST(Dispatch, TapesRecordWhileTracing) {
   EXPECT_FALSE(g.impl()->storage) << "the gradient of a traced value is symbolic";
   EXPECT_FALSE(tracer.nodes.empty());
   EXPECT_EQ(tracer.nodes.back(), "sum_to -> [3]");
+}
+
+TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
+  // Comparisons and argmax give bool/int results; one_hot reads integers; stop_gradient is
+  // declared not differentiable. A new op lands here only with a reason (else: give it a rule).
+  const std::set<std::string> none = {"equal",   "not_equal",     "less",   "less_equal",
+                                      "greater", "greater_equal", "argmax", "one_hot",
+                                      "stop_gradient"};
+  for (const OpDef* op : ops::all_ops()) {
+    if (!op->grad) EXPECT_TRUE(none.count(op->name)) << op->name << " has no gradient rule";
+  }
+  EXPECT_TRUE(ops::kStopGradient.flags & kNotDifferentiable);
 }
 
 TEST(Dispatch, RegistryFindsEveryOpByName) {
