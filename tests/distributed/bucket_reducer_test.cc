@@ -64,8 +64,10 @@ std::vector<GradientSpec> specs(const std::vector<int64_t>& sizes, DType dt = fl
 using Buckets = std::vector<std::vector<size_t>>;
 
 TEST(AssignBuckets, ReverseOrderVaryingSizes) {
-  // 4-byte floats: 10, 1000, 3, 50 elements with 400-byte buckets, walked from the last.
-  EXPECT_EQ(assign_buckets(specs({10, 1000, 3, 50}), 400), (Buckets{{3, 2}, {1}, {0}}));
+  // 4-byte floats: 10, 1000, 3, 50 elements with 400-byte buckets, walked from the last:
+  // 200 + 12 bytes leave the bucket open, the 4000-byte gradient joins it and closes it.
+  EXPECT_EQ(assign_buckets(specs({10, 1000, 3, 50}), 400), (Buckets{{3, 2, 1}, {0}}));
+  EXPECT_EQ(assign_buckets(specs({10, 1000, 3, 50}), 200), (Buckets{{3}, {2, 1}, {0}}));
   // Big enough for everything: one bucket, in reverse order.
   EXPECT_EQ(assign_buckets(specs({10, 1000, 3, 50}), 25 << 20), (Buckets{{3, 2, 1, 0}}));
 }
