@@ -120,7 +120,10 @@ int train(const Options& o, std::ostream& real_out) {
   out << "kiln train: " << o.model << " on Fashion-MNIST (" << d.train_images.dim(0) << " train, "
       << d.test_images.dim(0) << " test), " << o.optimizer << " lr " << o.lr << ", batch "
       << o.batch_size;
-  if (o.distributed) out << " over " << distributed::world_size() << " ranks";
+  if (o.distributed) {
+    out << " over " << distributed::world_size()
+        << (distributed::world_size() == 1 ? " rank" : " ranks");
+  }
   out << ", seed " << o.seed << ", " << num_threads() << " threads" << (o.distributed ? " per rank" : "")
       << "\n";
   History h = fit(*model, *opt, loss, train, fo);
