@@ -7,6 +7,7 @@
 //   mpirun -np 2 --bind-to core kiln_distributed_bench --model mlp --threads 1 [--no-overlap]
 //   kiln_distributed_bench --model mlp --threads 2          # 1 rank x 2 threads
 //   mpirun -np 2 kiln_distributed_bench --model mlp --allreduce
+//   kiln_distributed_bench --model cnn --threads 1 --batch 8 --examples 8000   # compute time
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +30,7 @@ struct Args {
   std::string model = "mlp", data;
   int epochs = 2, threads = 1;
   int64_t batch = 64;
+  int64_t examples = 0;  // 0: all 60000
   bool overlap = true, allreduce = false;
   double bucket_mb = 25;
 };
@@ -112,6 +114,7 @@ int main(int argc, char** argv) {
     else if (k == "--epochs") a.epochs = std::atoi(value().c_str());
     else if (k == "--threads") a.threads = std::atoi(value().c_str());
     else if (k == "--batch") a.batch = std::atoll(value().c_str());
+    else if (k == "--examples") a.examples = std::atoll(value().c_str());
     else if (k == "--bucket-mb") a.bucket_mb = std::atof(value().c_str());
     else if (k == "--data") a.data = value();
     else if (k == "--no-overlap") a.overlap = false;
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--batch B] "
-                   "[--bucket-mb X] [--no-overlap] [--allreduce] [--data DIR]\n",
+                   "[--bucket-mb X] [--examples N] [--no-overlap] [--allreduce] [--data DIR]\n",
                    argv[0]);
       return 2;
     }
@@ -136,8 +139,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   kiln::FashionMnist d = kiln::load_fashion_mnist(a.data);
-  kiln::Dataset train =
-      kiln::Dataset(d.train_images, d.train_labels).shuffle(0).batch(a.batch).prefetch(2);
+  kiln::Tensor x = d.train_images, y = d.train_labels;
+  if (a.examples > 0 && a.examples < x.dim(0)) {  // a shorter "epoch" for small batches
+    x = x.rows(0, a.examples);
+    y = y.rows(0, a.examples);
+  }
+  kiln::Dataset train = kiln::Dataset(x, y).shuffle(0).batch(a.batch).prefetch(2);
   kiln::Adam opt(1e-3);
   kiln::FitOptions fo;
   fo.epochs = a.epochs;

@@ -40,6 +40,8 @@ class MpiCommunicator : public Communicator {
     // Errors (e.g. a peer that died) come back as codes, so the watchdog names the rank.
     MPI_Comm_set_errhandler(data_, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(alive_, MPI_ERRORS_RETURN);
+    // OpenMPI reports some failed non-blocking collectives on MPI_COMM_WORLD.
+    if (own_mpi_) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(data_, &rank_);
     MPI_Comm_size(data_, &size_);
     post_alive_recv();
@@ -90,7 +92,7 @@ class MpiCommunicator : public Communicator {
       }
       int from = poll_alive();
       if (rc != MPI_SUCCESS || from >= 0 || Clock::now() > deadline) {
-        find_missing_and_abort(what, from);
+        find_missing_and_abort(what, from, rc);
       }
       // Spin briefly (a bucket often lands within microseconds), then let other work run.
       if (polls > 2000) usleep(20);
@@ -134,9 +136,9 @@ class MpiCommunicator : public Communicator {
     return st.MPI_SOURCE;
   }
 
-  // A wait timed out here (from < 0) or rank `from` says its wait timed out: tell every peer
-  // this rank is alive, listen for a grace period, name the ranks that stayed silent.
-  [[noreturn]] void find_missing_and_abort(const std::string& what, int from) {
+  // A wait timed out or failed here (MPI error code `rc`), or rank `from` says its wait did:
+  // tell every peer this rank is alive, listen for a grace period, name the silent ranks.
+  [[noreturn]] void find_missing_and_abort(const std::string& what, int from, int rc) {
     std::vector<char> heard(size_, 0);
     heard[rank_] = 1;
     if (from >= 0) heard[from] = 1;
@@ -163,16 +165,26 @@ class MpiCommunicator : public Communicator {
       missing += (missing.empty() ? "" : ", ") + std::to_string(p);
       ++silent;
     }
+    std::string failed;  // "failed (MPI_ERR_TRUNCATE: message truncated)" on an MPI error
+    if (rc != MPI_SUCCESS) {
+      char text[MPI_MAX_ERROR_STRING];
+      int len = 0;
+      MPI_Error_string(rc, text, &len);
+      failed = "failed (" + std::string(text, len) + ")";
+    }
     std::string message;
     if (silent > 0) {
       message = "distributed: rank" + std::string(silent > 1 ? "s " : " ") + missing +
                 " did not answer within " + seconds_text(timeout_) + " (rank " +
-                std::to_string(rank_) + " was waiting for " + what + "); ending the job";
+                std::to_string(rank_) + " was waiting for " + what +
+                (failed.empty() ? "" : ", which " + failed) + "); ending the job";
     } else {
       message = "distributed: all " + std::to_string(size_) + " ranks are alive but " + what +
-                " did not complete within " + seconds_text(timeout_) +
-                " (a rank slower than the timeout, or ranks running different steps); "
-                "ending the job";
+                (failed.empty() ? " did not complete within " + seconds_text(timeout_) +
+                                      " (a rank slower than the timeout, or ranks running "
+                                      "different steps)"
+                                : " " + failed + " (ranks running different steps?)") +
+                "; ending the job";
     }
     // The lowest healthy rank reports; the others give it time to end the job first.
     int lowest = static_cast<int>(std::find(heard.begin(), heard.end(), 1) - heard.begin());

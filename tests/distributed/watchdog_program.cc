@@ -1,14 +1,17 @@
 // A 2-rank training job in which one rank dies or hangs, for watchdog_test.sh:
-//   mpirun -np 2 kiln_distributed_watchdog_program kill1|hang1|hang0 DIR
+//   mpirun -np 2 kiln_distributed_watchdog_program kill1|hang1|hang0|mismatch DIR
 // trains the mlp on toy data with a 3 s timeout, rank 0 checkpointing to DIR/ckpt.safetensors
 // every epoch; at step 10 (in epoch 3) rank 1 kills itself (SIGKILL) or the named rank stops
-// answering (sleeps forever). The job must end with an error naming that rank.
+// answering (sleeps forever), or (mismatch) rank 1 stops training and calls finalize() while
+// rank 0 waits for gradients: both alive, in collectives that never meet. The job must end
+// with one error naming the rank (or saying that all are alive).
 //   kiln_distributed_watchdog_program verify DIR
 // then checks, in one process, that the checkpoint written before is intact.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -22,7 +25,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s kill1|hang1|hang0|verify DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s kill1|hang1|hang0|mismatch|verify DIR\n", argv[0]);
     return 2;
   }
   const std::string mode = argv[1], ckpt = std::string(argv[2]) + "/ckpt.safetensors";
@@ -42,9 +45,14 @@ int main(int argc, char** argv) {
   int batches = 0;
   kiln::Dataset data = kiln::Dataset(x, y).shuffle(0).batch(16).map([&](kiln::Batch b) {
     if (++batches == 10 && rank == victim) {
-      std::fprintf(stderr, "rank %d: %s at step 10\n", rank, mode == "kill1" ? "dying" : "hanging");
+      std::fprintf(stderr, "rank %d: %s at step 10\n", rank,
+                   mode == "kill1" ? "dying" : mode == "mismatch" ? "finalizing" : "hanging");
       std::fflush(stderr);
       if (mode == "kill1") raise(SIGKILL);
+      if (mode == "mismatch") {
+        kiln::distributed::finalize();  // waits for a barrier rank 0 never joins
+        std::exit(4);
+      }
       for (;;) pause();
     }
     return b;
