@@ -84,7 +84,8 @@ void time_allreduce(const Args& a, int64_t bytes) {
     Clock::time_point t0 = Clock::now();
     comm->start_allreduce(&one, 1, kiln::float32);
     comm->wait_all("a timed all-reduce");
-    if (r >= 10) small.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    if (r >= 10)
+      small.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   std::sort(us.begin(), us.end());
   std::sort(small.begin(), small.end());
@@ -110,15 +111,24 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (k == "--model") a.model = value();
-    else if (k == "--epochs") a.epochs = std::atoi(value().c_str());
-    else if (k == "--threads") a.threads = std::atoi(value().c_str());
-    else if (k == "--batch") a.batch = std::atoll(value().c_str());
-    else if (k == "--examples") a.examples = std::atoll(value().c_str());
-    else if (k == "--bucket-mb") a.bucket_mb = std::atof(value().c_str());
-    else if (k == "--data") a.data = value();
-    else if (k == "--no-overlap") a.overlap = false;
-    else if (k == "--allreduce") a.allreduce = true;
+    if (k == "--model")
+      a.model = value();
+    else if (k == "--epochs")
+      a.epochs = std::atoi(value().c_str());
+    else if (k == "--threads")
+      a.threads = std::atoi(value().c_str());
+    else if (k == "--batch")
+      a.batch = std::atoll(value().c_str());
+    else if (k == "--examples")
+      a.examples = std::atoll(value().c_str());
+    else if (k == "--bucket-mb")
+      a.bucket_mb = std::atof(value().c_str());
+    else if (k == "--data")
+      a.data = value();
+    else if (k == "--no-overlap")
+      a.overlap = false;
+    else if (k == "--allreduce")
+      a.allreduce = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--batch B] "

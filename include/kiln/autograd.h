@@ -46,8 +46,7 @@ class GradientTape {
   // gradient() that also calls on_ready (when non-empty) as each source's gradient is final.
   // Same results and errors; an exception thrown by on_ready ends the walk and propagates.
   std::vector<Tensor> gradient(const Tensor& target, const std::vector<Tensor>& sources,
-                               const GradientReady& on_ready,
-                               const Tensor& output_gradient = {});
+                               const GradientReady& on_ready, const Tensor& output_gradient = {});
 
   // Stops / resumes recording on this tape (e.g. for metrics computed inside the step).
   void stop_recording();

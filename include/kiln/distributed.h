@@ -61,9 +61,9 @@ void finalize();
 // Communication time of the steps since init() (or the last reset): for the benchmarks.
 struct Stats {
   int64_t steps = 0;
-  int64_t buckets = 0;        // all-reduces of gradient buckets
-  int64_t bytes = 0;          // gradient bytes reduced (per rank)
-  double wait_seconds = 0;    // time spent blocked waiting for buckets after the backward pass
+  int64_t buckets = 0;      // all-reduces of gradient buckets
+  int64_t bytes = 0;        // gradient bytes reduced (per rank)
+  double wait_seconds = 0;  // time spent blocked waiting for buckets after the backward pass
 };
 Stats stats();
 void reset_stats();

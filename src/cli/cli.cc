@@ -124,8 +124,8 @@ int train(const Options& o, std::ostream& real_out) {
     out << " over " << distributed::world_size()
         << (distributed::world_size() == 1 ? " rank" : " ranks");
   }
-  out << ", seed " << o.seed << ", " << num_threads() << " threads" << (o.distributed ? " per rank" : "")
-      << "\n";
+  out << ", seed " << o.seed << ", " << num_threads() << " threads"
+      << (o.distributed ? " per rank" : "") << "\n";
   History h = fit(*model, *opt, loss, train, fo);
   std::string path = o.out.empty() ? "kiln_" + o.model + ".safetensors" : o.out;
   if (!lead) return 0;

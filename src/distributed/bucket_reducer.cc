@@ -109,8 +109,9 @@ void BucketReducer::ready(size_t k, const Tensor& grad) {
                        ", its variable " + to_string(spec.shape));
     }
     if (grad.dtype() != spec.dtype) {
-      throw DTypeError("distributed: " + grad_name(k) + " is " + std::string(dtype_name(grad.dtype())) +
-                       ", its variable " + std::string(dtype_name(spec.dtype)));
+      throw DTypeError("distributed: " + grad_name(k) + " is " +
+                       std::string(dtype_name(grad.dtype())) + ", its variable " +
+                       std::string(dtype_name(spec.dtype)));
     }
     scale_copy(grad.raw_data(), dst, spec.shape.numel(), spec.dtype, scale_);
   } else {

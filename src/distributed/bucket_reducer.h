@@ -63,12 +63,12 @@ class BucketReducer {
   std::vector<GradientSpec> specs_;
   bool overlap_;
   std::vector<std::vector<size_t>> buckets_;
-  std::vector<Tensor> buffers_;         // one flat buffer per bucket
-  std::vector<size_t> bucket_of_;       // gradient -> bucket
-  std::vector<int64_t> offset_;         // gradient -> element offset in its bucket's buffer
-  std::vector<size_t> missing_;         // per bucket: gradients not reported yet this step
+  std::vector<Tensor> buffers_;    // one flat buffer per bucket
+  std::vector<size_t> bucket_of_;  // gradient -> bucket
+  std::vector<int64_t> offset_;    // gradient -> element offset in its bucket's buffer
+  std::vector<size_t> missing_;    // per bucket: gradients not reported yet this step
   std::vector<char> reported_, defined_;
-  size_t started_ = 0;                  // buckets started this step (a prefix)
+  size_t started_ = 0;  // buckets started this step (a prefix)
   bool in_step_ = false, waited_ = false;
   double scale_ = 1;
   int64_t bytes_ = 0;

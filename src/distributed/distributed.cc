@@ -79,8 +79,7 @@ void finalize_at_exit() { finalize(); }
 namespace detail {
 
 bool launched_by_mpi() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") ||
-         std::getenv("PMIX_RANK");
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
 }
 
 std::unique_ptr<Communicator> make_solo_communicator() { return std::make_unique<Solo>(); }

@@ -270,7 +270,8 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
     while (std::optional<Batch> b = it.next()) {
       // The trainable set can change between epochs (set_trainable) or appear on the first
       // call (lazy build); read it once per epoch.
-      detail::GradientSync::Totals t = runner.step(model, optimizer, loss, *b, steps == 0, options.accuracy);
+      detail::GradientSync::Totals t =
+          runner.step(model, optimizer, loss, *b, steps == 0, options.accuracy);
       loss_mean.update(t.loss, t.examples);
       correct += t.correct;
       examples += t.examples;

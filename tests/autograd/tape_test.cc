@@ -138,8 +138,8 @@ TEST(GradientTape, OnReadyReportsEachSourceWhenItsGradientIsFinal) {
   Tensor x = from_vector<float>({0.5f, -1});
   GradientTape tape(/*persistent=*/true);
   for (const Tensor& t : {w1, w2, unused}) tape.watch(t);
-  Tensor h = w1 * x;                // node 0 reads w1
-  Tensor y = sum(square(h) * w2);   // w2 is read by the last mul only
+  Tensor h = w1 * x;               // node 0 reads w1
+  Tensor y = sum(square(h) * w2);  // w2 is read by the last mul only
   std::vector<size_t> order;
   std::vector<Tensor> seen(3);
   std::vector<Tensor> g = tape.gradient(y, {w2, w1, unused}, [&](size_t k, const Tensor& grad) {
@@ -198,7 +198,9 @@ TEST(GradientTape, OnReadyErrors) {
     Tensor y = sum(w * w);
     int calls = 0;
     expect_error<ValueError>(
-        [&] { tape.gradient(y, {w, Tensor()}, [&](size_t, const Tensor&) { ++calls; }); },
+        [&] {
+          tape.gradient(y, {w, Tensor()}, [&](size_t, const Tensor&) { ++calls; });
+        },
         {"source 1", "undefined"});
     EXPECT_EQ(calls, 0);  // checked before the walk
   }

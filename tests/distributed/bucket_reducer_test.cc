@@ -161,7 +161,9 @@ TEST(BucketReducer, UndefinedAndEmptyGradients) {
 TEST(BucketReducer, Errors) {
   RecordingComm comm;
   expect_error<DTypeError>(
-      [&] { BucketReducer(comm, {{Shape{2}, int32}}, 8, true); },
+      [&] {
+        BucketReducer(comm, {{Shape{2}, int32}}, 8, true);
+      },
       {"gradient 0", "float32 or float64", "int32"});
   expect_error<ValueError>([&] { BucketReducer(comm, specs({2}), 0, true); },
                            {"bucket_bytes", ">= 1", "got 0"});

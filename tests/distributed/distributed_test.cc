@@ -61,8 +61,8 @@ TEST(Distributed, DataParallelFitInOneProcessIsThePlainFit) {
     o.epochs = 2;
     o.verbose = 0;
     o.distributed = dist;
-    History h = fit(*model, opt, SparseCategoricalCrossentropy(),
-                    Dataset(x, y).shuffle(4).batch(32), o);
+    History h =
+        fit(*model, opt, SparseCategoricalCrossentropy(), Dataset(x, y).shuffle(4).batch(32), o);
     return std::make_pair(h, model);
   };
   auto [h1, m1] = run(false);
@@ -92,9 +92,8 @@ TEST(Distributed, FinalizeEndsTraining) {
   FitOptions o;
   o.verbose = 0;
   o.distributed = true;
-  expect_error<StateError>(
-      [&] { fit(*model, opt, SparseCategoricalCrossentropy(), x, y, o); },
-      {"FitOptions::distributed", "after kiln::distributed::finalize()"});
+  expect_error<StateError>([&] { fit(*model, opt, SparseCategoricalCrossentropy(), x, y, o); },
+                           {"FitOptions::distributed", "after kiln::distributed::finalize()"});
   expect_error<StateError>([] { distributed::init(); }, {"init", "after finalize()"});
 }
 

@@ -53,7 +53,8 @@ TEST(TwoRanks, BucketsSumAcrossRanksWhateverTheOrder) {
     BucketReducer r(comm(), specs, bucket, /*overlap=*/true);
     r.begin(/*scale=*/rank() + 1.0);
     std::vector<size_t> order;
-    for (size_t k = 0; k < specs.size(); ++k) order.push_back(rank() == 0 ? k : specs.size() - 1 - k);
+    for (size_t k = 0; k < specs.size(); ++k)
+      order.push_back(rank() == 0 ? k : specs.size() - 1 - k);
     for (size_t k : order) {
       if (k == undefined) {
         r.ready(k, Tensor());
@@ -102,8 +103,8 @@ TrainRun train(bool cnn, bool distributed, int64_t examples, int64_t batch, Opti
   }
   o.verbose = 0;
   o.distributed = distributed;
-  r.history = fit(*r.model, opt, SparseCategoricalCrossentropy(),
-                  Dataset(x, y).shuffle(9).batch(batch), o);
+  r.history =
+      fit(*r.model, opt, SparseCategoricalCrossentropy(), Dataset(x, y).shuffle(9).batch(batch), o);
   return r;
 }
 
@@ -120,9 +121,9 @@ void expect_two_ranks_match_one(bool cnn, int64_t steps, double loss_tol, double
   EXPECT_EQ(b.iterations(), steps);
   double dl = relative(two.history["loss"][0], one.history["loss"][0]);
   double dw = testing::relative_distance(*two.model, *one.model);
-  std::printf("[rank %d] %s, %lld steps: loss %.7f vs %.7f (rel %.2e), weights rel %.2e\n",
-              rank(), cnn ? "cnn" : "mlp", static_cast<long long>(steps),
-              two.history["loss"][0], one.history["loss"][0], dl, dw);
+  std::printf("[rank %d] %s, %lld steps: loss %.7f vs %.7f (rel %.2e), weights rel %.2e\n", rank(),
+              cnn ? "cnn" : "mlp", static_cast<long long>(steps), two.history["loss"][0],
+              one.history["loss"][0], dl, dw);
   EXPECT_LT(dl, loss_tol);
   EXPECT_LT(dw, weight_tol);
   // The ranks hold bitwise the same weights.
@@ -136,7 +137,9 @@ void expect_two_ranks_match_one(bool cnn, int64_t steps, double loss_tol, double
 }
 
 // Measured: loss 4e-9, weights 6e-8 relative.
-TEST(TwoRanks, MlpMatchesOneRankAtTheGlobalBatch) { expect_two_ranks_match_one(false, 50, 1e-5, 1e-5); }
+TEST(TwoRanks, MlpMatchesOneRankAtTheGlobalBatch) {
+  expect_two_ranks_match_one(false, 50, 1e-5, 1e-5);
+}
 
 // The cnn matches to 1e-5 for the first 10 steps (measured 2.8e-6). Later, float32 rounding
 // differences between summing 32 examples and 16 + 16 (1e-9 relative) flip a ReLU or max-pool
@@ -155,7 +158,8 @@ TEST(TwoRanks, UnevenAndEmptyPartsMatchOneRank) {
   o.epochs = 2;
   TrainRun one = train(false, false, 46, 9, a, o);
   TrainRun two = train(false, true, 46, 9, b, o);
-  for (int e = 0; e < 2; ++e) EXPECT_LT(relative(two.history["loss"][e], one.history["loss"][e]), 1e-5);
+  for (int e = 0; e < 2; ++e)
+    EXPECT_LT(relative(two.history["loss"][e], one.history["loss"][e]), 1e-5);
   EXPECT_LT(testing::relative_distance(*two.model, *one.model), 1e-5);
 }
 
@@ -201,8 +205,8 @@ TEST(TwoRanks, OnlyRankZeroRunsCallbacksAndItsStopReachesEveryRank) {
 class FailurePrinter : public ::testing::EmptyTestEventListener {
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank(), r.file_name() ? r.file_name() : "",
-                 r.line_number(), r.summary());
+    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank(),
+                 r.file_name() ? r.file_name() : "", r.line_number(), r.summary());
   }
 };
 

@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
   kiln::Dataset data = kiln::Dataset(x, y).shuffle(0).batch(16).map([&](kiln::Batch b) {
     if (++batches == 10 && rank == victim) {
       std::fprintf(stderr, "rank %d: %s at step 10\n", rank,
-                   mode == "kill1" ? "dying" : mode == "mismatch" ? "finalizing" : "hanging");
+                   mode == "kill1"      ? "dying"
+                   : mode == "mismatch" ? "finalizing"
+                                        : "hanging");
       std::fflush(stderr);
       if (mode == "kill1") raise(SIGKILL);
       if (mode == "mismatch") {
