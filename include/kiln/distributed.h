@@ -40,8 +40,9 @@ bool built_with_mpi();
 // environment) initializes MPI and reads this process's rank and the world size; otherwise,
 // or when built without MPI, this is a single process (rank 0 of 1). Installs what
 // FitOptions::distributed uses and registers finalize() with atexit. Calling it again only
-// replaces the options. Throws ValueError for bucket_bytes < 1 or timeout_seconds <= 0 (then
-// nothing changes), kiln::Error when MPI cannot give the thread level needed.
+// replaces the options. Throws ValueError for bucket_bytes < 1 or a timeout_seconds that is not
+// finite and > 0 (then nothing changes), kiln::Error when MPI cannot give the thread level
+// needed.
 void init(const Options& options = {});
 
 bool initialized();

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -68,7 +69,7 @@ void init_distributed(const Options& o) {
         "and configure again)");
   }
   distributed::Options d;
-  d.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o.bucket_mb * (1 << 20)));
+  d.bucket_bytes = static_cast<int64_t>(std::clamp(o.bucket_mb * (1 << 20), 1.0, 1e18));
   d.timeout_seconds = o.timeout;
   distributed::init(d);
 }

@@ -1,6 +1,7 @@
 // kiln::distributed: the process's place in the job, and the factory fit() uses.
 #include "kiln/distributed.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -105,8 +106,8 @@ void init(const Options& options) {
     throw ValueError("distributed::init: bucket_bytes must be >= 1, got " +
                      std::to_string(options.bucket_bytes));
   }
-  if (!(options.timeout_seconds > 0)) {
-    throw ValueError("distributed::init: timeout_seconds must be > 0, got " +
+  if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
+    throw ValueError("distributed::init: timeout_seconds must be finite and > 0, got " +
                      std::to_string(options.timeout_seconds));
   }
   Global& g = global();

@@ -119,6 +119,7 @@ class MpiCommunicator : public Communicator {
 
  private:
   static Clock::duration to_duration(double s) {
+    s = std::min(s, 1e9);  // ~30 years: longer would overflow the clock's nanoseconds
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <limits>
 
 #include "distributed/toy.h"
 #include "kiln/nn/models.h"
@@ -24,7 +25,9 @@ TEST(Distributed, InitErrorsChangeNothing) {
   expect_error<ValueError>([&] { distributed::init(o); }, {"bucket_bytes", ">= 1", "got 0"});
   o = {};
   o.timeout_seconds = 0;
-  expect_error<ValueError>([&] { distributed::init(o); }, {"timeout_seconds", "> 0"});
+  expect_error<ValueError>([&] { distributed::init(o); }, {"timeout_seconds", "> 0", "got 0"});
+  o.timeout_seconds = std::numeric_limits<double>::infinity();
+  expect_error<ValueError>([&] { distributed::init(o); }, {"timeout_seconds", "finite"});
   EXPECT_FALSE(distributed::initialized());
 }
 

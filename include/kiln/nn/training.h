@@ -58,7 +58,8 @@ struct FitOptions {
   // shard of every (global) batch (Dataset::shard) and gradients of the loss, which must be a
   // batch mean as every kiln Loss is, are averaged over the global batch, so the variables stay
   // identical on all ranks. The logs are the global batch's; validation runs on every rank;
-  // only rank 0 prints progress and runs callbacks (their stop_training stops every rank).
+  // only rank 0 prints progress and runs callbacks (their stop_training stops every rank;
+  // weights they change, as EarlyStopping's restore_best_weights, change on rank 0 only).
   bool distributed = false;
 };
 
