@@ -11,6 +11,8 @@
 // enclosing tapes record those ops, so nesting tapes gives higher-order gradients.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -34,6 +36,17 @@ class GradientTape {
   // integer tensor, gets an undefined Tensor. Throws StateError on a used non-persistent tape.
   std::vector<Tensor> gradient(const Tensor& target, const std::vector<Tensor>& sources,
                                const Tensor& output_gradient = {});
+
+  // Called with (k, gradient of sources[k]) as soon as that gradient is final, i.e. right
+  // after the backward walk has processed the last (earliest recorded) op reading the source;
+  // sources the target does not depend on are reported, undefined, at the end of the walk.
+  // Each source is reported exactly once, before gradient() returns. Data-parallel training
+  // uses it to start communicating early gradients while later ones are still computed.
+  using GradientReady = std::function<void(size_t, const Tensor&)>;
+  // gradient() that also calls on_ready (when non-empty) as each source's gradient is final.
+  // Same results and errors; an exception thrown by on_ready ends the walk and propagates.
+  std::vector<Tensor> gradient(const Tensor& target, const std::vector<Tensor>& sources,
+                               const GradientReady& on_ready, const Tensor& output_gradient = {});
 
   // Stops / resumes recording on this tape (e.g. for metrics computed inside the step).
   void stop_recording();

@@ -65,8 +65,8 @@ class DatasetIterator;
 
 // An immutable description of an input pipeline over in-memory examples. Each builder method
 // returns a new Dataset; the receiver is unchanged. Whatever order the builders are called in,
-// the stages run as: shuffle examples -> group into batches -> maps (in the order added) ->
-// prefetch. A Dataset is cheap to copy (tensors are shared handles, never copied).
+// the stages run as: shuffle examples -> group into batches -> shard -> maps (in the order
+// added) -> prefetch. A Dataset is cheap to copy (tensors are shared handles, never copied).
 class Dataset {
  public:
   // images [N, ...] and labels [N, ...] of any dtypes. Throws ShapeError when either is rank 0
@@ -79,6 +79,13 @@ class Dataset {
   // Groups `size` examples per batch; the last batch is smaller unless drop_remainder, which
   // drops it. Default without batch(): size 1. Throws ValueError when size < 1.
   Dataset batch(int64_t size, bool drop_remainder = false) const;
+  // Keeps only part `index` of `num_shards` of every batch (data-parallel training: each rank
+  // takes its share of the same global batch). A batch of c examples is split into contiguous
+  // parts of floor(c/n) or floor(c/n) + 1 examples, part i holding rows
+  // [floor(i*c/n), floor((i+1)*c/n)), so a part may be empty when c < n. Runs after batch() and
+  // before the maps; num_batches() is unchanged. Throws ValueError unless num_shards >= 1 and
+  // 0 <= index < num_shards.
+  Dataset shard(int64_t num_shards, int64_t index) const;
   // Applies fn to every batch (on the prefetch thread when prefetching, so fn must not touch
   // state the consumer uses). Exceptions from fn reach the consumer's next().
   Dataset map(std::function<Batch(Batch)> fn) const;

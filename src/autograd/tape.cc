@@ -139,6 +139,62 @@ struct GradientTape::State : detail::TapeRecorder {
   }
 };
 
+namespace {
+// Reports each source's gradient once it is final. A slot's gradient is final after the walk
+// (which runs from the last node to the first) has processed the earliest node reading it.
+class ReadyNotifier {
+ public:
+  ReadyNotifier(const GradientTape::State& st, const std::vector<Tensor>& sources,
+                const std::vector<Tensor>& grads, const GradientTape::GradientReady& on_ready)
+      : grads_(grads), on_ready_(on_ready) {
+    if (!on_ready_) return;
+    std::vector<int32_t> first_use(st.num_slots, -1);  // earliest node reading each slot
+    for (size_t n = st.nodes.size(); n-- > 0;) {
+      const GradientTape::State::Node& node = st.nodes[n];
+      for (int k = 0; k < node.n_in; ++k) {
+        int32_t s = st.io_slot[node.first + k];
+        if (s >= 0) first_use[s] = static_cast<int32_t>(n);
+      }
+    }
+    by_node_.resize(st.nodes.size() + 1);
+    slot_.resize(sources.size(), -1);
+    for (size_t k = 0; k < sources.size(); ++k) {
+      int32_t s = st.slot_of(sources[k].impl());
+      if (s >= static_cast<int32_t>(first_use.size())) s = -1;
+      slot_[k] = s;
+      if (s >= 0 && first_use[s] >= 0) {
+        by_node_[first_use[s]].push_back(k);
+      } else {
+        unused_.push_back(k);
+      }
+    }
+  }
+
+  // Node n has been processed (or skipped): report the sources it finalized.
+  void after_node(size_t n) {
+    if (!on_ready_ || n >= by_node_.size()) return;
+    for (size_t k : by_node_[n]) on_ready_(k, grads_[slot_[k]]);
+    by_node_[n].clear();
+  }
+
+  // The walk is over: report everything not yet reported (node 0's sources, unused sources,
+  // and all of them when the walk stopped early).
+  void finish() {
+    if (!on_ready_) return;
+    for (size_t n = by_node_.size(); n-- > 0;) after_node(n);
+    for (size_t k : unused_) on_ready_(k, slot_[k] >= 0 ? grads_[slot_[k]] : Tensor());
+    unused_.clear();
+  }
+
+ private:
+  const std::vector<Tensor>& grads_;
+  const GradientTape::GradientReady& on_ready_;
+  std::vector<std::vector<size_t>> by_node_;  // node index -> sources it finalizes
+  std::vector<int32_t> slot_;                 // per source
+  std::vector<size_t> unused_;                // sources no recorded node reads
+};
+}  // namespace
+
 GradientTape::GradientTape(bool persistent) : state_(std::make_unique<State>()) {
   state_->persistent = persistent;
   detail::ThreadContext& ctx = detail::thread_context();
@@ -170,6 +226,12 @@ size_t GradientTape::size() const { return state_->nodes.size(); }
 
 std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<Tensor>& sources,
                                            const Tensor& output_gradient) {
+  return gradient(target, sources, GradientReady(), output_gradient);
+}
+
+std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<Tensor>& sources,
+                                           const GradientReady& on_ready,
+                                           const Tensor& output_gradient) {
   State& st = *state_;
   if (st.used) {
     throw StateError(
@@ -184,6 +246,11 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
                      to_string(target.shape()));
   }
 
+  for (size_t k = 0; k < sources.size(); ++k) {
+    if (!sources[k].defined())
+      throw ValueError("GradientTape::gradient: source " + std::to_string(k) + " is undefined");
+  }
+
   // Gradient ops are recorded by enclosing tapes only.
   detail::ThreadContext& ctx = detail::thread_context();
   detail::TapeRecorder* saved = ctx.tape;
@@ -195,11 +262,13 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
   } restore{ctx, saved};
 
   std::vector<Tensor> grads(st.num_slots);
+  ReadyNotifier ready(st, sources, grads, on_ready);
   int32_t ts = st.slot_of(target.impl());
   if (ts >= 0) grads[ts] = output_gradient.defined() ? output_gradient : ones_like(target);
 
   Tensor grad_out[4], grad_in[16];
   for (size_t n = st.nodes.size(); ts >= 0 && n-- > 0;) {
+    ready.after_node(n + 1);
     const State::Node& node = st.nodes[n];
     const Tensor* in = &st.io[node.first];
     const Tensor* out = in + node.n_in;
@@ -242,10 +311,10 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
     }
   }
 
+  ready.finish();
+
   std::vector<Tensor> result(sources.size());
   for (size_t k = 0; k < sources.size(); ++k) {
-    if (!sources[k].defined())
-      throw ValueError("GradientTape::gradient: source " + std::to_string(k) + " is undefined");
     int32_t s = st.slot_of(sources[k].impl());
     if (s >= 0 && s < static_cast<int32_t>(grads.size())) result[k] = grads[s];
   }

@@ -3,13 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "kiln/data.h"
+#include "kiln/distributed.h"
 #include "kiln/error.h"
 #include "kiln/nn/checkpoint.h"
 #include "kiln/nn/initializers.h"
@@ -32,6 +35,9 @@ struct Options {
   std::string out;
   std::string metrics_out;
   std::string weights;
+  bool distributed = false;
+  double bucket_mb = 25;
+  double timeout = 60;
 };
 
 std::shared_ptr<Sequential> make_model(const std::string& name) {
@@ -45,9 +51,27 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, double lr) {
   return std::make_unique<Adam>(lr);
 }
 
+// `threads` (0: the cores, shared by the ranks mpirun started on this machine).
 void apply_threads(int threads) {
-  set_num_threads(
-      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (threads <= 0) {
+    int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int ranks = distributed::world_size() > 1 && local ? std::max(1, std::atoi(local)) : 1;
+    threads = std::max(1, cores / ranks);
+  }
+  set_num_threads(threads);
+}
+
+void init_distributed(const Options& o) {
+  if (!distributed::built_with_mpi()) {
+    throw Error(
+        "--distributed: this kiln was built without MPI (install libopenmpi-dev openmpi-bin "
+        "and configure again)");
+  }
+  distributed::Options d;
+  d.bucket_bytes = static_cast<int64_t>(std::clamp(o.bucket_mb * (1 << 20), 1.0, 1e18));
+  d.timeout_seconds = o.timeout;
+  distributed::init(d);
 }
 
 // Writes one JSON object per epoch, as each epoch ends (a crash keeps the epochs done so far).
@@ -73,7 +97,12 @@ class MetricsWriter : public Callback {
   std::ofstream file_;
 };
 
-int train(const Options& o, std::ostream& out) {
+int train(const Options& o, std::ostream& real_out) {
+  if (o.distributed) init_distributed(o);
+  // Rank 0 alone prints and writes files; the other ranks are silent.
+  const bool lead = distributed::rank() == 0;
+  std::ostream silent(nullptr);
+  std::ostream& out = lead ? real_out : silent;
   apply_threads(o.threads);
   set_global_seed(o.seed);
   FashionMnist d = load_fashion_mnist(o.data);
@@ -86,13 +115,21 @@ int train(const Options& o, std::ostream& out) {
   fo.epochs = o.epochs;
   fo.validation = Dataset(d.test_images, d.test_labels).batch(500);
   fo.out = &out;
-  if (!o.metrics_out.empty())
+  fo.distributed = o.distributed;
+  if (lead && !o.metrics_out.empty())
     fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
   out << "kiln train: " << o.model << " on Fashion-MNIST (" << d.train_images.dim(0) << " train, "
       << d.test_images.dim(0) << " test), " << o.optimizer << " lr " << o.lr << ", batch "
-      << o.batch_size << ", seed " << o.seed << ", " << num_threads() << " threads\n";
+      << o.batch_size;
+  if (o.distributed) {
+    out << " over " << distributed::world_size()
+        << (distributed::world_size() == 1 ? " rank" : " ranks");
+  }
+  out << ", seed " << o.seed << ", " << num_threads() << " threads"
+      << (o.distributed ? " per rank" : "") << "\n";
   History h = fit(*model, *opt, loss, train, fo);
   std::string path = o.out.empty() ? "kiln_" + o.model + ".safetensors" : o.out;
+  if (!lead) return 0;
   save_weights(*model, path);
   char acc[32];
   std::snprintf(acc, sizeof acc, "%.4f", h["val_accuracy"].back());
@@ -173,6 +210,13 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_data(tr);
   tr->add_option("--out", o.out, "weights file (default kiln_<model>.safetensors)");
   tr->add_option("--metrics-out", o.metrics_out, "write one JSON object per epoch to this file");
+  tr->add_flag("--distributed", o.distributed,
+               "data-parallel over the ranks of mpirun (batch split across them)");
+  tr->add_option("--bucket-mb", o.bucket_mb, "gradient all-reduce bucket size (default 25)")
+      ->check(positive(false));
+  tr->add_option("--timeout", o.timeout,
+                 "seconds a rank may wait for another before the job ends (default 60)")
+      ->check(positive(false));
 
   CLI::App* ev = app.add_subcommand("eval", "evaluate saved weights on the test set");
   add_model(ev);
@@ -209,6 +253,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     if (ev->parsed()) return eval(o, out);
     return summary(o, out);
   } catch (const std::exception& e) {
+    // One rank failing alone would leave the others waiting: end the whole job.
+    if (distributed::world_size() > 1) distributed::abort_job(e.what());
     err << "kiln: error: " << e.what() << "\n";
     return 1;
   }

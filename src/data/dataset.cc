@@ -20,6 +20,7 @@ struct Dataset::Plan {
   uint64_t seed = 0;
   int64_t batch_size = 1;
   bool drop_remainder = false;
+  int64_t num_shards = 1, shard_index = 0;
   std::vector<std::function<Batch(Batch)>> maps;
   int64_t prefetch = 0;
 
@@ -106,8 +107,14 @@ struct DatasetIterator::State {
 
   Batch make(int64_t b) {
     const Dataset::Plan& p = *plan;
-    const int64_t begin = b * p.batch_size;
-    const int64_t count = std::min(p.batch_size, p.n() - begin);
+    int64_t begin = b * p.batch_size;
+    int64_t count = std::min(p.batch_size, p.n() - begin);
+    if (p.num_shards > 1) {
+      const int64_t lo = p.shard_index * count / p.num_shards;
+      const int64_t hi = (p.shard_index + 1) * count / p.num_shards;
+      begin += lo;
+      count = hi - lo;
+    }
     const int64_t* idx = order.empty() ? nullptr : order.data() + begin;
     Batch batch{gather_rows(p.images, idx, begin, count), gather_rows(p.labels, idx, begin, count)};
     for (const auto& fn : p.maps) batch = fn(std::move(batch));
@@ -229,6 +236,17 @@ Dataset Dataset::batch(int64_t size, bool drop_remainder) const {
   auto p = std::make_shared<Plan>(*plan_);
   p->batch_size = size;
   p->drop_remainder = drop_remainder;
+  return Dataset(std::move(p));
+}
+
+Dataset Dataset::shard(int64_t num_shards, int64_t index) const {
+  if (num_shards < 1 || index < 0 || index >= num_shards) {
+    throw ValueError("Dataset::shard: need num_shards >= 1 and 0 <= index < num_shards, got " +
+                     std::to_string(num_shards) + " and " + std::to_string(index));
+  }
+  auto p = std::make_shared<Plan>(*plan_);
+  p->num_shards = num_shards;
+  p->shard_index = index;
   return Dataset(std::move(p));
 }
 

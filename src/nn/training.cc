@@ -16,6 +16,7 @@
 #include "kiln/autograd.h"
 #include "kiln/nn/layer.h"
 #include "kiln/nn/metrics.h"
+#include "nn/gradient_sync.h"
 
 namespace kiln {
 namespace {
@@ -153,6 +154,89 @@ const std::vector<double>& History::operator[](const std::string& key) const {
   return it->second;
 }
 
+// The parts of fit() that differ in data-parallel training: the shard each rank reads, the
+// weights broadcast before the first step, and one step's gradients and logs.
+class StepRunner {
+ public:
+  StepRunner(const FitOptions& options, const Dataset& train) : data_(train) {
+    if (!options.distributed) return;
+    detail::GradientSyncFactory make = detail::gradient_sync_factory();
+    if (!make) {
+      throw StateError(
+          "fit: FitOptions::distributed needs kiln::distributed::init() first "
+          "(kiln/distributed.h)");
+    }
+    sync_ = make();
+    data_ = train.shard(sync_->world_size(), sync_->rank());
+  }
+
+  const Dataset& data() const { return data_; }
+  // Rank 0, or the only process: the one that prints and runs callbacks.
+  bool lead() const { return !sync_ || sync_->rank() == 0; }
+  bool any(bool flag) { return sync_ ? sync_->any(flag) : flag; }
+
+  // One step on batch b: forward and backward under a tape, gradients (averaged over the global
+  // batch when distributed), optimizer update. `refresh` re-reads the trainable variables.
+  // Returns the step's examples, mean loss and accuracy.
+  detail::GradientSync::Totals step(Layer& model, Optimizer& optimizer, const Loss& loss,
+                                    const Batch& b, bool refresh, bool accuracy) {
+    const int64_t rows = b.x.dim(0);
+    if (sync_ && !broadcast_done_) {
+      // Build before the first forward pass so that every rank starts from rank 0's weights.
+      if (!model.built()) {
+        Shape one = b.x.shape();
+        one[0] = 1;
+        model.output_shape(one);
+      }
+      sync_->broadcast(model.weights());
+      broadcast_done_ = true;
+    }
+    std::vector<Tensor> grads;
+    detail::GradientSync::Totals t{static_cast<double>(rows), 0, 0};
+    if (rows > 0 || !sync_) {
+      GradientTape tape;
+      Tensor logits = model(b.x, /*training=*/true);
+      Tensor l = loss(b.y, logits);
+      tape.stop_recording();
+      if (refresh || vars_.empty()) read_variables(model);  // after a lazy build by the call
+      t.loss = l.item<double>();
+      if (accuracy) {
+        Accuracy acc;
+        acc.update(b.y, logits);
+        t.correct = std::round(acc.result() * static_cast<double>(rows));  // a count
+      }
+      if (!sync_) {
+        grads = tape.gradient(l, sources_);
+      } else {
+        sync_->begin_step(vars_, rows, t.loss, t.correct);
+        tape.gradient(l, sources_,
+                      [this](size_t k, const Tensor& g) { sync_->gradient_ready(k, g); });
+      }
+    } else {
+      // An empty part of a global batch smaller than the world: contribute zeros.
+      if (refresh || vars_.empty()) read_variables(model);
+      sync_->begin_step(vars_, 0, 0, 0);
+      for (size_t k = 0; k < vars_.size(); ++k) sync_->gradient_ready(k, zeros_like(sources_[k]));
+    }
+    if (sync_) grads = sync_->finish_step(&t);
+    optimizer.apply_gradients(vars_, grads);
+    return t;
+  }
+
+ private:
+  Dataset data_;
+  std::unique_ptr<detail::GradientSync> sync_;
+  bool broadcast_done_ = false;
+  std::vector<Variable> vars_;
+  std::vector<Tensor> sources_;
+
+  void read_variables(Layer& model) {
+    vars_ = model.trainable_weights();
+    sources_.clear();
+    for (const Variable& v : vars_) sources_.push_back(v.value());
+  }
+};
+
 History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset& train,
             const FitOptions& options) {
   if (options.initial_epoch < 0 || options.epochs < options.initial_epoch) {
@@ -160,57 +244,48 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
                      std::to_string(options.initial_epoch) + " and epochs " +
                      std::to_string(options.epochs));
   }
+  StepRunner runner(options, train);
+  // Only the lead process prints and runs callbacks (checkpoints, metrics files).
+  FitOptions shown = options;
+  if (!runner.lead()) shown.verbose = 0;
+  const std::vector<std::shared_ptr<Callback>> no_callbacks;
+  const auto& callbacks = runner.lead() ? options.callbacks : no_callbacks;
   History history;
-  Progress progress(options);
-  for (const auto& cb : options.callbacks) {
+  Progress progress(shown);
+  for (const auto& cb : callbacks) {
     cb->set_model(&model);
     cb->stop_training = false;
   }
-  for (const auto& cb : options.callbacks) cb->on_train_begin({});
+  for (const auto& cb : callbacks) cb->on_train_begin({});
 
   Logs logs;
-  std::vector<Variable> vars;
-  std::vector<Tensor> sources;
   for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
-    for (const auto& cb : options.callbacks) cb->on_epoch_begin(epoch, {});
+    for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
     Mean loss_mean("loss");
-    Accuracy acc;
-    progress.begin_epoch(epoch, train.num_batches());
+    double correct = 0, examples = 0;  // accuracy over the epoch
+    progress.begin_epoch(epoch, runner.data().num_batches());
     Clock::time_point t0 = Clock::now();
     int64_t steps = 0;
-    DatasetIterator it = train.begin_epoch(epoch);
+    DatasetIterator it = runner.data().begin_epoch(epoch);
     while (std::optional<Batch> b = it.next()) {
       // The trainable set can change between epochs (set_trainable) or appear on the first
-      // call (lazy build); read it once per epoch after the model is built.
-      bool need_vars = !model.built() || steps == 0;
-      Tensor logits, l;
-      std::vector<Tensor> grads;
-      {
-        GradientTape tape;
-        logits = model(b->x, /*training=*/true);
-        l = loss(b->y, logits);
-        tape.stop_recording();
-        if (need_vars) {
-          vars = model.trainable_weights();
-          sources.clear();
-          for (const Variable& v : vars) sources.push_back(v.value());
-        }
-        grads = tape.gradient(l, sources);
-      }
-      optimizer.apply_gradients(vars, grads);
-      loss_mean.update(l.item<double>(), static_cast<double>(b->x.dim(0)));
-      if (options.accuracy) acc.update(b->y, logits);
+      // call (lazy build); read it once per epoch.
+      detail::GradientSync::Totals t =
+          runner.step(model, optimizer, loss, *b, steps == 0, options.accuracy);
+      loss_mean.update(t.loss, t.examples);
+      correct += t.correct;
+      examples += t.examples;
       ++steps;
-      if (options.verbose == 1) {
+      if (shown.verbose == 1) {
         Logs running{{"loss", loss_mean.result()}};
-        if (options.accuracy) running["accuracy"] = acc.result();
+        if (options.accuracy) running["accuracy"] = examples > 0 ? correct / examples : 0.0;
         progress.step(steps, running);
       }
     }
     double seconds = seconds_since(t0);
     if (steps == 0) throw ValueError("fit: the training dataset yielded no batches");
     logs = Logs{{"loss", loss_mean.result()}, {"seconds", seconds}};
-    if (options.accuracy) logs["accuracy"] = acc.result();
+    if (options.accuracy) logs["accuracy"] = examples > 0 ? correct / examples : 0.0;
     if (options.validation) {
       for (const auto& [k, v] :
            run_evaluation(model, loss, *options.validation, options.accuracy)) {
@@ -221,14 +296,14 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
     history.epochs.push_back(epoch);
     for (const auto& [k, v] : logs) history.history[k].push_back(v);
     bool stop = false;
-    for (const auto& cb : options.callbacks) {
+    for (const auto& cb : callbacks) {
       cb->on_epoch_end(epoch, logs);
       stop = stop || cb->stop_training;
     }
-    if (stop) break;
+    if (runner.any(stop)) break;
   }
-  for (const auto& cb : options.callbacks) cb->on_train_end(logs);
-  for (const auto& cb : options.callbacks) cb->set_model(nullptr);
+  for (const auto& cb : callbacks) cb->on_train_end(logs);
+  for (const auto& cb : callbacks) cb->set_model(nullptr);
   return history;
 }
 

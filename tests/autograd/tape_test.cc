@@ -213,6 +213,89 @@ TEST(GradientTape, SecondOrderThroughMaxPool) {
         return p * p;
       },
       {random_tensor({1, 4, 4, 2}, float64, 5)});
+// The on_ready overload: each source reported once, as soon as its gradient is final, with
+// the same values as the plain gradient() call.
+TEST(GradientTape, OnReadyReportsEachSourceWhenItsGradientIsFinal) {
+  Tensor w1 = from_vector<float>({1, 2});
+  Tensor w2 = from_vector<float>({3, 4});
+  Tensor unused = from_vector<float>({5});
+  Tensor x = from_vector<float>({0.5f, -1});
+  GradientTape tape(/*persistent=*/true);
+  for (const Tensor& t : {w1, w2, unused}) tape.watch(t);
+  Tensor h = w1 * x;               // node 0 reads w1
+  Tensor y = sum(square(h) * w2);  // w2 is read by the last mul only
+  std::vector<size_t> order;
+  std::vector<Tensor> seen(3);
+  std::vector<Tensor> g = tape.gradient(y, {w2, w1, unused}, [&](size_t k, const Tensor& grad) {
+    order.push_back(k);
+    seen[k] = grad;
+  });
+  // w2 first (its only reader is the latest op), then w1 when the walk reaches the first op;
+  // unused sources come last, undefined.
+  EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2}));
+  EXPECT_FALSE(seen[2].defined());
+  EXPECT_FALSE(g[2].defined());
+  EXPECT_TRUE(all_close(seen[0], g[0]));
+  EXPECT_TRUE(all_close(seen[1], g[1]));
+  std::vector<Tensor> plain = tape.gradient(y, {w2, w1, unused});
+  EXPECT_TRUE(all_close(plain[0], g[0]));
+  EXPECT_TRUE(all_close(plain[1], g[1]));
+}
+
+TEST(GradientTape, OnReadyFiresBeforeTheWalkEnds) {
+  // A chain of 4 layers: the last layer's weight must be reported while earlier layers'
+  // gradients are still to be computed (that is what lets communication overlap).
+  std::vector<Tensor> ws;
+  for (int i = 0; i < 4; ++i) ws.push_back(from_vector<float>({1.0f + i}));
+  GradientTape tape;
+  for (const Tensor& w : ws) tape.watch(w);
+  Tensor h = from_vector<float>({2});
+  for (const Tensor& w : ws) h = h * w;
+  Tensor y = sum(h);
+  std::vector<size_t> order;
+  tape.gradient(y, ws, [&](size_t k, const Tensor& g) {
+    EXPECT_TRUE(g.defined());
+    order.push_back(k);
+  });
+  EXPECT_EQ(order, (std::vector<size_t>{3, 2, 1, 0}));
+}
+
+TEST(GradientTape, OnReadyWithoutAPathReportsEverySourceUndefined) {
+  Tensor a = from_vector<float>({1});
+  Tensor b = from_vector<float>({2});
+  GradientTape tape;
+  tape.watch(a);
+  Tensor y = sum(b * b);  // not recorded: b is not watched
+  int calls = 0;
+  tape.gradient(y, {a, a}, [&](size_t, const Tensor& g) {
+    EXPECT_FALSE(g.defined());
+    ++calls;
+  });
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(GradientTape, OnReadyErrors) {
+  Tensor w = from_vector<float>({1});
+  {
+    GradientTape tape;
+    tape.watch(w);
+    Tensor y = sum(w * w);
+    int calls = 0;
+    expect_error<ValueError>(
+        [&] {
+          tape.gradient(y, {w, Tensor()}, [&](size_t, const Tensor&) { ++calls; });
+        },
+        {"source 1", "undefined"});
+    EXPECT_EQ(calls, 0);  // checked before the walk
+  }
+  GradientTape tape;
+  tape.watch(w);
+  Tensor y = sum(w * w);
+  expect_error<ValueError>(
+      [&] {
+        tape.gradient(y, {w}, [](size_t, const Tensor&) { throw ValueError("from on_ready"); });
+      },
+      {"from on_ready"});
 }
 
 }  // namespace

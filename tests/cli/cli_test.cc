@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kiln/distributed.h"
 #include "testing/temp_dir.h"
 
 namespace kiln {
@@ -140,12 +141,32 @@ TEST_F(CliTest, BadArgumentsGiveOneClearLineAndExit2) {
            {{"eval", "--model", "mlp", "--weights", "/no/such/file"}, "/no/such/file"},
            {{"fly"}, "unknown command 'fly'"},
            {{"train", "--model", "mlp", "--batch-size", "2.5"}, "whole number"},
+           {{"train", "--model", "mlp", "--bucket-mb", "0"}, "--bucket-mb"},
+           {{"train", "--model", "mlp", "--timeout", "-3"}, "--timeout"},
            {{}, "A subcommand is required"},
        }) {
     Result r = run_cli(c.args);
     EXPECT_EQ(r.code, 2) << c.mentions;
     EXPECT_NE(r.err.find(c.mentions), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+// Not launched by mpirun: with MPI, --distributed trains as the only rank; without, it is a
+// clear error. (tests/distributed/cli_train_test.sh runs it under mpirun -np 2.)
+TEST_F(CliTest, DistributedWithoutMpirunIsOneRankOrAClearError) {
+  Result r = run_cli({"train", "--model", "mlp", "--distributed", "--threads", "1", "--data",
+                      dir_.path(), "--out", path("w.safetensors")});
+  if (distributed::built_with_mpi()) {
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("batch 64 over 1 rank, seed 0, 1 threads per rank"), std::string::npos)
+        << r.out;
+    EXPECT_TRUE(fs::exists(path("w.safetensors")));
+  } else {
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err,
+              "kiln: error: --distributed: this kiln was built without MPI (install "
+              "libopenmpi-dev openmpi-bin and configure again)\n");
   }
 }
 

@@ -109,6 +109,28 @@ TEST(Dataset, NormalizeNeedsFloatingImages) {
   expect_error<DTypeError>([&] { it.next(); }, {"normalize", "uint8"});
 }
 
+TEST(Dataset, ShardsSplitEveryShuffledBatchAcrossParts) {
+  Dataset whole = numbered(10).shuffle(3).batch(4);
+  std::vector<std::vector<int>> parts[3];
+  for (int i = 0; i < 3; ++i) {
+    Dataset part = whole.shard(3, i).prefetch(i == 1 ? 2 : 0);
+    EXPECT_EQ(part.num_batches(), whole.num_batches());
+    parts[i] = epoch_labels(part, 1);
+  }
+  std::vector<std::vector<int>> batches = epoch_labels(whole, 1);
+  ASSERT_EQ(batches.size(), 3u);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    std::vector<int> joined;  // the parts, in rank order, are the global batch
+    for (int i = 0; i < 3; ++i) joined.insert(joined.end(), parts[i][b].begin(), parts[i][b].end());
+    EXPECT_EQ(joined, batches[b]);
+  }
+  // 4 rows -> 1, 1, 2; the last batch of 2 rows -> 0, 1, 1 (an empty part).
+  EXPECT_EQ(parts[0][0].size(), 1u);
+  EXPECT_EQ(parts[2][0].size(), 2u);
+  EXPECT_TRUE(parts[0][2].empty());
+  EXPECT_EQ(numbered(10).batch(4).shard(1, 0).num_batches(), 3);
+}
+
 TEST(DatasetErrors, BadConstructionAndArguments) {
   expect_error<ShapeError>(
       [] {
@@ -123,6 +145,9 @@ TEST(DatasetErrors, BadConstructionAndArguments) {
   expect_error<ValueError>([&] { ds.normalize(0, 0); }, {"normalize", "stddev"});
   expect_error<ValueError>([&] { ds.map(nullptr); }, {"map", "empty"});
   expect_error<ValueError>([&] { ds.begin_epoch(-1); }, {"epoch", "got -1"});
+  expect_error<ValueError>([&] { ds.shard(0, 0); }, {"shard", "num_shards >= 1", "got 0 and 0"});
+  expect_error<ValueError>([&] { ds.shard(2, 2); }, {"shard", "index < num_shards", "got 2 and 2"});
+  expect_error<ValueError>([&] { ds.shard(2, -1); }, {"shard", "got 2 and -1"});
 }
 
 }  // namespace

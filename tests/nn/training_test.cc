@@ -211,6 +211,11 @@ TEST(Fit, Errors) {
   Tensor bad = full({30}, 5, int32);
   expect_error<ValueError>(
       [&] { fit(*model, opt, SparseCategoricalCrossentropy(), x, bad, quiet(1)); }, {"5"});
+  // Data-parallel fit needs kiln::distributed::init() (never called in this program).
+  FitOptions d = quiet(1);
+  d.distributed = true;
+  expect_error<StateError>([&] { fit(*model, opt, SparseCategoricalCrossentropy(), x, y, d); },
+                           {"FitOptions::distributed", "kiln::distributed::init()"});
 }
 
 TEST(Predict, MatchesTheModelBatchByBatchAndWhole) {

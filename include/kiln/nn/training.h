@@ -52,6 +52,15 @@ struct FitOptions {
   // Where progress goes (default std::cout). progress_bar overrides the terminal test.
   std::ostream* out = nullptr;
   std::optional<bool> progress_bar;
+  // Data-parallel training over the ranks of kiln::distributed::init() (kiln/distributed.h;
+  // StateError when it has not been called). Every rank calls fit() with the same model code,
+  // dataset, options and seeds: rank 0's weights are broadcast first; each rank trains on its
+  // shard of every (global) batch (Dataset::shard) and gradients of the loss, which must be a
+  // batch mean as every kiln Loss is, are averaged over the global batch, so the variables stay
+  // identical on all ranks. The logs are the global batch's; validation runs on every rank;
+  // only rank 0 prints progress and runs callbacks (their stop_training stops every rank;
+  // weights they change, as EarlyStopping's restore_best_weights, change on rank 0 only).
+  bool distributed = false;
 };
 
 // Per-epoch logs, Keras' History.history: history["loss"][i] is epoch epochs[i]'s loss.
