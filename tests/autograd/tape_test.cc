@@ -213,6 +213,8 @@ TEST(GradientTape, SecondOrderThroughMaxPool) {
         return p * p;
       },
       {random_tensor({1, 4, 4, 2}, float64, 5)});
+}
+
 // The on_ready overload: each source reported once, as soon as its gradient is final, with
 // the same values as the plain gradient() call.
 TEST(GradientTape, OnReadyReportsEachSourceWhenItsGradientIsFinal) {
