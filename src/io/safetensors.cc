@@ -255,7 +255,10 @@ SafetensorsFile Reader::read() {
          std::to_string(expected) + " (expected no trailing bytes)");
   }
 
-  for (const auto& [alias, canon] : out.aliases) {
+  // Named references, not a structured binding: clang < 16 cannot capture bindings in lambdas.
+  for (const auto& entry : out.aliases) {
+    const std::string& alias = entry.first;
+    const std::string& canon = entry.second;
     bool is_tensor = std::any_of(entries.begin(), entries.end(),
                                  [&](const Entry& e) { return e.name == alias; });
     bool has_canon = std::any_of(entries.begin(), entries.end(),
