@@ -45,6 +45,27 @@ struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 
+// Containers in a valid header start at depth 0 (the header), 1 (a tensor or __metadata__) and
+// 2 (shape, data_offsets). Deeper nesting is refused while parsing: nlohmann's copy and dump
+// recurse per level, so a header of 200k '[' overflowed the stack.
+constexpr int kMaxJsonDepth = 2;
+
+// Error messages quote names and JSON from the file cut to this length, so that one bad field
+// gives one readable line, not megabytes.
+constexpr size_t kMaxQuoted = 80;
+
+std::string clip(const std::string& s, size_t max = kMaxQuoted) {
+  return s.size() <= max ? s : s.substr(0, max) + "...";
+}
+// 'name', cut to kMaxQuoted.
+std::string q(const std::string& name) { return "'" + clip(name) + "'"; }
+std::string brief(const Json& v) { return clip(v.dump()); }
+
+bool starts_container(nlohmann::json::parse_event_t ev) {
+  return ev == nlohmann::json::parse_event_t::object_start ||
+         ev == nlohmann::json::parse_event_t::array_start;
+}
+
 class Reader {
  public:
   explicit Reader(std::string path) : path_(std::move(path)) {}
@@ -80,11 +101,11 @@ class Reader {
 
 Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
                                   uint64_t buffer_size) const {
-  const std::string where = "tensor '" + name + "': ";
+  const std::string where = "tensor " + q(name) + ": ";
   if (!v.is_object()) fail(where + "expected a JSON object {dtype, shape, data_offsets}");
   for (const auto& [key, _] : v.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      fail(where + "unexpected field '" + key + "' (expected only dtype, shape, data_offsets)");
+      fail(where + "unexpected field " + q(key) + " (expected only dtype, shape, data_offsets)");
     }
   }
   Entry e;
@@ -95,7 +116,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   auto known = std::find_if(std::begin(kCodes), std::end(kCodes),
                             [&](const DTypeCode& c) { return code == c.code; });
   if (known == std::end(kCodes)) {
-    fail(where + "dtype: expected one of F32 F64 I32 I64 I8 U8 BOOL, got \"" + code + "\"");
+    fail(where + "dtype: expected one of F32 F64 I32 I64 I8 U8 BOOL, got \"" + clip(code) + "\"");
   }
   e.dtype = known->dtype;
 
@@ -112,7 +133,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   for (const Json& d : *sh) {
     if (!d.is_number_integer() ||
         (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)) {
-      fail(where + "shape: expected non-negative integers, got " + sh->dump());
+      fail(where + "shape: expected non-negative integers, got " + brief(*sh));
     }
     uint64_t dim = d.get<uint64_t>();
     if (dim > limit) fail(where + "shape: dim " + std::to_string(dim) + " is too large");
@@ -122,7 +143,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   }
   const uint64_t item = size_of(e.dtype);
   if (!overflow && numel > limit / item) overflow = true;
-  if (overflow) fail(where + "shape: " + sh->dump() + " times itemsize overflows a 64-bit size");
+  if (overflow) fail(where + "shape: " + brief(*sh) + " times itemsize overflows a 64-bit size");
   const uint64_t nbytes = numel * item;
 
   auto off = v.find("data_offsets");
@@ -133,14 +154,14 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   if (e.begin > e.end) {
-    fail(where + "data_offsets: expected begin <= end, got " + off->dump());
+    fail(where + "data_offsets: expected begin <= end, got " + brief(*off));
   }
   if (e.end > buffer_size) {
     fail(where + "data_offsets: expected end <= " + std::to_string(buffer_size) +
-         " (the data buffer size), got " + off->dump());
+         " (the data buffer size), got " + brief(*off));
   }
   if (e.end - e.begin != nbytes) {
-    fail(where + "data_offsets: " + off->dump() + " span " + std::to_string(e.end - e.begin) +
+    fail(where + "data_offsets: " + brief(*off) + " span " + std::to_string(e.end - e.begin) +
          " bytes, expected " + std::to_string(nbytes) + " (" + std::to_string(numel) + " x " +
          code + ")");
   }
@@ -151,21 +172,25 @@ void Reader::parse_metadata(const Json& v, SafetensorsFile* out) const {
   if (!v.is_object()) fail("__metadata__: expected an object of string values");
   for (const auto& [key, val] : v.items()) {
     if (!val.is_string()) {
-      fail("__metadata__: value of '" + key + "': expected a string, got " + val.dump());
+      fail("__metadata__: value of " + q(key) + ": expected a string, got " + brief(val));
     }
     if (key != kAliasesMetadataKey) {
       out->metadata[key] = val.get<std::string>();
       continue;
     }
-    Json aliases = Json::parse(val.get<std::string>(), nullptr, /*allow_exceptions=*/false);
-    if (!aliases.is_object()) {
-      fail(std::string("__metadata__: ") + kAliasesMetadataKey +
-           ": expected a JSON object {alias: canonical name} as a string");
-    }
+    const std::string expected = std::string("__metadata__: ") + kAliasesMetadataKey +
+                                 ": expected a JSON object {alias: canonical name} as a string";
+    // {alias: name} is flat: refuse nesting as it is parsed (see kMaxJsonDepth).
+    auto flat = [&](int depth, nlohmann::json::parse_event_t ev, Json&) {
+      if (starts_container(ev) && depth > 0) fail(expected + ", got nested JSON");
+      return true;
+    };
+    Json aliases = Json::parse(val.get<std::string>(), flat, /*allow_exceptions=*/false);
+    if (!aliases.is_object()) fail(expected);
     for (const auto& [alias, canon] : aliases.items()) {
       if (!canon.is_string()) {
-        fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias '" + alias +
-             "': expected a tensor name string");
+        fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias " + q(alias) +
+             ": expected a tensor name string");
       }
       out->aliases[alias] = canon.get<std::string>();
     }
@@ -199,6 +224,9 @@ SafetensorsFile Reader::read() {
   std::string duplicate;
   std::set<std::string> seen;
   auto on_event = [&](int depth, nlohmann::json::parse_event_t ev, Json& parsed) {
+    if (starts_container(ev) && depth > kMaxJsonDepth) {
+      fail("header: JSON nested deeper than a safetensors header ({name: {field: [values]}})");
+    }
     if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
       if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty()) {
         duplicate = parsed.get<std::string>();
@@ -210,11 +238,11 @@ SafetensorsFile Reader::read() {
   try {
     header = Json::parse(text, on_event);
   } catch (const Json::exception& e) {
-    fail(std::string("header: expected valid JSON: ") + e.what());
+    fail("header: expected valid JSON: " + clip(e.what(), 3 * kMaxQuoted));
   }
   if (!header.is_object())
     fail("header: expected a JSON object, got " + std::string(header.type_name()));
-  if (!duplicate.empty()) fail("header: tensor '" + duplicate + "' appears more than once");
+  if (!duplicate.empty()) fail("header: tensor " + q(duplicate) + " appears more than once");
 
   const uint64_t data_start = 8 + n;
   const uint64_t buffer_size = size - data_start;
@@ -238,12 +266,12 @@ SafetensorsFile Reader::read() {
   const Entry* prev = nullptr;
   for (const Entry* e : sorted) {
     if (e->begin < expected) {
-      fail("tensor '" + e->name + "': data_offsets: [" + std::to_string(e->begin) + ", " +
-           std::to_string(e->end) + "] overlap tensor '" + prev->name + "' (expected begin " +
+      fail("tensor " + q(e->name) + ": data_offsets: [" + std::to_string(e->begin) + ", " +
+           std::to_string(e->end) + "] overlap tensor " + q(prev->name) + " (expected begin " +
            std::to_string(expected) + ")");
     }
     if (e->begin > expected) {
-      fail("tensor '" + e->name + "': data_offsets: begin " + std::to_string(e->begin) +
+      fail("tensor " + q(e->name) + ": data_offsets: begin " + std::to_string(e->begin) +
            " leaves a gap: bytes [" + std::to_string(expected) + ", " + std::to_string(e->begin) +
            ") belong to no tensor (expected begin " + std::to_string(expected) + ")");
     }
@@ -264,20 +292,20 @@ SafetensorsFile Reader::read() {
     bool has_canon = std::any_of(entries.begin(), entries.end(),
                                  [&](const Entry& e) { return e.name == canon; });
     if (is_tensor || !has_canon) {
-      fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias '" + alias + "' -> '" +
-           canon + "': expected an alias that is not a stored tensor, of a stored tensor");
+      fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias " + q(alias) + " -> " +
+           q(canon) + ": expected an alias that is not a stored tensor, of a stored tensor");
     }
   }
 
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
     read_at(data_start + e.begin, t.raw_data(), static_cast<size_t>(e.end - e.begin),
-            "tensor '" + e.name + "'");
+            "tensor " + q(e.name));
     if (e.dtype == boolean) {
       const uint8_t* b = static_cast<const uint8_t*>(t.raw_data());
       for (int64_t i = 0; i < t.numel(); ++i) {
         if (b[i] > 1) {
-          fail("tensor '" + e.name + "': BOOL data: expected bytes 0 or 1, got " +
+          fail("tensor " + q(e.name) + ": BOOL data: expected bytes 0 or 1, got " +
                std::to_string(b[i]) + " at element " + std::to_string(i));
         }
       }

@@ -340,6 +340,50 @@ TEST(SafetensorsReadErrors, HeaderValidation) {
   }
 }
 
+// Found by reviewing what the fuzz target (fuzz/safetensors_fuzz.cc) cannot reach at its input
+// sizes: a 2 MB header of nested arrays overflowed the stack in nlohmann's recursive copy/dump.
+TEST(SafetensorsReadErrors, DeepNestingIsRefusedWhileParsing) {
+  TempDir dir("kiln_st_");
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  const std::string headers[] = {
+      R"({"__metadata__":{"k":)" + deep + "}}",
+      R"({"a":{"dtype":"F32","shape":[)" + deep + R"(],"data_offsets":[0,0]}})",
+      R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0],"x":{"y":[]}}})",
+  };
+  for (const std::string& h : headers) {
+    std::string p = dir.write("deep", st_bytes(h, ""));
+    expect_error<FormatError>([&] { load_safetensors(p); },
+                              {"load_safetensors: " + p, "header", "nested deeper"});
+  }
+  std::string aliases = R"({"__metadata__":{"kiln.aliases":"{\"b\":)" + deep + R"(}"}})";
+  std::string p = dir.write("deep_aliases", st_bytes(aliases, ""));
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "kiln.aliases", "nested JSON"});
+}
+
+TEST(SafetensorsReadErrors, MessagesQuoteLongNamesAndValuesCut) {
+  TempDir dir("kiln_st_");
+  const std::string name(100000, 'n');
+  std::string p = dir.write(
+      "long", st_bytes(R"({")" + name + R"(":{"dtype":"F16","shape":[],"data_offsets":[0,2]}})",
+                       "ab"));
+  expect_error<FormatError>([&] { load_safetensors(p); },
+                            {p, "tensor 'nnnnnnnn", "...': dtype", "F32 F64"});
+  try {
+    load_safetensors(p);
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+  }
+  std::string ones = "1";
+  for (int i = 0; i < 50000; ++i) ones += ",1";
+  p = dir.write("value", st_bytes(R"({"__metadata__":{"k":[)" + ones + "]}}", ""));
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "value of 'k'", "[1,1,1,", "..."});
+  try {
+    load_safetensors(p);
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u);
+  }
+}
+
 TEST(SafetensorsReadErrors, LengthFieldValidation) {
   TempDir dir("kiln_st_");
   std::string p = dir.write("short", "abc");
