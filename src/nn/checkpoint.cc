@@ -15,10 +15,14 @@
 namespace kiln {
 namespace {
 
-// "a, b, c" (at most `limit` names, then "and N more").
+// "a, b, c" (at most `limit` names, each cut to 80 characters, then "and N more"): names from
+// a file can be any length, and the message stays one readable line.
 std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
   std::string r;
-  for (size_t i = 0; i < names.size() && i < limit; ++i) r += (i ? ", " : "") + names[i];
+  for (size_t i = 0; i < names.size() && i < limit; ++i) {
+    const std::string& n = names[i];
+    r += (i ? ", " : "") + (n.size() <= 80 ? n : n.substr(0, 80) + "...");
+  }
   if (names.size() > limit) r += " and " + std::to_string(names.size() - limit) + " more";
   return r;
 }
