@@ -55,10 +55,17 @@ constexpr int kMaxJsonDepth = 2;
 constexpr size_t kMaxQuoted = 80;
 
 std::string clip(const std::string& s, size_t max = kMaxQuoted) {
-  return s.size() <= max ? s : s.substr(0, max) + "...";
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;  // whole UTF-8
+  return s.substr(0, max) + "...";
 }
 // 'name', cut to kMaxQuoted.
-std::string q(const std::string& name) { return "'" + clip(name) + "'"; }
+std::string q(const std::string& name) {
+  std::string r(1, '\'');  // appended, not "'" + ...: gcc 12 -O3 warns falsely (-Wrestrict)
+  r += clip(name);
+  r += '\'';
+  return r;
+}
 std::string brief(const Json& v) { return clip(v.dump()); }
 
 bool starts_container(nlohmann::json::parse_event_t ev) {

@@ -373,6 +373,13 @@ TEST(SafetensorsReadErrors, MessagesQuoteLongNamesAndValuesCut) {
   } catch (const FormatError& e) {
     EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
   }
+  // Cut at a character boundary: 'a' then 2-byte characters, so byte 80 is inside one.
+  std::string accents = "a";
+  for (int i = 0; i < 50000; ++i) accents += "\u00e9";
+  p = dir.write("utf8", st_bytes(R"({")" + accents + R"(":[]})", ""));
+  std::string cut = "a";
+  for (int i = 0; i < 39; ++i) cut += "\u00e9";
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "tensor '" + cut + "...': "});
   std::string ones = "1";
   for (int i = 0; i < 50000; ++i) ones += ",1";
   p = dir.write("value", st_bytes(R"({"__metadata__":{"k":[)" + ones + "]}}", ""));
