@@ -11,7 +11,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "kiln/io.h"
 
@@ -21,7 +24,10 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; kiln reads it in place");
 
-using Json = nlohmann::ordered_json;
+// The reader parses into std::map objects (ordered_json inserts by linear search); header order
+// comes from JsonScan.
+using Json = nlohmann::json;
+using OrderedJson = nlohmann::ordered_json;  // the writer: keys in the order given
 
 constexpr uint64_t kMaxHeader = 100ull << 20;
 constexpr const char* kMetadata = "__metadata__";
@@ -46,8 +52,8 @@ struct FileCloser {
 };
 
 // Containers in a valid header start at depth 0 (the header), 1 (a tensor or __metadata__) and
-// 2 (shape, data_offsets). Deeper nesting is refused while parsing: nlohmann's copy and dump
-// recurse per level, so a header of 200k '[' overflowed the stack.
+// 2 (shape, data_offsets). Deeper nesting is refused by JsonScan before a tree is built:
+// nlohmann's copy and dump recurse per level, so a header of 200k '[' overflowed the stack.
 constexpr int kMaxJsonDepth = 2;
 
 // Error messages quote names and JSON from the file cut to this length, so that one bad field
@@ -68,10 +74,58 @@ std::string q(const std::string& name) {
 }
 std::string brief(const Json& v) { return clip(v.dump()); }
 
-bool starts_container(nlohmann::json::parse_event_t ev) {
-  return ev == nlohmann::json::parse_event_t::object_start ||
-         ev == nlohmann::json::parse_event_t::array_start;
-}
+// A SAX pass over the JSON before it is parsed into a tree: refuses nesting deeper than
+// max_depth without recursion, records the top-level keys in order and the first duplicate, and
+// keeps the parser's message on a syntax error. (Not a parse callback: nlohmann's callback
+// parser rescans the parent at every closing brace, O(n^2) for n tensors: 50k took 45 s.)
+class JsonScan : public nlohmann::json_sax<Json> {
+ public:
+  explicit JsonScan(int max_depth) : max_depth_(max_depth) {}
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_object() override { return --depth_, true; }
+  bool end_array() override { return --depth_, true; }
+  bool key(string_t& k) override {
+    if (depth_ == 1) {
+      if (seen_.insert(k).second) {
+        keys.push_back(k);
+      } else if (duplicate.empty()) {
+        duplicate = k;
+      }
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const Json::exception& e) override {
+    error = e.what();
+    return false;
+  }
+
+  std::vector<std::string> keys;  // of the top-level object, in order, each once
+  std::string duplicate;          // the first top-level key seen twice
+  std::string error;              // the parser's message, when the JSON is invalid
+  bool too_deep = false;
+
+ private:
+  bool open() {
+    if (depth_ > max_depth_) {
+      too_deep = true;
+      return false;
+    }
+    ++depth_;
+    return true;
+  }
+  int max_depth_;
+  int depth_ = 0;
+  std::set<std::string> seen_;
+};
 
 class Reader {
  public:
@@ -187,12 +241,12 @@ void Reader::parse_metadata(const Json& v, SafetensorsFile* out) const {
     }
     const std::string expected = std::string("__metadata__: ") + kAliasesMetadataKey +
                                  ": expected a JSON object {alias: canonical name} as a string";
-    // {alias: name} is flat: refuse nesting as it is parsed (see kMaxJsonDepth).
-    auto flat = [&](int depth, nlohmann::json::parse_event_t ev, Json&) {
-      if (starts_container(ev) && depth > 0) fail(expected + ", got nested JSON");
-      return true;
-    };
-    Json aliases = Json::parse(val.get<std::string>(), flat, /*allow_exceptions=*/false);
+    // {alias: name} is flat: refuse nesting before building a tree (see kMaxJsonDepth).
+    JsonScan scan(/*max_depth=*/0);
+    const bool valid = Json::sax_parse(val.get<std::string>(), &scan);
+    if (scan.too_deep) fail(expected + ", got nested JSON");
+    if (!valid) fail(expected);
+    Json aliases = Json::parse(val.get<std::string>(), nullptr, /*allow_exceptions=*/false);
     if (!aliases.is_object()) fail(expected);
     for (const auto& [alias, canon] : aliases.items()) {
       if (!canon.is_string()) {
@@ -227,35 +281,31 @@ SafetensorsFile Reader::read() {
   std::string text(n, '\0');
   read_at(8, text.data(), n, "header");
 
-  // Duplicate top-level names would silently shadow each other; the callback sees every key.
-  std::string duplicate;
-  std::set<std::string> seen;
-  auto on_event = [&](int depth, nlohmann::json::parse_event_t ev, Json& parsed) {
-    if (starts_container(ev) && depth > kMaxJsonDepth) {
-      fail("header: JSON nested deeper than a safetensors header ({name: {field: [values]}})");
-    }
-    if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty()) {
-        duplicate = parsed.get<std::string>();
-      }
-    }
-    return true;
-  };
+  // Duplicate top-level names would silently shadow each other: the scan sees every key.
+  JsonScan scan(kMaxJsonDepth);
+  const bool valid = Json::sax_parse(text, &scan);
+  if (scan.too_deep) {
+    fail("header: JSON nested deeper than a safetensors header ({name: {field: [values]}})");
+  }
+  if (!valid) fail("header: expected valid JSON: " + clip(scan.error, 3 * kMaxQuoted));
   Json header;
   try {
-    header = Json::parse(text, on_event);
-  } catch (const Json::exception& e) {
+    header = Json::parse(text);
+  } catch (const Json::exception& e) {  // not expected after the scan
     fail("header: expected valid JSON: " + clip(e.what(), 3 * kMaxQuoted));
   }
   if (!header.is_object())
     fail("header: expected a JSON object, got " + std::string(header.type_name()));
-  if (!duplicate.empty()) fail("header: tensor " + q(duplicate) + " appears more than once");
+  if (!scan.duplicate.empty()) {
+    fail("header: tensor " + q(scan.duplicate) + " appears more than once");
+  }
 
   const uint64_t data_start = 8 + n;
   const uint64_t buffer_size = size - data_start;
   SafetensorsFile out;
   std::vector<Entry> entries;
-  for (const auto& [name, v] : header.items()) {
+  for (const std::string& name : scan.keys) {
+    const Json& v = header.find(name).value();
     if (name == kMetadata) {
       parse_metadata(v, &out);
     } else {
@@ -290,15 +340,11 @@ SafetensorsFile Reader::read() {
          std::to_string(expected) + " (expected no trailing bytes)");
   }
 
-  // Named references, not a structured binding: clang < 16 cannot capture bindings in lambdas.
-  for (const auto& entry : out.aliases) {
-    const std::string& alias = entry.first;
-    const std::string& canon = entry.second;
-    bool is_tensor = std::any_of(entries.begin(), entries.end(),
-                                 [&](const Entry& e) { return e.name == alias; });
-    bool has_canon = std::any_of(entries.begin(), entries.end(),
-                                 [&](const Entry& e) { return e.name == canon; });
-    if (is_tensor || !has_canon) {
+  // A hash set, not a scan per alias: n aliases of n tensors were O(n^2).
+  std::unordered_set<std::string_view> names;
+  for (const Entry& e : entries) names.insert(e.name);
+  for (const auto& [alias, canon] : out.aliases) {
+    if (names.count(alias) || !names.count(canon)) {
       fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias " + q(alias) + " -> " +
            q(canon) + ": expected an alias that is not a stored tensor, of a stored tensor");
     }
@@ -343,7 +389,13 @@ const Tensor& SafetensorsFile::at(const std::string& name) const {
 
 std::vector<std::pair<std::string, Tensor>> SafetensorsFile::all() const {
   std::vector<std::pair<std::string, Tensor>> out = tensors;
-  for (const auto& [alias, canon] : aliases) out.emplace_back(alias, at(canon));
+  // One index for all aliases (at() scans the tensors: O(n^2) for n aliases).
+  std::unordered_map<std::string_view, const Tensor*> by_name;
+  for (const auto& [name, t] : tensors) by_name.emplace(name, &t);
+  for (const auto& [alias, canon] : aliases) {
+    auto it = by_name.find(canon);
+    out.emplace_back(alias, it != by_name.end() ? *it->second : at(canon));  // at() throws
+  }
   return out;
 }
 
@@ -381,12 +433,12 @@ void save_safetensors(const std::string& path,
     stored.push_back(&entry);
   }
 
-  Json header = Json::object();
+  OrderedJson header = OrderedJson::object();
   if (!metadata.empty() || !aliases.empty()) {
-    Json meta = Json::object();
+    OrderedJson meta = OrderedJson::object();
     for (const auto& [k, v] : metadata) meta[k] = v;
     if (!aliases.empty()) {
-      Json a = Json::object();
+      OrderedJson a = OrderedJson::object();
       for (const auto& [alias, canon] : aliases) a[alias] = canon;
       meta[kAliasesMetadataKey] = a.dump();
     }
