@@ -66,12 +66,14 @@ void save_safetensors(const std::string& path,
 
 // Reads a safetensors file written by any conforming writer (dtypes F32 F64 I32 I64 I8 U8 BOOL).
 // Validates everything before trusting it: the file length, the header length (<= file length
-// - 8 and <= 100 MB), the JSON (an object; each tensor has exactly a known dtype, a shape of
-// non-negative ints and data_offsets [begin, end] with begin <= end <= buffer size and
-// end - begin == numel * itemsize without overflow), that the entries cover the data buffer
+// - 8 and <= 100 MB), the JSON (an object nested no deeper than {name: {field: [values]}},
+// refused while parsing; each tensor has exactly a known dtype, a shape of non-negative ints
+// and data_offsets [begin, end] with begin <= end <= buffer size and end - begin == numel *
+// itemsize without overflow), that the entries cover the data buffer
 // contiguously without overlap, that __metadata__ maps strings to strings, that BOOL bytes are
 // 0 or 1, and the kiln aliases. Throws FormatError naming the file, the tensor or field and
-// what was expected. Never reads out of bounds; allocates only what the file really holds.
+// what was expected (names and values from the file cut to 80 characters). Never reads out of
+// bounds; allocates only what the file really holds.
 SafetensorsFile load_safetensors(const std::string& path);
 
 }  // namespace kiln

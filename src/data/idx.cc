@@ -1,5 +1,8 @@
-// IDX reader. The file is read through a ByteSource (raw file or streaming gzip inflate) so the
-// data buffer grows only with bytes that really exist: a lying header cannot make us allocate.
+// IDX reader. The file is read through a ByteSource (raw file or streaming gzip inflate). A raw
+// regular file's claim is checked against its size before anything is allocated; a gzip
+// stream's buffer grows only with bytes that really arrive: a lying header cannot make us
+// allocate.
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -29,12 +32,15 @@ class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual size_t read(uint8_t* dst, size_t n) = 0;
+  // How many bytes read() can still return, when the source knows (a regular file), else -1.
+  virtual int64_t remaining() const { return -1; }
 };
 
 class RawSource : public ByteSource {
  public:
-  RawSource(std::FILE* f, std::string path, const uint8_t* pre, size_t npre)
-      : f_(f), path_(std::move(path)), pre_(pre, pre + npre) {}
+  // `size`: the file's size when it is a regular file, else -1.
+  RawSource(std::FILE* f, std::string path, const uint8_t* pre, size_t npre, int64_t size)
+      : f_(f), path_(std::move(path)), pre_(pre, pre + npre), size_(size) {}
   size_t read(uint8_t* dst, size_t n) override {
     size_t got = 0;
     while (got < n && pos_ < pre_.size()) dst[got++] = pre_[pos_++];
@@ -42,7 +48,11 @@ class RawSource : public ByteSource {
       got += std::fread(dst + got, 1, n - got, f_);
       if (std::ferror(f_)) fail(path_, std::string("read error: ") + std::strerror(errno));
     }
+    delivered_ += static_cast<int64_t>(got);
     return got;
+  }
+  int64_t remaining() const override {
+    return size_ < 0 ? -1 : std::max<int64_t>(0, size_ - delivered_);
   }
 
  private:
@@ -50,6 +60,8 @@ class RawSource : public ByteSource {
   std::string path_;
   std::vector<uint8_t> pre_;  // bytes already read to sniff the magic
   size_t pos_ = 0;
+  int64_t size_;
+  int64_t delivered_ = 0;
 };
 
 // Streaming gzip inflate; concatenated gzip members are read as one stream (as gunzip does).
@@ -179,6 +191,28 @@ void convert_be(const uint8_t* src, T* dst, size_t n) {
   }
 }
 
+// Converts n elements of IDX type `code` at `src` into elements [first, first + n) of `t`.
+void convert(uint8_t code, const uint8_t* src, Tensor& t, size_t first, size_t n) {
+  switch (code) {
+    case 0x08:
+    case 0x09:
+      if (n) std::memcpy(static_cast<uint8_t*>(t.raw_data()) + first, src, n);
+      break;
+    case 0x0B:
+      convert_be<int32_t, int16_t>(src, t.data<int32_t>() + first, n);
+      break;
+    case 0x0C:
+      convert_be<int32_t, int32_t>(src, t.data<int32_t>() + first, n);
+      break;
+    case 0x0D:
+      convert_be<float, float>(src, t.data<float>() + first, n);
+      break;
+    case 0x0E:
+      convert_be<double, double>(src, t.data<double>() + first, n);
+      break;
+  }
+}
+
 }  // namespace
 
 Tensor read_idx(const std::string& path) {
@@ -191,7 +225,10 @@ Tensor read_idx(const std::string& path) {
   if (nsniff == 2 && sniff[0] == 0x1f && sniff[1] == 0x8b) {
     src = std::make_unique<GzipSource>(f.get(), path, sniff, nsniff);
   } else {
-    src = std::make_unique<RawSource>(f.get(), path, sniff, nsniff);
+    struct stat st;
+    const bool regular = fstat(fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode);
+    src = std::make_unique<RawSource>(f.get(), path, sniff, nsniff,
+                                      regular ? static_cast<int64_t>(st.st_size) : -1);
   }
 
   uint8_t magic[4];
@@ -238,50 +275,56 @@ Tensor read_idx(const std::string& path) {
                    std::to_string(type.file_size) + " bytes overflows a 64-bit size");
   }
   const uint64_t want = count * type.file_size;
-
-  // Grow the buffer with the data actually read, never by the header's claim.
-  std::vector<uint8_t> buf;
-  const size_t chunk = size_t{1} << 20;
-  while (buf.size() < want) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, want - buf.size()));
-    size_t old = buf.size();
-    buf.resize(old + n);
-    size_t k = src->read(buf.data() + old, n);
-    buf.resize(old + k);
-    if (k < n) break;
-  }
-  if (buf.size() < want) {
+  auto truncated = [&](uint64_t has) {
     fail(path, "data: truncated: dims " + dims_string(dims) + " of " + type.name + " need " +
-                   std::to_string(want) + " bytes, file has " + std::to_string(buf.size()));
-  }
-  uint8_t extra[1];
-  if (src->read(extra, 1) != 0) {
+                   std::to_string(want) + " bytes, file has " + std::to_string(has));
+  };
+  auto trailing = [&] {
     fail(path, "data: trailing bytes after the " + std::to_string(want) + " bytes that dims " +
                    dims_string(dims) + " of " + type.name + " need");
-  }
-
+  };
   Shape shape;
   for (uint64_t d : dims) shape.push_back(static_cast<int64_t>(d));
-  Tensor t = empty(shape, type.dtype);
   const size_t n = static_cast<size_t>(count);
-  switch (magic[2]) {
-    case 0x08:
-    case 0x09:
-      if (n) std::memcpy(t.raw_data(), buf.data(), n);
-      break;
-    case 0x0B:
-      convert_be<int32_t, int16_t>(buf.data(), t.data<int32_t>(), n);
-      break;
-    case 0x0C:
-      convert_be<int32_t, int32_t>(buf.data(), t.data<int32_t>(), n);
-      break;
-    case 0x0D:
-      convert_be<float, float>(buf.data(), t.data<float>(), n);
-      break;
-    case 0x0E:
-      convert_be<double, double>(buf.data(), t.data<double>(), n);
-      break;
+  const size_t chunk = size_t{1} << 20;
+  uint8_t extra[1];
+
+  if (const int64_t known = src->remaining(); known >= 0) {
+    // A raw regular file: the claim must match the bytes present before anything is allocated;
+    // then the data is converted into the tensor one chunk at a time.
+    if (static_cast<uint64_t>(known) < want) truncated(static_cast<uint64_t>(known));
+    if (static_cast<uint64_t>(known) > want) trailing();
+    Tensor t = empty(shape, type.dtype);
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(chunk, want)));
+    const size_t per_chunk = buf.size() / type.file_size;
+    for (size_t done = 0; done < n;) {
+      const size_t k = std::min(per_chunk, n - done);
+      const size_t got = src->read(buf.data(), k * type.file_size);
+      if (got < k * type.file_size) {
+        truncated(done * type.file_size + got);  // the file shrank while we read it
+      }
+      convert(magic[2], buf.data(), t, done, k);
+      done += k;
+    }
+    if (src->read(extra, 1) != 0) trailing();  // the file grew while we read it
+    return t;
   }
+
+  // A gzip stream (or a pipe): grow the buffer with the data actually read, never by the
+  // header's claim.
+  std::vector<uint8_t> buf;
+  while (buf.size() < want) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(chunk, want - buf.size()));
+    size_t old = buf.size();
+    buf.resize(old + k);
+    size_t got = src->read(buf.data() + old, k);
+    buf.resize(old + got);
+    if (got < k) break;
+  }
+  if (buf.size() < want) truncated(buf.size());
+  if (src->read(extra, 1) != 0) trailing();
+  Tensor t = empty(shape, type.dtype);
+  convert(magic[2], buf.data(), t, 0, n);
   return t;
 }
 

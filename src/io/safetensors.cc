@@ -11,7 +11,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "kiln/io.h"
 
@@ -21,7 +24,10 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; kiln reads it in place");
 
-using Json = nlohmann::ordered_json;
+// The reader parses into std::map objects (ordered_json inserts by linear search); header order
+// comes from JsonScan.
+using Json = nlohmann::json;
+using OrderedJson = nlohmann::ordered_json;  // the writer: keys in the order given
 
 constexpr uint64_t kMaxHeader = 100ull << 20;
 constexpr const char* kMetadata = "__metadata__";
@@ -43,6 +49,82 @@ const char* code_of(DType t) {
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+// Containers in a valid header start at depth 0 (the header), 1 (a tensor or __metadata__) and
+// 2 (shape, data_offsets). Deeper nesting is refused by JsonScan before a tree is built:
+// nlohmann's copy and dump recurse per level, so a header of 200k '[' overflowed the stack.
+constexpr int kMaxJsonDepth = 2;
+
+// Error messages quote names and JSON from the file cut to this length, so that one bad field
+// gives one readable line, not megabytes.
+constexpr size_t kMaxQuoted = 80;
+
+std::string clip(const std::string& s, size_t max = kMaxQuoted) {
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;  // whole UTF-8
+  return s.substr(0, max) + "...";
+}
+// 'name', cut to kMaxQuoted.
+std::string q(const std::string& name) {
+  std::string r(1, '\'');  // appended, not "'" + ...: gcc 12 -O3 warns falsely (-Wrestrict)
+  r += clip(name);
+  r += '\'';
+  return r;
+}
+std::string brief(const Json& v) { return clip(v.dump()); }
+
+// A SAX pass over the JSON before it is parsed into a tree: refuses nesting deeper than
+// max_depth without recursion, records the top-level keys in order and the first duplicate, and
+// keeps the parser's message on a syntax error. (Not a parse callback: nlohmann's callback
+// parser rescans the parent at every closing brace, O(n^2) for n tensors: 50k took 45 s.)
+class JsonScan : public nlohmann::json_sax<Json> {
+ public:
+  explicit JsonScan(int max_depth) : max_depth_(max_depth) {}
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_object() override { return --depth_, true; }
+  bool end_array() override { return --depth_, true; }
+  bool key(string_t& k) override {
+    if (depth_ == 1) {
+      if (seen_.insert(k).second) {
+        keys.push_back(k);
+      } else if (duplicate.empty()) {
+        duplicate = k;
+      }
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const Json::exception& e) override {
+    error = e.what();
+    return false;
+  }
+
+  std::vector<std::string> keys;  // of the top-level object, in order, each once
+  std::string duplicate;          // the first top-level key seen twice
+  std::string error;              // the parser's message, when the JSON is invalid
+  bool too_deep = false;
+
+ private:
+  bool open() {
+    if (depth_ > max_depth_) {
+      too_deep = true;
+      return false;
+    }
+    ++depth_;
+    return true;
+  }
+  int max_depth_;
+  int depth_ = 0;
+  std::set<std::string> seen_;
 };
 
 class Reader {
@@ -80,11 +162,11 @@ class Reader {
 
 Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
                                   uint64_t buffer_size) const {
-  const std::string where = "tensor '" + name + "': ";
+  const std::string where = "tensor " + q(name) + ": ";
   if (!v.is_object()) fail(where + "expected a JSON object {dtype, shape, data_offsets}");
   for (const auto& [key, _] : v.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      fail(where + "unexpected field '" + key + "' (expected only dtype, shape, data_offsets)");
+      fail(where + "unexpected field " + q(key) + " (expected only dtype, shape, data_offsets)");
     }
   }
   Entry e;
@@ -95,7 +177,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   auto known = std::find_if(std::begin(kCodes), std::end(kCodes),
                             [&](const DTypeCode& c) { return code == c.code; });
   if (known == std::end(kCodes)) {
-    fail(where + "dtype: expected one of F32 F64 I32 I64 I8 U8 BOOL, got \"" + code + "\"");
+    fail(where + "dtype: expected one of F32 F64 I32 I64 I8 U8 BOOL, got \"" + clip(code) + "\"");
   }
   e.dtype = known->dtype;
 
@@ -112,7 +194,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   for (const Json& d : *sh) {
     if (!d.is_number_integer() ||
         (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)) {
-      fail(where + "shape: expected non-negative integers, got " + sh->dump());
+      fail(where + "shape: expected non-negative integers, got " + brief(*sh));
     }
     uint64_t dim = d.get<uint64_t>();
     if (dim > limit) fail(where + "shape: dim " + std::to_string(dim) + " is too large");
@@ -122,7 +204,7 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   }
   const uint64_t item = size_of(e.dtype);
   if (!overflow && numel > limit / item) overflow = true;
-  if (overflow) fail(where + "shape: " + sh->dump() + " times itemsize overflows a 64-bit size");
+  if (overflow) fail(where + "shape: " + brief(*sh) + " times itemsize overflows a 64-bit size");
   const uint64_t nbytes = numel * item;
 
   auto off = v.find("data_offsets");
@@ -133,14 +215,14 @@ Reader::Entry Reader::parse_entry(const std::string& name, const Json& v,
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   if (e.begin > e.end) {
-    fail(where + "data_offsets: expected begin <= end, got " + off->dump());
+    fail(where + "data_offsets: expected begin <= end, got " + brief(*off));
   }
   if (e.end > buffer_size) {
     fail(where + "data_offsets: expected end <= " + std::to_string(buffer_size) +
-         " (the data buffer size), got " + off->dump());
+         " (the data buffer size), got " + brief(*off));
   }
   if (e.end - e.begin != nbytes) {
-    fail(where + "data_offsets: " + off->dump() + " span " + std::to_string(e.end - e.begin) +
+    fail(where + "data_offsets: " + brief(*off) + " span " + std::to_string(e.end - e.begin) +
          " bytes, expected " + std::to_string(nbytes) + " (" + std::to_string(numel) + " x " +
          code + ")");
   }
@@ -151,21 +233,25 @@ void Reader::parse_metadata(const Json& v, SafetensorsFile* out) const {
   if (!v.is_object()) fail("__metadata__: expected an object of string values");
   for (const auto& [key, val] : v.items()) {
     if (!val.is_string()) {
-      fail("__metadata__: value of '" + key + "': expected a string, got " + val.dump());
+      fail("__metadata__: value of " + q(key) + ": expected a string, got " + brief(val));
     }
     if (key != kAliasesMetadataKey) {
       out->metadata[key] = val.get<std::string>();
       continue;
     }
+    const std::string expected = std::string("__metadata__: ") + kAliasesMetadataKey +
+                                 ": expected a JSON object {alias: canonical name} as a string";
+    // {alias: name} is flat: refuse nesting before building a tree (see kMaxJsonDepth).
+    JsonScan scan(/*max_depth=*/0);
+    const bool valid = Json::sax_parse(val.get<std::string>(), &scan);
+    if (scan.too_deep) fail(expected + ", got nested JSON");
+    if (!valid) fail(expected);
     Json aliases = Json::parse(val.get<std::string>(), nullptr, /*allow_exceptions=*/false);
-    if (!aliases.is_object()) {
-      fail(std::string("__metadata__: ") + kAliasesMetadataKey +
-           ": expected a JSON object {alias: canonical name} as a string");
-    }
+    if (!aliases.is_object()) fail(expected);
     for (const auto& [alias, canon] : aliases.items()) {
       if (!canon.is_string()) {
-        fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias '" + alias +
-             "': expected a tensor name string");
+        fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias " + q(alias) +
+             ": expected a tensor name string");
       }
       out->aliases[alias] = canon.get<std::string>();
     }
@@ -195,32 +281,31 @@ SafetensorsFile Reader::read() {
   std::string text(n, '\0');
   read_at(8, text.data(), n, "header");
 
-  // Duplicate top-level names would silently shadow each other; the callback sees every key.
-  std::string duplicate;
-  std::set<std::string> seen;
-  auto on_event = [&](int depth, nlohmann::json::parse_event_t ev, Json& parsed) {
-    if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty()) {
-        duplicate = parsed.get<std::string>();
-      }
-    }
-    return true;
-  };
+  // Duplicate top-level names would silently shadow each other: the scan sees every key.
+  JsonScan scan(kMaxJsonDepth);
+  const bool valid = Json::sax_parse(text, &scan);
+  if (scan.too_deep) {
+    fail("header: JSON nested deeper than a safetensors header ({name: {field: [values]}})");
+  }
+  if (!valid) fail("header: expected valid JSON: " + clip(scan.error, 3 * kMaxQuoted));
   Json header;
   try {
-    header = Json::parse(text, on_event);
-  } catch (const Json::exception& e) {
-    fail(std::string("header: expected valid JSON: ") + e.what());
+    header = Json::parse(text);
+  } catch (const Json::exception& e) {  // not expected after the scan
+    fail("header: expected valid JSON: " + clip(e.what(), 3 * kMaxQuoted));
   }
   if (!header.is_object())
     fail("header: expected a JSON object, got " + std::string(header.type_name()));
-  if (!duplicate.empty()) fail("header: tensor '" + duplicate + "' appears more than once");
+  if (!scan.duplicate.empty()) {
+    fail("header: tensor " + q(scan.duplicate) + " appears more than once");
+  }
 
   const uint64_t data_start = 8 + n;
   const uint64_t buffer_size = size - data_start;
   SafetensorsFile out;
   std::vector<Entry> entries;
-  for (const auto& [name, v] : header.items()) {
+  for (const std::string& name : scan.keys) {
+    const Json& v = header.find(name).value();
     if (name == kMetadata) {
       parse_metadata(v, &out);
     } else {
@@ -238,12 +323,12 @@ SafetensorsFile Reader::read() {
   const Entry* prev = nullptr;
   for (const Entry* e : sorted) {
     if (e->begin < expected) {
-      fail("tensor '" + e->name + "': data_offsets: [" + std::to_string(e->begin) + ", " +
-           std::to_string(e->end) + "] overlap tensor '" + prev->name + "' (expected begin " +
+      fail("tensor " + q(e->name) + ": data_offsets: [" + std::to_string(e->begin) + ", " +
+           std::to_string(e->end) + "] overlap tensor " + q(prev->name) + " (expected begin " +
            std::to_string(expected) + ")");
     }
     if (e->begin > expected) {
-      fail("tensor '" + e->name + "': data_offsets: begin " + std::to_string(e->begin) +
+      fail("tensor " + q(e->name) + ": data_offsets: begin " + std::to_string(e->begin) +
            " leaves a gap: bytes [" + std::to_string(expected) + ", " + std::to_string(e->begin) +
            ") belong to no tensor (expected begin " + std::to_string(expected) + ")");
     }
@@ -255,26 +340,25 @@ SafetensorsFile Reader::read() {
          std::to_string(expected) + " (expected no trailing bytes)");
   }
 
+  // A hash set, not a scan per alias: n aliases of n tensors were O(n^2).
+  std::unordered_set<std::string_view> names;
+  for (const Entry& e : entries) names.insert(e.name);
   for (const auto& [alias, canon] : out.aliases) {
-    bool is_tensor = std::any_of(entries.begin(), entries.end(),
-                                 [&](const Entry& e) { return e.name == alias; });
-    bool has_canon = std::any_of(entries.begin(), entries.end(),
-                                 [&](const Entry& e) { return e.name == canon; });
-    if (is_tensor || !has_canon) {
-      fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias '" + alias + "' -> '" +
-           canon + "': expected an alias that is not a stored tensor, of a stored tensor");
+    if (names.count(alias) || !names.count(canon)) {
+      fail(std::string("__metadata__: ") + kAliasesMetadataKey + ": alias " + q(alias) + " -> " +
+           q(canon) + ": expected an alias that is not a stored tensor, of a stored tensor");
     }
   }
 
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
     read_at(data_start + e.begin, t.raw_data(), static_cast<size_t>(e.end - e.begin),
-            "tensor '" + e.name + "'");
+            "tensor " + q(e.name));
     if (e.dtype == boolean) {
       const uint8_t* b = static_cast<const uint8_t*>(t.raw_data());
       for (int64_t i = 0; i < t.numel(); ++i) {
         if (b[i] > 1) {
-          fail("tensor '" + e.name + "': BOOL data: expected bytes 0 or 1, got " +
+          fail("tensor " + q(e.name) + ": BOOL data: expected bytes 0 or 1, got " +
                std::to_string(b[i]) + " at element " + std::to_string(i));
         }
       }
@@ -305,7 +389,13 @@ const Tensor& SafetensorsFile::at(const std::string& name) const {
 
 std::vector<std::pair<std::string, Tensor>> SafetensorsFile::all() const {
   std::vector<std::pair<std::string, Tensor>> out = tensors;
-  for (const auto& [alias, canon] : aliases) out.emplace_back(alias, at(canon));
+  // One index for all aliases (at() scans the tensors: O(n^2) for n aliases).
+  std::unordered_map<std::string_view, const Tensor*> by_name;
+  for (const auto& [name, t] : tensors) by_name.emplace(name, &t);
+  for (const auto& [alias, canon] : aliases) {
+    auto it = by_name.find(canon);
+    out.emplace_back(alias, it != by_name.end() ? *it->second : at(canon));  // at() throws
+  }
   return out;
 }
 
@@ -343,12 +433,12 @@ void save_safetensors(const std::string& path,
     stored.push_back(&entry);
   }
 
-  Json header = Json::object();
+  OrderedJson header = OrderedJson::object();
   if (!metadata.empty() || !aliases.empty()) {
-    Json meta = Json::object();
+    OrderedJson meta = OrderedJson::object();
     for (const auto& [k, v] : metadata) meta[k] = v;
     if (!aliases.empty()) {
-      Json a = Json::object();
+      OrderedJson a = OrderedJson::object();
       for (const auto& [alias, canon] : aliases) a[alias] = canon;
       meta[kAliasesMetadataKey] = a.dump();
     }

@@ -15,10 +15,19 @@
 namespace kiln {
 namespace {
 
-// "a, b, c" (at most `limit` names, then "and N more").
+// The name, cut to 80 bytes (at a UTF-8 character boundary) when longer.
+std::string clip(const std::string& s) {
+  size_t max = 80;
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max) + "...";
+}
+
+// "a, b, c" (at most `limit` names, each cut by clip, then "and N more"): names from a file can
+// be any length, and the message stays one readable line.
 std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
   std::string r;
-  for (size_t i = 0; i < names.size() && i < limit; ++i) r += (i ? ", " : "") + names[i];
+  for (size_t i = 0; i < names.size() && i < limit; ++i) r += (i ? ", " : "") + clip(names[i]);
   if (names.size() > limit) r += " and " + std::to_string(names.size() - limit) + " more";
   return r;
 }

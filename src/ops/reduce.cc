@@ -172,16 +172,33 @@ double chunk_sum(const float* p, int64_t n) {
   for (double v : lane) acc += v;
   return acc;
 }
-// Max ignoring NaN (a > b ? a : b is one vector max instruction) plus a NaN flag.
+// Max ignoring NaN (a > b ? a : b is one vector max instruction) plus a NaN flag, in 16 lanes
+// like chunk_sum. Not `omp simd reduction(max:)`: its identity is the compiler's choice, and
+// clang's (-FLT_MAX) turned a row of -inf into -FLT_MAX.
 float chunk_max(const float* p, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  int32_t nan = 0;
-#pragma omp simd reduction(max : m) reduction(| : nan)
-  for (int64_t j = 0; j < n; ++j) {
-    m = p[j] > m ? p[j] : m;
-    nan |= p[j] != p[j];
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float lane[16] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf,
+                    kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+  int32_t nan[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int l = 0; l < 16; ++l) {
+      const float v = p[j + l];
+      lane[l] = v > lane[l] ? v : lane[l];
+      nan[l] |= v != v;
+    }
   }
-  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+  for (; j < n; ++j) {
+    lane[j & 15] = p[j] > lane[j & 15] ? p[j] : lane[j & 15];
+    nan[j & 15] |= p[j] != p[j];
+  }
+  float m = kNegInf;
+  int32_t any_nan = 0;
+  for (int l = 0; l < 16; ++l) {
+    m = lane[l] > m ? lane[l] : m;
+    any_nan |= nan[l];
+  }
+  return any_nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
 // One long row reduced in fixed chunks (in parallel when `parallel`), combined in order.
@@ -362,11 +379,12 @@ bool argmax_fast(const KernelArgs& k) {
       for (int64_t o = b; o < e; ++o) {
         const float* row = px + o * g.red;
         const float m = chunk_max(row, g.red);
+        // Bounded by the row even if m were not in it (it always is).
         int64_t j = 0;
         if (m != m) {
-          while (row[j] == row[j]) ++j;
+          while (j + 1 < g.red && row[j] == row[j]) ++j;
         } else {
-          while (row[j] != m) ++j;
+          while (j + 1 < g.red && row[j] != m) ++j;
         }
         po[o] = j;
       }

@@ -1,4 +1,5 @@
 // read_idx: values for every IDX type, raw and gzipped, and every error path with its message.
+#include <sys/stat.h>  // mkfifo
 #include <zlib.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <numbers>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kiln/data.h"
@@ -216,6 +218,25 @@ TEST(ReadIdxErrors, CorruptGzip) {
 
   p = dir.write("junk", good + "junk");
   expect_error<FormatError>([&] { read_idx(p); }, {p, "gzip", "trailing garbage"});
+}
+
+// A raw regular file's claim is checked against its size before allocating; a pipe has no
+// size and takes the path that grows with the data, as gzip does.
+TEST(ReadIdx, PipeIsReadAsItArrives) {
+  TempDir dir("kiln_idx_");
+  const std::string p = dir.path("fifo");
+  ASSERT_EQ(mkfifo(p.c_str(), 0600), 0);
+  for (const std::string& bytes : {idx(0x0B, {2}, be<int16_t>(-2) + be<int16_t>(300)),
+                                   idx(0x08, {1000000, 1000000}, "abc")}) {
+    std::thread writer([&] { std::ofstream(p, std::ios::binary) << bytes; });
+    if (bytes[2] == 0x08) {
+      expect_error<FormatError>([&] { read_idx(p); },
+                                {p, "truncated", "need 1000000000000 bytes", "has 3"});
+    } else {
+      EXPECT_EQ(read_idx(p).to_vector<int>(), (std::vector<int>{-2, 300}));
+    }
+    writer.join();
+  }
 }
 
 TEST(ReadIdxErrors, EveryPrefixOfAValidFileIsRefused) {

@@ -1,5 +1,6 @@
 // safetensors: round trips of every dtype, interop with hand-made bytes per the spec, tied
 // weights, every corruption refused with a clear FormatError, and atomic replacement.
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -337,6 +338,80 @@ TEST(SafetensorsReadErrors, HeaderValidation) {
     std::vector<std::string> parts = c.parts;
     parts.push_back("load_safetensors: " + p);
     expect_error<FormatError>([&] { load_safetensors(p); }, parts);
+  }
+}
+
+// Found by reviewing what the fuzz target (fuzz/safetensors_fuzz.cc) cannot reach at its input
+// sizes: a 2 MB header of nested arrays overflowed the stack in nlohmann's recursive copy/dump.
+TEST(SafetensorsReadErrors, DeepNestingIsRefusedWhileParsing) {
+  TempDir dir("kiln_st_");
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  const std::string headers[] = {
+      R"({"__metadata__":{"k":)" + deep + "}}",
+      R"({"a":{"dtype":"F32","shape":[)" + deep + R"(],"data_offsets":[0,0]}})",
+      R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0],"x":{"y":[]}}})",
+  };
+  for (const std::string& h : headers) {
+    std::string p = dir.write("deep", st_bytes(h, ""));
+    expect_error<FormatError>([&] { load_safetensors(p); },
+                              {"load_safetensors: " + p, "header", "nested deeper"});
+  }
+  std::string aliases = R"({"__metadata__":{"kiln.aliases":"{\"b\":)" + deep + R"(}"}})";
+  std::string p = dir.write("deep_aliases", st_bytes(aliases, ""));
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "kiln.aliases", "nested JSON"});
+}
+
+// 50k tensors and 50k aliases (a 4 MB header) took 45 s: the callback parser rescanned the
+// header at every tensor, and each alias scanned every tensor. Now linear: well under a second.
+TEST(Safetensors, ManyTensorsAndAliasesLoadInLinearTime) {
+  TempDir dir("kiln_st_");
+  const int n = 50000;
+  std::string aliases = "{", header = "{";
+  for (int i = 0; i < n; ++i) {
+    const std::string qt = "\\\"";  // an escaped quote: the aliases are a JSON string value
+    aliases += (i ? "," : "") + qt + "a" + std::to_string(i) + qt + ":" + qt + "t" +
+               std::to_string(i) + qt;
+    header += "\"t" + std::to_string(i) + R"(":{"dtype":"U8","shape":[1],"data_offsets":[)" +
+              std::to_string(i) + "," + std::to_string(i + 1) + "]},";
+  }
+  header += R"("__metadata__":{"kiln.aliases":")" + aliases + "}\"}}";
+  std::string p = dir.write("many", st_bytes(header, std::string(n, '\1')));
+  const auto start = std::chrono::steady_clock::now();
+  SafetensorsFile f = load_safetensors(p);
+  EXPECT_EQ(f.all().size(), 2u * n);
+  EXPECT_EQ(f.tensors[n - 1].first, "t" + std::to_string(n - 1));  // header order kept
+  EXPECT_EQ(f.at("a123").raw_data(), f.at("t123").raw_data());
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+}
+
+TEST(SafetensorsReadErrors, MessagesQuoteLongNamesAndValuesCut) {
+  TempDir dir("kiln_st_");
+  const std::string name(100000, 'n');
+  std::string p = dir.write(
+      "long", st_bytes(R"({")" + name + R"(":{"dtype":"F16","shape":[],"data_offsets":[0,2]}})",
+                       "ab"));
+  expect_error<FormatError>([&] { load_safetensors(p); },
+                            {p, "tensor 'nnnnnnnn", "...': dtype", "F32 F64"});
+  try {
+    load_safetensors(p);
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+  }
+  // Cut at a character boundary: 'a' then 2-byte characters, so byte 80 is inside one.
+  std::string accents = "a";
+  for (int i = 0; i < 50000; ++i) accents += "\u00e9";
+  p = dir.write("utf8", st_bytes(R"({")" + accents + R"(":[]})", ""));
+  std::string cut = "a";
+  for (int i = 0; i < 39; ++i) cut += "\u00e9";
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "tensor '" + cut + "...': "});
+  std::string ones = "1";
+  for (int i = 0; i < 50000; ++i) ones += ",1";
+  p = dir.write("value", st_bytes(R"({"__metadata__":{"k":[)" + ones + "]}}", ""));
+  expect_error<FormatError>([&] { load_safetensors(p); }, {p, "value of 'k'", "[1,1,1,", "..."});
+  try {
+    load_safetensors(p);
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u);
   }
 }
 

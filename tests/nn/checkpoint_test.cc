@@ -245,6 +245,28 @@ TEST(Checkpoint, MissingAndUnexpectedVariablesAreFormatErrors) {
   expect_error<DTypeError>([&] { load_variables(ws, by_name); }, {"net/out/bias", "float64"});
 }
 
+// Names come from the file: a 100 kB name is cut in the message, which stays one short line.
+TEST(Checkpoint, UnexpectedLongNamesAreCutInTheMessage) {
+  VariableStore s1(1);
+  auto a = mlp(s1);
+  std::string path = temp_path("long_names.safetensors");
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const Variable& v : a->weights()) tensors.emplace_back(v.name(), v.value());
+  tensors.emplace_back(std::string(100000, 'x'), zeros({1}));
+  save_safetensors(path, tensors);
+  try {
+    load_weights(*a, path);
+    ADD_FAILURE() << "loaded";
+  } catch (const FormatError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("missing 0/kernel"), std::string::npos) << what;
+    EXPECT_NE(what.find("unexpected net/hidden/kernel"), std::string::npos) << what;
+    EXPECT_TRUE(what.ends_with(", " + std::string(80, 'x') + "...")) << what;
+    EXPECT_LT(what.size(), 600u) << what;
+  }
+}
+
 TEST(Checkpoint, TruncatedFileIsAFormatErrorNamingTheFile) {
   VariableStore s1(1);
   auto a = mlp(s1);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "kiln/nn/layers.h"
 #include "kiln/nn/metrics.h"
@@ -201,7 +202,9 @@ TEST(Fit, CallsCallbacksInOrderAndStopsWhenAsked) {
 TEST(Fit, Errors) {
   VariableStore store(1);
   auto model = tiny_mlp(store);
-  auto [x, y] = blobs(30, 1);
+  // Plain variables, not a structured binding: the lambdas below capture them (clang < 16).
+  Tensor x, y;
+  std::tie(x, y) = blobs(30, 1);
   SGD opt(0.01);
   FitOptions o = quiet(1);
   o.initial_epoch = 2;
@@ -221,7 +224,8 @@ TEST(Fit, Errors) {
 TEST(Predict, MatchesTheModelBatchByBatchAndWhole) {
   VariableStore store(4);
   auto model = tiny_mlp(store);
-  auto [x, y] = blobs(50, 5);
+  Tensor x, y;  // not a structured binding: captured by a lambda below (clang < 16)
+  std::tie(x, y) = blobs(50, 5);
   Tensor whole = (*model)(x, false);
   Tensor p = predict(*model, x, 7);
   EXPECT_EQ(p.shape(), Shape({50, 3}));
