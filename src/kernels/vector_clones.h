@@ -8,8 +8,8 @@
 //
 // Use it only on functions local to one .cc file (anonymous namespace): a multiversioned
 // inline or template function shared by several files is where GCC's support is fragile. The
-// clones give bit-identical results: kiln is compiled with -ffp-contract=off (ISO C++ mode), so
-// wider vectors never fuse a multiply and an add, and reductions fix their order in source.
+// clones may differ in the last bit: the AVX-512 one (like -march=native) fuses multiply-adds,
+// the AVX2 and baseline ones do not; reductions fix their order in source either way.
 #pragma once
 
 #if defined(KILN_PORTABLE_CLONES)
