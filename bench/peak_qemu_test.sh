@@ -12,6 +12,7 @@ if ! command -v qemu-x86_64 > /dev/null; then
   exit 77
 fi
 status=0
+machine_lines() { grep -E '"(cpu_model|cpu_isa|fp32_peak_kernel)"'; }
 check() {  # qemu cpu model, expected kernel
   local out rc
   out=$(qemu-x86_64 -cpu "$1" "$bin" --benchmark_filter='threads:1/' --benchmark_min_time=0.01 \
@@ -21,10 +22,10 @@ check() {  # qemu cpu model, expected kernel
     echo "FAIL: -cpu $1: exit status $rc (132 = SIGILL)"; cat /tmp/peak_qemu_test.$$.err
     status=1
   elif ! grep -q "\"fp32_peak_kernel\": \"$2," <<< "$out"; then
-    echo "FAIL: -cpu $1: expected kernel $2, got:"; grep -E '"(cpu_model|cpu_isa|fp32_peak_kernel)"' <<< "$out"
+    echo "FAIL: -cpu $1: expected kernel $2, got:"; machine_lines <<< "$out"
     status=1
   else
-    echo "ok: -cpu $1: $(grep -E '"(cpu_model|cpu_isa|fp32_peak_kernel)"' <<< "$out" | tr -s ' ' | tr '\n' ' ')"
+    echo "ok: -cpu $1: $(machine_lines <<< "$out" | tr -s ' ' | tr '\n' ' ')"
     grep -E '"(GFLOPS|label)"' <<< "$out" | tr -s ' ' | tr '\n' ' '; echo
   fi
   rm -f /tmp/peak_qemu_test.$$.err

@@ -29,12 +29,14 @@ gb() {  # name binary [flags]: Google Benchmark run, JSON to $OUT/name.json
 peers=0
 [[ -x $B/peers/torch_overhead_bench ]] && peers=1
 
-echo "run_all.sh: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs, $(date -u +%FT%TZ)"
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo "run_all.sh: $cpu, $(nproc) CPUs, $(date -u +%FT%TZ)"
 gb peak "$B/peak_bench"
 python3 -c 'import json, sys
 for b in json.load(open(sys.argv[1]))["benchmarks"]:
     if b.get("aggregate_name") == "median":
-        print("  {}: {:.1f} GFLOP/s ({})".format(b["run_name"], b["GFLOPS"], b.get("label", "")))' "$OUT/peak.json"
+        print("  {}: {:.1f} GFLOP/s ({})".format(b["run_name"], b["GFLOPS"], b.get("label", "")))
+' "$OUT/peak.json"
 # kiln and oneDNN in one process, repetitions interleaved, so both meet the same machine state.
 gb matmul "$B/matmul_compare_bench" --benchmark_enable_random_interleaving=true
 gb kiln_overhead "$B/kiln_overhead_bench"

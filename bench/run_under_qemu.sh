@@ -6,8 +6,9 @@
 #   cmake -S . -B build-portable -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_NATIVE=OFF
 #   cmake --build build-portable -j2
 #   BUILD_DIR=build-portable [QEMU_CPU=Haswell] bench/run_under_qemu.sh
-# The training benchmarks use the first 1280 training and 500 test images (a copy in $TMPDIR):
-# a full epoch under emulation takes too long. Exit status: the number of programs that failed.
+# The training benchmarks run 1 thread on the first 1280 training and 500 test images (a copy
+# in $TMPDIR): a full epoch under emulation takes too long.
+# Exit status: the number of programs that failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-portable}
@@ -49,14 +50,15 @@ run matmul_compare_bench "${Q[@]}" "$B/matmul_compare_bench" "${G[@]}" --benchma
 run kiln_overhead_bench "${Q[@]}" "$B/kiln_overhead_bench" "${G[@]}"
 run kiln_kernels_bench "${Q[@]}" "$B/kiln_kernels_bench" "${G[@]}"
 for m in mlp cnn; do
-  run "kiln_train_bench $m" "${Q[@]}" "$B/kiln_train_bench" --model $m --epochs 1 --data "$data"
+  run "kiln_train_bench $m" "${Q[@]}" "$B/kiln_train_bench" --model $m --epochs 1 --threads 1 \
+    --data "$data"
 done
 if [[ -x $B/peers/torch_overhead_bench ]]; then
   run torch_overhead_bench peer "${Q[@]}" "$B/peers/torch_overhead_bench" "${G[@]}" \
     --benchmark_filter="Add1|AutogradStep/n:1/|$small"
   for m in mlp cnn; do
-    run "torch_train_bench $m" peer "${Q[@]}" "$B/peers/torch_train_bench" --model $m --epochs 1 \
-      --data "$data"
+    run "torch_train_bench $m" peer "${Q[@]}" "$B/peers/torch_train_bench" --model $m \
+      --epochs 1 --threads 1 --data "$data"
   done
 fi
 echo "run_under_qemu.sh: $failed program(s) failed"

@@ -171,7 +171,8 @@ TEST(Initializers, OrthogonalIsOrthonormal) {
   for (const char* n : {"orthogonal", "Orthogonal", "OrthogonalInitializer"}) {
     SCOPED_TRACE(n);
     // Tall: orthonormal columns; wide: orthonormal rows; square: both.
-    EXPECT_LT(orthonormality_error(initializers::get(n)({64, 16}, float64, 1), 64, 16, true), 1e-12);
+    EXPECT_LT(orthonormality_error(initializers::get(n)({64, 16}, float64, 1), 64, 16, true),
+              1e-12);
     EXPECT_LT(orthonormality_error(initializers::get(n)({16, 64}, float64, 1), 16, 64, false),
               1e-12);
     Tensor sq = initializers::get(n)({32, 32}, float64, 1);
