@@ -28,7 +28,8 @@ for prefix, n in (("train", 1280), ("t10k", 500)):
     for kind, hdr, per in (("images-idx3", 16, 784), ("labels-idx1", 8, 1)):
         d = gzip.open(f"{src}{prefix}-{kind}-ubyte.gz").read()
         head = bytearray(d[:hdr]); head[4:8] = struct.pack(">I", n)
-        open(f"{dst}/{prefix}-{kind}-ubyte", "wb").write(bytes(head) + d[hdr:hdr + n * per])
+        # gzipped: the LibTorch peer reads only .gz (kiln reads both)
+        gzip.open(f"{dst}/{prefix}-{kind}-ubyte.gz", "wb").write(bytes(head) + d[hdr:hdr + n * per])
 PY
 
 failed=0
