@@ -9,6 +9,8 @@
 #include <kiln/kiln.h>
 #include <kiln/nn.h>
 
+#include "machine.h"
+
 namespace {
 
 class JsonLines : public kiln::Callback {
@@ -19,9 +21,11 @@ class JsonLines : public kiln::Callback {
     double s = logs.at("seconds");
     std::printf(
         "{\"model\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"accuracy\":%.6f,\"val_accuracy\":%.6f,"
-        "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d}\n",
+        "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d,\"cpu_model\":\"%s\","
+        "\"cpu_isa\":\"%s\"}\n",
         model_.c_str(), epoch + 1, logs.at("loss"), logs.at("accuracy"), logs.at("val_accuracy"), s,
-        1e3 * s / static_cast<double>(steps_), threads_);
+        1e3 * s / static_cast<double>(steps_), threads_, kiln_bench::cpu_model().c_str(),
+        kiln_bench::cpu_isa());
     std::fflush(stdout);
   }
 

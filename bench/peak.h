@@ -1,10 +1,15 @@
-// bench/peak.h -- measured FP32 peak of this machine (AVX-512 FMA throughput).
+// bench/peak.h -- measured FP32 peak of this machine (FMA throughput of the widest vector ISA).
 //
 // Used by peak_bench and by every matmul benchmark that reports a `peak_fraction` counter, so
 // the fraction is computed against a peak measured in the same process, at the same thread count.
+// The kernel is chosen at run time from CPUID, so the binaries run on any x86-64: AVX-512
+// (16 accumulators) where the CPU has it, else AVX2+FMA (12 accumulators: AVX2 has only 16
+// vector registers), else SSE2 (mul + add). Linking bench_peak also adds "cpu_model",
+// "cpu_isa" and "fp32_peak_kernel" to the Google Benchmark context (console header, JSON).
 #pragma once
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include <cstdint>
@@ -16,8 +21,25 @@ namespace kiln_bench {
 inline double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 inline double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
-// Runs the 16-accumulator AVX-512 FMA loop for `iters` iterations on the calling thread and
-// returns the number of floating-point operations performed (2 per FMA lane).
+// One FP32 peak kernel. `run(iters)` runs its loop `iters` times on the calling thread and
+// returns the floating-point operations done (2 per FMA lane, or per mul + add lane).
+struct FmaKernel {
+  const char* name;   // "avx512f", "avx2+fma", "sse2"
+  int accumulators;   // independent dependency chains
+  int lanes;          // floats per vector register
+  double (*run)(std::int64_t iters);
+};
+
+// The kernel this process uses: the widest the CPU supports, unless the environment variable
+// KILN_BENCH_FMA_KERNEL names a narrower supported one ("avx2+fma" or "avx2", "sse2") to
+// compare kernels on one machine. An unknown or unsupported name prints an error and exits
+// with status 2. Chosen once; thread-safe.
+const FmaKernel& fma_kernel();
+
+// e.g. "avx2+fma, 12 accumulators x 8 lanes".
+std::string fma_kernel_description();
+
+// fma_kernel().run(iters).
 double fma_peak_kernel(std::int64_t iters);
 
 // Runs the FMA loop on `threads` threads at once (one OpenMP parallel region, each thread its own

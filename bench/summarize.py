@@ -34,10 +34,38 @@ def lines(path):
     return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
 
 
+def context(path):
+    """The machine a Google Benchmark JSON was measured on: (cpu_model, cpu_isa, peak kernel)."""
+    if not os.path.exists(path):
+        return None
+    c = json.load(open(path)).get("context", {})
+    return (c.get("cpu_model", "unknown CPU"), c.get("cpu_isa", "?"), c.get("fp32_peak_kernel", "?"))
+
+
+def machines(d):
+    """file -> machine for every result in d (train JSONL lines carry cpu_model / cpu_isa)."""
+    m = {}
+    for f in ("peak", "matmul", "kiln_overhead", "torch_overhead"):
+        c = context(f"{d}/{f}.json")
+        if c:
+            m[f + ".json"] = c[:2]
+    for f in ("kiln_train_mlp", "kiln_train_cnn", "torch_train_mlp", "torch_train_cnn"):
+        for x in lines(f"{d}/{f}.jsonl"):
+            m[f + ".jsonl"] = (x.get("cpu_model", "unknown CPU"), x.get("cpu_isa", "?"))
+    return m
+
+
 def main(d):
+    ctx = context(f"{d}/peak.json") or ("unknown CPU", "?", "?")
+    cpu = f"{ctx[0]}, {ctx[1]}"
+    print(f"Machine: {ctx[0]} (widest ISA {ctx[1]}); FP32 peak kernel: {ctx[2]}\n")
+    others = {f: c for f, c in machines(d).items() if c != ctx[:2]}
+    for f, c in sorted(others.items()):
+        print(f"**warning**: {f} was measured on {c[0]} ({c[1]}), not on the machine above\n")
+
     p = gbench(f"{d}/peak.json")
     peak = {args(n)["threads"]: b["GFLOPS"] for n, b in p.items()}
-    print(f"FP32 peak (16 AVX-512 FMA chains): {peak.get('1', 0):.1f} GFLOP/s on 1 thread, "
+    print(f"FP32 peak on {cpu} ({ctx[2]} FMA): {peak.get('1', 0):.1f} GFLOP/s on 1 thread, "
           f"{peak.get('2', 0):.1f} on 2\n")
 
     both = gbench(f"{d}/matmul.json")
@@ -52,7 +80,7 @@ def main(d):
                 r[(a["M"], a["K"], a["N"], a["threads"])] = b
         return r
     k, o, t = by_shape(kiln), by_shape(dnnl), by_shape(torch)
-    print("| matmul MxKxN | threads | kiln GFLOP/s median (min-max) | oneDNN direct | kiln / oneDNN | kiln peak fraction | LibTorch* | kiln / LibTorch |")
+    print(f"| matmul MxKxN ({cpu}) | threads | kiln GFLOP/s median (min-max) | oneDNN direct | kiln / oneDNN | kiln peak fraction | LibTorch* | kiln / LibTorch |")
     print("|---|---|---|---|---|---|---|---|")
     for key in sorted(k, key=lambda s: (int(s[3]), int(s[0]) * int(s[1]) * int(s[2]))):
         M, K, N, th = key
@@ -70,14 +98,14 @@ def main(d):
         return float("nan")
     def t_spread(rows, prefix, arg=None):
         return "{:.3f} us ({:.3f}-{:.3f})".format(t_of(rows, prefix, arg), t_of(rows, prefix, arg, "min"), t_of(rows, prefix, arg, "max"))
-    print("\n| eager overhead (1 thread), median (min-max) | kiln | LibTorch* | kiln / LibTorch |\n|---|---|---|---|")
+    print(f"\n| eager overhead (1 thread, {cpu}), median (min-max) | kiln | LibTorch* | kiln / LibTorch |\n|---|---|---|---|")
     ka, ta = t_of(ko, "BM_KilnAdd1"), t_of(torch, "BM_TorchAdd1")
     print(f"| a + b, 1-element tensors | {t_spread(ko, 'BM_KilnAdd1')} | {t_spread(torch, 'BM_TorchAdd1')} | {ka / ta:.2f} |")
     for n in ("n:1", "n:16"):
         ks, ts = t_of(ko, "BM_KilnAutogradStep", n), t_of(torch, "BM_TorchAutogradStep", n)
         print(f"| autograd step y = sum(w*x), {n} | {t_spread(ko, 'BM_KilnAutogradStep', n)} | {t_spread(torch, 'BM_TorchAutogradStep', n)} | {ks / ts:.2f} |")
 
-    print("\n| training (batch 64, Adam 1e-3, 2 threads) | epochs | kiln s/epoch | kiln ms/step | LibTorch* s/epoch | kiln / LibTorch | kiln test acc. | LibTorch test acc. |")
+    print(f"\n| training (batch 64, Adam 1e-3, 2 threads, {cpu}) | epochs | kiln s/epoch | kiln ms/step | LibTorch* s/epoch | kiln / LibTorch | kiln test acc. | LibTorch test acc. |")
     print("|---|---|---|---|---|---|---|---|")
     for m in ("mlp", "cnn"):
         kl, tl = lines(f"{d}/kiln_train_{m}.jsonl"), lines(f"{d}/torch_train_{m}.jsonl")

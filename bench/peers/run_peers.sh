@@ -14,7 +14,8 @@
 #    The OpenMP variant follows omp_get_max_threads() (= torch::set_num_threads) regardless:
 #    measured, torch 2-thread matmul still scales with it set.
 #  * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed so OpenBLAS autodetects its kernels and cache
-#    blocking (it picks "Cooperlake", AVX-512, on this Zen4; check with OPENBLAS_VERBOSE=2). A forced
+#    blocking (it picks "Cooperlake", AVX-512, on the Zen 4, an AVX2 kernel such as "Zen" or
+#    "Haswell" on a CPU without AVX-512; check with OPENBLAS_VERBOSE=2). A forced
 #    core type or L2 size left in a shell selects other kernels or blocking and slows the peer down.
 #
 # Usage (from the repo root or anywhere; BUILD_DIR is the CMake build directory):

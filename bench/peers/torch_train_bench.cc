@@ -7,7 +7,8 @@
 // with Adam (lr 1e-3), batch 64 (last partial batch kept), cross-entropy from logits, the training
 // set shuffled every epoch by a fixed-seed generator. LibTorch's default initializers.
 // Per epoch one JSON line on stdout:
-//   {"model","epoch","loss","accuracy","val_accuracy","seconds","ms_per_step","threads"}
+//   {"model","epoch","loss","accuracy","val_accuracy","seconds","ms_per_step","threads",
+//    "cpu_model","cpu_isa"}
 // loss/accuracy are running means over the epoch's training batches; val_accuracy is on the 10k
 // test set; seconds is the training time of the epoch only (evaluation excluded).
 //
@@ -25,6 +26,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "machine.h"
 
 namespace {
 
@@ -179,10 +182,11 @@ int main(int argc, char** argv) {
       const double val_acc = evaluate(model, test_x, test_y);
       std::printf(
           "{\"model\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"accuracy\":%.6f,\"val_accuracy\":%.6f,"
-          "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d}\n",
+          "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d,\"cpu_model\":\"%s\","
+          "\"cpu_isa\":\"%s\"}\n",
           model_name.c_str(), epoch, loss_sum / static_cast<double>(n),
           static_cast<double>(correct) / static_cast<double>(n), val_acc, seconds,
-          1e3 * seconds / steps, threads);
+          1e3 * seconds / steps, threads, kiln_bench::cpu_model().c_str(), kiln_bench::cpu_isa());
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

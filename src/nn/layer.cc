@@ -203,6 +203,11 @@ Shape Layer::compute_output_shape_multi(const std::vector<Shape>& input_shapes) 
 }
 
 Variable Layer::add_weight(const std::string& name, const Shape& shape,
+                           const std::string& initializer, bool trainable, DType dtype) {
+  return add_weight(name, shape, initializers::get(initializer), trainable, dtype);
+}
+
+Variable Layer::add_weight(const std::string& name, const Shape& shape,
                            const Initializer& initializer, bool trainable, DType dtype) {
   if (!building_) {
     throw StateError("layer '" + name_ + "': add_weight('" + name +

@@ -11,6 +11,7 @@
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
 #include "kernels/fast_math.h"
+#include "kernels/vector_clones.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -206,6 +207,16 @@ void unary_reference(const KernelArgs& k) {
     for (int64_t i = 0, n = k.in[0].numel(); i < n; ++i) o[i] = f.template ref<T>(x[i]);
   });
 }
+// The fast loops, out of the lambdas so they can be multiversioned (vector_clones.h).
+template <typename F>
+KILN_VECTOR_CLONES void unary_loop(const F& f, const float* x, float* o, int64_t i, int64_t end) {
+  for (; i < end; ++i) o[i] = f.fast(x[i]);
+}
+template <typename F>
+KILN_VECTOR_CLONES void binary_loop(const F& f, const float* g, const float* x, float* o,
+                                    int64_t i, int64_t end) {
+  for (; i < end; ++i) o[i] = f.fast(g[i], x[i]);
+}
 template <typename F, int kCost>
 bool unary_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32) return false;
@@ -214,7 +225,7 @@ bool unary_fast(const KernelArgs& k) {
   float* o = ptr<float>(k.out[0]);
   const int64_t n = k.in[0].numel();
   parallel_range((n + kBlock - 1) / kBlock, kCost, [&](int64_t b, int64_t e) {
-    for (int64_t i = b * kBlock, end = std::min(n, e * kBlock); i < end; ++i) o[i] = f.fast(x[i]);
+    unary_loop(f, x, o, b * kBlock, std::min(n, e * kBlock));
   });
   return true;
 }
@@ -237,9 +248,7 @@ bool binary_fast(const KernelArgs& k) {
   float* o = ptr<float>(k.out[0]);
   const int64_t n = k.in[0].numel();
   parallel_range((n + kBlock - 1) / kBlock, kCost, [&](int64_t b, int64_t e) {
-    for (int64_t i = b * kBlock, end = std::min(n, e * kBlock); i < end; ++i) {
-      o[i] = f.fast(g[i], x[i]);
-    }
+    binary_loop(f, g, x, o, b * kBlock, std::min(n, e * kBlock));
   });
   return true;
 }
@@ -351,6 +360,12 @@ void softmax_reference(const KernelArgs& k) {
   });
 }
 
+// kernels::exp_rows_f32, multiversioned (vector_clones.h).
+KILN_VECTOR_CLONES void exp_rows(const float* x, int64_t rows, int64_t n, float* m, float* e,
+                                 float* s) {
+  kernels::exp_rows_f32(x, rows, n, m, e, s);
+}
+
 // float32. The last axis (inner == 1) works row by row; other axes vectorize across `inner`
 // with per-column running max and sum.
 template <bool kLog>
@@ -368,7 +383,7 @@ bool softmax_fast(const KernelArgs& k) {
         const int64_t rows = std::min(block, e - r0);
         const float* xb = x + r0 * n;
         float* yb = o + r0 * n;
-        kernels::exp_rows_f32(xb, rows, n, mv.data(), kLog ? scratch.data() : yb, sv.data());
+        exp_rows(xb, rows, n, mv.data(), kLog ? scratch.data() : yb, sv.data());
         for (int64_t r = 0; r < rows; ++r) {
           const float* xr = xb + r * n;
           float* yr = yb + r * n;

@@ -11,6 +11,7 @@
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
 #include "kernels/fast_math.h"
+#include "kernels/vector_clones.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -159,6 +160,12 @@ void sce_reference(const KernelArgs& k) {
   });
 }
 
+// kernels::exp_rows_f32, multiversioned (vector_clones.h).
+KILN_VECTOR_CLONES void exp_rows(const float* x, int64_t rows, int64_t n, float* m, float* e,
+                                 float* s) {
+  kernels::exp_rows_f32(x, rows, n, m, e, s);
+}
+
 bool sce_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32) return false;
   const int64_t n = k.in[0].dim(0), c = k.in[0].dim(1);
@@ -171,7 +178,7 @@ bool sce_fast(const KernelArgs& k) {
       std::vector<float> m(block), s(block), ex(block * c);
       for (int64_t r0 = b; r0 < e; r0 += block) {
         const int64_t rows = std::min(block, e - r0);
-        kernels::exp_rows_f32(x + r0 * c, rows, c, m.data(), ex.data(), s.data());
+        exp_rows(x + r0 * c, rows, c, m.data(), ex.data(), s.data());
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = r0 + r;
           o[i] = std::log(s[r]) - (x[i * c + y[i]] - m[r]);
@@ -219,7 +226,7 @@ bool sce_grad_fast(const KernelArgs& k) {
       std::vector<float> m(block), s(block);
       for (int64_t r0 = b; r0 < e; r0 += block) {
         const int64_t rows = std::min(block, e - r0);
-        kernels::exp_rows_f32(x + r0 * c, rows, c, m.data(), o + r0 * c, s.data());
+        exp_rows(x + r0 * c, rows, c, m.data(), o + r0 * c, s.data());
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = r0 + r;
           float* orow = o + i * c;

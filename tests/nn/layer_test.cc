@@ -47,6 +47,40 @@ TEST(Layer, BuildsOnceLazilyOnTheFirstCall) {
   EXPECT_EQ(l.last_output_shape(), Shape({5, 3}));
 }
 
+// The textbook Keras custom layer: weights by initializer name, as
+// self.add_weight(shape=..., initializer="uniform").
+class KerasStyleLinear : public Layer {
+ public:
+  KerasStyleLinear() : Layer("", "keras_style_linear") {}
+  std::string type_name() const override { return "KerasStyleLinear"; }
+  Variable w, b;
+
+ protected:
+  void build(const Shape& in) override {
+    w = add_weight("w", {in.dim(-1), 4}, "uniform");
+    b = add_weight("b", {4}, "zeros");
+  }
+  Tensor call(const Tensor& x, bool) override { return matmul(x, w.value()) + b.value(); }
+};
+
+TEST(Layer, AddWeightTakesKerasInitializerNames) {
+  VariableStore store(1);
+  KerasStyleLinear l;
+  l.set_store(store);
+  EXPECT_EQ(l(ones({2, 3})).shape(), Shape({2, 4}));
+  for (float v : l.w.value().to_vector<float>()) {
+    EXPECT_GE(v, -0.05f);  // Keras' RandomUniform: [-0.05, 0.05)
+    EXPECT_LT(v, 0.05f);
+  }
+  EXPECT_EQ(l.b.value().to_vector<float>(), std::vector<float>(4, 0.0f));
+
+  class BadName : public CountingLayer {
+    void build(const Shape& in) override { add_weight("w", {in.dim(-1)}, "glorot_bogus"); }
+  } bad;
+  bad.set_store(store);
+  expect_error<ValueError>([&] { bad(ones({1, 2})); }, {"glorot_bogus", "uniform", "valid"});
+}
+
 TEST(Layer, AddWeightNamesWeightsUnderTheLayerAndItsScopes) {
   VariableStore store(1);
   Dense d(4, DenseOptions{.name = "proj"});

@@ -43,6 +43,23 @@ uint64_t global_seed();
 
 namespace initializers {
 
+// Every initializer below is Keras' of the same name with Keras' defaults. Random ones need a
+// floating dtype (DTypeError otherwise); zeros, ones, constant and identity take any dtype. All
+// are deterministic: the same (shape, dtype, seed) gives the same values, on any thread count.
+
+// How variance_scaling counts the units its variance is divided by (compute_fans).
+enum class FanMode { kFanIn, kFanOut, kFanAvg };
+// What variance_scaling draws from. kTruncatedNormal is Keras' default (and its "normal").
+enum class Distribution { kTruncatedNormal, kUntruncatedNormal, kUniform };
+
+// variance = scale / max(1, n), n = fan_in, fan_out or their mean per `mode`; then
+// kTruncatedNormal: N(0, sqrt(variance) / 0.87962566103423978) truncated at 2 stddev (the
+// divisor is the stddev of a unit normal truncated at +-2, so the result has `variance`);
+// kUntruncatedNormal: N(0, sqrt(variance)); kUniform: U(-sqrt(3 variance), sqrt(3 variance)).
+// ValueError unless scale > 0.
+Initializer variance_scaling(double scale = 1.0, FanMode mode = FanMode::kFanIn,
+                             Distribution distribution = Distribution::kTruncatedNormal);
+
 // U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). Keras' default for kernels.
 Initializer glorot_uniform();
 // N(0, sqrt(2 / (fan_in + fan_out))) truncated at 2 stddev (rescaled like Keras).
@@ -51,16 +68,35 @@ Initializer glorot_normal();
 Initializer he_normal();
 // U(-limit, limit), limit = sqrt(6 / fan_in).
 Initializer he_uniform();
+// N(0, sqrt(1 / fan_in)) truncated at 2 stddev (rescaled like Keras).
+Initializer lecun_normal();
+// U(-limit, limit), limit = sqrt(3 / fan_in).
+Initializer lecun_uniform();
 Initializer zeros();
 Initializer ones();
-Initializer constant(double value);
+// Every element `value` (Keras' Constant defaults to 0).
+Initializer constant(double value = 0.0);
 // U(low, high); ValueError unless low < high.
 Initializer random_uniform(double low = -0.05, double high = 0.05);
 // N(mean, stddev); ValueError unless stddev >= 0.
 Initializer random_normal(double mean = 0.0, double stddev = 0.05);
+// N(mean, stddev) with values further than 2 stddev from the mean redrawn; ValueError unless
+// stddev >= 0.
+Initializer truncated_normal(double mean = 0.0, double stddev = 0.05);
+// gain * Q, Q from the QR decomposition (signs fixed so diag(R) > 0) of a normal matrix of shape
+// [max(rows, cols), min(rows, cols)], rows = product of all dims but the last, cols = the last;
+// transposed when rows < cols. So a 2-D result has orthonormal columns (rows >= cols) or rows,
+// and a conv kernel HWIO has orthonormal [H*W*I, O] columns. ValueError, when called, for
+// rank < 2.
+Initializer orthogonal(double gain = 1.0);
+// gain * the identity matrix (ones on the main diagonal of a possibly non-square matrix).
+// ValueError, when called, unless the shape is 2-D.
+Initializer identity(double gain = 1.0);
 
-// By Keras name ("glorot_uniform", "he_normal", "zeros", "ones", ...); ValueError listing the
-// valid names otherwise.
+// By Keras name, with Keras' defaults: the snake_case names above, Keras' class names
+// ("GlorotUniform", "RandomNormal", "Zeros", "Orthogonal", "OrthogonalInitializer", ...) and its
+// aliases "uniform", "normal", "one", "zero". Case-sensitive, as in Keras. ValueError listing
+// the valid names otherwise.
 Initializer get(const std::string& name);
 
 }  // namespace initializers

@@ -134,6 +134,11 @@ class Layer {
   Variable add_weight(const std::string& name, const Shape& shape,
                       const Initializer& initializer = initializers::glorot_uniform(),
                       bool trainable = true, DType dtype = float32);
+  // As above with the initializer named as in Keras: add_weight("w", {n}, "uniform") is Keras'
+  // add_weight(shape=(n,), initializer="uniform"). ValueError listing the valid names for an
+  // unknown one (initializers::get).
+  Variable add_weight(const std::string& name, const Shape& shape, const std::string& initializer,
+                      bool trainable = true, DType dtype = float32);
 
   // Tracks `layer` as a sublayer (its weights become ours; it uses our store) and returns it.
   template <typename L>
