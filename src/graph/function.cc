@@ -11,6 +11,7 @@
 #include "core/context.h"
 #include "graph/graph.h"
 #include "graph/passes.h"
+#include "graph/scoped_recorders.h"
 #include "graph/signature.h"
 #include "graph/tracer.h"
 #include "kiln/error.h"
@@ -61,27 +62,14 @@ struct Function::State {
   std::list<ConcreteFunction> cache;  // most recently used first
   FunctionCacheInfo info;
   bool warned = false;
-  std::vector<Signature> traced;  // every signature traced so far (for the retrace budget)
+  std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
 
   // Traces fn for `sig` (concrete shapes taken from `example` where sig has unknown dims).
   graph::Graph trace(const Signature& example, bool training) {
-    detail::ThreadContext& ctx = detail::thread_context();
     detail::TraceScope scope;
     scope.name = options.name;
-    detail::TraceScope* saved_scope = ctx.trace_scope;
     // Tapes outside the function do not see its trace; its graph records on them when run.
-    detail::TapeRecorder* saved_tape = ctx.tape;
-    ctx.trace_scope = &scope;
-    ctx.tape = nullptr;
-    struct Restore {
-      detail::ThreadContext& ctx;
-      detail::TraceScope* scope;
-      detail::TapeRecorder* tape;
-      ~Restore() {
-        ctx.trace_scope = scope;
-        ctx.tape = tape;
-      }
-    } restore{ctx, saved_scope, saved_tape};
+    graph::ScopedRecorders recorders(nullptr, detail::thread_context().tracer, &scope);
     try {
       graph::Tracer tracer;
       std::vector<Tensor> args;

@@ -2,7 +2,7 @@
 
 #include <unordered_map>
 
-#include "core/context.h"
+#include "graph/scoped_recorders.h"
 
 namespace kiln::graph {
 namespace {
@@ -70,20 +70,7 @@ int eliminate_common_subexpressions(Graph& g) {
 int fold_constants(Graph& g, size_t max_bytes) {
   int folded = 0;
   // Fold with no tape and no tracer: these runs are not part of any step.
-  detail::ThreadContext& ctx = detail::thread_context();
-  detail::TapeRecorder* tape = ctx.tape;
-  detail::TraceRecorder* tracer = ctx.tracer;
-  ctx.tape = nullptr;
-  ctx.tracer = nullptr;
-  struct Restore {
-    detail::ThreadContext& ctx;
-    detail::TapeRecorder* tape;
-    detail::TraceRecorder* tracer;
-    ~Restore() {
-      ctx.tape = tape;
-      ctx.tracer = tracer;
-    }
-  } restore{ctx, tape, tracer};
+  ScopedRecorders recorders(nullptr, nullptr, detail::thread_context().trace_scope);
   for (Node& n : g.nodes) {
     bool all_const = !n.inputs.empty();
     for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant;
