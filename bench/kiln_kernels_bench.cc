@@ -103,11 +103,11 @@ void BM_AvgPool(benchmark::State& state) {
 
 }  // namespace
 
-#define KILN_KERNEL_BENCH(fn)                                  \
-  BENCHMARK(fn)                                                \
-      ->UseRealTime()                                          \
-      ->ComputeStatistics("min", kiln_bench::min_of)           \
-      ->ComputeStatistics("max", kiln_bench::max_of)           \
+#define KILN_KERNEL_BENCH(fn)                        \
+  BENCHMARK(fn)                                      \
+      ->UseRealTime()                                \
+      ->ComputeStatistics("min", kiln_bench::min_of) \
+      ->ComputeStatistics("max", kiln_bench::max_of) \
       ->Unit(benchmark::kMicrosecond)
 
 KILN_KERNEL_BENCH(BM_Unary)->ArgName("op")->DenseRange(0, 4);

@@ -46,7 +46,7 @@ std::string cpuid_brand() {
 std::string describe_cpu() {
   std::string proc = proc_cpuinfo_model();
   std::string brand = cpuid_brand();
-  std::string d = proc.empty() ? (brand.empty() ? "unknown" : brand)
+  std::string d = proc.empty()                        ? (brand.empty() ? "unknown" : brand)
                   : (!brand.empty() && brand != proc) ? proc + " [cpuid: " + brand + "]"
                                                       : proc;
   // Printed inside JSON strings by the programs: no quotes or backslashes.

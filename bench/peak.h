@@ -24,9 +24,9 @@ inline double max_of(const std::vector<double>& v) { return *std::max_element(v.
 // One FP32 peak kernel. `run(iters)` runs its loop `iters` times on the calling thread and
 // returns the floating-point operations done (2 per FMA lane, or per mul + add lane).
 struct FmaKernel {
-  const char* name;   // "avx512f", "avx2+fma", "sse2"
-  int accumulators;   // independent dependency chains
-  int lanes;          // floats per vector register
+  const char* name;  // "avx512f", "avx2+fma", "sse2"
+  int accumulators;  // independent dependency chains
+  int lanes;         // floats per vector register
   double (*run)(std::int64_t iters);
 };
 

@@ -86,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!loaded) {
       const std::vector<kiln::Variable> after = model->weights();
       for (size_t i = 0; i < after.size(); ++i) {
-        if (after[i].version() != before[i]) kiln::fuzz::fail("a failed load_weights changed " + after[i].name());
+        if (after[i].version() != before[i])
+          kiln::fuzz::fail("a failed load_weights changed " + after[i].name());
       }
     }
   }

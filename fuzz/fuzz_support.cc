@@ -37,8 +37,9 @@ void on_malloc(const volatile void* ptr, size_t size) {
   }
 }
 void on_free(const volatile void* ptr) {
-  if (ptr) g_live.fetch_sub(static_cast<int64_t>(__sanitizer_get_allocated_size(
-               const_cast<const void*>(ptr))));
+  if (ptr)
+    g_live.fetch_sub(
+        static_cast<int64_t>(__sanitizer_get_allocated_size(const_cast<const void*>(ptr))));
 }
 const bool g_hooks = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free) != 0;
 
@@ -86,7 +87,7 @@ void expect_only_kiln_errors(const std::string& path, size_t max_extra_bytes,
     g_armed = false;
     if (std::string(e.what()).find(path) == std::string::npos) {
       fail(std::string("kiln::Error without the file's path (") + typeid(e).name() +
-          "): " + e.what());
+           "): " + e.what());
     }
     return;
   } catch (const std::exception& e) {

@@ -94,8 +94,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A raw file that loads holds exactly its header and prod(dims) elements.
     if (!gz) {
       const size_t item = data[2] == 0x0B ? 2 : kiln::size_of(t.dtype());
-      const size_t want = 4 + 4 * static_cast<size_t>(t.rank()) + static_cast<size_t>(t.numel()) * item;
-      if (want != size) kiln::fuzz::fail("read_idx accepted a raw file whose size does not match its dims");
+      const size_t want =
+          4 + 4 * static_cast<size_t>(t.rank()) + static_cast<size_t>(t.numel()) * item;
+      if (want != size)
+        kiln::fuzz::fail("read_idx accepted a raw file whose size does not match its dims");
     }
   });
   return 0;

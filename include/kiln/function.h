@@ -43,9 +43,7 @@ inline constexpr int64_t kUnknownDim = -1;
 struct Signature {
   std::vector<TensorSpec> args;
   bool training = false;
-  bool operator==(const Signature& o) const {
-    return args == o.args && training == o.training;
-  }
+  bool operator==(const Signature& o) const { return args == o.args && training == o.training; }
   // "(float32 [64, 784], training=false)"
   std::string to_string() const;
   // Whether a call with `concrete` (no unknown dims) may run a graph traced for this signature.

@@ -76,8 +76,7 @@ struct GradientTape::State : detail::TapeRecorder {
   void release_claims() {
     for (int32_t s = 0; s < num_slots; ++s) {
       uint64_t mine = claim_of(id, s);
-      slot_tensor[s].impl()->tape_claim.compare_exchange_strong(mine, 0,
-                                                                std::memory_order_relaxed);
+      slot_tensor[s].impl()->tape_claim.compare_exchange_strong(mine, 0, std::memory_order_relaxed);
     }
   }
 

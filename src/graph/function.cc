@@ -21,8 +21,8 @@ namespace kiln {
 namespace {
 
 struct ConcreteFunction {
-  Signature signature;  // may hold unknown dims
-  std::shared_ptr<const graph::Graph> graph;  // optimized; shared: a call outlives an eviction
+  Signature signature;                         // may hold unknown dims
+  std::shared_ptr<const graph::Graph> graph;   // optimized; shared: a call outlives an eviction
   std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
   graph::PassStats passes;
 };
@@ -126,9 +126,8 @@ struct Function::State {
     switch (options.policy) {
       case RetracePolicy::kThrow:
         throw StateError("function '" + options.name + "': retrace " + std::to_string(retraces) +
-                         " exceeds the budget of " + std::to_string(options.retrace_budget) +
-                         ": " + diff + "; an input signature " + relaxed.to_string() +
-                         " would avoid it");
+                         " exceeds the budget of " + std::to_string(options.retrace_budget) + ": " +
+                         diff + "; an input signature " + relaxed.to_string() + " would avoid it");
       case RetracePolicy::kRelax:
         return relaxed;
       case RetracePolicy::kWarn:
@@ -186,8 +185,11 @@ struct Function::State {
       }
       if (!polymorphic) {
         if (options.input_signature) {
-          throw ShapeError("function '" + options.name + "': its graph depends on the sizes its "
-                           "input signature " + sig.to_string() + " leaves unknown (an op "
+          throw ShapeError("function '" + options.name +
+                           "': its graph depends on the sizes its "
+                           "input signature " +
+                           sig.to_string() +
+                           " leaves unknown (an op "
                            "bakes a size into its attributes)");
         }
         info.last_retrace_reason += (info.last_retrace_reason.empty() ? "" : "; ") +
@@ -201,7 +203,8 @@ struct Function::State {
     auto traced_graph = std::make_shared<const graph::Graph>(g);
     graph::PassStats stats = graph::optimize(g);
     g.plan_lifetimes();
-    cache.push_front({sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
+    cache.push_front(
+        {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
     while (cache.size() > options.max_entries) {
       cache.pop_back();
       ++info.evictions;

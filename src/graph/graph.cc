@@ -26,10 +26,14 @@ std::string attrs_str(const Attrs& a) {
 
 const char* kind_name(ValueKind k) {
   switch (k) {
-    case ValueKind::kInput: return "input";
-    case ValueKind::kConstant: return "constant";
-    case ValueKind::kVariable: return "variable";
-    default: return "node";
+    case ValueKind::kInput:
+      return "input";
+    case ValueKind::kConstant:
+      return "constant";
+    case ValueKind::kVariable:
+      return "variable";
+    default:
+      return "node";
   }
 }
 
@@ -63,7 +67,8 @@ std::string Graph::to_dot(const std::string& name) const {
   for (size_t v = 0; v < values.size(); ++v) {
     if (values[v].kind == ValueKind::kNode) continue;
     s << "  v" << v << " [shape=ellipse, label=\"" << kind_name(values[v].kind) << " %" << v
-      << "\\n" << meta_str(values[v].meta) << "\"];\n";
+      << "\\n"
+      << meta_str(values[v].meta) << "\"];\n";
   }
   for (size_t i = 0; i < nodes.size(); ++i) {
     s << "  n" << i << " [shape=box, label=\"" << nodes[i].op->name << "\"];\n";
@@ -117,7 +122,8 @@ std::vector<Tensor> execute(const Graph& g, const std::vector<Tensor>& args) {
   for (size_t k = 0; k < g.inputs.size(); ++k) vals[g.inputs[k]] = args[k];
   for (size_t v = 0; v < g.values.size(); ++v) {
     const Value& val = g.values[v];
-    if (val.kind == ValueKind::kConstant || val.kind == ValueKind::kVariable) vals[v] = val.captured;
+    if (val.kind == ValueKind::kConstant || val.kind == ValueKind::kVariable)
+      vals[v] = val.captured;
   }
   Tensor in[16], out[2];
   for (const Node& n : g.nodes) {

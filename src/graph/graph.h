@@ -18,10 +18,10 @@ enum class ValueKind : uint8_t { kInput, kConstant, kVariable, kNode };
 
 struct Value {
   ValueKind kind = ValueKind::kNode;
-  Meta meta;             // shape and dtype seen while tracing
-  int32_t producer = -1;  // node index (kNode)
+  Meta meta;                 // shape and dtype seen while tracing
+  int32_t producer = -1;     // node index (kNode)
   int32_t input_index = -1;  // position among the function's inputs (kInput)
-  Tensor captured;        // kConstant, kVariable: the tensor (a variable's live value handle)
+  Tensor captured;           // kConstant, kVariable: the tensor (a variable's live value handle)
 };
 
 struct Node {

@@ -59,7 +59,8 @@ int eliminate_common_subexpressions(Graph& g) {
   for (Node& n : g.nodes) {
     auto [it, inserted] = seen.emplace(&n, &n);
     if (inserted) continue;
-    for (size_t k = 0; k < n.outputs.size(); ++k) replace_uses(g, n.outputs[k], it->second->outputs[k]);
+    for (size_t k = 0; k < n.outputs.size(); ++k)
+      replace_uses(g, n.outputs[k], it->second->outputs[k]);
     ++merged;  // n is now dead; dead-code elimination removes it
   }
   // Nodes are visited in order and only later nodes read n's outputs, so each node's inputs

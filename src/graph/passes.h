@@ -8,9 +8,9 @@
 namespace kiln::graph {
 
 struct PassStats {
-  int dead_nodes = 0;      // removed: no result depends on them
-  int merged_nodes = 0;    // common subexpressions: same op, attrs and inputs as an earlier node
-  int folded_nodes = 0;    // computed at trace time: every input a constant
+  int dead_nodes = 0;    // removed: no result depends on them
+  int merged_nodes = 0;  // common subexpressions: same op, attrs and inputs as an earlier node
+  int folded_nodes = 0;  // computed at trace time: every input a constant
 };
 
 // Removes nodes none of the graph's outputs depend on.

@@ -11,7 +11,9 @@ class ScopedRecorders {
  public:
   ScopedRecorders(detail::TapeRecorder* tape, detail::TraceRecorder* tracer,
                   detail::TraceScope* scope)
-      : ctx_(detail::thread_context()), tape_(ctx_.tape), tracer_(ctx_.tracer),
+      : ctx_(detail::thread_context()),
+        tape_(ctx_.tape),
+        tracer_(ctx_.tracer),
         scope_(ctx_.trace_scope) {
     ctx_.tape = tape;
     ctx_.tracer = tracer;

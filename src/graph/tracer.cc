@@ -5,7 +5,9 @@
 
 namespace kiln::graph {
 
-Tracer::Tracer() : saved_(detail::thread_context().tracer) { detail::thread_context().tracer = this; }
+Tracer::Tracer() : saved_(detail::thread_context().tracer) {
+  detail::thread_context().tracer = this;
+}
 Tracer::~Tracer() { detail::thread_context().tracer = saved_; }
 
 int32_t Tracer::add_value(const Tensor& t, ValueKind kind) {

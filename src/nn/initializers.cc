@@ -46,18 +46,24 @@ Tensor truncated_normal_values(const Shape& shape, double mean, double stddev, u
 
 const char* mode_name(initializers::FanMode m) {
   switch (m) {
-    case initializers::FanMode::kFanIn: return "fan_in";
-    case initializers::FanMode::kFanOut: return "fan_out";
-    case initializers::FanMode::kFanAvg: return "fan_avg";
+    case initializers::FanMode::kFanIn:
+      return "fan_in";
+    case initializers::FanMode::kFanOut:
+      return "fan_out";
+    case initializers::FanMode::kFanAvg:
+      return "fan_avg";
   }
   return "?";
 }
 
 const char* distribution_name(initializers::Distribution d) {
   switch (d) {
-    case initializers::Distribution::kTruncatedNormal: return "truncated_normal";
-    case initializers::Distribution::kUntruncatedNormal: return "untruncated_normal";
-    case initializers::Distribution::kUniform: return "uniform";
+    case initializers::Distribution::kTruncatedNormal:
+      return "truncated_normal";
+    case initializers::Distribution::kUntruncatedNormal:
+      return "untruncated_normal";
+    case initializers::Distribution::kUniform:
+      return "uniform";
   }
   return "?";
 }

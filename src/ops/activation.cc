@@ -213,8 +213,8 @@ KILN_VECTOR_CLONES void unary_loop(const F& f, const float* x, float* o, int64_t
   for (; i < end; ++i) o[i] = f.fast(x[i]);
 }
 template <typename F>
-KILN_VECTOR_CLONES void binary_loop(const F& f, const float* g, const float* x, float* o,
-                                    int64_t i, int64_t end) {
+KILN_VECTOR_CLONES void binary_loop(const F& f, const float* g, const float* x, float* o, int64_t i,
+                                    int64_t end) {
   for (; i < end; ++i) o[i] = f.fast(g[i], x[i]);
 }
 template <typename F, int kCost>

@@ -128,7 +128,8 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
     return;
   }
   KernelPath path;
-  if (op.view && !ctx.force_reference && (outputs[0] = op.view(inputs[0], attrs, out_meta[0])).defined()) {
+  if (op.view && !ctx.force_reference &&
+      (outputs[0] = op.view(inputs[0], attrs, out_meta[0])).defined()) {
     path = KernelPath::kView;
   } else {
     for (int k = 0; k < op.num_outputs; ++k) {

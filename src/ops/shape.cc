@@ -94,7 +94,8 @@ int64_t row_bytes(const Tensor& x) {
 void rows_reference(const KernelArgs& k) {
   const Tensor& x = k.in[0];
   if (k.out[0].nbytes()) {
-    std::memcpy(k.out[0].raw_data(), static_cast<const char*>(x.raw_data()) + k.attrs.i(0) * row_bytes(x),
+    std::memcpy(k.out[0].raw_data(),
+                static_cast<const char*>(x.raw_data()) + k.attrs.i(0) * row_bytes(x),
                 k.out[0].nbytes());
   }
 }

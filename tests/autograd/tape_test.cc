@@ -165,8 +165,11 @@ TEST(GradientTape, TensorMethodsCarryTheGradient) {
     EXPECT_FALSE(tape.gradient(sum(dst), {w})[0].defined());
   }
   // Gradient checks in float64, first and second order, through each view.
-  check_gradients([](const std::vector<Tensor>& v) { return v[0].reshape({3, 2}) * v[0].reshape({3, 2}); },
-                  {random_tensor({2, 3}, float64, 1)});
+  check_gradients(
+      [](const std::vector<Tensor>& v) {
+        return v[0].reshape({3, 2}) * v[0].reshape({3, 2});
+      },
+      {random_tensor({2, 3}, float64, 1)});
   check_gradients([](const std::vector<Tensor>& v) { return square(v[0].rows(1, 3)); },
                   {random_tensor({4, 2}, float64, 2)});
   check_gradients([](const std::vector<Tensor>& v) { return v[0].clone() * v[0]; },
@@ -178,10 +181,12 @@ TEST(GradientTape, ViewsShareStorageAndReferenceCopies) {
   EXPECT_EQ(x.reshape({12}).raw_data(), x.raw_data());
   EXPECT_EQ(x.rows(1, 2).raw_data(), static_cast<const char*>(x.raw_data()) + 16);
   EXPECT_NE(x.clone().raw_data(), x.raw_data());
-  testing::check_fast_matches_reference([&] { return x.reshape({2, 6}); }, 0, 0,
-                                        testing::Expect::kView);
-  testing::check_fast_matches_reference([&] { return x.rows(1, 3); }, 0, 0,
-                                        testing::Expect::kView);
+  testing::check_fast_matches_reference(
+      [&] {
+        return x.reshape({2, 6});
+      },
+      0, 0, testing::Expect::kView);
+  testing::check_fast_matches_reference([&] { return x.rows(1, 3); }, 0, 0, testing::Expect::kView);
   expect_error<ValueError>([&] { x.rows(2, 5); }, {"rows: [2, 5)", "[3, 4]"});
   expect_error<StateError>([] { Tensor().reshape({1}); }, {"reshape", "undefined"});
 }

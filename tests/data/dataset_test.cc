@@ -7,8 +7,8 @@
 #include <thread>
 #include <vector>
 
-#include "kiln/data.h"
 #include "data/numbered_dataset.h"
+#include "kiln/data.h"
 #include "testing/op_check.h"
 
 namespace kiln {

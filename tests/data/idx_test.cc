@@ -226,8 +226,8 @@ TEST(ReadIdx, PipeIsReadAsItArrives) {
   TempDir dir("kiln_idx_");
   const std::string p = dir.path("fifo");
   ASSERT_EQ(mkfifo(p.c_str(), 0600), 0);
-  for (const std::string& bytes : {idx(0x0B, {2}, be<int16_t>(-2) + be<int16_t>(300)),
-                                   idx(0x08, {1000000, 1000000}, "abc")}) {
+  for (const std::string& bytes :
+       {idx(0x0B, {2}, be<int16_t>(-2) + be<int16_t>(300)), idx(0x08, {1000000, 1000000}, "abc")}) {
     std::thread writer([&] { std::ofstream(p, std::ios::binary) << bytes; });
     if (bytes[2] == 0x08) {
       expect_error<FormatError>([&] { read_idx(p); },

@@ -37,11 +37,9 @@ TEST(Function, TracesOncePerSignatureAndHitsSkipTheCallable) {
 }
 
 TEST(Function, RetracesAreExplainedAgainstTheNearestSignature) {
-  Function f(
-      [](const std::vector<Tensor>& a, bool training) -> std::vector<Tensor> {
-        return {training ? a[0] * 2.0 : a[0]};
-      },
-      {.name = "step"});
+  Function f([](const std::vector<Tensor>& a,
+                bool training) -> std::vector<Tensor> { return {training ? a[0] * 2.0 : a[0]}; },
+             {.name = "step"});
   f({zeros({64, 784})});
   f({zeros({32, 784})});
   EXPECT_EQ(f.cache_info().last_retrace_reason, "arg 0: shape [64, 784] -> [32, 784]");
@@ -68,8 +66,11 @@ TEST(Function, InputSignatureWithUnknownDimsTracesOnce) {
   EXPECT_EQ(f.cache_info().traces, 1u);
   EXPECT_EQ(runs, 2);  // the trace, and one probe at another size proving the graph general
   EXPECT_EQ(f.cache_info().signatures[0].to_string(), "(float32 [None, 3], training=false)");
-  expect_error<ShapeError>([&] { f(zeros({4, 5})); },
-                           {"does not fit its input signature", "[4, 5]", "[None, 3]"});
+  expect_error<ShapeError>(
+      [&] {
+        f(zeros({4, 5}));
+      },
+      {"does not fit its input signature", "[4, 5]", "[None, 3]"});
 }
 
 TEST(Function, AGraphThatBakesAnUnknownSizeIsRefusedForTheInputSignature) {
@@ -81,8 +82,8 @@ TEST(Function, AGraphThatBakesAnUnknownSizeIsRefusedForTheInputSignature) {
 
 TEST(Function, RetraceBudgetPolicies) {
   auto body = [](const Tensor& x) { return x + 1.0; };
-  Function strict = function(body, {.name = "strict", .retrace_budget = 1,
-                                    .policy = RetracePolicy::kThrow});
+  Function strict =
+      function(body, {.name = "strict", .retrace_budget = 1, .policy = RetracePolicy::kThrow});
   strict(zeros({1}));
   strict(zeros({2}));
   expect_error<StateError>([&] { strict(zeros({3})); },
@@ -98,7 +99,8 @@ TEST(Function, RetraceBudgetPolicies) {
   FunctionCacheInfo info = warn.cache_info();
   EXPECT_EQ(info.traces, 4u);
   ASSERT_EQ(info.warnings.size(), 1u);  // once
-  EXPECT_NE(info.warnings[0].find("'chatty' traced 3 times"), std::string::npos) << info.warnings[0];
+  EXPECT_NE(info.warnings[0].find("'chatty' traced 3 times"), std::string::npos)
+      << info.warnings[0];
   EXPECT_NE(info.warnings[0].find("[None]"), std::string::npos) << info.warnings[0];
 }
 
@@ -164,8 +166,11 @@ TEST(Function, ATraceThatThrowsLeavesCacheAndVariablesAsTheyWere) {
   EXPECT_EQ(f.cache_info().signatures.size(), before.signatures.size());
   EXPECT_EQ(f.cache_info().traces, before.traces);
   // A layer made inside the function must see the shapes its variables were made for.
-  expect_error<ShapeError>([&] { f({zeros({2, 5})}); },
-                           {"fails_when_training/dense/kernel", "[3, 4]", "[5, 4]"});
+  expect_error<ShapeError>(
+      [&] {
+        f({zeros({2, 5})});
+      },
+      {"fails_when_training/dense/kernel", "[3, 4]", "[5, 4]"});
 }
 
 TEST(Function, LayersCreatedInsideAreCreatedOnceAndTrained) {
@@ -236,8 +241,8 @@ TEST(Function, CallingAFunctionWhileTracingInlinesIt) {
 
 TEST(Function, BadArgumentsAndOptions) {
   expect_error<ValueError>([] { Function f(Function::Callable{}); }, {"callable is empty"});
-  expect_error<ValueError>(
-      [] { function([](const Tensor& x) { return x; }, {.max_entries = 0}); }, {"max_entries"});
+  expect_error<ValueError>([] { function([](const Tensor& x) { return x; }, {.max_entries = 0}); },
+                           {"max_entries"});
   expect_error<ValueError>([] { function([](const Tensor& x) { return x; }, {.name = "a/b"}); },
                            {"'a/b'", "no '/'"});
   Function f = function([](const Tensor& x) { return x; });

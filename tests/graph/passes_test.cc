@@ -50,7 +50,8 @@ TEST(Passes, DeadCodeIsRemoved) {
   compact(g);
   EXPECT_EQ(count_op(g, "exp"), 0);
   EXPECT_EQ(g.nodes.size(), 1u);
-  EXPECT_EQ(g.to_text(), "%0 = input 0 : [2, 3] float32\n%1 = relu(%0) : [2, 3] float32\nreturn %1\n");
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [2, 3] float32\n%1 = relu(%0) : [2, 3] float32\nreturn %1\n");
   expect_same_results(before, g, random_tensor({2, 3}));
 }
 
@@ -68,8 +69,11 @@ TEST(Passes, CommonSubexpressionsAreMerged) {
   EXPECT_GE(s.merged_nodes, 2);
   expect_same_results(before, g, random_tensor({3, 4}));
   // Different attrs are different expressions.
-  Graph h = trace([](const Tensor& x) { return std::vector<Tensor>{sum(x, {0}), sum(x, {1})}; },
-                  {3, 3});
+  Graph h = trace(
+      [](const Tensor& x) {
+        return std::vector<Tensor>{sum(x, {0}), sum(x, {1})};
+      },
+      {3, 3});
   EXPECT_EQ(eliminate_common_subexpressions(h), 0);
 }
 
@@ -98,8 +102,8 @@ TEST(Passes, ConstantsFoldButVariablesNever) {
 }
 
 TEST(Passes, LifetimesReleaseEachIntermediateAfterItsLastReader) {
-  Graph g = trace([](const Tensor& x) { return std::vector<Tensor>{exp(x) + tanh(exp(x) * 2.0)}; },
-                  {4});
+  Graph g =
+      trace([](const Tensor& x) { return std::vector<Tensor>{exp(x) + tanh(exp(x) * 2.0)}; }, {4});
   optimize(g);
   g.plan_lifetimes();
   // exp's result is read by mul and add: released after add (the last node) only if not an
@@ -122,8 +126,9 @@ TEST(Passes, FunctionShowsTheGraphBeforeAndAfter) {
   std::string after = f.graph_text(args);
   EXPECT_NE(before.find("square"), std::string::npos) << before;
   EXPECT_EQ(after.find("square"), std::string::npos) << after;
-  EXPECT_EQ(after, "%0 = input 0 : [2] float32\n%1 = relu(%0) : [2] float32\n"
-                   "%2 = add(%1, %1) : [2] float32\nreturn %2\n");
+  EXPECT_EQ(after,
+            "%0 = input 0 : [2] float32\n%1 = relu(%0) : [2] float32\n"
+            "%2 = add(%1, %1) : [2] float32\nreturn %2\n");
   Tensor x = from_vector<float>({-1, 2});
   EXPECT_EQ(f(x).to_vector<float>(), (std::vector<float>{0, 4}));
 }

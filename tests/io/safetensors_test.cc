@@ -388,8 +388,8 @@ TEST(SafetensorsReadErrors, MessagesQuoteLongNamesAndValuesCut) {
   TempDir dir("kiln_st_");
   const std::string name(100000, 'n');
   std::string p = dir.write(
-      "long", st_bytes(R"({")" + name + R"(":{"dtype":"F16","shape":[],"data_offsets":[0,2]}})",
-                       "ab"));
+      "long",
+      st_bytes(R"({")" + name + R"(":{"dtype":"F16","shape":[],"data_offsets":[0,2]}})", "ab"));
   expect_error<FormatError>([&] { load_safetensors(p); },
                             {p, "tensor 'nnnnnnnn", "...': dtype", "F32 F64"});
   try {

@@ -103,12 +103,12 @@ TEST(Initializers, VarianceScalingFamiliesUseKerasFans) {
     bool uniform;
   };
   const Case cases[] = {
-      {"lecun_normal", 1, 0, false},   {"LecunNormal", 1, 0, false},
-      {"lecun_uniform", 1, 0, true},   {"LecunUniform", 1, 0, true},
-      {"glorot_normal", 1, 2, false},  {"GlorotNormal", 1, 2, false},
-      {"glorot_uniform", 1, 2, true},  {"GlorotUniform", 1, 2, true},
-      {"he_normal", 2, 0, false},      {"HeNormal", 2, 0, false},
-      {"he_uniform", 2, 0, true},      {"HeUniform", 2, 0, true},
+      {"lecun_normal", 1, 0, false},     {"LecunNormal", 1, 0, false},
+      {"lecun_uniform", 1, 0, true},     {"LecunUniform", 1, 0, true},
+      {"glorot_normal", 1, 2, false},    {"GlorotNormal", 1, 2, false},
+      {"glorot_uniform", 1, 2, true},    {"GlorotUniform", 1, 2, true},
+      {"he_normal", 2, 0, false},        {"HeNormal", 2, 0, false},
+      {"he_uniform", 2, 0, true},        {"HeUniform", 2, 0, true},
       {"variance_scaling", 1, 0, false}, {"VarianceScaling", 1, 0, false},
   };
   for (const Case& c : cases) {
@@ -133,10 +133,9 @@ TEST(Initializers, VarianceScalingModesAndDistributions) {
   using initializers::Distribution;
   using initializers::FanMode;
   // [300, 200]: fan_in 300, fan_out 200, fan_avg 250.
-  expect_truncated(
-      initializers::variance_scaling(3.0, FanMode::kFanOut, Distribution::kTruncatedNormal)(
-          kDense, float64, 8),
-      std::sqrt(3.0 / 200), "fan_out truncated");
+  expect_truncated(initializers::variance_scaling(
+                       3.0, FanMode::kFanOut, Distribution::kTruncatedNormal)(kDense, float64, 8),
+                   std::sqrt(3.0 / 200), "fan_out truncated");
   expect_uniform(initializers::variance_scaling(0.5, FanMode::kFanAvg, Distribution::kUniform)(
                      kDense, float64, 8),
                  std::sqrt(3 * 0.5 / 250), "fan_avg uniform");
@@ -204,8 +203,11 @@ TEST(Initializers, IdentityIsTheEyeTimesGain) {
             (std::vector<double>{0.5, 0, 0, 0.5, 0, 0}));
   EXPECT_EQ(initializers::identity()({2, 2}, int32, 0).to_vector<int32_t>(),
             (std::vector<int32_t>{1, 0, 0, 1}));
-  expect_error<ValueError>([] { initializers::identity()({3, 3, 4}, float32, 0); },
-                           {"identity", "2-D", "[3, 3, 4]", "rank 3"});
+  expect_error<ValueError>(
+      [] {
+        initializers::identity()({3, 3, 4}, float32, 0);
+      },
+      {"identity", "2-D", "[3, 3, 4]", "rank 3"});
   expect_error<ValueError>([] { initializers::get("identity")({4}, float32, 0); },
                            {"identity", "2-D", "rank 1"});
 }

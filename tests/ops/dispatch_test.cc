@@ -83,9 +83,9 @@ TEST(Dispatch, TapesRecordWhileTracing) {
 TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
   // Comparisons and argmax give bool/int results; one_hot reads integers; stop_gradient is
   // declared not differentiable. A new op lands here only with a reason (else: give it a rule).
-  const std::set<std::string> none = {"equal",   "not_equal",     "less",   "less_equal",
-                                      "greater", "greater_equal", "argmax", "one_hot",
-                                      "stop_gradient"};
+  const std::set<std::string> none = {"equal",      "not_equal", "less",
+                                      "less_equal", "greater",   "greater_equal",
+                                      "argmax",     "one_hot",   "stop_gradient"};
   for (const OpDef* op : ops::all_ops()) {
     if (!op->grad) EXPECT_TRUE(none.count(op->name)) << op->name << " has no gradient rule";
   }

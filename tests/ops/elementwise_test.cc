@@ -18,8 +18,8 @@ namespace {
 
 using testing::all_close;
 using testing::check_fast_matches_reference;
-using testing::Expect;
 using testing::check_gradients;
+using testing::Expect;
 using testing::expect_error;
 using testing::random_tensor;
 

@@ -18,8 +18,8 @@ using testing::random_tensor;
 TEST(MatmulThreads, PrimitiveCacheUnderContention) {
   onednn::clear_primitive_cache();
   onednn::set_primitive_cache_capacity(3);  // fewer entries than shapes: evictions race hits
-  const Shape shapes[][2] = {{{5, 7}, {7, 3}}, {{8, 8}, {8, 8}}, {{1, 9}, {9, 4}},
-                             {{6, 2}, {2, 6}}, {{3, 3}, {3, 3}}};
+  const Shape shapes[][2] = {
+      {{5, 7}, {7, 3}}, {{8, 8}, {8, 8}}, {{1, 9}, {9, 4}}, {{6, 2}, {2, 6}}, {{3, 3}, {3, 3}}};
   std::vector<std::vector<Tensor>> in, want;
   for (const auto& s : shapes) {
     Tensor a = random_tensor(s[0], float32, 1), b = random_tensor(s[1], float32, 2);

@@ -141,20 +141,30 @@ TEST(Pool2D, MaxGradAndSelectAreEachOthersGradient) {
   Attrs a = pool_attrs(popts(2, 2, Padding::kSame));
   Tensor x = random_tensor({2, 5, 3, 2}, float64, 11);  // distinct values: no ties
   check_gradients(
-      [&](const std::vector<Tensor>& v) { return run_op(ops::kMaxPool2DGrad, {x, v[0]}, a); },
+      [&](const std::vector<Tensor>& v) {
+        return run_op(ops::kMaxPool2DGrad, {x, v[0]}, a);
+      },
       {random_tensor({2, 3, 2, 2}, float64, 12)});
   check_gradients(
-      [&](const std::vector<Tensor>& v) { return run_op(ops::kMaxPool2DSelect, {x, v[0]}, a); },
+      [&](const std::vector<Tensor>& v) {
+        return run_op(ops::kMaxPool2DSelect, {x, v[0]}, a);
+      },
       {random_tensor({2, 5, 3, 2}, float64, 13)});
   // select picks v at each window's first max; it has only the reference kernel.
   Tensor v = random_tensor({2, 5, 3, 2}, float32, 14);
   Tensor xf = cast(x, float32);
   testing::check_fast_matches_reference(
-      [&] { return run_op(ops::kMaxPool2DSelect, {xf, v}, a); }, 0, 0, testing::Expect::kDeclined);
+      [&] {
+        return run_op(ops::kMaxPool2DSelect, {xf, v}, a);
+      },
+      0, 0, testing::Expect::kDeclined);
   Tensor picked = run_op(ops::kMaxPool2DSelect, {xf, xf}, a);
   EXPECT_TRUE(all_close(picked, max_pool2d(xf, popts(2, 2, Padding::kSame))));
-  expect_error<ShapeError>([&] { run_op(ops::kMaxPool2DSelect, {xf, zeros({2, 5, 3, 1})}, a); },
-                           {"max_pool2d_select", "[2, 5, 3, 2] and [2, 5, 3, 1]", "equal"});
+  expect_error<ShapeError>(
+      [&] {
+        run_op(ops::kMaxPool2DSelect, {xf, zeros({2, 5, 3, 1})}, a);
+      },
+      {"max_pool2d_select", "[2, 5, 3, 2] and [2, 5, 3, 1]", "equal"});
 }
 
 TEST(Pool2D, Errors) {

@@ -47,10 +47,14 @@ Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double low,
 
 const char* path_name(KernelPath p) {
   switch (p) {
-    case KernelPath::kFast: return "fast";
-    case KernelPath::kReference: return "reference";
-    case KernelPath::kView: return "view";
-    default: return "none";
+    case KernelPath::kFast:
+      return "fast";
+    case KernelPath::kReference:
+      return "reference";
+    case KernelPath::kView:
+      return "view";
+    default:
+      return "none";
   }
 }
 
@@ -144,8 +148,8 @@ void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
     Tensor numeric = numeric_gradient(grad_dot, inputs, k, eps);
     // An undefined second-order gradient means "zero" (the gradient does not depend on x_k).
     Tensor got = second[k].defined() ? second[k] : zeros_like(inputs[k]);
-    EXPECT_TRUE(all_close(got, numeric, 10 * tol, 10 * tol)) << "second-order gradient of input "
-                                                              << k;
+    EXPECT_TRUE(all_close(got, numeric, 10 * tol, 10 * tol))
+        << "second-order gradient of input " << k;
   }
 }
 

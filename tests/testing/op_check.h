@@ -26,9 +26,9 @@ Tensor random_tensor(const Shape& shape, DType dtype = float32, uint64_t seed = 
 
 // Which kernel the last op of fn() must have used in check_fast_matches_reference.
 enum class Expect {
-  kFast,       // the fast kernel ran (the default: a test that meant it would fail otherwise)
-  kDeclined,   // the fast kernel declined the case, or the op has none: the reference ran
-  kView,       // the op returned a view of its input (reshape, rows)
+  kFast,      // the fast kernel ran (the default: a test that meant it would fail otherwise)
+  kDeclined,  // the fast kernel declined the case, or the op has none: the reference ran
+  kView,      // the op returned a view of its input (reshape, rows)
 };
 
 // Runs fn() with the fast kernels, then with reference kernels only, and compares every output.
