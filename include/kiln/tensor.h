@@ -59,13 +59,16 @@ class Tensor {
   template <typename T>
   std::vector<T> to_vector() const;
 
+  // reshape, rows and clone are ops: tapes record them (gradients flow through) and traced
+  // functions see them. reshape and rows share this tensor's storage (views).
   // A view with the same data and a new shape; one dim may be -1. Throws ShapeError.
   Tensor reshape(const Shape& shape) const;
-  // Rows [begin, end) of the first dim, as a view (no copy).
+  // Rows [begin, end) of the first dim, as a view (no copy). Throws ValueError when out of range.
   Tensor rows(int64_t begin, int64_t end) const;
   // An independent deep copy.
   Tensor clone() const;
-  // Copies `src` (same shape and dtype) into this tensor's storage, in place.
+  // Copies `src` (same shape and dtype) into this tensor's storage, in place. Not recorded by
+  // tapes: this tensor gets src's values, not a gradient path to it.
   void copy_from(const Tensor& src);
 
   // Whether tapes record ops on this tensor without watch() (set on trainable variables).
