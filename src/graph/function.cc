@@ -9,6 +9,8 @@
 #include <mutex>
 
 #include "core/context.h"
+#include "graph/executor.h"
+#include "graph/fusion.h"
 #include "graph/graph.h"
 #include "graph/passes.h"
 #include "graph/scoped_recorders.h"
@@ -25,7 +27,26 @@ struct ConcreteFunction {
   std::shared_ptr<const graph::Graph> graph;   // optimized; shared: a call outlives an eviction
   std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
   graph::PassStats passes;
+  // The executor plan for the last call's shapes (rebuilt when unknown dims change); shared:
+  // a running call keeps it alive through an eviction or a rebuild.
+  std::shared_ptr<graph::Plan> plan;
 };
+
+// Signature::accepts for a call's tensors, without building a Signature (no allocation).
+bool accepts_args(const Signature& sig, std::span<const Tensor> args, bool training) {
+  if (sig.training != training || sig.args.size() != args.size()) return false;
+  for (size_t k = 0; k < args.size(); ++k) {
+    const TensorSpec& s = sig.args[k];
+    const Shape& shape = args[k].shape();
+    if (s.dtype != args[k].dtype() || s.dims.size() != static_cast<size_t>(shape.rank())) {
+      return false;
+    }
+    for (size_t d = 0; d < s.dims.size(); ++d) {
+      if (s.dims[d] != kUnknownDim && s.dims[d] != shape[static_cast<int>(d)]) return false;
+    }
+  }
+  return true;
+}
 
 // Graphs traced for two sizes of an unknown dim must be the same program: same ops, attrs and
 // wiring, and captured tensors of the same shapes. Otherwise some op baked the size in.
@@ -63,6 +84,9 @@ struct Function::State {
   FunctionCacheInfo info;
   bool warned = false;
   std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
+
+  void resolve(std::span<const Tensor> args, bool training, std::shared_ptr<const graph::Graph>& g,
+               std::shared_ptr<graph::Plan>& plan);
 
   // Traces fn for `sig` (concrete shapes taken from `example` where sig has unknown dims).
   graph::Graph trace(const Signature& example, bool training) {
@@ -202,6 +226,7 @@ struct Function::State {
     if (traced.size() > 64) traced.erase(traced.begin());  // enough to explain retraces
     auto traced_graph = std::make_shared<const graph::Graph>(g);
     graph::PassStats stats = graph::optimize(g);
+    stats.fused_nodes = graph::fuse(g);
     g.plan_lifetimes();
     cache.push_front(
         {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
@@ -228,29 +253,114 @@ Function::~Function() = default;
 Function::Function(Function&&) noexcept = default;
 Function& Function::operator=(Function&&) noexcept = default;
 
-std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args, bool training) {
+namespace {
+void check_defined(const std::string& name, std::span<const Tensor> args) {
   for (size_t k = 0; k < args.size(); ++k) {
     if (!args[k].defined()) {
-      throw ValueError("function '" + state_->options.name + "': argument " + std::to_string(k) +
+      throw ValueError("function '" + name + "': argument " + std::to_string(k) +
                        " is an undefined tensor");
     }
   }
+}
+}  // namespace
+
+// The cached graph for a call (tracing on a miss) and, when the call may run the executor
+// (no tape recording, no forced reference kernels), its plan for these shapes.
+void Function::State::resolve(std::span<const Tensor> args, bool training,
+                              std::shared_ptr<const graph::Graph>& g,
+                              std::shared_ptr<graph::Plan>& plan) {
+  std::lock_guard<std::mutex> lock(mu);
+  ConcreteFunction* cf = nullptr;
+  for (auto it = cache.begin(); it != cache.end(); ++it) {  // a hit allocates nothing
+    if (accepts_args(it->signature, args, training)) {
+      ++info.hits;
+      if (it != cache.begin()) cache.splice(cache.begin(), cache, it);
+      cf = &cache.front();
+      break;
+    }
+  }
+  if (!cf) {
+    std::vector<Tensor> a(args.begin(), args.end());
+    cf = &lookup(graph::signature_of(a, training));  // counts the miss, traces
+  }
+  g = cf->graph;
+  const detail::ThreadContext& ctx = detail::thread_context();
+  if (ctx.tape || ctx.force_reference) return;  // the dispatcher path: differentiable
+  if (!cf->plan || !cf->plan->matches(args)) cf->plan = graph::Plan::build(*cf->graph, args);
+  plan = cf->plan;
+}
+
+void Function::run(std::span<const Tensor> args, bool training, std::vector<Tensor>* result,
+                   std::span<Tensor> outs) {
+  std::shared_ptr<const graph::Graph> g;
+  std::shared_ptr<graph::Plan> plan;
+  state_->resolve(args, training, g, plan);
+  // Run outside the function's lock: a cached graph is immutable, and our references keep it
+  // and its plan alive through an eviction by another thread.
+  if (plan) {
+    std::unique_lock<std::mutex> busy(plan->mu(), std::try_to_lock);
+    if (busy.owns_lock()) {  // else another thread runs this plan: take the dispatcher path
+      if (result) {
+        result->resize(g->outputs.size());
+        outs = *result;
+      } else if (outs.size() != g->outputs.size()) {
+        throw ValueError("function '" + state_->options.name + "': returns " +
+                         std::to_string(g->outputs.size()) + " tensors, got " +
+                         std::to_string(outs.size()) + " to write them to");
+      }
+      plan->run(args, outs);
+      return;
+    }
+  }
+  std::vector<Tensor> r = graph::execute(*g, std::vector<Tensor>(args.begin(), args.end()));
+  if (result) {
+    *result = std::move(r);
+    return;
+  }
+  if (outs.size() != r.size()) {
+    throw ValueError("function '" + state_->options.name + "': returns " +
+                     std::to_string(r.size()) + " tensors, got " + std::to_string(outs.size()) +
+                     " to write them to");
+  }
+  for (size_t k = 0; k < r.size(); ++k) outs[k] = std::move(r[k]);
+}
+
+std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args, bool training) {
+  check_defined(state_->options.name, args);
   // Called while another function traces: inline the callable into that trace.
   if (detail::thread_context().tracer) return state_->fn(args, training);
-  const Signature concrete = graph::signature_of(args, training);
-  std::unique_lock<std::mutex> lock(state_->mu);
-  // Run outside the lock: a cached graph is immutable, and our reference keeps it alive
-  // through an eviction by another thread.
-  std::shared_ptr<const graph::Graph> g = state_->lookup(concrete).graph;
-  lock.unlock();
-  return graph::execute(*g, args);
+  std::vector<Tensor> result;
+  run(args, training, &result, {});
+  return result;
+}
+
+void Function::call(std::span<const Tensor> args, std::span<Tensor> outs, bool training) {
+  check_defined(state_->options.name, args);
+  if (detail::thread_context().tracer) {
+    std::vector<Tensor> r = state_->fn(std::vector<Tensor>(args.begin(), args.end()), training);
+    if (r.size() != outs.size()) {
+      throw ValueError("function '" + state_->options.name + "': returns " +
+                       std::to_string(r.size()) + " tensors, got " + std::to_string(outs.size()) +
+                       " to write them to");
+    }
+    for (size_t k = 0; k < r.size(); ++k) outs[k] = std::move(r[k]);
+    return;
+  }
+  run(args, training, nullptr, outs);
 }
 
 FunctionCacheInfo Function::cache_info() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   FunctionCacheInfo info = state_->info;
   info.signatures.clear();
-  for (const ConcreteFunction& cf : state_->cache) info.signatures.push_back(cf.signature);
+  for (const ConcreteFunction& cf : state_->cache) {
+    info.signatures.push_back(cf.signature);
+    if (cf.plan) {
+      info.arena_bytes += cf.plan->arena_bytes();
+      info.plan_steps += cf.plan->num_steps();
+    }
+    info.fused_nodes += cf.passes.fused_nodes;
+  }
   return info;
 }
 

@@ -65,6 +65,9 @@ const OpDef* const kAll[] = {
     &kCopy,
     &kRows,
     &kMaxPool2DSelect,
+    &kFusedMatmul,
+    &kFusedConv2D,
+    &kFusedElementwise,
 };
 }  // namespace
 

@@ -29,6 +29,8 @@ extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
+// fused.cc, fused_elementwise.cc: emitted by graph/fusion.cc only
+extern const OpDef kFusedMatmul, kFusedConv2D, kFusedElementwise;
 
 // All registered ops.
 std::span<const OpDef* const> all_ops();
