@@ -24,7 +24,14 @@
 #include "testing/op_check.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define KILN_COUNT_MALLOC 0  // the sanitizers own malloc
+#define KILN_COUNT_MALLOC 0  // the sanitizers own malloc (gcc's macros)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define KILN_COUNT_MALLOC 0  // clang's
+#else
+#define KILN_COUNT_MALLOC 1
+#endif
 #else
 #define KILN_COUNT_MALLOC 1
 #endif
