@@ -78,8 +78,9 @@ struct FunctionCacheInfo {
   std::string last_retrace_reason;    // "" until a second trace
   std::vector<std::string> warnings;  // what the kWarn policy logged
   size_t variables = 0;               // variables created by traces of this function
-  // Summed over the cached concrete functions: executor arena bytes (the intermediates of one
-  // call, placed by liveness), kernel calls per run, and nodes removed by fusion.
+  // Summed over the cached concrete functions and their plans (one per set of concrete shapes,
+  // up to 4 each): executor arena bytes (the intermediates of one call, placed by liveness),
+  // kernel calls per run, and nodes removed by fusion.
   size_t arena_bytes = 0;
   size_t plan_steps = 0;
   size_t fused_nodes = 0;

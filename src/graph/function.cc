@@ -27,9 +27,11 @@ struct ConcreteFunction {
   std::shared_ptr<const graph::Graph> graph;   // optimized; shared: a call outlives an eviction
   std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
   graph::PassStats passes;
-  // The executor plan for the last call's shapes (rebuilt when unknown dims change); shared:
-  // a running call keeps it alive through an eviction or a rebuild.
-  std::shared_ptr<graph::Plan> plan;
+  // Executor plans, one per set of concrete shapes seen (several only with unknown dims: e.g.
+  // a full batch and a last partial one), most recently used first, at most kMaxPlans.
+  // Shared: a running call keeps its plan alive through an eviction.
+  static constexpr size_t kMaxPlans = 4;
+  std::vector<std::shared_ptr<graph::Plan>> plans;
 };
 
 // Signature::accepts for a call's tensors, without building a Signature (no allocation).
@@ -286,8 +288,16 @@ void Function::State::resolve(std::span<const Tensor> args, bool training,
   g = cf->graph;
   const detail::ThreadContext& ctx = detail::thread_context();
   if (ctx.tape || ctx.force_reference) return;  // the dispatcher path: differentiable
-  if (!cf->plan || !cf->plan->matches(args)) cf->plan = graph::Plan::build(*cf->graph, args);
-  plan = cf->plan;
+  std::vector<std::shared_ptr<graph::Plan>>& plans = cf->plans;
+  auto it = std::find_if(plans.begin(), plans.end(),
+                         [&](const std::shared_ptr<graph::Plan>& p) { return p->matches(args); });
+  if (it == plans.end()) {
+    if (plans.size() == ConcreteFunction::kMaxPlans) plans.pop_back();
+    plans.insert(plans.begin(), graph::Plan::build(*cf->graph, args));
+  } else if (it != plans.begin()) {
+    std::rotate(plans.begin(), it, it + 1);  // no allocation: a hit stays allocation-free
+  }
+  plan = plans.front();
 }
 
 void Function::run(std::span<const Tensor> args, bool training, std::vector<Tensor>* result,
@@ -355,9 +365,9 @@ FunctionCacheInfo Function::cache_info() const {
   info.signatures.clear();
   for (const ConcreteFunction& cf : state_->cache) {
     info.signatures.push_back(cf.signature);
-    if (cf.plan) {
-      info.arena_bytes += cf.plan->arena_bytes();
-      info.plan_steps += cf.plan->num_steps();
+    for (const std::shared_ptr<graph::Plan>& p : cf.plans) {
+      info.arena_bytes += p->arena_bytes();
+      info.plan_steps += p->num_steps();
     }
     info.fused_nodes += cf.passes.fused_nodes;
   }

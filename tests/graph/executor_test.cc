@@ -97,11 +97,14 @@ TEST(Executor, UnknownDimsReplanPerShape) {
   FunctionOptions o;
   o.input_signature = std::vector<TensorSpec>{{{kUnknownDim, 6}, float32}};
   Function f = function([](const Tensor& x) { return relu(x * 3.0) + 1.0; }, o);
-  for (int64_t n : {1, 7, 64, 7}) {
+  for (int64_t n : {1, 7, 64, 7, 1, 2, 3, 4}) {
     Tensor x = random_tensor({n, 6}, float32, static_cast<uint64_t>(n));
     EXPECT_TRUE(all_close(f(x), relu(x * 3.0) + 1.0)) << n;
   }
-  EXPECT_EQ(f.cache_info().traces, 1u);
+  const FunctionCacheInfo info = f.cache_info();
+  EXPECT_EQ(info.traces, 1u);
+  EXPECT_EQ(info.plan_steps, 4u);   // one fused step in each of the 4 most recent plans
+  EXPECT_EQ(info.arena_bytes, 0u);  // one fused step writes the output: no intermediates
 }
 
 TEST(Executor, ATapeAroundACallTakesTheDifferentiablePath) {

@@ -205,6 +205,26 @@ TEST(Fusion, ConvBiasActivationIsOneFusedConv) {
   }
 }
 
+TEST(Fusion, ConvGraphText) {
+  Conv2DOptions o;
+  o.padding = Padding::kSame;
+  Graph g = trace(
+      [&](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{relu(add(conv2d(a[0], a[1], o), a[2]))};
+      },
+      {{1, 5, 5, 2}, {3, 3, 2, 4}, {4}});
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [1, 5, 5, 2] float32\n%1 = input 1 : [3, 3, 2, 4] float32\n"
+            "%2 = input 2 : [4] float32\n%3 = conv2d(%0, %1) {1, 1, 1, 1, 1, 1} : [1, 5, 5, 4] "
+            "float32\n%4 = add(%3, %2) : [1, 5, 5, 4] float32\n"
+            "%5 = relu(%4) : [1, 5, 5, 4] float32\nreturn %5\n");
+  fuse(g);
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [1, 5, 5, 2] float32\n%1 = input 1 : [3, 3, 2, 4] float32\n"
+            "%2 = input 2 : [4] float32\n%3 = fused_conv2d(%0, %1, %2) {1, 1, 1, 1, 1, 1, 1, 1, "
+            "0} : [1, 5, 5, 4] float32\nreturn %3\n");
+}
+
 TEST(Fusion, ElementwiseChainIsOneLoop) {
   Graph g = trace(
       [](const std::vector<Tensor>& a) {
