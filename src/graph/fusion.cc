@@ -149,11 +149,16 @@ int fuse_elementwise(Graph& g) {
     if (n.outputs.size() != 1 || !elementwise_opcode(n.op)) return false;
     const Meta& y = g.values[n.outputs[0]].meta;
     if (!is_float(y.dtype) || y.shape.numel() == 0) return false;
+    bool full = false;  // one operand has the result's shape: it names the fused op's shape
     for (int32_t v : n.inputs) {
       const Meta& m = g.values[v].meta;
-      if (m.dtype != y.dtype || (m.shape != y.shape && m.shape.numel() != 1)) return false;
+      full |= m.shape == y.shape;
+      if (m.dtype != y.dtype ||
+          (m.shape != y.shape && m.shape.numel() != 1 && !fe_is_row(m.shape, y.shape))) {
+        return false;
+      }
     }
-    return true;
+    return full;
   };
   // External inputs of a set of member nodes.
   auto externals = [&](const std::vector<int32_t>& nodes) {

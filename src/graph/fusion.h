@@ -19,7 +19,8 @@ namespace kiln::graph {
 int fuse_matmul_conv(Graph& g);
 
 // Chains of float elementwise ops (neg exp log sqrt abs square relu sigmoid tanh, add sub mul
-// div maximum minimum) whose operands have the result's shape or one element: one
+// div maximum minimum) whose operands have the result's shape, one element, or are a row over
+// its last dim (a bias, batch norm's per-channel vectors), one operand at least full-shaped: one
 // fused_elementwise running a small program in one pass. At most 16 inputs and 39 ops per
 // chain. Returns the number of nodes removed.
 int fuse_elementwise(Graph& g);

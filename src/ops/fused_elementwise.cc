@@ -81,9 +81,11 @@ void fe_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   }
   for (int i = 0; i < k; ++i) {
     require_same_dtype(op, in[big].dtype, in[i].dtype);
-    if (in[i].shape != in[big].shape && in[i].shape.numel() != 1) {
+    if (in[i].shape != in[big].shape && in[i].shape.numel() != 1 &&
+        !fe_is_row(in[i].shape, in[big].shape)) {
       throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) +
-                       ": every input must have the output's shape or one element");
+                       ": every input must have the output's shape, one element, or be a row "
+                       "over its last dim");
     }
   }
   require_floating(op, in[big].dtype);
@@ -103,15 +105,15 @@ void fe_reference(const KernelArgs& kargs) {
   const int64_t n = kargs.attrs.i(0), numel = kargs.out[0].numel();
   detail::visit_floating(kargs.out[0].dtype(), [&]<typename T>() {
     const T* src[16];
-    bool scalar[16];
+    int64_t period[16];  // element e of input i is src[i][e % period[i]]
     for (int i = 0; i < k; ++i) {
       src[i] = detail::ptr<T>(kargs.in[i]);
-      scalar[i] = kargs.in[i].numel() == 1 && numel != 1;
+      period[i] = std::max<int64_t>(kargs.in[i].numel(), 1);
     }
     T* y = detail::ptr<T>(kargs.out[0]);
     T r[kMaxRegs];
     for (int64_t e = 0; e < numel; ++e) {
-      for (int i = 0; i < k; ++i) r[i] = scalar[i] ? src[i][0] : src[i][e];
+      for (int i = 0; i < k; ++i) r[i] = src[i][e % period[i]];
       for (int64_t j = 0; j < n; ++j) {
         const Instr ins = decode(kargs.attrs.i(j + 1));
         r[k + j] = apply<T>(ins.op, r[ins.a], fe_is_binary(ins.op) ? r[ins.b] : T(0));
@@ -178,11 +180,11 @@ bool fe_fast(const KernelArgs& kargs) {
   const int64_t n = kargs.attrs.i(0), numel = kargs.out[0].numel();
   alignas(64) float regs[kMaxRegs][kBlock];
   const float* src[16];
-  bool scalar[16];
+  int64_t period[16];  // as in the reference: numel for full inputs, 1 scalars, C rows
   for (int i = 0; i < k; ++i) {
     src[i] = detail::ptr<float>(kargs.in[i]);
-    scalar[i] = kargs.in[i].numel() == 1 && numel != 1;
-    if (scalar[i]) std::fill(regs[i], regs[i] + kBlock, src[i][0]);
+    period[i] = std::max<int64_t>(kargs.in[i].numel(), 1);
+    if (period[i] == 1) std::fill(regs[i], regs[i] + kBlock, src[i][0]);
   }
   Instr prog[kFusedMaxInstructions];
   for (int64_t j = 0; j < n; ++j) prog[j] = decode(kargs.attrs.i(j + 1));
@@ -190,7 +192,19 @@ bool fe_fast(const KernelArgs& kargs) {
   for (int64_t base = 0; base < numel; base += kBlock) {
     const int64_t len = std::min(kBlock, numel - base);
     const float* reg[kMaxRegs];
-    for (int i = 0; i < k; ++i) reg[i] = scalar[i] ? regs[i] : src[i] + base;
+    for (int i = 0; i < k; ++i) {
+      const int64_t at = base % period[i];
+      if (period[i] == 1) {
+        reg[i] = regs[i];
+      } else if (at + len <= period[i]) {  // full inputs, and rows the block does not wrap
+        reg[i] = src[i] + at;
+      } else {  // a row wrapping inside the block: gather it
+        for (int64_t e = 0, j = at; e < len; ++e, j = j + 1 == period[i] ? 0 : j + 1) {
+          regs[i][e] = src[i][j];
+        }
+        reg[i] = regs[i];
+      }
+    }
     for (int64_t j = 0; j < n; ++j) {
       // The last instruction writes the output directly.
       float* r = j + 1 == n ? y + base : regs[k + j];

@@ -112,11 +112,16 @@ TEST(Fusion, MatmulGraphText) {
         return std::vector<Tensor>{relu(add(a[2], matmul(a[0], a[1], false, true)))};  // bias first
       },
       {{2, 3}, {4, 3}, {4}});
+  const Graph before = g;
   fuse(g);
   EXPECT_EQ(g.to_text(),
             "%0 = input 0 : [2, 3] float32\n%1 = input 1 : [4, 3] float32\n"
             "%2 = input 2 : [4] float32\n"
             "%3 = fused_matmul(%0, %1, %2) {0, 1, 1, 1, 0} : [2, 4] float32\nreturn %3\n");
+  std::vector<Tensor> xs = {random_tensor({2, 3}, float32, 1), random_tensor({4, 3}, float32, 2),
+                            random_tensor({4}, float32, 3)};
+  expect_same_results(before, g, xs);  // b read transposed through oneDNN strides
+  expect_same_gradients(before, g, xs);
 }
 
 TEST(Fusion, MatmulWithOnlyABiasOrOnlyAnActivation) {
@@ -274,17 +279,39 @@ TEST(Fusion, ElementwiseChainsStopAtSharedValuesAndShapeChanges) {
         Tensor shared = exp(a[0]) * 2.0;  // two readers: a chain ends here
         Tensor b = relu(shared + 1.0);
         Tensor c = sum(shared * 3.0);  // sum is not elementwise
-        Tensor d = a[0] + a[1];        // [4, 3] + [3]: broadcasting, not fusable
+        Tensor d = a[0] + a[1];        // [4, 3] + [4, 1]: a column, not fusable
         return std::vector<Tensor>{b, c, neg(d)};
       },
-      {{4, 3}, {3}});
+      {{4, 3}, {4, 1}});
   const Graph before = g;
   fuse(g);
   EXPECT_EQ(count_op(g, "fused_elementwise"), 2) << g.to_text();  // exp*2, +1 relu
   EXPECT_EQ(count_op(g, "add"), 1);
   EXPECT_EQ(count_op(g, "mul"), 1);  // shared * 3 alone
-  std::vector<Tensor> xs = {random_tensor({4, 3}), random_tensor({3})};
+  std::vector<Tensor> xs = {random_tensor({4, 3}), random_tensor({4, 1})};
   expect_same_results(before, g, xs);
+}
+
+TEST(Fusion, RowsOverTheLastDimFuseLikeBatchNormInference) {
+  // BatchNormalization at inference: (x - mean) / sqrt(var + eps) * gamma + beta, the four
+  // vectors [C] broadcast over x's last dim. sqrt(var + eps) is a chain of its own ([C]).
+  for (int64_t c : {7, 100}) {  // rows wrapping inside a 64-element block, and longer ones
+    const Shape xs{2, 5, 3, c};
+    Graph g = trace(
+        [](const std::vector<Tensor>& a) {
+          return std::vector<Tensor>{(a[0] - a[1]) / sqrt(a[2] + 1e-3) * a[3] + a[4]};
+        },
+        {xs, {c}, {c}, {1, c}, {c}});
+    const Graph before = g;
+    EXPECT_EQ(fuse(g), 4);
+    EXPECT_EQ(count_op(g, "fused_elementwise"), 2) << g.to_text();
+    EXPECT_EQ(g.nodes.size(), 2u);
+    std::vector<Tensor> in = {random_tensor(xs, float32, 1), random_tensor({c}, float32, 2),
+                              random_tensor({c}, float32, 3, 0.5, 2),
+                              random_tensor({1, c}, float32, 4), random_tensor({c}, float32, 5)};
+    expect_same_results(before, g, in);
+    expect_same_gradients(before, g, in);
+  }
 }
 
 TEST(Fusion, LongChainsSplitAtTheInstructionLimit) {
