@@ -191,9 +191,14 @@ void Plan::run(std::span<const Tensor> args, std::span<Tensor> outs) {
     const Meta& m = metas_[c.value];
     Tensor& dst = outs[c.index];
     bool fits = dst.defined() && dst.dtype() == m.dtype && dst.shape() == m.shape;
-    if (fits) {
-      for (const Tensor& a : args) fits &= a.impl()->storage != dst.impl()->storage;
-      for (const Tensor& t : captured_) fits &= t.impl()->storage != dst.impl()->storage;
+    if (fits) {  // nor may it be another output's tensor, or the copy would overwrite that
+      const detail::Storage* s = dst.impl()->storage;
+      for (const Tensor& a : args) fits &= a.impl()->storage != s;
+      for (const Tensor& t : captured_) fits &= t.impl()->storage != s;
+      for (size_t j = 0; j < outs.size(); ++j) {
+        fits &=
+            static_cast<int>(j) == c.index || !outs[j].defined() || outs[j].impl()->storage != s;
+      }
     }
     if (!fits) dst = Tensor::adopt(detail::impl_new(m.shape, m.dtype));
     std::memcpy(dst.impl()->bytes(), vals_[c.value].impl()->bytes(), nbytes_of(m));

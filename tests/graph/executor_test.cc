@@ -92,6 +92,17 @@ TEST(Executor, CallWritesIntoFittingOutsAndReplacesAliasingOnes) {
   EXPECT_EQ(small[0].shape(), (Shape{5, 3}));
   Tensor two[2];
   testing::expect_error<ValueError>([&] { f.call({&x, 1}, two); }, {"returns 1 tensors", "got 2"});
+  // One tensor passed for two results (one written in place, one a copied view): the second
+  // gets a tensor of its own instead of overwriting the first.
+  Function g = function([](const std::vector<Tensor>& a, bool) {
+    Tensor y = exp(a[0]);
+    return std::vector<Tensor>{y + 1.0, reshape(y, {15})};
+  });
+  Tensor same = zeros({5, 3});
+  Tensor both[2] = {same, same.reshape({15})};
+  g.call({&x, 1}, both);
+  EXPECT_TRUE(all_close(both[0], exp(x) + 1.0));
+  EXPECT_TRUE(all_close(both[1], reshape(exp(x), {15})));
   EXPECT_EQ(f.cache_info().traces, 1u);
 }
 
