@@ -231,7 +231,7 @@ struct Function::State {
     stats.fused_nodes = graph::fuse(g);
     g.plan_lifetimes();
     cache.push_front(
-        {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
+        {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats, {}});
     while (cache.size() > options.max_entries) {
       cache.pop_back();
       ++info.evictions;
