@@ -12,6 +12,7 @@
 // approximate). bias is a [N] vector over the last dim. Reference kernels compose the unfused
 // ops' reference kernels (so they agree with them exactly); fast kernels are one oneDNN
 // primitive with a bias and an eltwise post-op.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -142,6 +143,30 @@ struct FusedMatmulEntry : onednn::Entry {
   onednn::ExecArgs args;
 };
 
+// One row times a row-major [K, N] matrix, plus the bias: a single pass over the weights,
+// which is all batch-1 inference has to do (and, unlike a oneDNN call, allocates nothing).
+// Four weight rows per step keep the accumulator traffic below the weight stream.
+void gemv_row(const float* x, const float* w, const float* bias, int64_t kk, int64_t n, float* y) {
+  constexpr int64_t kCols = 512;  // accumulators stay in L1
+  for (int64_t c0 = 0; c0 < n; c0 += kCols) {
+    const int64_t nc = std::min(kCols, n - c0);
+    alignas(64) float acc[kCols];
+    for (int64_t j = 0; j < nc; ++j) acc[j] = bias ? bias[c0 + j] : 0.f;
+    int64_t p = 0;
+    for (; p + 4 <= kk; p += 4) {
+      const float x0 = x[p], x1 = x[p + 1], x2 = x[p + 2], x3 = x[p + 3];
+      const float *r0 = w + p * n + c0, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+      for (int64_t j = 0; j < nc; ++j) acc[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
+    }
+    for (; p < kk; ++p) {
+      const float xp = x[p];
+      const float* r = w + p * n + c0;
+      for (int64_t j = 0; j < nc; ++j) acc[j] += xp * r[j];
+    }
+    std::copy(acc, acc + nc, y + c0);
+  }
+}
+
 // Rank-2 float32 only (what Dense emits); others run the reference.
 bool fmm_fast(const KernelArgs& k) {
   const Shape &as = k.in[0].shape(), &bs = k.in[1].shape(), &os = k.out[0].shape();
@@ -149,6 +174,17 @@ bool fmm_fast(const KernelArgs& k) {
   const bool ta = k.attrs.i(0), tb = k.attrs.i(1), has_bias = k.attrs.i(2);
   const int64_t m = os[0], n = os[1], kk = ta ? as[0] : as[1];
   if (os.numel() == 0 || kk == 0) return false;
+  if (m == 1 && !tb) {  // a [1, K] row (transposed or not, the same K floats)
+    gemv_row(detail::ptr<float>(k.in[0]), detail::ptr<float>(k.in[1]),
+             has_bias ? detail::ptr<float>(k.in[2]) : nullptr, kk, n, detail::ptr<float>(k.out[0]));
+    if (const OpDef* op = act_op(k.attrs.i(3))) {  // in place: elementwise reads i, writes i
+      const Attrs a = act_attrs(k.attrs.i(3), k.attrs, 4);
+      Tensor in[1] = {k.out[0]};
+      const KernelArgs ak{in, k.out, a};
+      if (!op->fast || !op->fast(ak)) op->reference(ak);
+    }
+    return true;
+  }
   const int threads = 2.0 * m * n * kk < kSingleThreadFlops ? 1 : omp_get_max_threads();
   onednn::ScopedThreads scoped(threads);
   onednn::Key key(onednn::Kind::kMatmulPostOps);

@@ -106,6 +106,26 @@ TEST(Fusion, DenseBiasActivationIsOneFusedMatmul) {
   }
 }
 
+TEST(Fusion, BatchOneRowsTakeTheSinglePassKernel) {
+  // [1, K] rows: one pass over the weights; K not a multiple of 4, N past one 512-column block.
+  for (const NamedAct& act : activations()) {
+    Graph g = trace(
+        [&](const std::vector<Tensor>& a) {
+          return std::vector<Tensor>{act.f(add(matmul(a[0], a[1]), a[2]))};
+        },
+        {{1, 7}, {7, 1030}, {1030}});
+    const Graph before = g;
+    fuse(g);
+    std::vector<Tensor> xs = {random_tensor({1, 7}, float32, 1),
+                              random_tensor({7, 1030}, float32, 2),
+                              random_tensor({1030}, float32, 3)};
+    expect_same_results(before, g, xs);
+    reset_kernel_stats();
+    execute(g, xs);
+    EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast) << act.name;
+  }
+}
+
 TEST(Fusion, MatmulGraphText) {
   Graph g = trace(
       [](const std::vector<Tensor>& a) {
