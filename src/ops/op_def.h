@@ -89,6 +89,8 @@ using ViewFn = Tensor (*)(const Tensor& in, const Attrs& attrs, const Meta& out)
 // OpDef::flags bits.
 enum OpFlag : uint32_t {
   kNotDifferentiable = 1u << 0,  // constant to tapes on purpose (stop_gradient)
+  kStateful = 1u << 1,           // writes its first input in place: never removed, merged, folded
+  kRandom = 1u << 2,             // draws random numbers (from a key input or a generator state)
 };
 
 struct OpDef {
@@ -102,6 +104,8 @@ struct OpDef {
   ViewFn view = nullptr;
   uint32_t flags = 0;
 };
+
+inline bool is_stateful(const OpDef& op) { return (op.flags & kStateful) != 0; }
 
 // ---- the dispatcher (src/ops/dispatch.cc) -------------------------------------------------
 

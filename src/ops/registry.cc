@@ -65,6 +65,12 @@ const OpDef* const kAll[] = {
     &kCopy,
     &kRows,
     &kMaxPool2DSelect,
+    &kAssign,
+    &kAssignAdd,
+    &kNextKey,
+    &kSgdUpdate,
+    &kAdamUpdate,
+    &kRmspropUpdate,
 };
 }  // namespace
 

@@ -29,6 +29,9 @@ extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
+// state.cc, updates.cc (stateful: write their first input)
+extern const OpDef kAssign, kAssignAdd, kNextKey;
+extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
 
 // All registered ops.
 std::span<const OpDef* const> all_ops();
