@@ -111,6 +111,16 @@ Tensor dropout(const Tensor& x, double rate, const Tensor& key, bool training = 
 // in [0, C) (else ValueError) -> [N].
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 
+// ---- random (src/ops/random.cc) -----------------------------------------------------------
+// Random tensors named by a key (int64 [2], e.g. SeedGenerator::next()): ops, so a traced
+// function drawing with a fresh key per call draws new numbers per call. Key {seed, 0} draws
+// what random_uniform/random_normal(shape, ..., seed) in kiln/tensor.h draw; those seeded
+// creators run on the host, so inside a trace they become constants (the same every call).
+Tensor random_uniform(const Shape& shape, double low, double high, const Tensor& key,
+                      DType dtype = float32);
+Tensor random_normal(const Shape& shape, double mean, double stddev, const Tensor& key,
+                     DType dtype = float32);
+
 // ---- state (src/ops/state.cc) -------------------------------------------------------------
 // The only ways to write a tensor in place: ops marked stateful, so tapes and traces see them
 // and no graph pass removes, merges or folds them. Each bumps the target's version. Throws

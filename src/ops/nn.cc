@@ -44,11 +44,10 @@ void dropout_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out
   out[0] = in[0];
 }
 
-// The Philox key of a dropout key: counter 0 is the seed itself, so dropout(x, rate, seed)
-// keeps the masks it always had; each later counter moves by the golden-ratio increment.
+// Counter 0 is the seed itself, so dropout(x, rate, seed) keeps the masks it always had.
 uint64_t philox_seed(const Tensor& key) {
   const int64_t* k = ptr<int64_t>(key);
-  return static_cast<uint64_t>(k[0]) + static_cast<uint64_t>(k[1]) * 0x9E3779B97F4A7C15ull;
+  return detail::key_seed(k[0], k[1]);
 }
 
 // Element i is kept when uniform value i of the (seed, stream) sequence is >= rate; Philox

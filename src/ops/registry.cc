@@ -71,6 +71,8 @@ const OpDef* const kAll[] = {
     &kSgdUpdate,
     &kAdamUpdate,
     &kRmspropUpdate,
+    &kRandomUniform,
+    &kRandomNormal,
 };
 }  // namespace
 

@@ -32,6 +32,8 @@ extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kSt
 // state.cc, updates.cc (stateful: write their first input)
 extern const OpDef kAssign, kAssignAdd, kNextKey;
 extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
+// random.cc (pure functions of a key input)
+extern const OpDef kRandomUniform, kRandomNormal;
 
 // All registered ops.
 std::span<const OpDef* const> all_ops();
