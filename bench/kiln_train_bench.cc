@@ -48,10 +48,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) {
-      std::fprintf(
-          stderr,
-          "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR] [--graph 0|1]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR] "
+                   "[--graph 0|1]\n",
+                   argv[0]);
       return 2;
     }
     std::string v = argv[++i];
