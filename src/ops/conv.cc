@@ -380,7 +380,10 @@ constexpr AttrField kConvFields[] = {
 };
 constexpr AttrSchema kConvSchema{kConvFields};
 constexpr AttrField kConvFilterGradFields[] = {
-    kConvFields[0], kConvFields[1], kConvFields[2], kConvFields[3],
+    kConvFields[0],
+    kConvFields[1],
+    kConvFields[2],
+    kConvFields[3],
     {"filter_shape", AttrType::kShape, 4},
 };
 constexpr AttrSchema kConvFilterGradSchema{kConvFilterGradFields};
@@ -390,7 +393,7 @@ constexpr AttrSchema kConvFilterGradSchema{kConvFilterGradFields};
 namespace ops {
 // clang-format off
 const OpDef kConv2D{"conv2d", 2, 1, conv_infer, conv_reference, conv_fast, conv_grad, nullptr, 0, &kConvSchema};
-const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast, bwd_input_grad, nullptr, 0, &kConvSchema};
+const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast, bwd_input_grad, nullptr, 0, &kConvSchema, 1u << 2};
 const OpDef kConv2DBackwardFilter{"conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast, bwd_filter_grad, nullptr, 0, &kConvFilterGradSchema};
 // clang-format on
 }  // namespace ops

@@ -87,10 +87,10 @@ thread_local bool t_check_attrs = false;
 thread_local std::vector<const OpDef*>* t_seen_ops = nullptr;
 }  // namespace
 
-CheckAttrsScope::CheckAttrsScope(std::vector<const OpDef*>* seen)
+CheckAttrsScope::CheckAttrsScope(std::vector<const OpDef*>* seen, bool enabled)
     : saved_on_(t_check_attrs), saved_seen_(t_seen_ops) {
-  t_check_attrs = true;
-  if (seen) t_seen_ops = seen;
+  t_check_attrs = enabled;
+  t_seen_ops = enabled ? seen : nullptr;
 }
 CheckAttrsScope::~CheckAttrsScope() {
   t_check_attrs = saved_on_;

@@ -416,7 +416,9 @@ bool broadcast_to_fast(const KernelArgs& k) {
   });
   return true;
 }
-void broadcast_to_grad(const GradArgs& g) { g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]); }
+void broadcast_to_grad(const GradArgs& g) {
+  g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]);
+}
 
 void check_sum_to(const char* op, const Meta& x, const Shape& target) {
   Shape b = broadcast_shapes(x.shape, target, op);
@@ -549,8 +551,8 @@ const OpDef kWhere{"where", 3, 1, where_infer, where_reference, where_fast, wher
 const OpDef kCast{"cast", 1, 1, cast_infer, cast_reference, nullptr, cast_grad, nullptr, 0, &kCastAttrs};
 const OpDef kBroadcastTo{"broadcast_to", 1, 1, broadcast_to_infer, broadcast_to_reference, broadcast_to_fast, broadcast_to_grad, nullptr, 0, &kTargetShapeAttrs};
 const OpDef kSumTo{"sum_to", 1, 1, sum_to_infer, sum_to_reference, sum_to_fast, sum_to_grad, nullptr, 0, &kTargetShapeAttrs};
-const OpDef kBroadcastLike{"broadcast_like", 2, 1, broadcast_like_infer, broadcast_to_reference, broadcast_to_fast, broadcast_like_grad, nullptr, 0, &kNoAttrs};
-const OpDef kSumToLike{"sum_to_like", 2, 1, sum_to_like_infer, sum_to_reference, sum_to_fast, sum_to_like_grad, nullptr, 0, &kNoAttrs};
+const OpDef kBroadcastLike{"broadcast_like", 2, 1, broadcast_like_infer, broadcast_to_reference, broadcast_to_fast, broadcast_like_grad, nullptr, 0, &kNoAttrs, 1u << 1};
+const OpDef kSumToLike{"sum_to_like", 2, 1, sum_to_like_infer, sum_to_reference, sum_to_fast, sum_to_like_grad, nullptr, 0, &kNoAttrs, 1u << 1};
 const OpDef kCopy{"copy", 1, 1, identity_infer, copy_reference, nullptr, copy_grad, nullptr, 0, &kNoAttrs};
 const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference, nullptr, nullptr, nullptr, kNotDifferentiable, &kNoAttrs};
 // clang-format on

@@ -198,8 +198,9 @@ constexpr AttrSchema kMatmulAttrs{kMatmulFields};
 }  // namespace
 
 namespace ops {
-const OpDef kMatmul{"matmul",    2,           1, matmul_infer, matmul_reference, matmul_fast,
-                    matmul_grad, nullptr, 0, &kMatmulAttrs};
+// clang-format off
+const OpDef kMatmul{"matmul", 2, 1, matmul_infer, matmul_reference, matmul_fast, matmul_grad, nullptr, 0, &kMatmulAttrs};
+// clang-format on
 }  // namespace ops
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {

@@ -144,6 +144,9 @@ struct OpDef {
   // Names and types of the attrs (kNoAttrs when none). Null only for an op not yet described;
   // the registry test fails for it, and format_attrs prints its attrs by position.
   const AttrSchema* attrs = nullptr;
+  // Bit k: input k gives only its shape (gradient ops' "like" inputs); no kernel reads its data,
+  // so a memory planner need not keep its buffer alive for this op.
+  uint32_t shape_only_inputs = 0;
 };
 
 // Passes must neither remove, merge, fold nor reorder a stateful op.
@@ -152,6 +155,8 @@ inline bool is_stateful(const OpDef& op) { return (op.flags & kStateful) != 0; }
 inline bool is_random(const OpDef& op) { return (op.flags & kRandom) != 0; }
 // Its output may share its input's storage (eager mode); a pass writing in place must not.
 inline bool is_view(const OpDef& op) { return op.view != nullptr; }
+// Whether op reads input k for its shape only (OpDef::shape_only_inputs).
+inline bool reads_shape_only(const OpDef& op, int k) { return (op.shape_only_inputs >> k) & 1u; }
 
 // `attrs` by name: "strides=[1, 1], padding=same, dilation=[1, 1], groups=1"; "" when there
 // are none. Attrs that do not fit the schema (or an op without one) print by position,
@@ -166,9 +171,11 @@ void check_attrs(const OpDef& op, const Attrs& attrs);
 
 // While alive, run_op checks every op's attrs on this thread (check_attrs) before running or
 // tracing it, and appends the op to `seen` if given. Tests run whole op suites under it.
+// enabled = false turns checking off inside an enclosing scope (for tests of an op's own
+// handling of malformed attrs); scopes nest and restore the previous state.
 class CheckAttrsScope {
  public:
-  explicit CheckAttrsScope(std::vector<const OpDef*>* seen = nullptr);
+  explicit CheckAttrsScope(std::vector<const OpDef*>* seen = nullptr, bool enabled = true);
   ~CheckAttrsScope();
   CheckAttrsScope(const CheckAttrsScope&) = delete;
   CheckAttrsScope& operator=(const CheckAttrsScope&) = delete;

@@ -7,9 +7,10 @@
 //                                    batch size); its data is never read
 //   kMaxPool2DSelect (x, v)  -> y    each window's value of v at x's first max: the adjoint of
 //                                    max_pool2d_grad in dy, so each is the other's gradient
-// Every op's attrs = pool attrs = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}. Averages count
-// only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written NHWC loops whose
-// inner loop runs over contiguous channels (vectorized), split across threads over images/rows.
+// pool attrs, every op's = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}.
+// Averages count only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written
+// NHWC loops whose inner loop runs over contiguous channels (vectorized), split across threads
+// over images/rows.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -23,7 +24,6 @@
 
 namespace kiln {
 namespace {
-
 
 struct Geom {
   int64_t n, h, w, c, ph, pw, sh, sw, oh, ow, pt, pl;
@@ -338,7 +338,7 @@ const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, 
 const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad, nullptr, 0, &kPoolSchema};
 const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>, max_grad_grad, nullptr, 0, &kPoolSchema};
 const OpDef kMaxPool2DSelect{"max_pool2d_select", 2, 1, max_select_infer, max_select_reference, nullptr, max_select_grad, nullptr, 0, &kPoolSchema};
-const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 2, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad, nullptr, 0, &kPoolSchema};
+const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 2, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad, nullptr, 0, &kPoolSchema, 1u << 1};
 // clang-format on
 }  // namespace ops
 

@@ -508,8 +508,8 @@ namespace ops {
 const OpDef kSum{"sum", 1, 1, reduce_infer<kSumName, 0>, reduce_reference<0>, reduce_fast<0>, sum_grad, nullptr, 0, &kReduceAttrs};
 const OpDef kMean{"mean", 1, 1, reduce_infer<kMeanName, 1>, reduce_reference<1>, reduce_fast<1>, mean_grad, nullptr, 0, &kReduceAttrs};
 const OpDef kMax{"max", 1, 1, reduce_infer<kMaxName, 2>, reduce_reference<2>, reduce_fast<2>, max_grad, nullptr, 0, &kReduceAttrs};
-const OpDef kSumGrad{"sum_grad", 2, 1, unreduce_infer<kSumGradName>, unreduce_reference<false>, unreduce_fast<false>, sum_grad_grad, nullptr, 0, &kReduceAttrs};
-const OpDef kMeanGrad{"mean_grad", 2, 1, unreduce_infer<kMeanGradName>, unreduce_reference<true>, unreduce_fast<true>, mean_grad_grad, nullptr, 0, &kReduceAttrs};
+const OpDef kSumGrad{"sum_grad", 2, 1, unreduce_infer<kSumGradName>, unreduce_reference<false>, unreduce_fast<false>, sum_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
+const OpDef kMeanGrad{"mean_grad", 2, 1, unreduce_infer<kMeanGradName>, unreduce_reference<true>, unreduce_fast<true>, mean_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
 const OpDef kArgmax{"argmax", 1, 1, argmax_infer, argmax_reference, argmax_fast, nullptr, nullptr, 0, &kArgmaxAttrs};
 // clang-format on
 }  // namespace ops

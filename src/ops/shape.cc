@@ -120,7 +120,8 @@ Tensor rows_view(const Tensor& x, const Attrs& a, const Meta& out) {
       detail::impl_view(p->storage, p->offset + a.i(0) * row_bytes(x), out.shape, p->dtype));
 }
 void rows_grad(const GradArgs& g) {
-  g.grad_in[0] = run_op(ops::kSliceGrad, {g.grad_out[0], g.in[0]}, Attrs{g.attrs.i(0), g.attrs.i(1), 1});
+  g.grad_in[0] =
+      run_op(ops::kSliceGrad, {g.grad_out[0], g.in[0]}, Attrs{g.attrs.i(0), g.attrs.i(1), 1});
 }
 
 // ---- transpose: attrs = perm (empty: reverse the dims) -------------------------------------
@@ -561,14 +562,14 @@ void pad_grad(const GradArgs& g) {
 namespace ops {
 // clang-format off
 const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kReshapeAttrs};
-const OpDef kReshapeLike{"reshape_like", 2, 1, reshape_like_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kNoAttrs};
+const OpDef kReshapeLike{"reshape_like", 2, 1, reshape_like_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kNoAttrs, 1u << 1};
 const OpDef kRows{"rows", 1, 1, rows_infer, rows_reference, nullptr, rows_grad, rows_view, 0, &kRowsAttrs};
 const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad, nullptr, 0, &kTransposeAttrs};
 const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad, nullptr, 0, &kAxisAttrs};
 const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad, nullptr, 0, &kSliceAttrs};
-const OpDef kSliceGrad{"slice_grad", 2, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad, nullptr, 0, &kSliceAttrs};
+const OpDef kSliceGrad{"slice_grad", 2, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad, nullptr, 0, &kSliceAttrs, 1u << 1};
 const OpDef kGather{"gather", 2, 1, gather_infer, gather_reference, gather_kernel<true>, gather_grad, nullptr, 0, &kAxisAttrs};
-const OpDef kGatherGrad{"gather_grad", 3, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad, nullptr, 0, &kAxisAttrs};
+const OpDef kGatherGrad{"gather_grad", 3, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad, nullptr, 0, &kAxisAttrs, 1u << 2};
 const OpDef kOneHot{"one_hot", 1, 1, one_hot_infer, one_hot_reference, nullptr, nullptr, nullptr, 0, &kOneHotAttrs};
 const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_grad, nullptr, 0, &kPadAttrs};
 // clang-format on

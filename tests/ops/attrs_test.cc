@@ -1,9 +1,11 @@
 // Attribute schemas: every registered op has one, the attrs its public function and its
 // gradient rules build fit it (checked while running them), printing by name, every error of
-// check_attrs, and the flags the graph passes read.
+// check_attrs, and the flags the graph passes read. Also turns attrs checking on for every test
+// of this program (CheckAttrsEverywhere, at the end).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -98,10 +100,21 @@ TEST(AttrSchema, WhatPublicFunctionsAndGradientRulesBuildFitsEverySchema) {
   for (const OpDef* op : ops::all_ops()) {
     EXPECT_TRUE(ran.count(op)) << op->name << " did not run: add it to run_every_op()";
   }
-  // Off again once the scope ends: a bad layout reaches the op's own infer.
+  // Turned off (an op's own checks of malformed attrs), a bad layout reaches the op's infer.
   seen.clear();
-  expect_error<ValueError>([] { run_op(ops::kSlice, {zeros({2})}, Attrs{0, 1}); }, {"triples"});
+  {
+    CheckAttrsScope off(&seen, /*enabled=*/false);
+    expect_error<ValueError>([] { run_op(ops::kSlice, {zeros({2})}, Attrs{0, 1}); }, {"triples"});
+  }
   EXPECT_TRUE(seen.empty());
+  {
+    CheckAttrsScope on;
+    expect_error<ValueError>(
+        [] {
+          run_op(ops::kSlice, {zeros({2})}, Attrs{0, 1});
+        },
+        {"slice: attrs {0, 1} do not fit its schema"});
+  }
 }
 
 TEST(AttrSchema, FormatsByName) {
@@ -228,6 +241,19 @@ TEST(AttrSchema, GraphTextNamesAttrs) {
             std::string::npos)
       << text;
 }
+
+// Every test in this program runs with attrs checked: each op test's real inputs and attrs,
+// and every gradient op its rules emit, must fit the op's schema.
+class CheckAttrsEverywhere : public ::testing::Environment {
+ public:
+  void SetUp() override { scope_ = std::make_unique<CheckAttrsScope>(); }
+  void TearDown() override { scope_.reset(); }
+
+ private:
+  std::unique_ptr<CheckAttrsScope> scope_;
+};
+[[maybe_unused]] ::testing::Environment* const kCheckAttrsEverywhere =
+    ::testing::AddGlobalTestEnvironment(new CheckAttrsEverywhere);
 
 }  // namespace
 }  // namespace kiln

@@ -5,8 +5,11 @@
 // errors.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
 #include <vector>
 
+#include "core/tensor_impl.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -248,6 +251,62 @@ TEST(LikeOps, PadGradientSlicesFromTheEnd) {
         return pad(v[0], {{2, 0}, {1, 3}}, -1);
       },
       {random_tensor({3, 2, 2}, float64, 13)});
+}
+
+// A tensor with a shape and no data: reading it would fail, so ops given it as a like input
+// prove they read its shape only.
+Tensor shape_only(const Shape& s) {
+  return Tensor::adopt(detail::impl_view(nullptr, 0, s, float32));
+}
+Tensor run1(const OpDef& op, const std::vector<Tensor>& in, const Attrs& attrs) {
+  Tensor out;
+  run_op(op, in, attrs, {&out, 1});
+  return out;
+}
+
+TEST(LikeOps, LikeInputsAreDeclaredAndOnlyTheirShapeIsRead) {
+  struct Run {
+    const OpDef* op;
+    int like;  // which input
+    std::vector<Tensor> in;
+    Attrs attrs;
+  };
+  Tensor x = random_tensor({3, 7, 5, 2}), f = random_tensor({3, 3, 2, 4});
+  const Attrs conv{2, 2, 1, 1, 1, 1}, pool{3, 3, 2, 2, 1};
+  const std::vector<Run> runs = {
+      {&ops::kBroadcastLike, 1, {random_tensor({3, 1}), zeros({2, 3, 4})}, {}},
+      {&ops::kSumToLike, 1, {random_tensor({2, 3, 4}), zeros({3, 1})}, {}},
+      {&ops::kReshapeLike, 1, {random_tensor({4, 6}), zeros({2, 12})}, {}},
+      {&ops::kSumGrad, 1, {random_tensor({2, 4}), zeros({2, 3, 4})}, Attrs{0, 1}},
+      {&ops::kMeanGrad, 1, {random_tensor({2, 1, 4}), zeros({2, 3, 4})}, Attrs{1, 1}},
+      {&ops::kSliceGrad, 1, {random_tensor({2}), zeros({5})}, Attrs{1, 5, 2}},
+      {&ops::kGatherGrad,
+       2,
+       {random_tensor({3, 2}), from_vector<int32_t>({0, 2, 0}), zeros({4, 2})},
+       Attrs{0}},
+      {&ops::kConv2DBackwardInput, 2, {random_tensor({3, 4, 3, 4}), f, x}, conv},
+      {&ops::kAvgPool2DGrad, 1, {random_tensor({3, 4, 3, 2}), x}, pool},
+  };
+  std::set<std::string> covered;
+  for (const Run& r : runs) {
+    SCOPED_TRACE(r.op->name);
+    EXPECT_TRUE(reads_shape_only(*r.op, r.like));
+    for (int k = 0; k < static_cast<int>(r.in.size()); ++k) {
+      if (k != r.like) EXPECT_FALSE(reads_shape_only(*r.op, k)) << "input " << k;
+    }
+    std::vector<Tensor> no_data = r.in;
+    no_data[r.like] = shape_only(r.in[r.like].shape());
+    for (bool ref : {false, true}) {  // each kernel gives the same with and without the data
+      std::unique_ptr<ForceReferenceScope> scope;
+      if (ref) scope = std::make_unique<ForceReferenceScope>();
+      EXPECT_TRUE(all_close(run1(*r.op, no_data, r.attrs), run1(*r.op, r.in, r.attrs), 0, 0));
+    }
+    covered.insert(r.op->name);
+  }
+  // Every op that declares a shape-only input is covered above.
+  for (const OpDef* op : ops::all_ops()) {
+    if (op->shape_only_inputs) EXPECT_TRUE(covered.count(op->name)) << op->name;
+  }
 }
 
 }  // namespace
