@@ -43,11 +43,13 @@ std::string Graph::to_text() const {
     s << " : " << meta_str(val.meta) << "\n";
   }
   for (const Node& n : nodes) {
-    s << "%" << n.outputs[0];
-    for (size_t k = 1; k < n.outputs.size(); ++k) s << ", %" << n.outputs[k];
-    s << " = " << n.op->name << "(";
+    // A stateful node without outputs (assign, an optimizer update) prints as a statement.
+    for (size_t k = 0; k < n.outputs.size(); ++k) s << (k ? ", %" : "%") << n.outputs[k];
+    s << (n.outputs.empty() ? "" : " = ") << n.op->name << "(";
     for (size_t k = 0; k < n.inputs.size(); ++k) s << (k ? ", %" : "%") << n.inputs[k];
-    s << ")" << attrs_str(*n.op, n.attrs) << " : " << meta_str(values[n.outputs[0]].meta) << "\n";
+    s << ")" << attrs_str(*n.op, n.attrs);
+    if (!n.outputs.empty()) s << " : " << meta_str(values[n.outputs[0]].meta);
+    s << "\n";
   }
   s << "return";
   for (size_t k = 0; k < outputs.size(); ++k) s << (k ? ", %" : " %") << outputs[k];

@@ -23,7 +23,7 @@ int eliminate_dead_code(Graph& g) {
   std::vector<bool> keep(g.nodes.size(), false);
   for (size_t i = g.nodes.size(); i-- > 0;) {
     const Node& n = g.nodes[i];
-    bool used = false;
+    bool used = is_stateful(*n.op);  // writes state: kept even when nobody reads its outputs
     for (int32_t v : n.outputs) used |= live[v];
     if (!used) continue;
     keep[i] = true;
@@ -57,6 +57,12 @@ int eliminate_common_subexpressions(Graph& g) {
   std::unordered_map<const Node*, const Node*, KeyHash, KeyEq> seen;
   int merged = 0;
   for (Node& n : g.nodes) {
+    if (is_stateful(*n.op)) {
+      // Never merged, and a barrier: the same op on a variable before and after an update
+      // reads different values.
+      seen.clear();
+      continue;
+    }
     auto [it, inserted] = seen.emplace(&n, &n);
     if (inserted) continue;
     for (size_t k = 0; k < n.outputs.size(); ++k)
@@ -72,7 +78,10 @@ int fold_constants(Graph& g, size_t max_bytes) {
   int folded = 0;
   // Fold with no tape and no tracer: these runs are not part of any step.
   ScopedRecorders recorders(nullptr, nullptr, detail::thread_context().trace_scope);
-  for (Node& n : g.nodes) {
+  std::vector<bool> gone(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (is_stateful(*n.op)) continue;
     bool all_const = !n.inputs.empty();
     for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant;
     if (!all_const) continue;
@@ -92,12 +101,12 @@ int fold_constants(Graph& g, size_t max_bytes) {
       // A view of a constant would alias it; constants are never written, so that is fine.
       v.captured = out[k];
     }
-    n.outputs.clear();  // marks the node for removal below
+    gone[i] = true;
     ++folded;
   }
   std::vector<Node> nodes;
-  for (Node& n : g.nodes) {
-    if (!n.outputs.empty()) nodes.push_back(std::move(n));
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!gone[i]) nodes.push_back(std::move(g.nodes[i]));
   }
   g.nodes = std::move(nodes);
   for (size_t i = 0; i < g.nodes.size(); ++i) {

@@ -38,8 +38,7 @@ std::string_view choice(const char* choices, int64_t k) {
 
 // "strides: 2 ints, padding: valid|same, ..." for error messages.
 std::string describe(const AttrSchema& s) {
-  static constexpr const char* kNames[] = {"int",   "bool", "dtype", "enum",
-                                           "shape", "seed", "float"};
+  static constexpr const char* kNames[] = {"int", "bool", "dtype", "enum", "shape", "float"};
   std::string d;
   for (const AttrField& f : s.fields) {
     if (!d.empty()) d += ", ";
@@ -125,8 +124,6 @@ std::string value_str(const AttrField& f, int64_t v) {
       return std::string(dtype_name(static_cast<DType>(v)));
     case AttrType::kEnum:
       return std::string(choice(f.choices, v));
-    case AttrType::kSeed:
-      return std::to_string(static_cast<uint64_t>(v));
     default:
       return std::to_string(v);
   }

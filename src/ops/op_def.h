@@ -94,8 +94,8 @@ using ViewFn = Tensor (*)(const Tensor& in, const Attrs& attrs, const Meta& out)
 // (is_view below), so the two can never disagree.
 enum OpFlag : uint32_t {
   kNotDifferentiable = 1u << 0,  // constant to tapes on purpose (stop_gradient)
-  kStateful = 1u << 1,           // reads or writes state (variables, optimizer slots)
-  kRandom = 1u << 2,             // draws random numbers (dropout, random creators)
+  kStateful = 1u << 1,           // writes its first input in place: never removed, merged, folded
+  kRandom = 1u << 2,             // draws random numbers (from a key input or a generator state)
 };
 
 // ---- attribute schemas ---------------------------------------------------------------------
@@ -110,7 +110,6 @@ enum class AttrType : uint8_t {
   kDType,  // a DType code, printed by name (cast's target)
   kEnum,   // 0..n-1 naming one of `choices` (padding: "valid|same")
   kShape,  // dims, each >= 0, printed as [2, 3]
-  kSeed,   // the bits of a uint64 seed, printed unsigned
   kFloat,  // one double (rate, alpha, pad value)
 };
 

@@ -70,6 +70,14 @@ const OpDef* const kAll[] = {
     &kCopy,
     &kRows,
     &kMaxPool2DSelect,
+    &kAssign,
+    &kAssignAdd,
+    &kNextKey,
+    &kSgdUpdate,
+    &kAdamUpdate,
+    &kRmspropUpdate,
+    &kRandomUniform,
+    &kRandomNormal,
 };
 }  // namespace
 

@@ -29,6 +29,11 @@ extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
+// state.cc, updates.cc (stateful: write their first input)
+extern const OpDef kAssign, kAssignAdd, kNextKey;
+extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
+// random.cc (pure functions of a key input)
+extern const OpDef kRandomUniform, kRandomNormal;
 
 // For gradient rules: broadcast_to / sum_to / reshape with the target shape read from `like`
 // (its shape only; its data is never read), so a graph traced with an unknown dim does not

@@ -12,6 +12,7 @@
 
 #include "graph/tracer.h"
 #include "kiln/autograd.h"
+#include "kiln/nn.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -82,6 +83,24 @@ void run_every_op() {
   check_gradients([](const V& v) { return dropout(v[0], 0.5, 7, true); }, {a});
   const Tensor labels = from_vector<int64_t>({2, 0});
   check_gradients([&](const V& v) { return softmax_cross_entropy(v[0], labels); }, {a});
+  // State and random ops: variables, a seed generator and every optimizer's update.
+  SeedGenerator seeds(3);
+  random_uniform({2, 3}, 0, 1, seeds.next());
+  random_normal({4}, 0, 1, seeds.next(), float64);
+  const Tensor key = seeds.next();  // one mask for every evaluation of the check
+  check_gradients([&](const V& v) { return dropout(v[0], 0.5, key, true); }, {a});
+  Tensor s = make_state(zeros({2}));
+  assign(s, ones({2}));
+  assign_add(s, ones({2}));
+  Variable w("attrs_test/w", ones({3}));
+  std::vector<std::unique_ptr<Optimizer>> optimizers;
+  optimizers.push_back(std::make_unique<SGD>(0.1));
+  optimizers.push_back(std::make_unique<SGD>(0.1, 0.9, true));
+  optimizers.push_back(std::make_unique<Adam>(0.01));
+  optimizers.push_back(std::make_unique<AdamW>(0.01));
+  optimizers.push_back(std::make_unique<RMSprop>(0.01));
+  optimizers.push_back(std::make_unique<RMSprop>(0.01, 0.9, 0.5));
+  for (auto& opt : optimizers) opt->apply_gradients({w}, {ones({3})});
 }
 
 TEST(AttrSchema, EveryRegisteredOpHasOne) {
@@ -132,9 +151,10 @@ TEST(AttrSchema, FormatsByName) {
   EXPECT_EQ(format_attrs(ops::kPad, Attrs{1, 0, 0, 2}.add_float(0.1)),
             "pads=[1, 0, 0, 2], value=0.1");
   EXPECT_EQ(format_attrs(ops::kLeakyRelu, Attrs().add_float(0.2)), "alpha=0.2");
-  Attrs drop;
-  drop.add_int(-1).add_float(0.25);  // the seed's bits: 2^64 - 1 as a uint64
-  EXPECT_EQ(format_attrs(ops::kDropout, drop), "seed=18446744073709551615, rate=0.25");
+  EXPECT_EQ(format_attrs(ops::kDropout, Attrs().add_float(0.25)), "rate=0.25");
+  EXPECT_EQ(format_attrs(ops::kRandomNormal, Attrs{0, 2, 3, 4}.add_float(0).add_float(0.5)),
+            "dtype=float32, rank=2, shape=[3, 4], mean=0, stddev=0.5");
+  EXPECT_EQ(format_attrs(ops::kSgdUpdate, Attrs{1}.add_float(0.9)), "nesterov=true, momentum=0.9");
   EXPECT_EQ(format_attrs(ops::kAdd, Attrs{}), "");
   EXPECT_EQ(format_attrs(ops::kMaxPool2D, Attrs{2, 2, 2, 2, 0}),
             "pool_size=[2, 2], strides=[2, 2], padding=valid");
@@ -205,13 +225,15 @@ TEST(AttrSchema, CheckAttrsNamesWhatDoesNotFit) {
 }
 
 TEST(AttrSchema, FlagsThePassesRead) {
-  EXPECT_TRUE(is_random(ops::kDropout));
-  EXPECT_FALSE(is_stateful(ops::kDropout));
+  for (const OpDef* op : {&ops::kDropout, &ops::kRandomUniform, &ops::kRandomNormal}) {
+    EXPECT_TRUE(is_random(*op)) << op->name;
+    EXPECT_FALSE(is_stateful(*op)) << op->name;
+  }
+  EXPECT_TRUE(is_stateful(ops::kAssign));
   for (const OpDef* op : {&ops::kReshape, &ops::kReshapeLike, &ops::kRows}) {
     EXPECT_TRUE(is_view(*op)) << op->name;
   }
   for (const OpDef* op : ops::all_ops()) {
-    if (op != &ops::kDropout) EXPECT_FALSE(is_random(*op)) << op->name;
     EXPECT_EQ(is_view(*op), op->view != nullptr) << op->name;
   }
   const OpDef assign{"assign", 2, 1, nullptr, nullptr, nullptr, nullptr, nullptr, kStateful};

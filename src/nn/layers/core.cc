@@ -118,18 +118,18 @@ Shape Flatten::compute_output_shape(const Shape& input_shape) {
 // ---- Dropout ---------------------------------------------------------------------------------
 
 Dropout::Dropout(double rate, std::optional<uint64_t> seed, std::string name)
-    : Layer(std::move(name), "dropout"), rate_(rate) {
+    : Layer(std::move(name), "dropout"), rate_(rate), generator_(seed.value_or(0)) {
   if (!(rate >= 0.0 && rate < 1.0)) {
     throw ValueError("layer '" + this->name() + "' (Dropout): rate must be in [0, 1), got " +
                      std::to_string(rate));
   }
-  seed_ = seed ? *seed : mix64(global_seed()) ^ hash_name(this->name());
+  if (!seed) generator_ = SeedGenerator(mix64(global_seed()) ^ hash_name(this->name()));
 }
 
 Tensor Dropout::call(const Tensor& x, bool training) {
   if (!training || rate_ == 0.0) return x;
   // A fresh mask per training call, reproducible from the seed and the call count.
-  return dropout(x, rate_, mix64(seed_ + calls_++), true);
+  return dropout(x, rate_, generator_.next(), true);
 }
 
 // ---- Embedding -------------------------------------------------------------------------------
