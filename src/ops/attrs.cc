@@ -15,11 +15,11 @@ namespace {
 std::string positional(const Attrs& a) {
   std::string s;
   for (int k = 0; k < a.num_ints(); ++k) s += (k ? ", " : "") + std::to_string(a.i(k));
-  for (int k = 0; k < a.num_floats(); ++k) {
+  for (double v : a.floats()) {
     char buf[32];
     // Shortest text that reads back as the same double (0.1 prints as 0.1).
-    auto r = std::to_chars(buf, buf + sizeof buf, a.f(k));
-    s += (k || a.num_ints() ? ", " : "") + std::string(buf, r.ptr);
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    s += (s.empty() ? "" : ", ") + std::string(buf, r.ptr);
   }
   return s;
 }
@@ -57,8 +57,8 @@ std::string describe(const AttrSchema& s) {
   return d.empty() ? "no attributes" : d;
 }
 
-// Integers taken by each integer field, given the total; -1 when the layout cannot fit.
-// `rest` receives the length of the kRest field (0 if none).
+// Whether the schema's fields take exactly a's integers and doubles. `rest` receives the
+// length of the kRest field (0 if none), `why` what does not fit.
 bool layout(const AttrSchema& s, const Attrs& a, int& rest, std::string& why) {
   int fixed = 0, floats = 0;
   const AttrField* rest_field = nullptr;

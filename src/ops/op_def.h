@@ -8,6 +8,7 @@
 //              mode runs it instead of a kernel, tapes and tracers still see the op
 //   flags      what graph passes and tapes must know (kNotDifferentiable, kStateful, kRandom)
 //   attrs      the schema of its attributes: names and types, for printing, saving, export
+//   shape_only_inputs  inputs read for their shape only (gradient ops' "like" inputs)
 //
 // An op without a gradient rule either says so (kNotDifferentiable: stop_gradient) or has no
 // floating output (comparisons, argmax); a tape that reaches any other rule-less op with a

@@ -109,6 +109,27 @@ TEST(AttrSchema, EveryRegisteredOpHasOne) {
   }
 }
 
+TEST(AttrSchema, EveryRegisteredSchemaIsWellFormed) {
+  // One list field at most, the last integer one; enums name their choices; floats are single.
+  for (const OpDef* op : ops::all_ops()) {
+    if (!op->attrs) continue;  // reported by EveryRegisteredOpHasOne
+    bool after_rest = false;
+    for (const AttrField& f : op->attrs->fields) {
+      SCOPED_TRACE(std::string(op->name) + "." + f.name);
+      if (f.type == AttrType::kFloat) {
+        EXPECT_EQ(f.count, 1);
+        continue;
+      }
+      EXPECT_FALSE(after_rest) << "an integer field after the list field";
+      after_rest = after_rest || f.count == kRest;
+      EXPECT_TRUE(f.count == kRest || f.count >= 1);
+      EXPECT_GE(f.group, 1);
+      if (f.group > 1) EXPECT_EQ(f.count, kRest);
+      EXPECT_EQ(f.type == AttrType::kEnum, f.choices != nullptr);
+    }
+  }
+}
+
 TEST(AttrSchema, WhatPublicFunctionsAndGradientRulesBuildFitsEverySchema) {
   std::vector<const OpDef*> seen;
   {
