@@ -24,6 +24,10 @@ using kernels::exp_f32;
 using kernels::parallel_range;
 
 // ---- dropout(x, key): attrs = {floats: rate}; key int64 [2] = {seed, counter} -------------
+// Marked kRandom: passes never fold or merge it.
+
+constexpr AttrField kDropoutFields[] = {{"rate", AttrType::kFloat}};
+constexpr AttrSchema kDropoutAttrs{kDropoutFields};
 
 // Philox stream of dropout masks ("dropout" in ASCII), apart from random_uniform's streams.
 constexpr uint64_t kDropoutStream = 0x64726f706f7574ull;
@@ -261,9 +265,9 @@ void sce_grad(const GradArgs& g) { g.grad_in[0] = sce_grad_op(g.in[0], g.in[1], 
 // d/dx = g * P * (G - sum(G * P)) (softmax's rule, rows scaled by g), d/dg = sum(G * (P - Y)).
 void sce_grad_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &labels = g.in[1], &up = g.in[2], &gg = g.grad_out[0];
-  const int64_t n = x.dim(0), c = x.dim(1);
+  const int64_t c = x.dim(1);
   Tensor p = softmax(x, 1);
-  Tensor col = reshape(up, Shape{n, 1});
+  Tensor col = reshape(up, Shape{-1, 1});  // -1, not n: a traced graph serves every batch
   g.grad_in[0] = col * p * (gg - sum(gg * p, {1}, true));
   g.grad_in[2] = sum(gg * (p - one_hot(labels, c, x.dtype())), {1});
 }
@@ -272,9 +276,9 @@ void sce_grad_grad(const GradArgs& g) {
 
 namespace ops {
 // clang-format off
-const OpDef kDropout{"dropout", 2, 1, dropout_infer, dropout_reference, dropout_fast, dropout_grad, nullptr, kRandom};
-const OpDef kSoftmaxCrossEntropy{"softmax_cross_entropy", 2, 1, sce_infer, sce_reference, sce_fast, sce_grad};
-const OpDef kSoftmaxCrossEntropyGrad{"softmax_cross_entropy_grad", 3, 1, sce_grad_infer, sce_grad_reference, sce_grad_fast, sce_grad_grad};
+const OpDef kDropout{"dropout", 2, 1, dropout_infer, dropout_reference, dropout_fast, dropout_grad, nullptr, kRandom, &kDropoutAttrs};
+const OpDef kSoftmaxCrossEntropy{"softmax_cross_entropy", 2, 1, sce_infer, sce_reference, sce_fast, sce_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSoftmaxCrossEntropyGrad{"softmax_cross_entropy_grad", 3, 1, sce_grad_infer, sce_grad_reference, sce_grad_fast, sce_grad_grad, nullptr, 0, &kNoAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -70,12 +70,25 @@ Attrs random_attrs(const Shape& shape, DType dtype, double a, double b) {
   return attrs;
 }
 
+constexpr AttrField kUniformFields[] = {{"dtype", AttrType::kDType},
+                                        {"rank", AttrType::kInt},
+                                        {"shape", AttrType::kShape, kRest},
+                                        {"low", AttrType::kFloat},
+                                        {"high", AttrType::kFloat}};
+constexpr AttrSchema kUniformAttrs{kUniformFields};
+constexpr AttrField kNormalFields[] = {{"dtype", AttrType::kDType},
+                                       {"rank", AttrType::kInt},
+                                       {"shape", AttrType::kShape, kRest},
+                                       {"mean", AttrType::kFloat},
+                                       {"stddev", AttrType::kFloat}};
+constexpr AttrSchema kNormalAttrs{kNormalFields};
+
 }  // namespace
 
 namespace ops {
 // clang-format off
-const OpDef kRandomUniform{"random_uniform", 1, 1, random_infer, random_reference<false>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable};
-const OpDef kRandomNormal{"random_normal", 1, 1, random_infer, random_reference<true>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable};
+const OpDef kRandomUniform{"random_uniform", 1, 1, random_infer, random_reference<false>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable, &kUniformAttrs};
+const OpDef kRandomNormal{"random_normal", 1, 1, random_infer, random_reference<true>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable, &kNormalAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -85,9 +85,9 @@ void next_key_reference(const KernelArgs& k) {
 
 namespace ops {
 // clang-format off
-const OpDef kAssign{"assign", 2, 0, assign_infer, assign_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable};
-const OpDef kAssignAdd{"assign_add", 2, 0, assign_add_infer, assign_add_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable};
-const OpDef kNextKey{"next_key", 1, 1, next_key_infer, next_key_reference, nullptr, nullptr, nullptr, kStateful | kRandom | kNotDifferentiable};
+const OpDef kAssign{"assign", 2, 0, assign_infer, assign_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable, &kNoAttrs};
+const OpDef kAssignAdd{"assign_add", 2, 0, assign_add_infer, assign_add_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable, &kNoAttrs};
+const OpDef kNextKey{"next_key", 1, 1, next_key_infer, next_key_reference, nullptr, nullptr, nullptr, kStateful | kRandom | kNotDifferentiable, &kNoAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -242,12 +242,23 @@ void rmsprop_reference(const KernelArgs& k) {
 
 }  // namespace
 
+constexpr AttrField kSgdFields[] = {{"nesterov", AttrType::kBool}, {"momentum", AttrType::kFloat}};
+constexpr AttrSchema kSgdAttrs{kSgdFields};
+constexpr AttrField kAdamFields[] = {{"beta_1", AttrType::kFloat},
+                                     {"beta_2", AttrType::kFloat},
+                                     {"epsilon", AttrType::kFloat},
+                                     {"decay", AttrType::kFloat}};
+constexpr AttrSchema kAdamAttrs{kAdamFields};
+constexpr AttrField kRmspropFields[] = {
+    {"rho", AttrType::kFloat}, {"momentum", AttrType::kFloat}, {"epsilon", AttrType::kFloat}};
+constexpr AttrSchema kRmspropAttrs{kRmspropFields};
+
 namespace ops {
 constexpr uint32_t kUpdate = kStateful | kNotDifferentiable;
 // clang-format off
-const OpDef kSgdUpdate{"sgd_update", -1, 0, sgd_infer, sgd_reference, nullptr, nullptr, nullptr, kUpdate};
-const OpDef kAdamUpdate{"adam_update", 6, 0, adam_infer, adam_reference, nullptr, nullptr, nullptr, kUpdate};
-const OpDef kRmspropUpdate{"rmsprop_update", -1, 0, rmsprop_infer, rmsprop_reference, nullptr, nullptr, nullptr, kUpdate};
+const OpDef kSgdUpdate{"sgd_update", -1, 0, sgd_infer, sgd_reference, nullptr, nullptr, nullptr, kUpdate, &kSgdAttrs};
+const OpDef kAdamUpdate{"adam_update", 6, 0, adam_infer, adam_reference, nullptr, nullptr, nullptr, kUpdate, &kAdamAttrs};
+const OpDef kRmspropUpdate{"rmsprop_update", -1, 0, rmsprop_infer, rmsprop_reference, nullptr, nullptr, nullptr, kUpdate, &kRmspropAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -134,7 +134,9 @@ TEST(Function, GraphTextAndDot) {
   std::vector<Tensor> args = {zeros({4, 3}), zeros({3, 5})};
   std::string text = f.graph_text(args);
   EXPECT_NE(text.find("%0 = input 0 : [4, 3] float32"), std::string::npos) << text;
-  EXPECT_NE(text.find("= matmul(%0, %1) {0, 0} : [4, 5] float32"), std::string::npos) << text;
+  EXPECT_NE(text.find("= matmul(%0, %1) {transpose_a=false, transpose_b=false} : [4, 5] float32"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("= relu(%2)"), std::string::npos) << text;
   EXPECT_NE(text.find("return %3"), std::string::npos) << text;
   std::string dot = f.graph_dot(args);

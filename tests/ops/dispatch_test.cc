@@ -77,7 +77,7 @@ TEST(Dispatch, TapesRecordWhileTracing) {
   EXPECT_EQ(g.shape(), (Shape{3}));
   EXPECT_FALSE(g.impl()->storage) << "the gradient of a traced value is symbolic";
   EXPECT_FALSE(tracer.nodes.empty());
-  EXPECT_EQ(tracer.nodes.back(), "sum_to -> [3]");
+  EXPECT_EQ(tracer.nodes.back(), "sum_to_like -> [3]");
 }
 
 TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {

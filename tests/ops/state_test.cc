@@ -82,12 +82,13 @@ TEST(StateOps, UpdateOpsCheckTheirInputs) {
       {"adam_update", "step count", "int64 scalar"});
   expect_error<DTypeError>(
       [&] {
-        run(ops::kSgdUpdate, {make_state(zeros({4}, int32)), zeros({4}, int32), lr});
+        run(ops::kSgdUpdate, {make_state(zeros({4}, int32)), zeros({4}, int32), lr},
+            Attrs{0}.add_float(0));
       },
       {"sgd_update", "int32", "only float32/float64 train"});
   expect_error<ValueError>(
       [&] {
-        run(ops::kRmspropUpdate, {w, g, lr});
+        run(ops::kRmspropUpdate, {w, g, lr}, Attrs{}.add_float(0.9).add_float(0).add_float(1e-7));
       },
       {"rmsprop_update", "needs 4 or 5 inputs"});
   // A good update writes the variable and bumps its version.
