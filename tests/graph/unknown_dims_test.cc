@@ -8,6 +8,7 @@
 
 #include "kiln/autograd.h"
 #include "kiln/function.h"
+#include "kiln/nn.h"
 #include "kiln/ops.h"
 #include "testing/op_check.h"
 
@@ -86,6 +87,22 @@ TEST(UnknownDims, GradientGraphHoldsNoBatchSize) {
     const std::string attrs = text.substr(at, text.find('}', at) - at);
     EXPECT_EQ(attrs.find("5"), std::string::npos) << attrs;
     ++at;
+  }
+}
+
+// Flatten reshapes with a -1 batch: the reference models trace once for any batch size.
+TEST(UnknownDims, ModelsWithFlattenServeEveryBatchSize) {
+  for (bool cnn : {false, true}) {
+    SCOPED_TRACE(cnn ? "cnn" : "mlp");
+    auto model = cnn ? make_cnn() : make_mlp();
+    FunctionOptions o;
+    o.input_signature = std::vector<TensorSpec>{{{kUnknownDim, 28, 28, 1}, float32}};
+    Function f = function([&](const Tensor& x) { return (*model)(x, false); }, o);
+    for (int64_t b : {int64_t{7}, int64_t{64}, int64_t{2}}) {
+      Tensor x = random_tensor({b, 28, 28, 1}, float32, 10 + b, 0, 1);
+      EXPECT_TRUE(all_close(f(x), (*model)(x, false), 1e-5, 1e-6)) << b;
+    }
+    EXPECT_EQ(f.cache_info().traces, 1u);
   }
 }
 

@@ -106,7 +106,13 @@ Tensor Activation::call(const Tensor& x, bool) { return fn_(x); }
 
 Flatten::Flatten(std::string name) : Layer(std::move(name), "flatten") {}
 
-Tensor Flatten::call(const Tensor& x, bool) { return reshape(x, compute_output_shape(x.shape())); }
+// The batch dim as -1 (resolved by reshape at run time), so a graph traced with an unknown
+// batch does not bake its size in; a zero-sized example keeps the explicit shape.
+Tensor Flatten::call(const Tensor& x, bool) {
+  Shape s = compute_output_shape(x.shape());
+  if (s[1] > 0) s[0] = -1;
+  return reshape(x, s);
+}
 
 Shape Flatten::compute_output_shape(const Shape& input_shape) {
   require_rank_at_least(*this, input_shape, 1, "[batch, ...]");
