@@ -51,6 +51,7 @@ TensorImpl* impl_view(Storage* storage, int64_t offset, const Shape& shape, DTyp
   if (storage) storage_ref(storage);
   p->offset = offset;
   p->tape_claim.store(0, std::memory_order_relaxed);
+  p->version.store(0, std::memory_order_relaxed);
   return p;
 }
 

@@ -21,6 +21,8 @@ struct TensorImpl {
   // Claimed by compare-and-swap and released by that tape, so tapes on several threads that
   // share tensors (variables) never overwrite each other's slots (see autograd/tape.cc).
   std::atomic<uint64_t> tape_claim{0};
+  // Bumped by every stateful op that writes this tensor (a Variable's version() reads it).
+  std::atomic<uint64_t> version{0};
 
   char* bytes() const { return static_cast<char*>(storage->data) + offset; }
 };

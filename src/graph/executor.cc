@@ -20,6 +20,24 @@ size_t nbytes_of(const Meta& m) { return m.shape.numel() * size_of(m.dtype); }
 
 }  // namespace
 
+Graph with_shapes(const Graph& g, std::span<const Tensor> args) {
+  if (args.size() != g.inputs.size()) {
+    throw ValueError("graph: got " + std::to_string(args.size()) + " arguments, expected " +
+                     std::to_string(g.inputs.size()));
+  }
+  Graph out = g;
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    out.values[g.inputs[k]].meta = {args[k].shape(), args[k].dtype()};
+  }
+  for (const Node& n : out.nodes) {
+    Meta in[16], res[2];
+    for (size_t k = 0; k < n.inputs.size(); ++k) in[k] = out.values[n.inputs[k]].meta;
+    n.op->infer({in, n.inputs.size()}, n.attrs, {res, n.outputs.size()});
+    for (size_t k = 0; k < n.outputs.size(); ++k) out.values[n.outputs[k]].meta = res[k];
+  }
+  return out;
+}
+
 Plan::~Plan() { unbind_call(); }
 
 std::unique_ptr<Plan> Plan::build(const Graph& g, std::span<const Tensor> args) {

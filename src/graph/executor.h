@@ -25,6 +25,11 @@
 
 namespace kiln::graph {
 
+// A copy of `g` whose value metas are inferred for arguments shaped like `args` (a graph
+// traced under unknown dims holds the traced sizes). Shape-dependent passes (fusion) then
+// decide for these shapes. Throws what the ops' infer throws.
+Graph with_shapes(const Graph& g, std::span<const Tensor> args);
+
 class Plan {
  public:
   // Plans `g` for arguments shaped like `args`. Throws what the ops' infer throws.

@@ -24,7 +24,8 @@ namespace {
 
 struct ConcreteFunction {
   Signature signature;                         // may hold unknown dims
-  std::shared_ptr<const graph::Graph> graph;   // optimized; shared: a call outlives an eviction
+  std::shared_ptr<const graph::Graph> graph;   // optimized and fused; shared: a call outlives
+                                               // an eviction
   std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
   graph::PassStats passes;
   // Executor plans, one per set of concrete shapes seen (several only with unknown dims: e.g.
@@ -32,6 +33,10 @@ struct ConcreteFunction {
   // Shared: a running call keeps its plan alive through an eviction.
   static constexpr size_t kMaxPlans = 4;
   std::vector<std::shared_ptr<graph::Plan>> plans;
+  // Optimized, not fused: what runs op by op under a tape, and what plans for other sizes of
+  // unknown dims fuse again (fusion decides on shapes: a [1, C] at trace time may be [7, C]).
+  std::shared_ptr<const graph::Graph> unfused;
+  bool polymorphic = false;  // the signature has unknown dims
 };
 
 // Signature::accepts for a call's tensors, without building a Signature (no allocation).
@@ -228,10 +233,17 @@ struct Function::State {
     if (traced.size() > 64) traced.erase(traced.begin());  // enough to explain retraces
     auto traced_graph = std::make_shared<const graph::Graph>(g);
     graph::PassStats stats = graph::optimize(g);
+    g.plan_lifetimes();
+    auto unfused = std::make_shared<const graph::Graph>(g);
     stats.fused_nodes = graph::fuse(g);
     g.plan_lifetimes();
-    cache.push_front(
-        {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats, {}});
+    cache.push_front({sig,
+                      std::make_shared<const graph::Graph>(std::move(g)),
+                      traced_graph,
+                      stats,
+                      {},
+                      unfused,
+                      has_unknown(sig)});
     while (cache.size() > options.max_entries) {
       cache.pop_back();
       ++info.evictions;
@@ -266,8 +278,9 @@ void check_defined(const std::string& name, std::span<const Tensor> args) {
 }
 }  // namespace
 
-// The cached graph for a call (tracing on a miss) and, when the call may run the executor
-// (no tape recording, no forced reference kernels), its plan for these shapes.
+// The cached graph for a call (tracing on a miss; unfused, for the dispatcher) and, when the
+// call may run the executor (no tape recording, no forced reference kernels), its plan for
+// these shapes.
 void Function::State::resolve(std::span<const Tensor> args, bool training,
                               std::shared_ptr<const graph::Graph>& g,
                               std::shared_ptr<graph::Plan>& plan) {
@@ -285,7 +298,7 @@ void Function::State::resolve(std::span<const Tensor> args, bool training,
     std::vector<Tensor> a(args.begin(), args.end());
     cf = &lookup(graph::signature_of(a, training));  // counts the miss, traces
   }
-  g = cf->graph;
+  g = cf->unfused;
   const detail::ThreadContext& ctx = detail::thread_context();
   if (ctx.tape || ctx.force_reference) return;  // the dispatcher path: differentiable
   std::vector<std::shared_ptr<graph::Plan>>& plans = cf->plans;
@@ -293,7 +306,13 @@ void Function::State::resolve(std::span<const Tensor> args, bool training,
                          [&](const std::shared_ptr<graph::Plan>& p) { return p->matches(args); });
   if (it == plans.end()) {
     if (plans.size() == ConcreteFunction::kMaxPlans) plans.pop_back();
-    plans.insert(plans.begin(), graph::Plan::build(*cf->graph, args));
+    // Fused for these shapes when dims are unknown; the traced shapes' fusion otherwise.
+    plans.insert(plans.begin(), cf->polymorphic ? [&] {
+      graph::Graph shaped = graph::with_shapes(*cf->unfused, args);
+      graph::fuse(shaped);
+      return graph::Plan::build(shaped, args);
+    }()
+                                                : graph::Plan::build(*cf->graph, args));
   } else if (it != plans.begin()) {
     std::rotate(plans.begin(), it, it + 1);  // no allocation: a hit stays allocation-free
   }

@@ -123,7 +123,7 @@ int fuse_matmul_conv(Graph& g) {
     }
     fa.add_int(bias >= 0).add_int(act);
     fa.add_int(act == kActGelu ? act_attrs.i(0) : 0);
-    if (act == kActLeakyRelu) fa.add_float(act_attrs.f(0));
+    fa.add_float(act == kActLeakyRelu ? act_attrs.f(0) : 0.0);  // alpha: always, per the schema
     Node fused;
     fused.op = mm ? &ops::kFusedMatmul : &ops::kFusedConv2D;
     fused.attrs = fa;

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "core/tensor_impl.h"
 #include "graph/scoped_recorders.h"
 
 namespace kiln::graph {
@@ -23,7 +24,7 @@ int eliminate_dead_code(Graph& g) {
   std::vector<bool> keep(g.nodes.size(), false);
   for (size_t i = g.nodes.size(); i-- > 0;) {
     const Node& n = g.nodes[i];
-    bool used = is_stateful(*n.op);  // writes memory someone else reads: always kept
+    bool used = is_stateful(*n.op);  // writes state: kept even when nobody reads its outputs
     for (int32_t v : n.outputs) used |= live[v];
     if (!used) continue;
     keep[i] = true;
@@ -47,6 +48,19 @@ int eliminate_common_subexpressions(Graph& g) {
   // it, through the root), so reads on either side of a write are never merged.
   std::vector<int32_t> root(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v) root[v] = static_cast<int32_t>(v);
+  // Captured tensors sharing storage (a variable and a view of it made outside the trace)
+  // are one root too.
+  std::unordered_map<const void*, int32_t> by_storage;
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    const Value& val = g.values[v];
+    if ((val.kind == ValueKind::kConstant || val.kind == ValueKind::kVariable) &&
+        val.captured.defined()) {
+      root[v] = by_storage
+                    .emplace(static_cast<const void*>(val.captured.impl()->storage),
+                             static_cast<int32_t>(v))
+                    .first->second;
+    }
+  }
   for (const Node& n : g.nodes) {
     if (n.op->view && !n.inputs.empty()) {
       for (int32_t v : n.outputs) root[v] = root[n.inputs[0]];
@@ -78,7 +92,6 @@ int eliminate_common_subexpressions(Graph& g) {
       if (!n.inputs.empty()) ++version[root[n.inputs[0]]];
       continue;
     }
-    if (n.op->flags & kRandom) continue;  // two draws are two different numbers
     Key key{&n, {}};
     for (int32_t v : n.inputs) key.versions.push_back(version[root[v]]);
     auto [it, inserted] = seen.emplace(std::move(key), &n);
@@ -104,7 +117,7 @@ int fold_constants(Graph& g, size_t max_bytes) {
   std::vector<bool> gone(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
-    if (is_stateful(*n.op) || (n.op->flags & kRandom)) continue;
+    if (is_stateful(*n.op)) continue;
     bool all_const = !n.inputs.empty();
     for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant && !written[v];
     if (!all_const) continue;

@@ -5,6 +5,7 @@
 
 #include "core/tensor_impl.h"
 #include "kiln/error.h"
+#include "kiln/ops.h"
 
 namespace kiln {
 
@@ -12,7 +13,6 @@ struct Variable::State {
   std::string name;
   Tensor value;
   bool trainable;
-  std::atomic<uint64_t> version{0};
 };
 
 namespace {
@@ -43,7 +43,11 @@ Variable::Variable(std::string name, Tensor initial_value, bool trainable) {
 const std::string& Variable::name() const { return require(state_, "name")->name; }
 bool Variable::trainable() const { return require(state_, "trainable")->trainable; }
 const Tensor& Variable::value() const { return require(state_, "value")->value; }
-uint64_t Variable::version() const { return require(state_, "version")->version.load(); }
+// The version lives on the value's TensorImpl: stateful ops (assign, optimizer updates) bump
+// it, eager or inside a traced graph.
+uint64_t Variable::version() const {
+  return require(state_, "version")->value.impl()->version.load(std::memory_order_relaxed);
+}
 
 void Variable::assign(const Tensor& v) {
   require(state_, "assign");
@@ -54,13 +58,11 @@ void Variable::assign(const Tensor& v) {
     throw ShapeError("Variable '" + state_->name + "': assign of " + got + " to a variable of " +
                      to_string(cur.shape()) + " " + std::string(dtype_name(cur.dtype())));
   }
-  state_->value.copy_from(v);
-  state_->version.fetch_add(1);
+  kiln::assign(state_->value, v);  // an op: traced inside a kiln::function, bumps the version
 }
 
 void Variable::mark_modified() {
-  require(state_, "mark_modified");
-  state_->version.fetch_add(1);
+  require(state_, "mark_modified")->value.impl()->version.fetch_add(1);
 }
 
 Variable Variable::clone(const std::string& new_name) const {

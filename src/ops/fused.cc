@@ -396,12 +396,35 @@ void fconv_grad(const GradArgs& g) {
   base_grad(g, ops::kConv2D, ca, dz, has_bias);
 }
 
+// The schemas: the unfused op's attrs, then what was fused into it.
+constexpr AttrField kFusedMatmulFields[] = {
+    {"transpose_a", AttrType::kBool},
+    {"transpose_b", AttrType::kBool},
+    {"bias", AttrType::kBool},
+    {"activation", AttrType::kEnum, 1, "none|relu|leaky_relu|tanh|sigmoid|gelu"},
+    {"approximate", AttrType::kBool},  // gelu's
+    {"alpha", AttrType::kFloat},       // leaky_relu's (0 otherwise)
+};
+constexpr AttrSchema kFusedMatmulAttrs{kFusedMatmulFields};
+constexpr AttrField kFusedConvFields[] = {
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2},
+    {"groups", AttrType::kInt},
+    {"bias", AttrType::kBool},
+    {"activation", AttrType::kEnum, 1, "none|relu|leaky_relu|tanh|sigmoid|gelu"},
+    {"approximate", AttrType::kBool},
+    {"alpha", AttrType::kFloat},
+};
+constexpr AttrSchema kFusedConvAttrs{kFusedConvFields};
+
 }  // namespace
 
 namespace ops {
-const OpDef kFusedMatmul{"fused_matmul", -1, 1, fmm_infer, fmm_reference, fmm_fast, fmm_grad};
-const OpDef kFusedConv2D{"fused_conv2d",  -1,         1,         fconv_infer,
-                         fconv_reference, fconv_fast, fconv_grad};
+const OpDef kFusedMatmul{"fused_matmul", -1,       1,       fmm_infer, fmm_reference,
+                         fmm_fast,       fmm_grad, nullptr, 0,         &kFusedMatmulAttrs};
+const OpDef kFusedConv2D{"fused_conv2d", -1,         1,       fconv_infer, fconv_reference,
+                         fconv_fast,     fconv_grad, nullptr, 0,           &kFusedConvAttrs};
 }  // namespace ops
 
 }  // namespace kiln

@@ -259,10 +259,17 @@ void fe_grad(const GradArgs& g) {
   }
 }
 
+// {n, instructions...}: the program as packed integers (ops/fused.h).
+constexpr AttrField kFusedElementwiseFields[] = {{"instructions", AttrType::kInt},
+                                                 {"program", AttrType::kInt, kRest}};
+constexpr AttrSchema kFusedElementwiseAttrs{kFusedElementwiseFields};
+
 }  // namespace
 
 namespace ops {
-const OpDef kFusedElementwise{"fused_elementwise", -1, 1, fe_infer, fe_reference, fe_fast, fe_grad};
+const OpDef kFusedElementwise{
+    "fused_elementwise",    -1, 1, fe_infer, fe_reference, fe_fast, fe_grad, nullptr, 0,
+    &kFusedElementwiseAttrs};
 }  // namespace ops
 
 }  // namespace kiln

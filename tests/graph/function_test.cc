@@ -135,12 +135,15 @@ TEST(Function, GraphTextAndDot) {
   std::string text = f.graph_text(args);
   EXPECT_NE(text.find("%0 = input 0 : [4, 3] float32"), std::string::npos) << text;
   // Optimized: matmul and relu are one fused op (attrs: no transposes, no bias, relu).
-  EXPECT_NE(text.find("%2 = fused_matmul(%0, %1) {0, 0, 0, 1, 0} : [4, 5] float32"),
+  EXPECT_NE(text.find("%2 = fused_matmul(%0, %1) {transpose_a=false, transpose_b=false, "
+                      "bias=false, activation=relu, approximate=false, alpha=0} : [4, 5] float32"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("return %2"), std::string::npos) << text;
   std::string traced = f.graph_text(args, false, /*optimized=*/false);
-  EXPECT_NE(traced.find("= matmul(%0, %1) {0, 0} : [4, 5] float32"), std::string::npos) << traced;
+  EXPECT_NE(traced.find("= matmul(%0, %1) {transpose_a=false, transpose_b=false} : [4, 5] float32"),
+            std::string::npos)
+      << traced;
   EXPECT_NE(traced.find("= relu(%2)"), std::string::npos) << traced;
   EXPECT_NE(traced.find("return %3"), std::string::npos) << traced;
   std::string dot = f.graph_dot(args, false, /*optimized=*/false);
