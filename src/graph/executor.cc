@@ -123,7 +123,7 @@ std::unique_ptr<Plan> Plan::build(const Graph& g, std::span<const Tensor> args) 
       t = Tensor::adopt(
           detail::impl_view(arena, p->memory_.offset[v], p->metas_[v].shape, p->metas_[v].dtype));
     }
-    if (view && n.outputs.size() == 1 && n.inputs.size() == 1) {
+    if (view && n.outputs.size() == 1) {
       const Tensor& out = p->vals_[n.outputs[0]];
       const Tensor& in = p->vals_[n.inputs[0]];
       // A view that the op made is resolved above; only a declined one needs a step.

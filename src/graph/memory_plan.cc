@@ -32,7 +32,12 @@ MemoryPlan plan_memory(const Graph& g, std::span<const Meta> metas) {
         first[v] = last[v] = i;
       }
     }
-    for (int32_t v : n.inputs) last[p.root[v]] = std::max(last[p.root[v]], i);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      // An input read for its shape only (a gradient op's "like") needs no live bytes.
+      if (reads_shape_only(*n.op, static_cast<int>(k))) continue;
+      const int32_t r = p.root[n.inputs[k]];
+      last[r] = std::max(last[r], i);
+    }
   }
   for (int32_t v : g.outputs) last[p.root[v]] = end;  // copied out after the last node
   struct Item {

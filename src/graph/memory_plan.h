@@ -24,7 +24,8 @@ struct MemoryPlan {
 //
 // A value is live from the node writing it to its last reader; outputs of view ops
 // (OpDef::view: reshape, rows) share their input's bytes and extend its lifetime to their own
-// last reader, and a value an output is a view of lives to the end. Two values share bytes only
+// last reader, and a value an output is a view of lives to the end. Inputs an op reads for
+// their shape only (OpDef::shape_only_inputs) do not count as readers. Two values share bytes only
 // if their lifetimes (inclusive node ranges) are disjoint, so a kernel never writes over its own
 // inputs. Placement is greedy by size, best fit among the gaps, offsets aligned to kAlign.
 MemoryPlan plan_memory(const Graph& g, std::span<const Meta> metas);

@@ -11,6 +11,7 @@
 #include "kiln/function.h"
 #include "kiln/nn/models.h"
 #include "kiln/ops.h"
+#include "ops/registry.h"
 #include "testing/op_check.h"
 
 namespace kiln::graph {
@@ -42,7 +43,11 @@ void expect_valid(const Graph& g, const MemoryPlan& p) {
       if (first[root[v]] < 0) first[root[v]] = i;
       last[root[v]] = std::max(last[root[v]], i);
     }
-    for (int32_t v : n.inputs) last[root[v]] = std::max(last[root[v]], i);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (!reads_shape_only(*n.op, static_cast<int>(k))) {
+        last[root[n.inputs[k]]] = std::max(last[root[n.inputs[k]]], i);
+      }
+    }
   }
   for (int32_t v : g.outputs) last[root[v]] = static_cast<int32_t>(g.nodes.size());
   for (size_t a = 0; a < nv; ++a) {
@@ -111,6 +116,23 @@ TEST(MemoryPlan, ViewsAliasTheirInputAndExtendItsLife) {
   });
   Tensor x = testing::random_tensor({3, 4});
   EXPECT_TRUE(testing::all_close(f(x), reshape(exp(neg(x)) + 1, {6, 2}) * reshape(exp(x), {6, 2})));
+}
+
+TEST(MemoryPlan, ShapeOnlyInputsDoNotKeepBytesAlive) {
+  // y = exp(x) is read only for its shape (sum_to_like's "like"): its bytes may be reused by
+  // a = neg(x) right away, so three intermediates fit in two buffers.
+  auto body = [](const Tensor& x) {
+    Tensor y = exp(x);
+    return run_op(ops::kSumToLike, {kiln::tanh(neg(x)), y});
+  };
+  Graph g = trace([&](const Tensor& x) { return std::vector<Tensor>{body(x)}; }, {100});
+  MemoryPlan p = plan_memory(g, metas_of(g));
+  EXPECT_EQ(p.value_bytes, 3u * 448u);
+  EXPECT_EQ(p.arena_bytes, 2u * 448u);
+  expect_valid(g, p);
+  Function f = function(body);
+  Tensor x = testing::random_tensor({100});
+  EXPECT_TRUE(testing::all_close(f(x), kiln::tanh(neg(x))));
 }
 
 TEST(MemoryPlan, ModelGraphsShareTheirArena) {
