@@ -114,7 +114,8 @@ class Function {
 
   FunctionCacheInfo cache_info() const;
   // The graph for `args` (tracing it if needed) after the passes (constant folding, common
-  // subexpressions, dead code), or as traced (optimized = false); as text or Graphviz dot.
+  // subexpressions, dead code, fusion for the traced shapes), or as traced (optimized =
+  // false); as text or Graphviz dot.
   std::string graph_text(const std::vector<Tensor>& args, bool training = false,
                          bool optimized = true);
   std::string graph_dot(const std::vector<Tensor>& args, bool training = false,
