@@ -118,11 +118,15 @@ struct Function::State {
   }
 
   // An example of `sig` with every unknown dim replaced by `fill`'s dims, or by size + 1.
+  // Unknown dims of size 0 or 1 are traced at 2: a size-1 dim broadcasts, so a graph traced
+  // at 1 may differ from one traced at 2 although both serve every size >= 1.
   static Signature probe(const Signature& sig, const Signature& concrete, int64_t bump) {
     Signature p = concrete;
     for (size_t k = 0; k < sig.args.size(); ++k) {
       for (size_t d = 0; d < sig.args[k].dims.size(); ++d) {
-        if (sig.args[k].dims[d] == kUnknownDim) p.args[k].dims[d] = concrete.args[k].dims[d] + bump;
+        if (sig.args[k].dims[d] == kUnknownDim) {
+          p.args[k].dims[d] = std::max<int64_t>(concrete.args[k].dims[d], 2) + bump;
+        }
       }
     }
     return p;
@@ -203,7 +207,8 @@ struct Function::State {
     }
     ++info.misses;
     Signature sig = plan_miss(concrete);
-    graph::Graph g = trace(probe(sig, concrete, 0), concrete.training);
+    const Signature base = probe(sig, concrete, 0);
+    graph::Graph g = trace(base, concrete.training);
     ++info.traces;
     if (has_unknown(sig)) {
       // Check that the graph does not depend on the unknown sizes; if it does, keep it for
@@ -227,6 +232,7 @@ struct Function::State {
                                     std::string("graph depends on the relaxed dims: traced for ") +
                                     concrete.to_string();
         sig = concrete;
+        if (!(base == concrete)) g = trace(concrete, concrete.training);
       }
     }
     traced.push_back(sig);
