@@ -277,7 +277,9 @@ Tensor gelu_grad(const Tensor& g, const Tensor& x, const Attrs& a) {
   return run_op(ops::kGeluGrad, {g, x}, a);
 }
 
-void relu_grad_rule(const GradArgs& g) { g.grad_in[0] = relu_grad(g.grad_out[0], g.in[0]); }
+// The mask from the output (y > 0 exactly where x > 0), as PyTorch's threshold_backward: x is
+// then read only by relu, so a graph can fuse the op producing x with the relu.
+void relu_grad_rule(const GradArgs& g) { g.grad_in[0] = relu_grad(g.grad_out[0], g.out[0]); }
 // relu_grad is linear in g and piecewise constant in x: d/dx is 0 almost everywhere.
 void relu_grad_grad(const GradArgs& g) { g.grad_in[0] = relu_grad(g.grad_out[0], g.in[1]); }
 void leaky_grad_rule(const GradArgs& g) {
