@@ -51,6 +51,7 @@ TensorImpl* impl_view(Storage* storage, int64_t offset, const Shape& shape, DTyp
   if (storage) storage_ref(storage);
   p->offset = offset;
   p->tape_claim.store(0, std::memory_order_relaxed);
+  p->version.store(0, std::memory_order_relaxed);
   return p;
 }
 
@@ -66,6 +67,7 @@ TensorImpl* impl_new(const Shape& shape, DType dtype) {
 
 void impl_unref(TensorImpl* impl) {
   if (impl->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  impl->token.reset();  // cached entries keyed on this tensor die with it
   if (impl->storage) storage_unref(impl->storage);
   impl->storage = nullptr;
   if (!pool_closed && pool_count < kPoolSize) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/storage.h"
+#include "kiln/instance_token.h"
 #include "kiln/tensor.h"
 
 namespace kiln::detail {
@@ -21,6 +22,11 @@ struct TensorImpl {
   // Claimed by compare-and-swap and released by that tape, so tapes on several threads that
   // share tensors (variables) never overwrite each other's slots (see autograd/tape.cc).
   std::atomic<uint64_t> tape_claim{0};
+  // A variable's version counter (Variable::version() reads it; each assignment bumps it), here
+  // so kernels can key per-variable caches (conv's reordered filter) on it. 0 for other tensors.
+  std::atomic<uint64_t> version{0};
+  // This tensor's identity for per-instance caches; reset when the impl is freed or pooled.
+  InstanceToken token;
 
   char* bytes() const { return static_cast<char*>(storage->data) + offset; }
 };

@@ -11,8 +11,7 @@ namespace kiln {
 struct Variable::State {
   std::string name;
   Tensor value;
-  bool trainable;
-  std::atomic<uint64_t> version{0};
+  bool trainable;  // the version counter is value.impl()->version (kernels key caches on it)
 };
 
 namespace {
@@ -43,7 +42,9 @@ Variable::Variable(std::string name, Tensor initial_value, bool trainable) {
 const std::string& Variable::name() const { return require(state_, "name")->name; }
 bool Variable::trainable() const { return require(state_, "trainable")->trainable; }
 const Tensor& Variable::value() const { return require(state_, "value")->value; }
-uint64_t Variable::version() const { return require(state_, "version")->version.load(); }
+uint64_t Variable::version() const {
+  return require(state_, "version")->value.impl()->version.load();
+}
 
 void Variable::assign(const Tensor& v) {
   require(state_, "assign");
@@ -55,12 +56,12 @@ void Variable::assign(const Tensor& v) {
                      to_string(cur.shape()) + " " + std::string(dtype_name(cur.dtype())));
   }
   state_->value.copy_from(v);
-  state_->version.fetch_add(1);
+  state_->value.impl()->version.fetch_add(1);
 }
 
 void Variable::mark_modified() {
   require(state_, "mark_modified");
-  state_->version.fetch_add(1);
+  state_->value.impl()->version.fetch_add(1);
 }
 
 Variable Variable::clone(const std::string& new_name) const {
