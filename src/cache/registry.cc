@@ -28,7 +28,9 @@ struct Registry {
   std::mutex mu;  // functions and arenas
   std::map<uint64_t, Callbacks> functions, arenas;
   std::mutex stores_mu;
-  std::map<uint64_t, const VariableStore*> stores;
+  std::vector<const VariableStore*> stores;
+  std::mutex layers_mu;
+  std::vector<const Layer*> layers;
   std::atomic<uint64_t> next{1};
 };
 
@@ -51,12 +53,8 @@ Registration& Registration::operator=(Registration&& o) noexcept {
 Registration::~Registration() {
   if (!id_) return;
   Registry& r = registry();
-  {
-    std::lock_guard<std::mutex> lock(r.mu);
-    if (r.functions.erase(id_) || r.arenas.erase(id_)) return;
-  }
-  std::lock_guard<std::mutex> lock(r.stores_mu);
-  r.stores.erase(id_);
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (!r.functions.erase(id_)) r.arenas.erase(id_);
 }
 
 void register_instance_cache(detail::InstanceCacheCore* c) {
@@ -94,12 +92,41 @@ Registration register_arena(std::function<ArenaInfo()> info, std::function<void(
   return Registration(id);
 }
 
-Registration register_store(const VariableStore* store) {
+void store_created(const VariableStore* store) {
   Registry& r = registry();
-  const uint64_t id = r.next.fetch_add(1);
   std::lock_guard<std::mutex> lock(r.stores_mu);
-  r.stores[id] = store;
-  return Registration(id);
+  r.stores.push_back(store);
+}
+
+void store_destroyed(const VariableStore* store) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.stores_mu);
+  r.stores.erase(std::remove(r.stores.begin(), r.stores.end(), store), r.stores.end());
+}
+
+void layer_created(const Layer* layer) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.layers_mu);
+  r.layers.push_back(layer);
+}
+
+void layer_destroyed(const Layer* layer) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.layers_mu);
+  // Layers usually die newest first: search from the back.
+  for (size_t i = r.layers.size(); i-- > 0;) {
+    if (r.layers[i] == layer) {
+      r.layers[i] = r.layers.back();
+      r.layers.pop_back();
+      return;
+    }
+  }
+}
+
+void for_each_layer(const std::function<void(const Layer&)>& fn) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.layers_mu);
+  for (const Layer* l : r.layers) fn(*l);
 }
 
 std::vector<FunctionReport> function_reports() {
@@ -121,7 +148,7 @@ std::vector<ArenaInfo> arena_infos() {
 void for_each_store(const std::function<void(const VariableStore&)>& fn) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.stores_mu);
-  for (auto& [id, s] : r.stores) fn(*s);
+  for (const VariableStore* s : r.stores) fn(*s);
 }
 
 void clear_registered() {

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "kiln/cache_report.h"
 #include "kiln/function.h"
 
 namespace kiln {
 class VariableStore;
+class Layer;
 namespace detail {
 class InstanceCacheCore;
 }
@@ -53,18 +55,21 @@ struct FunctionReport {
 // `report` snapshots the function (takes its own lock); `clear` drops its concrete functions.
 Registration register_function(std::function<FunctionReport()> report, std::function<void()> clear);
 
-// ---- executor arenas (filled in by the graph executor) ----
-struct ArenaInfo {
-  std::string owner;   // e.g. "function 'classifier' (float32 [64, 784], training=false)"
-  uint64_t bytes = 0;  // held now
-  uint64_t peak_bytes = 0;
-  uint64_t buffers = 0;
-};
+// ---- executor arenas (the graph executor registers each; kiln::ArenaInfo is in
+// kiln/cache_report.h) ----
+using kiln::ArenaInfo;
 // `info` is called by cache_report(); `clear` (optional) releases the arena's memory.
 Registration register_arena(std::function<ArenaInfo()> info, std::function<void()> clear = {});
 
-// ---- variable stores (src/nn/variable_store.cc registers each store) ----
-Registration register_store(const VariableStore* store);
+// ---- variable stores (src/nn/variable_store.cc: constructor and destructor) ----
+void store_created(const VariableStore* store);
+void store_destroyed(const VariableStore* store);
+
+// ---- layers (src/nn/layer.cc: constructor and destructor) ----
+void layer_created(const Layer* layer);
+void layer_destroyed(const Layer* layer);
+// Calls fn on every live layer, under the registry lock.
+void for_each_layer(const std::function<void(const Layer&)>& fn);
 
 // Snapshots for the report (each callback run under the registry lock).
 std::vector<FunctionReport> function_reports();

@@ -8,6 +8,7 @@
 #include <list>
 #include <mutex>
 
+#include "cache/registry.h"
 #include "core/context.h"
 #include "graph/graph.h"
 #include "graph/passes.h"
@@ -63,6 +64,21 @@ struct Function::State {
   FunctionCacheInfo info;
   bool warned = false;
   std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
+  cache::Registration registration;  // in kiln::cache_report(); last: unregistered first
+
+  // For kiln::cache_report() (and clear_caches()).
+  cache::FunctionReport report() const {
+    std::lock_guard<std::mutex> lock(mu);
+    cache::FunctionReport r{options.name, info, options.max_entries, {}};
+    r.info.signatures.clear();
+    for (const ConcreteFunction& cf : cache) {
+      r.info.signatures.push_back(cf.signature);
+      uint64_t n = 0;
+      for (const graph::Value& v : cf.graph->values) n += v.kind == graph::ValueKind::kConstant;
+      r.folded.push_back({cf.signature.to_string(), n, cf.graph->constant_bytes()});
+    }
+    return r;
+  }
 
   // Traces fn for `sig` (concrete shapes taken from `example` where sig has unknown dims).
   graph::Graph trace(const Signature& example, bool training) {
@@ -223,6 +239,12 @@ Function::Function(Callable f, FunctionOptions options) : state_(std::make_uniqu
   }
   state_->fn = std::move(f);
   state_->options = std::move(options);
+  State* s = state_.get();
+  s->registration = cache::register_function([s] { return s->report(); },
+                                             [s] {
+                                               std::lock_guard<std::mutex> lock(s->mu);
+                                               s->cache.clear();
+                                             });
 }
 Function::~Function() = default;
 Function::Function(Function&&) noexcept = default;

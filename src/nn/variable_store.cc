@@ -1,6 +1,8 @@
 // VariableStore: variables by full name, plus thread-local name scopes.
 #include "kiln/nn/variable_store.h"
 
+#include "cache/registry.h"
+
 #include <algorithm>
 
 #include "core/context.h"
@@ -40,8 +42,10 @@ uint64_t fnv1a(const std::string& s) {
 
 }  // namespace
 
-VariableStore::VariableStore(std::optional<uint64_t> seed) : seed_(seed) {}
-VariableStore::~VariableStore() = default;
+VariableStore::VariableStore(std::optional<uint64_t> seed) : seed_(seed) {
+  cache::store_created(this);  // for kiln::cache_report()
+}
+VariableStore::~VariableStore() { cache::store_destroyed(this); }
 
 VariableStore& VariableStore::default_store() {
   static VariableStore* store = new VariableStore();  // never destroyed: layers may outlive main

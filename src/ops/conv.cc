@@ -323,6 +323,7 @@ void bind_filter(ConvEntry& e, const Geom& g, const md& prim_w, bool to_user) {
     return;
   }
   e.w = dnnl::memory(prim_w, eng);  // owned by the entry
+  e.bytes = prim_w.get_size();
   const dnnl::memory& from = to_user ? e.w : e.user_w;
   const dnnl::memory& to = to_user ? e.user_w : e.w;
   e.reorder = dnnl::reorder(from, to);
