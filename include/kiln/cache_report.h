@@ -22,7 +22,7 @@ namespace kiln {
 
 // One executor arena (a graph's planned intermediate buffers).
 struct ArenaInfo {
-  std::string owner;  // e.g. "function 'classifier' (float32 [64, 784], training=false)"
+  std::string owner;   // e.g. "function 'classifier' (float32 [64, 784], training=false)"
   uint64_t bytes = 0;  // held now
   uint64_t peak_bytes = 0;
   uint64_t buffers = 0;

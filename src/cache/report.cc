@@ -31,7 +31,8 @@ std::unordered_map<const void*, std::vector<std::string>> users_by_variable() {
 }
 
 // Adds `v` to `s` unless already there (`seen`).
-void add_variable(VariablesSection& s, const Variable& v, std::unordered_map<const void*, bool>& seen,
+void add_variable(VariablesSection& s, const Variable& v,
+                  std::unordered_map<const void*, bool>& seen,
                   const std::unordered_map<const void*, std::vector<std::string>>& users) {
   if (!seen.emplace(v.id(), true).second) return;
   VariableInfo vi;
@@ -190,8 +191,8 @@ std::string CacheReport::to_json(int indent) const {
                               {"expirations", s.expirations},
                               {"limits", limits_json(s.limits)}});
   }
-  j["kernels"] = {{"primitives", kernels.entries}, {"bytes", kernels.bytes},
-                  {"hits", kernels.hits},          {"misses", kernels.misses},
+  j["kernels"] = {{"primitives", kernels.entries},  {"bytes", kernels.bytes},
+                  {"hits", kernels.hits},           {"misses", kernels.misses},
                   {"evictions", kernels.evictions}, {"limits", limits_json(kernels.limits)}};
   j["arenas"] = json::array();
   for (const ArenaInfo& a : arenas) {
@@ -200,14 +201,15 @@ std::string CacheReport::to_json(int indent) const {
                            {"peak_bytes", a.peak_bytes},
                            {"buffers", a.buffers}});
   }
-  j["allocator"] = {{"enabled", allocator.enabled},
-                    {"cached_bytes", allocator.cached_bytes},
-                    {"cached_buffers", allocator.cached_buffers},
-                    {"hits", allocator.hits},
-                    {"misses", allocator.misses},
-                    {"evictions", allocator.evictions},
-                    {"limits", {{"max_buffers", allocator.limits.max_entries},
-                                {"max_bytes", allocator.limits.max_bytes}}}};
+  j["allocator"] = {
+      {"enabled", allocator.enabled},
+      {"cached_bytes", allocator.cached_bytes},
+      {"cached_buffers", allocator.cached_buffers},
+      {"hits", allocator.hits},
+      {"misses", allocator.misses},
+      {"evictions", allocator.evictions},
+      {"limits",
+       {{"max_buffers", allocator.limits.max_entries}, {"max_bytes", allocator.limits.max_bytes}}}};
   return j.dump(indent);
 }
 
@@ -257,7 +259,8 @@ std::string CacheReport::to_text() const {
       static_cast<unsigned long long>(kernels.entries),
       limit_str(kernels.limits.max_entries, false).c_str(), human_bytes(kernels.bytes).c_str(),
       limit_str(kernels.limits.max_bytes, true).c_str(),
-      static_cast<unsigned long long>(kernels.hits), static_cast<unsigned long long>(kernels.misses),
+      static_cast<unsigned long long>(kernels.hits),
+      static_cast<unsigned long long>(kernels.misses),
       static_cast<unsigned long long>(kernels.evictions));
   out += "Arenas: " + std::to_string(arenas.size()) + "\n";
   for (const ArenaInfo& a : arenas) {

@@ -55,8 +55,9 @@ CLI::App* add_inspect_command(CLI::App& app, InspectOptions& o) {
 }
 
 int run_inspect(const InspectOptions& o, std::ostream& out) {
-  set_num_threads(o.threads > 0 ? o.threads
-                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_num_threads(o.threads > 0
+                      ? o.threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   auto model = o.model == "cnn" ? make_cnn() : make_mlp();
   const int64_t n = o.steps * o.batch_size;
   Tensor x, y;
@@ -75,8 +76,8 @@ int run_inspect(const InspectOptions& o, std::ostream& out) {
 
   // Graph: the model's forward pass as a kiln::function, over the same batches and one of
   // half the size (a second signature, so the report shows a retrace and its reason).
-  Function forward = function([&](const Tensor& t) { return (*model)(t, false); },
-                              {.name = o.model + "_forward"});
+  Function forward =
+      function([&](const Tensor& t) { return (*model)(t, false); }, {.name = o.model + "_forward"});
   for (int s = 0; s < o.steps; ++s) forward(x.rows(s * o.batch_size, (s + 1) * o.batch_size));
   if (o.batch_size > 1) forward(x.rows(0, o.batch_size / 2));
 

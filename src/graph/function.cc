@@ -63,7 +63,7 @@ struct Function::State {
   std::list<ConcreteFunction> cache;  // most recently used first
   FunctionCacheInfo info;
   bool warned = false;
-  std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
+  std::vector<Signature> traced;     // the last 64 signatures traced (to explain retraces)
   cache::Registration registration;  // in kiln::cache_report(); last: unregistered first
 
   // For kiln::cache_report() (and clear_caches()).

@@ -88,9 +88,10 @@ std::string Model::summary() {
   if (built_input_shapes().size() != 1) {
     throw ValueError("model '" + name() + "': summary() supports single-input models");
   }
-  Shape s = built_input_shapes()[0];
-  if (s.rank() > 0) s[0] = 1;
-  return render_summary(sublayer_output_shapes(s));
+  const Shape& built_shape = built_input_shapes()[0];
+  Shape example;  // the built shape without its batch dim
+  for (int d = 1; d < built_shape.rank(); ++d) example.push_back(built_shape[d]);
+  return summary(example);
 }
 
 void Model::print_summary(const Shape& input_shape, std::ostream& os) {
