@@ -30,12 +30,11 @@
 //
 // Limits from the environment (read once, at first use; a bad value is a ValueError naming the
 // variable), and from the API:
-//   KILN_INSTANCE_CACHE_ENTRIES / KILN_INSTANCE_CACHE_BYTES   each per-instance cache (4096, 256
-//   MiB) KILN_PRIMITIVE_CACHE_ENTRIES / KILN_PRIMITIVE_CACHE_BYTES the oneDNN primitive cache (512,
-//   1 GiB) KILN_ALLOCATOR_CACHE_BUFFERS / KILN_ALLOCATOR_CACHE_BYTES the allocator's free lists
-//                                                             (65536 buffers, 512 MiB)
-// Byte values take an optional K, M or G suffix (powers of 1024). A Function's concrete-function
-// cache is bounded by FunctionOptions::max_entries (kiln/function.h).
+//   per-instance caches, each: KILN_INSTANCE_CACHE_ENTRIES (4096), KILN_INSTANCE_CACHE_BYTES (256M)
+//   oneDNN primitives: KILN_PRIMITIVE_CACHE_ENTRIES (512), KILN_PRIMITIVE_CACHE_BYTES (1G)
+//   allocator free lists: KILN_ALLOCATOR_CACHE_BUFFERS (65536), KILN_ALLOCATOR_CACHE_BYTES (512M)
+//   every Function: KILN_FUNCTION_CACHE_ENTRIES caps FunctionOptions::max_entries (no cap)
+// Byte values take an optional K, M or G suffix (powers of 1024).
 //
 // Thread safety: every function here is thread-safe.
 #pragma once
@@ -151,7 +150,8 @@ class InstanceCacheCore {
 
 }  // namespace detail
 
-// Memoizes one value of type V (copyable) per live object; see the file comment.
+// Memoizes one value of type V (default-constructible and copyable: get() returns a copy, so
+// a large value is best held as a shared_ptr<const T>) per live object; see the file comment.
 template <typename V>
 class CachedPerInstance {
  public:

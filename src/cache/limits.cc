@@ -27,6 +27,11 @@ InstanceDefaults& defaults() {
 
 }  // namespace
 
+uint64_t cache::function_entries_cap() {
+  static const uint64_t cap = detail::env_limit("KILN_FUNCTION_CACHE_ENTRIES", 0, false);
+  return cap;
+}
+
 void set_instance_cache_limits(CacheLimits limits) {
   if (limits.max_entries == 0) {
     throw ValueError("set_instance_cache_limits: max_entries must be >= 1");

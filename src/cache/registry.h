@@ -52,6 +52,9 @@ struct FunctionReport {
   uint64_t max_entries = 0;
   std::vector<FoldedConstants> folded;  // per cached concrete function
 };
+// KILN_FUNCTION_CACHE_ENTRIES (read once; 0 or unset: no cap): every Function's max_entries is
+// at most this. ValueError naming the variable when malformed.
+uint64_t function_entries_cap();
 // `report` snapshots the function (takes its own lock); `clear` drops its concrete functions.
 Registration register_function(std::function<FunctionReport()> report, std::function<void()> clear);
 

@@ -239,6 +239,9 @@ Function::Function(Callable f, FunctionOptions options) : state_(std::make_uniqu
   }
   state_->fn = std::move(f);
   state_->options = std::move(options);
+  if (const uint64_t cap = cache::function_entries_cap()) {  // KILN_FUNCTION_CACHE_ENTRIES
+    state_->options.max_entries = std::min<size_t>(state_->options.max_entries, cap);
+  }
   State* s = state_.get();
   s->registration = cache::register_function([s] { return s->report(); },
                                              [s] {

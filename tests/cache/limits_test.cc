@@ -71,6 +71,10 @@ TEST(EnvLimitChild, ReadsEveryVariableAtFirstUse) {
     EXPECT_EQ(allocator_cache_limits().max_bytes, 1u << 30);
     EXPECT_EQ(allocator_cache_limits().max_entries, 99u);
   }
+  Function f = function([](const Tensor& x) { return x * 2.0; }, {.name = "env_capped"});
+  for (int64_t n : {1, 2, 3}) f(ones({n}));
+  EXPECT_EQ(f.cache_info().signatures.size(), 2u);  // max_entries 32, capped at 2
+  EXPECT_EQ(f.cache_info().evictions, 1u);
 }
 
 // Runs this test program again with `env` set, on the one test `filter`; 0 when that test ran
@@ -95,7 +99,8 @@ int run_child(const std::string& env, const std::string& filter) {
 TEST(EnvLimits, ReadInAChildProcess) {
   EXPECT_EQ(run_child("KILN_INSTANCE_CACHE_ENTRIES=11 KILN_INSTANCE_CACHE_BYTES=3M "
                       "KILN_PRIMITIVE_CACHE_ENTRIES=5 KILN_PRIMITIVE_CACHE_BYTES=2K "
-                      "KILN_ALLOCATOR_CACHE_BYTES=1G KILN_ALLOCATOR_CACHE_BUFFERS=99",
+                      "KILN_ALLOCATOR_CACHE_BYTES=1G KILN_ALLOCATOR_CACHE_BUFFERS=99 "
+                      "KILN_FUNCTION_CACHE_ENTRIES=2",
                       "EnvLimitChild.ReadsEveryVariableAtFirstUse"),
             0);
 }
