@@ -5,6 +5,8 @@
 //   BM_ConvForwardBackward/1/B conv2d forward + both gradients at the cnn's second layer shape
 //                              ([B, 14, 14, 32] x [3, 3, 32, 64]), the filter reorder cached
 //   BM_ConvForwardBackward/0/B the same, the filter reordered on every forward and backward call
+//   BM_ConvWideFilter/1, /0    the same at [1, 7, 7, 256] x [3, 3, 256, 256] (2.4 MB of filter,
+//                              little activation: the reorder is a large part of the work)
 #include <benchmark/benchmark.h>
 
 #include <kiln/cache.h>
@@ -49,11 +51,11 @@ void BM_CachedPerInstanceHit(benchmark::State& state) {
   state.counters["misses"] = static_cast<double>(cache.stats().misses);
 }
 
-void BM_ConvForwardBackward(benchmark::State& state) {
+void conv_steps(benchmark::State& state, const kiln::Shape& xs, const kiln::Shape& ws) {
   kiln::set_num_threads(1);
   kiln::set_conv_filter_cache_enabled(state.range(0) != 0);
-  kiln::Tensor x = kiln::random_uniform({state.range(1), 14, 14, 32}, 0, 1, 1);
-  kiln::Variable w("bench/conv/kernel", kiln::random_normal({3, 3, 32, 64}, 0, 0.05, 2));
+  kiln::Tensor x = kiln::random_uniform(xs, 0, 1, 1);
+  kiln::Variable w("bench/conv/kernel", kiln::random_normal(ws, 0, 0.05, 2));
   kiln::Conv2DOptions o;
   o.padding = kiln::Padding::kSame;
   auto step = [&] {
@@ -66,6 +68,14 @@ void BM_ConvForwardBackward(benchmark::State& state) {
   step();  // primitives created, filter cached
   for (auto _ : state) step();
   kiln::set_conv_filter_cache_enabled(true);
+}
+
+void BM_ConvForwardBackward(benchmark::State& state) {
+  conv_steps(state, {state.range(1), 14, 14, 32}, {3, 3, 32, 64});
+}
+
+void BM_ConvWideFilter(benchmark::State& state) {
+  conv_steps(state, {1, 7, 7, 256}, {3, 3, 256, 256});
 }
 
 }  // namespace
@@ -84,6 +94,13 @@ BENCHMARK(BM_CachedPerInstanceHit)
     ->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_ConvForwardBackward)
     ->ArgsProduct({{1, 0}, {1, 8, 64}})
+    ->UseRealTime()
+    ->ComputeStatistics("min", kiln_bench::min_of)
+    ->ComputeStatistics("max", kiln_bench::max_of)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ConvWideFilter)
+    ->Arg(1)
+    ->Arg(0)
     ->UseRealTime()
     ->ComputeStatistics("min", kiln_bench::min_of)
     ->ComputeStatistics("max", kiln_bench::max_of)
