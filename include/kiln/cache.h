@@ -125,6 +125,10 @@ class InstanceCacheCore {
   void invalidate(uint64_t id);
   void clear();
   void set_limits(CacheLimits limits);
+  // As above, appending the dropped values to `dead` for the caller to delete once it holds no
+  // lock (a value may own objects whose destructors reach the registry).
+  void clear(std::vector<Box*>& dead);
+  void set_limits(CacheLimits limits, std::vector<Box*>& dead);
   CacheStats stats() const;
   // Bytes of the ready entry of `id`, or -1 when there is none (for cache_info()).
   int64_t entry_bytes(uint64_t id) const;

@@ -213,16 +213,19 @@ void InstanceCacheCore::invalidate(uint64_t id) {
 
 void InstanceCacheCore::clear() {
   std::vector<Box*> dead;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = slots_.begin(); it != slots_.end();) {
-      auto next = std::next(it);
-      drop(it, dead);
-      it = next;
-    }
-    stats_.invalidations += dead.size();
-  }
+  clear(dead);
   delete_boxes(dead);
+}
+
+void InstanceCacheCore::clear(std::vector<Box*>& dead) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t before = dead.size();
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    auto next = std::next(it);
+    drop(it, dead);
+    it = next;
+  }
+  stats_.invalidations += dead.size() - before;
 }
 
 void InstanceCacheCore::expire(uint64_t id, std::vector<Box*>& dead) {
@@ -234,16 +237,18 @@ void InstanceCacheCore::expire(uint64_t id, std::vector<Box*>& dead) {
 }
 
 void InstanceCacheCore::set_limits(CacheLimits limits) {
+  std::vector<Box*> dead;
+  set_limits(limits, dead);
+  delete_boxes(dead);
+}
+
+void InstanceCacheCore::set_limits(CacheLimits limits, std::vector<Box*>& dead) {
   if (limits.max_entries == 0) {
     throw ValueError("cache '" + name_ + "': max_entries must be >= 1");
   }
-  std::vector<Box*> dead;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.limits = limits;
-    trim(dead);
-  }
-  delete_boxes(dead);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.limits = limits;
+  trim(dead);
 }
 
 CacheStats InstanceCacheCore::stats() const {

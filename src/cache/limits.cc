@@ -1,5 +1,6 @@
 // Limits of every bounded cache (API and environment) and clear_caches().
 #include <mutex>
+#include <vector>
 
 #include "cache/registry.h"
 #include "core/env_limit.h"
@@ -41,7 +42,9 @@ void set_instance_cache_limits(CacheLimits limits) {
     std::lock_guard<std::mutex> lock(d.mu);
     d.limits = limits;
   }
-  cache::for_each_instance_cache([&](detail::InstanceCacheCore& c) { c.set_limits(limits); });
+  std::vector<detail::InstanceCacheCore::Box*> dead;
+  cache::for_each_instance_cache([&](detail::InstanceCacheCore& c) { c.set_limits(limits, dead); });
+  for (detail::InstanceCacheCore::Box* b : dead) delete b;  // unlocked
 }
 
 CacheLimits instance_cache_limits() {
@@ -75,7 +78,9 @@ CacheLimits allocator_cache_limits() {
 bool allocator_cache_enabled() { return detail::allocator_cache_compiled_in(); }
 
 void clear_caches() {
-  cache::for_each_instance_cache([](detail::InstanceCacheCore& c) { c.clear(); });
+  std::vector<detail::InstanceCacheCore::Box*> dead;
+  cache::for_each_instance_cache([&](detail::InstanceCacheCore& c) { c.clear(dead); });
+  for (detail::InstanceCacheCore::Box* b : dead) delete b;  // unlocked
   cache::clear_registered();
   onednn::drop_primitive_cache_entries();
   detail::allocator_trim();  // last: the caches above just freed buffers into it

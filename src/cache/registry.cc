@@ -21,8 +21,8 @@ struct Callbacks {
 };
 
 struct Registry {
-  // Recursive: clearing a cache deletes values under this lock, and a value may own objects
-  // whose tokens expire (instance_expired takes it again on the same thread).
+  // Values are deleted after this lock is released (a value may own tokens, whose expiry takes
+  // it); recursive all the same, so a value's destructor run by a caller holding it is safe.
   std::recursive_mutex caches_mu;
   std::vector<detail::InstanceCacheCore*> caches;
   std::mutex mu;  // functions and arenas

@@ -224,5 +224,37 @@ TEST(CachedPerInstance, ProcessDefaultsApplyToLiveAndLaterCaches) {
   EXPECT_EQ(live.stats().limits.max_entries, saved.max_entries);
 }
 
+// A value that owns an object with cached entries of its own: dropping the value (clear,
+// clear_caches, expiry of its key object, new limits) expires the inner object's entries too,
+// and never deadlocks on the registry.
+TEST(CachedPerInstance, ValuesOwningCachedObjectsAreDroppedCleanly) {
+  CachedPerInstance<std::shared_ptr<Obj>> outer("test.outer");
+  CachedPerInstance<int> inner("test.inner");
+  auto fill = [&](Obj& key) {
+    auto owned = outer.get(key.token, [] { return std::make_shared<Obj>(); });
+    inner.get(owned->token, [] { return 1; });
+  };
+  Obj a, b, c;
+  fill(a);
+  EXPECT_EQ(inner.stats().entries, 1u);
+  outer.clear();
+  EXPECT_EQ(inner.stats().entries, 0u);
+  fill(a);
+  clear_caches();
+  EXPECT_EQ(inner.stats().entries, 0u);
+  {
+    Obj dying;
+    fill(dying);
+    EXPECT_EQ(inner.stats().entries, 1u);
+  }
+  EXPECT_EQ(inner.stats().entries, 0u);
+  fill(b);
+  fill(c);
+  const CacheLimits saved = instance_cache_limits();
+  set_instance_cache_limits({1, 0});  // evicts b's value, which frees its object
+  EXPECT_EQ(inner.stats().entries, 1u);
+  set_instance_cache_limits(saved);
+}
+
 }  // namespace
 }  // namespace kiln
