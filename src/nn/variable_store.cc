@@ -1,10 +1,9 @@
 // VariableStore: variables by full name, plus thread-local name scopes.
 #include "kiln/nn/variable_store.h"
 
-#include "cache/registry.h"
-
 #include <algorithm>
 
+#include "cache/registry.h"
 #include "core/context.h"
 #include "kiln/error.h"
 
