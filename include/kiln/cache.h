@@ -1,10 +1,11 @@
-// Per-instance caching, cache limits, and one report of every cache kiln keeps.
+// Per-instance caching and the limits of every cache kiln keeps (kiln/cache_report.h reports
+// them all).
 //
 //   class Layerish {
 //    public:
-//     const std::string& text() const {
+//     std::string text() const {
 //       static kiln::CachedPerInstance<std::string> cache("layerish.text");
-//       return cache.get(token_, [&] { return render(); }, version_);   // copy of the value
+//       return cache.get(token_, [&] { return render(); }, version_);   // a copy of the value
 //     }
 //    private:
 //     kiln::InstanceToken token_;   // the object's identity for every cache
