@@ -43,7 +43,7 @@ static_assert(sizeof(FreeNode) <= kAlign);
 
 struct Cache {
   std::mutex mu;
-  std::unordered_map<size_t, FreeNode*> class_head;  // newest buffer of each class
+  std::unordered_map<size_t, FreeNode*> class_head;  // newest buffer of each class, or null
   FreeNode* lru_head = nullptr;                      // newest
   FreeNode* lru_tail = nullptr;                      // oldest
   std::vector<Storage*> free_headers;
@@ -56,15 +56,14 @@ struct Cache {
     }
   }
 
-  void unlink(FreeNode* n) {
+  // `head` is class_head's slot for n->cap when the caller has it (saves a look-up).
+  void unlink(FreeNode* n, FreeNode** head = nullptr) {
     (n->lru_prev ? n->lru_prev->lru_next : lru_head) = n->lru_next;
     (n->lru_next ? n->lru_next->lru_prev : lru_tail) = n->lru_prev;
     if (n->cls_prev) {
       n->cls_prev->cls_next = n->cls_next;
-    } else if (n->cls_next) {
-      class_head[n->cap] = n->cls_next;
     } else {
-      class_head.erase(n->cap);
+      (head ? *head : class_head[n->cap]) = n->cls_next;  // an emptied class keeps its slot
     }
     if (n->cls_next) n->cls_next->cls_prev = n->cls_prev;
     stats.cached_bytes -= n->cap;
@@ -113,9 +112,9 @@ Storage* storage_new(size_t nbytes) {
   {
     std::lock_guard<std::mutex> lock(c.mu);
     auto it = c.class_head.find(cap);
-    if (it != c.class_head.end()) {
+    if (it != c.class_head.end() && it->second) {
       FreeNode* n = it->second;
-      c.unlink(n);
+      c.unlink(n, &it->second);
       data = n;
       c.stats.hits++;
     } else {
