@@ -1,6 +1,8 @@
 // kiln's side of bench/peers/torch_train_bench.cc: the same models, optimizer (Adam 1e-3), batch
-// (64) and data, trained eagerly with kiln::fit; prints the same JSON line per epoch.
+// (64) and data, trained with kiln::fit eagerly or in graph mode (--graph 1: a traced step);
+// prints the same JSON line per epoch.
 //   kiln_train_bench [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]
+//                    [--graph 0|1]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,17 +17,17 @@ namespace {
 
 class JsonLines : public kiln::Callback {
  public:
-  JsonLines(std::string model, int64_t steps, int threads)
-      : model_(std::move(model)), steps_(steps), threads_(threads) {}
+  JsonLines(std::string model, int64_t steps, int threads, bool graph)
+      : model_(std::move(model)), steps_(steps), threads_(threads), graph_(graph) {}
   void on_epoch_end(int epoch, const kiln::Logs& logs) override {
     double s = logs.at("seconds");
     std::printf(
         "{\"model\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"accuracy\":%.6f,\"val_accuracy\":%.6f,"
         "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d,\"cpu_model\":\"%s\","
-        "\"cpu_isa\":\"%s\"}\n",
+        "\"cpu_isa\":\"%s\",\"mode\":\"%s\"}\n",
         model_.c_str(), epoch + 1, logs.at("loss"), logs.at("accuracy"), logs.at("val_accuracy"), s,
         1e3 * s / static_cast<double>(steps_), threads_, kiln_bench::cpu_model().c_str(),
-        kiln_bench::cpu_isa());
+        kiln_bench::cpu_isa(), graph_ ? "graph" : "eager");
     std::fflush(stdout);
   }
 
@@ -33,6 +35,7 @@ class JsonLines : public kiln::Callback {
   std::string model_;
   int64_t steps_;
   int threads_;
+  bool graph_;
 };
 
 }  // namespace
@@ -40,14 +43,15 @@ class JsonLines : public kiln::Callback {
 int main(int argc, char** argv) {
   std::string model_name = "mlp", data_dir;
   int epochs = 1, threads = 2;
+  bool graph = false;
   uint64_t seed = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) {
-      std::fprintf(
-          stderr,
-          "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR] "
+                   "[--graph 0|1]\n",
+                   argv[0]);
       return 2;
     }
     std::string v = argv[++i];
@@ -61,6 +65,8 @@ int main(int argc, char** argv) {
       seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--data")
       data_dir = v;
+    else if (a == "--graph")
+      graph = v == "1";
     else {
       std::fprintf(stderr, "kiln_train_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -79,7 +85,9 @@ int main(int argc, char** argv) {
     o.epochs = epochs;
     o.verbose = 0;
     o.validation = kiln::Dataset(d.test_images, d.test_labels).batch(500);
-    o.callbacks.push_back(std::make_shared<JsonLines>(model_name, train.num_batches(), threads));
+    o.graph = graph;
+    o.callbacks.push_back(
+        std::make_shared<JsonLines>(model_name, train.num_batches(), threads, graph));
     kiln::fit(*model, opt, loss, train, o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kiln_train_bench: %s\n", e.what());

@@ -22,6 +22,7 @@
 #   BUILD_DIR=build bench/peers/run_peers.sh check                     # show BLAS resolution
 #   BUILD_DIR=build bench/peers/run_peers.sh overhead [gbench flags]   # torch_overhead_bench
 #   BUILD_DIR=build bench/peers/run_peers.sh train [--model mlp|cnn] [--epochs N] [--threads T]
+#   BUILD_DIR=build bench/peers/run_peers.sh inference [gbench flags] # torch_inference_bench
 #   BUILD_DIR=build bench/peers/run_peers.sh all                       # overhead + mlp/cnn 1 epoch
 set -euo pipefail
 
@@ -64,13 +65,16 @@ case $cmd in
   train)
     run "$PEERS/torch_train_bench" "$@"
     ;;
+  inference)
+    run "$PEERS/torch_inference_bench" "$@"
+    ;;
   all)
     run "$PEERS/torch_overhead_bench" --benchmark_min_time=0.2 "$@"
     run "$PEERS/torch_train_bench" --model mlp --epochs 1
     run "$PEERS/torch_train_bench" --model cnn --epochs 1
     ;;
   *)
-    echo "usage: run_peers.sh check|overhead [gbench flags]|train [args]|all" >&2
+    echo "usage: run_peers.sh check|overhead [gbench flags]|train [args]|inference [gbench flags]|all" >&2
     exit 2
     ;;
 esac

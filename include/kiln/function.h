@@ -11,6 +11,11 @@
 // evictions, and each retrace is explained as a diff against the nearest cached signature
 // ('arg 0: shape [64, 784] -> [32, 784]'). The cache is an LRU bounded by entries.
 //
+// A traced graph is optimized (constant folding, common subexpressions, dead code, fusion of
+// matmul/conv + bias + activation and of elementwise chains) and planned: intermediates live in
+// one arena placed by liveness, kernels are resolved once. Results never live in the arena,
+// so a tensor a call returned stays valid after later calls.
+//
 // Variables and layers created while tracing: the first trace creates them; every later trace
 // of the same Function (another signature) gets the same variables back, in creation order,
 // named "<function name>/<layer>/<weight>". TensorFlow refuses this; eager code instead makes
@@ -24,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -72,6 +78,12 @@ struct FunctionCacheInfo {
   std::string last_retrace_reason;    // "" until a second trace
   std::vector<std::string> warnings;  // what the kWarn policy logged
   size_t variables = 0;               // variables created by traces of this function
+  // Summed over the cached concrete functions and their plans (one per set of concrete shapes,
+  // up to 4 each): executor arena bytes (the intermediates of one call, placed by liveness),
+  // kernel calls per run, and nodes removed by fusion.
+  size_t arena_bytes = 0;
+  size_t plan_steps = 0;
+  size_t fused_nodes = 0;
 };
 
 class Function {
@@ -91,10 +103,19 @@ class Function {
   Tensor operator()(const Tensor& x, bool training = false) {
     return (*this)(std::vector<Tensor>{x}, training)[0];
   }
+  // The allocation-free form: results go to `outs` (one per result, else ValueError). An out
+  // that is defined with the result's shape and dtype, and shares no storage with an argument
+  // or a captured tensor, is written in place; any other is replaced by a new tensor. So a
+  // loop reusing its outs allocates no heap memory after the first call (a cache hit runs the
+  // plan: no signature is built, no callable runs, no kernel is looked up by name). With a
+  // GradientTape recording, calls run op by op through the dispatcher instead (differentiable)
+  // and outs are replaced.
+  void call(std::span<const Tensor> args, std::span<Tensor> outs, bool training = false);
 
   FunctionCacheInfo cache_info() const;
   // The graph for `args` (tracing it if needed) after the passes (constant folding, common
-  // subexpressions, dead code), or as traced (optimized = false); as text or Graphviz dot.
+  // subexpressions, dead code, fusion for the traced shapes), or as traced (optimized =
+  // false); as text or Graphviz dot.
   std::string graph_text(const std::vector<Tensor>& args, bool training = false,
                          bool optimized = true);
   std::string graph_dot(const std::vector<Tensor>& args, bool training = false,
@@ -105,6 +126,9 @@ class Function {
   struct State;
 
  private:
+  // operator() and call(): results into *result (resized) when non-null, else into outs.
+  void run(std::span<const Tensor> args, bool training, std::vector<Tensor>* result,
+           std::span<Tensor> outs);
   std::unique_ptr<State> state_;
 };
 

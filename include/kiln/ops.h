@@ -103,9 +103,48 @@ Tensor avg_pool2d(const Tensor& x, const Pool2DOptions& options = {});
 // Zeroes each element with probability `rate` and scales the rest by 1/(1-rate); the mask
 // depends only on (seed, element index). Identity when !training or rate == 0.
 Tensor dropout(const Tensor& x, double rate, uint64_t seed, bool training = true);
+// The same with the mask named by a key (int64 [2] = {seed, counter}, e.g. from
+// SeedGenerator::next()): mask element i depends only on (key, i), so a traced function that
+// takes a new key per call draws a new mask per call, and the gradient reuses the call's mask.
+Tensor dropout(const Tensor& x, double rate, const Tensor& key, bool training = true);
 // Per-example loss -log softmax(logits)[label]: logits [N, C] float, labels [N] int32/int64
 // in [0, C) (else ValueError) -> [N].
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
+
+// ---- random (src/ops/random.cc) -----------------------------------------------------------
+// Random tensors named by a key (int64 [2], e.g. SeedGenerator::next()): ops, so a traced
+// function drawing with a fresh key per call draws new numbers per call. Key {seed, 0} draws
+// what random_uniform/random_normal(shape, ..., seed) in kiln/tensor.h draw; those seeded
+// creators run on the host, so inside a trace they become constants (the same every call).
+Tensor random_uniform(const Shape& shape, double low, double high, const Tensor& key,
+                      DType dtype = float32);
+Tensor random_normal(const Shape& shape, double mean, double stddev, const Tensor& key,
+                     DType dtype = float32);
+
+// ---- state (src/ops/state.cc) -------------------------------------------------------------
+// The only ways to write a tensor in place: ops marked stateful, so tapes and traces see them
+// and no graph pass removes, merges or folds them. Each bumps the target's version. Throws
+// ShapeError naming both shapes and dtypes unless target and value match exactly.
+void assign(const Tensor& target, const Tensor& value);
+void assign_add(const Tensor& target, const Tensor& delta);
+// A copy of `initial` that traces capture by reference (like a variable's value) instead of as
+// a constant: state read and written by ops (optimizer step counts, generator states).
+Tensor make_state(const Tensor& initial);
+
+// A stream of random keys, Keras' SeedGenerator: next() returns {seed, counter} and advances
+// the counter, as a stateful op, so a traced function draws new numbers on every call and the
+// same numbers as eager code from the same seed. Not thread-safe: one generator per thread.
+class SeedGenerator {
+ public:
+  explicit SeedGenerator(uint64_t seed = 0);
+  Tensor next();
+  uint64_t seed() const;
+  int64_t counter() const;                        // keys handed out so far
+  const Tensor& state() const { return state_; }  // int64 [2]
+
+ private:
+  Tensor state_;
+};
 
 // ---- operators -----------------------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

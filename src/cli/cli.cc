@@ -37,6 +37,7 @@ struct Options {
   std::string metrics_out;
   std::string weights;
   bool distributed = false;
+  bool graph = false;
   double bucket_mb = 25;
   double timeout = 60;
 };
@@ -117,6 +118,7 @@ int train(const Options& o, std::ostream& real_out) {
   fo.validation = Dataset(d.test_images, d.test_labels).batch(500);
   fo.out = &out;
   fo.distributed = o.distributed;
+  fo.graph = o.graph;
   if (lead && !o.metrics_out.empty())
     fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
   out << "kiln train: " << o.model << " on Fashion-MNIST (" << d.train_images.dim(0) << " train, "
@@ -127,7 +129,7 @@ int train(const Options& o, std::ostream& real_out) {
         << (distributed::world_size() == 1 ? " rank" : " ranks");
   }
   out << ", seed " << o.seed << ", " << num_threads() << " threads"
-      << (o.distributed ? " per rank" : "") << "\n";
+      << (o.distributed ? " per rank" : "") << (o.graph ? ", graph mode" : "") << "\n";
   History h = fit(*model, *opt, loss, train, fo);
   std::string path = o.out.empty() ? "kiln_" + o.model + ".safetensors" : o.out;
   if (!lead) return 0;
@@ -144,7 +146,8 @@ int eval(const Options& o, std::ostream& out) {
   auto model = make_model(o.model);
   load_weights(*model, o.weights);
   SparseCategoricalCrossentropy loss;
-  Logs logs = evaluate(*model, loss, Dataset(d.test_images, d.test_labels).batch(o.batch_size));
+  Logs logs = evaluate(*model, loss, Dataset(d.test_images, d.test_labels).batch(o.batch_size),
+                       /*accuracy=*/true, o.graph);
   char line[128];
   std::snprintf(line, sizeof line, "test loss %.4f, test accuracy %.4f (%lld examples)\n",
                 logs["loss"], logs["accuracy"], static_cast<long long>(d.test_images.dim(0)));
@@ -218,6 +221,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   tr->add_option("--timeout", o.timeout,
                  "seconds a rank may wait for another before the job ends (default 60)")
       ->check(positive(false));
+  tr->add_flag("--graph", o.graph,
+               "run each step as a traced graph function (forward, gradients and update)");
 
   CLI::App* ev = app.add_subcommand("eval", "evaluate saved weights on the test set");
   add_model(ev);
@@ -226,6 +231,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
       ->check(CLI::ExistingFile);
   ev->add_option("--batch-size", o.batch_size, "examples per batch (default 64)")
       ->check(positive(true));
+  ev->add_flag("--graph", o.graph, "run each batch as a traced graph function");
   add_threads(ev);
   add_data(ev);
 

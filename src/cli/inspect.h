@@ -1,6 +1,7 @@
 // `kiln inspect --model mlp|cnn --cache [--json] [--steps N] [--batch-size B] [--threads T]
-// [--data DIR]`: runs a few steps of training and inference, eager and graph, then prints
-// kiln::cache_report() as a table or as JSON.
+// [--data DIR]`: runs a few steps of training and inference, eager and graph (a kiln::function
+// over the model's forward pass; fit with graph = true), then prints kiln::cache_report(),
+// taken at the end of the graph-mode training, as a table or as JSON.
 #pragma once
 
 #include <CLI/CLI.hpp>

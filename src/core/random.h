@@ -27,6 +27,13 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t counter_hi, ui
   return {c0, c1, c2, c3};
 }
 
+// The Philox seed of a random key {seed, counter} (SeedGenerator, dropout, random ops):
+// counter 0 is the seed itself, so keyed ops draw what the seeded creators draw; each later
+// counter moves by the golden-ratio increment.
+inline uint64_t key_seed(int64_t seed, int64_t counter) {
+  return static_cast<uint64_t>(seed) + static_cast<uint64_t>(counter) * 0x9E3779B97F4A7C15ull;
+}
+
 // Uniform in [0, 1) from 32 random bits (24 significant, exact in float and double).
 inline double uniform01(uint32_t bits) { return (bits >> 8) * (1.0 / 16777216.0); }
 // Uniform in [0, 1) from two 32-bit words (53 bits).
@@ -38,5 +45,8 @@ inline double uniform01_53(uint32_t hi, uint32_t lo) {
 void philox_uniform(uint64_t seed, uint64_t stream, int64_t n, double* out);
 // n standard normal values (Box-Muller over pairs of uniforms).
 void philox_normal(uint64_t seed, uint64_t stream, int64_t n, double* out);
+// Values [first, first + n) of the same streams; `first` must be even (a counter holds two).
+void philox_uniform_at(uint64_t seed, uint64_t stream, int64_t first, int64_t n, double* out);
+void philox_normal_at(uint64_t seed, uint64_t stream, int64_t first, int64_t n, double* out);
 
 }  // namespace kiln::detail

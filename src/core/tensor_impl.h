@@ -22,8 +22,8 @@ struct TensorImpl {
   // Claimed by compare-and-swap and released by that tape, so tapes on several threads that
   // share tensors (variables) never overwrite each other's slots (see autograd/tape.cc).
   std::atomic<uint64_t> tape_claim{0};
-  // A variable's version counter (Variable::version() reads it; each assignment bumps it), here
-  // so kernels can key per-variable caches (conv's reordered filter) on it. 0 for other tensors.
+  // Bumped by every stateful op that writes this tensor (a Variable's version() reads it);
+  // conv keys its per-variable cache of the reordered filter on it.
   std::atomic<uint64_t> version{0};
   // This tensor's identity for per-instance caches; reset when the impl is freed or pooled.
   InstanceToken token;

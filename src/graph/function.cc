@@ -10,6 +10,8 @@
 
 #include "cache/registry.h"
 #include "core/context.h"
+#include "graph/executor.h"
+#include "graph/fusion.h"
 #include "graph/graph.h"
 #include "graph/passes.h"
 #include "graph/scoped_recorders.h"
@@ -23,10 +25,36 @@ namespace {
 
 struct ConcreteFunction {
   Signature signature;                         // may hold unknown dims
-  std::shared_ptr<const graph::Graph> graph;   // optimized; shared: a call outlives an eviction
+  std::shared_ptr<const graph::Graph> graph;   // optimized and fused; shared: a call outlives
+                                               // an eviction
   std::shared_ptr<const graph::Graph> traced;  // as traced, before the passes (for to_text)
   graph::PassStats passes;
+  // Executor plans, one per set of concrete shapes seen (several only with unknown dims: e.g.
+  // a full batch and a last partial one), most recently used first, at most kMaxPlans.
+  // Shared: a running call keeps its plan alive through an eviction.
+  static constexpr size_t kMaxPlans = 4;
+  std::vector<std::shared_ptr<graph::Plan>> plans;
+  // Optimized, not fused: what runs op by op under a tape, and what plans for other sizes of
+  // unknown dims fuse again (fusion decides on shapes: a [1, C] at trace time may be [7, C]).
+  std::shared_ptr<const graph::Graph> unfused;
+  bool polymorphic = false;  // the signature has unknown dims
 };
+
+// Signature::accepts for a call's tensors, without building a Signature (no allocation).
+bool accepts_args(const Signature& sig, std::span<const Tensor> args, bool training) {
+  if (sig.training != training || sig.args.size() != args.size()) return false;
+  for (size_t k = 0; k < args.size(); ++k) {
+    const TensorSpec& s = sig.args[k];
+    const Shape& shape = args[k].shape();
+    if (s.dtype != args[k].dtype() || s.dims.size() != static_cast<size_t>(shape.rank())) {
+      return false;
+    }
+    for (size_t d = 0; d < s.dims.size(); ++d) {
+      if (s.dims[d] != kUnknownDim && s.dims[d] != shape[static_cast<int>(d)]) return false;
+    }
+  }
+  return true;
+}
 
 // Graphs traced for two sizes of an unknown dim must be the same program: same ops, attrs and
 // wiring, and captured tensors of the same shapes. Otherwise some op baked the size in.
@@ -80,6 +108,9 @@ struct Function::State {
     return r;
   }
 
+  void resolve(std::span<const Tensor> args, bool training, std::shared_ptr<const graph::Graph>& g,
+               std::shared_ptr<graph::Plan>& plan);
+
   // Traces fn for `sig` (concrete shapes taken from `example` where sig has unknown dims).
   graph::Graph trace(const Signature& example, bool training) {
     detail::TraceScope scope;
@@ -103,11 +134,15 @@ struct Function::State {
   }
 
   // An example of `sig` with every unknown dim replaced by `fill`'s dims, or by size + 1.
+  // Unknown dims of size 0 or 1 are traced at 2: a size-1 dim broadcasts, so a graph traced
+  // at 1 may differ from one traced at 2 although both serve every size >= 1.
   static Signature probe(const Signature& sig, const Signature& concrete, int64_t bump) {
     Signature p = concrete;
     for (size_t k = 0; k < sig.args.size(); ++k) {
       for (size_t d = 0; d < sig.args[k].dims.size(); ++d) {
-        if (sig.args[k].dims[d] == kUnknownDim) p.args[k].dims[d] = concrete.args[k].dims[d] + bump;
+        if (sig.args[k].dims[d] == kUnknownDim) {
+          p.args[k].dims[d] = std::max<int64_t>(concrete.args[k].dims[d], 2) + bump;
+        }
       }
     }
     return p;
@@ -188,7 +223,8 @@ struct Function::State {
     }
     ++info.misses;
     Signature sig = plan_miss(concrete);
-    graph::Graph g = trace(probe(sig, concrete, 0), concrete.training);
+    const Signature base = probe(sig, concrete, 0);
+    graph::Graph g = trace(base, concrete.training);
     ++info.traces;
     if (has_unknown(sig)) {
       // Check that the graph does not depend on the unknown sizes; if it does, keep it for
@@ -212,6 +248,7 @@ struct Function::State {
                                     std::string("graph depends on the relaxed dims: traced for ") +
                                     concrete.to_string();
         sig = concrete;
+        if (!(base == concrete)) g = trace(concrete, concrete.training);
       }
     }
     traced.push_back(sig);
@@ -219,8 +256,16 @@ struct Function::State {
     auto traced_graph = std::make_shared<const graph::Graph>(g);
     graph::PassStats stats = graph::optimize(g);
     g.plan_lifetimes();
-    cache.push_front(
-        {sig, std::make_shared<const graph::Graph>(std::move(g)), traced_graph, stats});
+    auto unfused = std::make_shared<const graph::Graph>(g);
+    stats.fused_nodes = graph::fuse(g);
+    g.plan_lifetimes();
+    cache.push_front({sig,
+                      std::make_shared<const graph::Graph>(std::move(g)),
+                      traced_graph,
+                      stats,
+                      {},
+                      unfused,
+                      has_unknown(sig)});
     while (cache.size() > options.max_entries) {
       cache.pop_back();
       ++info.evictions;
@@ -253,29 +298,129 @@ Function::~Function() = default;
 Function::Function(Function&&) noexcept = default;
 Function& Function::operator=(Function&&) noexcept = default;
 
-std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args, bool training) {
+namespace {
+void check_defined(const std::string& name, std::span<const Tensor> args) {
   for (size_t k = 0; k < args.size(); ++k) {
     if (!args[k].defined()) {
-      throw ValueError("function '" + state_->options.name + "': argument " + std::to_string(k) +
+      throw ValueError("function '" + name + "': argument " + std::to_string(k) +
                        " is an undefined tensor");
     }
   }
+}
+}  // namespace
+
+// The cached graph for a call (tracing on a miss; unfused, for the dispatcher) and, when the
+// call may run the executor (no tape recording, no forced reference kernels), its plan for
+// these shapes.
+void Function::State::resolve(std::span<const Tensor> args, bool training,
+                              std::shared_ptr<const graph::Graph>& g,
+                              std::shared_ptr<graph::Plan>& plan) {
+  std::lock_guard<std::mutex> lock(mu);
+  ConcreteFunction* cf = nullptr;
+  for (auto it = cache.begin(); it != cache.end(); ++it) {  // a hit allocates nothing
+    if (accepts_args(it->signature, args, training)) {
+      ++info.hits;
+      if (it != cache.begin()) cache.splice(cache.begin(), cache, it);
+      cf = &cache.front();
+      break;
+    }
+  }
+  if (!cf) {
+    std::vector<Tensor> a(args.begin(), args.end());
+    cf = &lookup(graph::signature_of(a, training));  // counts the miss, traces
+  }
+  g = cf->unfused;
+  const detail::ThreadContext& ctx = detail::thread_context();
+  if (ctx.tape || ctx.force_reference) return;  // the dispatcher path: differentiable
+  std::vector<std::shared_ptr<graph::Plan>>& plans = cf->plans;
+  auto it = std::find_if(plans.begin(), plans.end(),
+                         [&](const std::shared_ptr<graph::Plan>& p) { return p->matches(args); });
+  if (it == plans.end()) {
+    if (plans.size() == ConcreteFunction::kMaxPlans) plans.pop_back();
+    // Fused for these shapes when dims are unknown; the traced shapes' fusion otherwise.
+    plans.insert(plans.begin(), cf->polymorphic ? [&] {
+      graph::Graph shaped = graph::with_shapes(*cf->unfused, args);
+      graph::fuse(shaped);
+      return graph::Plan::build(shaped, args);
+    }()
+                                                : graph::Plan::build(*cf->graph, args));
+  } else if (it != plans.begin()) {
+    std::rotate(plans.begin(), it, it + 1);  // no allocation: a hit stays allocation-free
+  }
+  plan = plans.front();
+}
+
+void Function::run(std::span<const Tensor> args, bool training, std::vector<Tensor>* result,
+                   std::span<Tensor> outs) {
+  std::shared_ptr<const graph::Graph> g;
+  std::shared_ptr<graph::Plan> plan;
+  state_->resolve(args, training, g, plan);
+  // Run outside the function's lock: a cached graph is immutable, and our references keep it
+  // and its plan alive through an eviction by another thread.
+  if (plan) {
+    std::unique_lock<std::mutex> busy(plan->mu(), std::try_to_lock);
+    if (busy.owns_lock()) {  // else another thread runs this plan: take the dispatcher path
+      if (result) {
+        result->resize(g->outputs.size());
+        outs = *result;
+      } else if (outs.size() != g->outputs.size()) {
+        throw ValueError("function '" + state_->options.name + "': returns " +
+                         std::to_string(g->outputs.size()) + " tensors, got " +
+                         std::to_string(outs.size()) + " to write them to");
+      }
+      plan->run(args, outs);
+      return;
+    }
+  }
+  std::vector<Tensor> r = graph::execute(*g, std::vector<Tensor>(args.begin(), args.end()));
+  if (result) {
+    *result = std::move(r);
+    return;
+  }
+  if (outs.size() != r.size()) {
+    throw ValueError("function '" + state_->options.name + "': returns " +
+                     std::to_string(r.size()) + " tensors, got " + std::to_string(outs.size()) +
+                     " to write them to");
+  }
+  for (size_t k = 0; k < r.size(); ++k) outs[k] = std::move(r[k]);
+}
+
+std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args, bool training) {
+  check_defined(state_->options.name, args);
   // Called while another function traces: inline the callable into that trace.
   if (detail::thread_context().tracer) return state_->fn(args, training);
-  const Signature concrete = graph::signature_of(args, training);
-  std::unique_lock<std::mutex> lock(state_->mu);
-  // Run outside the lock: a cached graph is immutable, and our reference keeps it alive
-  // through an eviction by another thread.
-  std::shared_ptr<const graph::Graph> g = state_->lookup(concrete).graph;
-  lock.unlock();
-  return graph::execute(*g, args);
+  std::vector<Tensor> result;
+  run(args, training, &result, {});
+  return result;
+}
+
+void Function::call(std::span<const Tensor> args, std::span<Tensor> outs, bool training) {
+  check_defined(state_->options.name, args);
+  if (detail::thread_context().tracer) {
+    std::vector<Tensor> r = state_->fn(std::vector<Tensor>(args.begin(), args.end()), training);
+    if (r.size() != outs.size()) {
+      throw ValueError("function '" + state_->options.name + "': returns " +
+                       std::to_string(r.size()) + " tensors, got " + std::to_string(outs.size()) +
+                       " to write them to");
+    }
+    for (size_t k = 0; k < r.size(); ++k) outs[k] = std::move(r[k]);
+    return;
+  }
+  run(args, training, nullptr, outs);
 }
 
 FunctionCacheInfo Function::cache_info() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   FunctionCacheInfo info = state_->info;
   info.signatures.clear();
-  for (const ConcreteFunction& cf : state_->cache) info.signatures.push_back(cf.signature);
+  for (const ConcreteFunction& cf : state_->cache) {
+    info.signatures.push_back(cf.signature);
+    for (const std::shared_ptr<graph::Plan>& p : cf.plans) {
+      info.arena_bytes += p->arena_bytes();
+      info.plan_steps += p->num_steps();
+    }
+    info.fused_nodes += cf.passes.fused_nodes;
+  }
   return info;
 }
 

@@ -12,16 +12,10 @@ std::string meta_str(const Meta& m) {
   return to_string(m.shape) + " " + std::string(dtype_name(m.dtype));
 }
 
-std::string attrs_str(const Attrs& a) {
-  if (a.num_ints() == 0 && a.num_floats() == 0) return "";
-  std::string s = " {";
-  for (int k = 0; k < a.num_ints(); ++k) s += (k ? ", " : "") + std::to_string(a.i(k));
-  for (int k = 0; k < a.num_floats(); ++k) {
-    std::ostringstream f;
-    f << a.f(k);
-    s += (k || a.num_ints() ? ", " : "") + f.str();
-  }
-  return s + "}";
+// " {strides=[1, 1], padding=same}" by the op's attribute schema; "" without attrs.
+std::string attrs_str(const OpDef& op, const Attrs& a) {
+  std::string s = format_attrs(op, a);
+  return s.empty() ? s : " {" + s + "}";
 }
 
 const char* kind_name(ValueKind k) {
@@ -49,11 +43,13 @@ std::string Graph::to_text() const {
     s << " : " << meta_str(val.meta) << "\n";
   }
   for (const Node& n : nodes) {
-    s << "%" << n.outputs[0];
-    for (size_t k = 1; k < n.outputs.size(); ++k) s << ", %" << n.outputs[k];
-    s << " = " << n.op->name << "(";
+    // A stateful node without outputs (assign, an optimizer update) prints as a statement.
+    for (size_t k = 0; k < n.outputs.size(); ++k) s << (k ? ", %" : "%") << n.outputs[k];
+    s << (n.outputs.empty() ? "" : " = ") << n.op->name << "(";
     for (size_t k = 0; k < n.inputs.size(); ++k) s << (k ? ", %" : "%") << n.inputs[k];
-    s << ")" << attrs_str(n.attrs) << " : " << meta_str(values[n.outputs[0]].meta) << "\n";
+    s << ")" << attrs_str(*n.op, n.attrs);
+    if (!n.outputs.empty()) s << " : " << meta_str(values[n.outputs[0]].meta);
+    s << "\n";
   }
   s << "return";
   for (size_t k = 0; k < outputs.size(); ++k) s << (k ? ", %" : " %") << outputs[k];

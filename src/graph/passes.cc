@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "core/tensor_impl.h"
 #include "graph/scoped_recorders.h"
 
 namespace kiln::graph {
@@ -23,7 +24,7 @@ int eliminate_dead_code(Graph& g) {
   std::vector<bool> keep(g.nodes.size(), false);
   for (size_t i = g.nodes.size(); i-- > 0;) {
     const Node& n = g.nodes[i];
-    bool used = false;
+    bool used = is_stateful(*n.op);  // writes state: kept even when nobody reads its outputs
     for (int32_t v : n.outputs) used |= live[v];
     if (!used) continue;
     keep[i] = true;
@@ -42,22 +43,58 @@ int eliminate_dead_code(Graph& g) {
 }
 
 int eliminate_common_subexpressions(Graph& g) {
+  // A node is keyed by its op, attrs, inputs and the write version of each input's storage:
+  // a stateful node writing a tensor bumps the version of the tensor (and of every view of
+  // it, through the root), so reads on either side of a write are never merged.
+  std::vector<int32_t> root(g.values.size());
+  for (size_t v = 0; v < g.values.size(); ++v) root[v] = static_cast<int32_t>(v);
+  // Captured tensors sharing storage (a variable and a view of it made outside the trace)
+  // are one root too.
+  std::unordered_map<const void*, int32_t> by_storage;
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    const Value& val = g.values[v];
+    if ((val.kind == ValueKind::kConstant || val.kind == ValueKind::kVariable) &&
+        val.captured.defined()) {
+      root[v] = by_storage
+                    .emplace(static_cast<const void*>(val.captured.impl()->storage),
+                             static_cast<int32_t>(v))
+                    .first->second;
+    }
+  }
+  for (const Node& n : g.nodes) {
+    if (n.op->view && !n.inputs.empty()) {
+      for (int32_t v : n.outputs) root[v] = root[n.inputs[0]];
+    }
+  }
+  std::vector<uint32_t> version(g.values.size(), 0);
+  struct Key {
+    const Node* node;
+    std::vector<uint32_t> versions;
+  };
   struct KeyHash {
-    size_t operator()(const Node* n) const {
-      uint64_t h = reinterpret_cast<uintptr_t>(n->op) ^ n->attrs.hash();
-      for (int32_t v : n->inputs) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+    size_t operator()(const Key& k) const {
+      uint64_t h = reinterpret_cast<uintptr_t>(k.node->op) ^ k.node->attrs.hash();
+      for (int32_t v : k.node->inputs) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+      for (uint32_t v : k.versions) h = (h ^ v) * 1099511628211ull;
       return static_cast<size_t>(h);
     }
   };
   struct KeyEq {
-    bool operator()(const Node* a, const Node* b) const {
-      return a->op == b->op && a->attrs == b->attrs && a->inputs == b->inputs;
+    bool operator()(const Key& a, const Key& b) const {
+      return a.node->op == b.node->op && a.node->attrs == b.node->attrs &&
+             a.node->inputs == b.node->inputs && a.versions == b.versions;
     }
   };
-  std::unordered_map<const Node*, const Node*, KeyHash, KeyEq> seen;
+  std::unordered_map<Key, const Node*, KeyHash, KeyEq> seen;
   int merged = 0;
   for (Node& n : g.nodes) {
-    auto [it, inserted] = seen.emplace(&n, &n);
+    if (is_stateful(*n.op)) {  // never merged; its write starts a new version of input 0
+      if (!n.inputs.empty()) ++version[root[n.inputs[0]]];
+      continue;
+    }
+    Key key{&n, {}};
+    for (int32_t v : n.inputs) key.versions.push_back(version[root[v]]);
+    auto [it, inserted] = seen.emplace(std::move(key), &n);
     if (inserted) continue;
     for (size_t k = 0; k < n.outputs.size(); ++k)
       replace_uses(g, n.outputs[k], it->second->outputs[k]);
@@ -72,9 +109,17 @@ int fold_constants(Graph& g, size_t max_bytes) {
   int folded = 0;
   // Fold with no tape and no tracer: these runs are not part of any step.
   ScopedRecorders recorders(nullptr, nullptr, detail::thread_context().trace_scope);
-  for (Node& n : g.nodes) {
+  // A constant some stateful node writes changes at run time: never fold its readers.
+  std::vector<bool> written(g.values.size(), false);
+  for (const Node& n : g.nodes) {
+    if (is_stateful(*n.op) && !n.inputs.empty()) written[n.inputs[0]] = true;
+  }
+  std::vector<bool> gone(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (is_stateful(*n.op)) continue;
     bool all_const = !n.inputs.empty();
-    for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant;
+    for (int32_t v : n.inputs) all_const &= g.values[v].kind == ValueKind::kConstant && !written[v];
     if (!all_const) continue;
     size_t bytes = 0;
     for (int32_t v : n.outputs) {
@@ -92,12 +137,12 @@ int fold_constants(Graph& g, size_t max_bytes) {
       // A view of a constant would alias it; constants are never written, so that is fine.
       v.captured = out[k];
     }
-    n.outputs.clear();  // marks the node for removal below
+    gone[i] = true;
     ++folded;
   }
   std::vector<Node> nodes;
-  for (Node& n : g.nodes) {
-    if (!n.outputs.empty()) nodes.push_back(std::move(n));
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!gone[i]) nodes.push_back(std::move(g.nodes[i]));
   }
   g.nodes = std::move(nodes);
   for (size_t i = 0; i < g.nodes.size(); ++i) {

@@ -1,9 +1,6 @@
-// Optimizers: validation and slot bookkeeping in the base class, one fused in-place loop per
-// update rule. Coefficients are computed once per step in double and cast to the variable's
-// type, so the inner loops are plain float arithmetic the compiler vectorizes.
+// Optimizers: validation and slot bookkeeping in the base class; each rule runs its update op
+// (src/ops/updates.cc), so eager steps and traced steps apply the same kernels.
 #include "kiln/nn/optimizers.h"
-
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +8,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "core/tensor_impl.h"
-#include "kernels/broadcast.h"
+#include "kiln/ops.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
 
 namespace kiln {
 namespace {
@@ -21,69 +19,35 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw ValueError(what);
 }
 
-// Runs fn(T*) with the tensor's element type (float32 or float64 only; checked earlier).
-template <typename Fn>
-void with_float_type(DType dt, Fn&& fn) {
-  if (dt == DType::kFloat32) {
-    fn(float{});
-  } else {
-    fn(double{});
-  }
+void run_update(const OpDef& op, std::initializer_list<Tensor> in, const Attrs& attrs) {
+  Tensor none[1];
+  run_op(op, std::span<const Tensor>(in.begin(), in.size()), attrs, std::span<Tensor>(none, 0));
 }
-
-// Updates are memory-bound and a few flops per element: a second thread only pays off for
-// large variables (and an OpenMP team costs much more than the loop on a busy machine).
-constexpr int64_t kMinParallel = int64_t{1} << 18;
-
-template <typename Fn>
-void for_elements(int64_t n, Fn&& fn) {
-  if (n < kMinParallel) {
-    fn(int64_t{0}, n);
-  } else {
-    kernels::parallel_range(n, kernels::kParallelThreshold, fn);
-  }
-}
-
-// p[i] = sqrt(p[i]). Without -fno-math-errno GCC keeps std::sqrt scalar (errno handling adds
-// a branch), so vectorize by hand where the target has the instructions.
-template <typename T>
-void sqrt_inplace(T* p, int64_t n) {
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(p + i, _mm512_sqrt_ps(_mm512_loadu_ps(p + i)));
-  } else {
-    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(p + i, _mm512_sqrt_pd(_mm512_loadu_pd(p + i)));
-  }
-#elif defined(__AVX__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, _mm256_sqrt_ps(_mm256_loadu_ps(p + i)));
-  } else {
-    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(p + i, _mm256_sqrt_pd(_mm256_loadu_pd(p + i)));
-  }
-#endif
-  for (; i < n; ++i) p[i] = std::sqrt(p[i]);
-}
-
-// Rules that need a square root run in L1-sized chunks: a vectorized pass computing the
-// moments (and the values to take roots of), the root pass, then the vectorized weight pass.
-constexpr int64_t kChunk = 512;
 
 }  // namespace
 
 // ---- Optimizer ------------------------------------------------------------------------------
 
 Optimizer::Optimizer(std::string name, double learning_rate, std::vector<std::string> slot_names)
-    : name_(std::move(name)), learning_rate_(learning_rate), slot_names_(std::move(slot_names)) {
+    : name_(std::move(name)), slot_names_(std::move(slot_names)) {
   require(learning_rate >= 0,
           name_ + ": learning_rate must be >= 0, got " + std::to_string(learning_rate));
+  learning_rate_ = make_state(scalar(learning_rate, DType::kFloat64));
+  iterations_ = make_state(scalar(0, DType::kInt64));
+  one_ = scalar(1, DType::kInt64);
 }
 
 Optimizer::~Optimizer() = default;
 
 void Optimizer::set_learning_rate(double lr) {
   require(lr >= 0, name_ + ": learning_rate must be >= 0, got " + std::to_string(lr));
-  learning_rate_ = lr;
+  assign(learning_rate_, scalar(lr, DType::kFloat64));
+}
+
+double Optimizer::learning_rate() const { return learning_rate_.item<double>(); }
+int64_t Optimizer::iterations() const { return iterations_.item<int64_t>(); }
+void Optimizer::set_iterations(int64_t n) {
+  assign(iterations_, scalar(static_cast<double>(n), DType::kInt64));
 }
 
 std::vector<Variable> Optimizer::variables() const { return slot_order_; }
@@ -141,17 +105,13 @@ void Optimizer::apply_gradients(const std::vector<Variable>& variables,
                        to_string(v.shape()));
     }
   }
-  const int64_t step = iterations_ + 1;
+  // The update ops bump the versions of each variable and slot they write.
   for (size_t i = 0; i < variables.size(); ++i) {
     if (!grads[i].defined()) continue;
-    Variable v = variables[i];  // a handle: mark_modified() bumps the shared version
-    Entry& e = entry_for(v);
-    Tensor value = v.value();
-    update(value, grads[i], e.slot_values, step);
-    v.mark_modified();
-    for (Variable& s : e.slots) s.mark_modified();
+    Entry& e = entry_for(variables[i]);
+    update(variables[i].value(), grads[i], e.slot_values);
   }
-  iterations_ = step;
+  assign_add(iterations_, one_);
 }
 
 // ---- SGD --------------------------------------------------------------------------------------
@@ -165,37 +125,15 @@ SGD::SGD(double learning_rate, double momentum, bool nesterov)
           "sgd: momentum must be in [0, 1], got " + std::to_string(momentum));
 }
 
-void SGD::update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t) {
-  with_float_type(value.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* w = detail::ptr<T>(value);
-    const T* g = detail::ptr<T>(grad);
-    const T lr = static_cast<T>(learning_rate());
-    if (slots.empty()) {
-      for_elements(value.numel(), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) w[i] -= lr * g[i];
-      });
-      return;
-    }
-    T* m = detail::ptr<T>(slots[0]);
-    const T mu = static_cast<T>(momentum_);
-    const bool nesterov = nesterov_;
-    for_elements(value.numel(), [&](int64_t b, int64_t e) {
-      if (nesterov) {
-        for (int64_t i = b; i < e; ++i) {
-          T mi = mu * m[i] - lr * g[i];
-          m[i] = mi;
-          w[i] += mu * mi - lr * g[i];
-        }
-      } else {
-        for (int64_t i = b; i < e; ++i) {
-          T mi = mu * m[i] - lr * g[i];
-          m[i] = mi;
-          w[i] += mi;
-        }
-      }
-    });
-  });
+void SGD::update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) {
+  Attrs a;
+  a.add_int(nesterov_ ? 1 : 0);
+  a.add_float(momentum_);
+  if (slots.empty()) {
+    run_update(ops::kSgdUpdate, {value, grad, learning_rate_tensor()}, a);
+  } else {
+    run_update(ops::kSgdUpdate, {value, grad, learning_rate_tensor(), slots[0]}, a);
+  }
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------------
@@ -215,42 +153,16 @@ Adam::Adam(std::string name, double learning_rate, double beta_1, double beta_2,
   require(epsilon >= 0, name + ": epsilon must be >= 0, got " + std::to_string(epsilon));
 }
 
-void Adam::update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) {
-  adam_step(value, grad, slots, step, 0.0);
+void Adam::update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) {
+  adam_step(value, grad, slots, 0.0);
 }
 
-void Adam::adam_step(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step,
+void Adam::adam_step(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots,
                      double decay) {
-  const double lr = learning_rate();
-  const double alpha = lr * std::sqrt(1 - std::pow(beta_2_, static_cast<double>(step))) /
-                       (1 - std::pow(beta_1_, static_cast<double>(step)));
-  with_float_type(value.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* w = detail::ptr<T>(value);
-    const T* g = detail::ptr<T>(grad);
-    T* m = detail::ptr<T>(slots[0]);
-    T* v = detail::ptr<T>(slots[1]);
-    const T a = static_cast<T>(alpha), c1 = static_cast<T>(1 - beta_1_),
-            c2 = static_cast<T>(1 - beta_2_), eps = static_cast<T>(epsilon_),
-            keep = static_cast<T>(1 - decay * lr);
-    for_elements(value.numel(), [&](int64_t b, int64_t e) {
-      T root[kChunk];
-      for (int64_t c = b; c < e; c += kChunk) {
-        const int64_t len = std::min(kChunk, e - c);
-        T *wc = w + c, *mc = m + c, *vc = v + c;
-        const T* gc = g + c;
-        for (int64_t j = 0; j < len; ++j) {
-          const T gj = gc[j];
-          mc[j] += (gj - mc[j]) * c1;
-          const T vj = vc[j] + (gj * gj - vc[j]) * c2;
-          vc[j] = vj;
-          root[j] = vj;
-        }
-        sqrt_inplace(root, len);
-        for (int64_t j = 0; j < len; ++j) wc[j] = wc[j] * keep - a * mc[j] / (root[j] + eps);
-      }
-    });
-  });
+  Attrs a;
+  a.add_float(beta_1_).add_float(beta_2_).add_float(epsilon_).add_float(decay);
+  run_update(ops::kAdamUpdate,
+             {value, slots[0], slots[1], grad, learning_rate_tensor(), iterations_tensor()}, a);
 }
 
 AdamW::AdamW(double learning_rate, double weight_decay, double beta_1, double beta_2,
@@ -260,8 +172,8 @@ AdamW::AdamW(double learning_rate, double weight_decay, double beta_1, double be
           "adamw: weight_decay must be >= 0, got " + std::to_string(weight_decay));
 }
 
-void AdamW::update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) {
-  adam_step(value, grad, slots, step, weight_decay_);
+void AdamW::update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) {
+  adam_step(value, grad, slots, weight_decay_);
 }
 
 // ---- RMSprop ----------------------------------------------------------------------------------
@@ -279,40 +191,14 @@ RMSprop::RMSprop(double learning_rate, double rho, double momentum, double epsil
   require(epsilon >= 0, "rmsprop: epsilon must be >= 0, got " + std::to_string(epsilon));
 }
 
-void RMSprop::update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t) {
-  with_float_type(value.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* w = detail::ptr<T>(value);
-    const T* g = detail::ptr<T>(grad);
-    T* vel = detail::ptr<T>(slots[0]);
-    T* mom = slots.size() > 1 ? detail::ptr<T>(slots[1]) : nullptr;
-    const T lr = static_cast<T>(learning_rate()), rho = static_cast<T>(rho_),
-            c = static_cast<T>(1 - rho_), eps = static_cast<T>(epsilon_),
-            mu = static_cast<T>(momentum_);
-    for_elements(value.numel(), [&](int64_t b, int64_t e) {
-      T root[kChunk];
-      for (int64_t k = b; k < e; k += kChunk) {
-        const int64_t len = std::min(kChunk, e - k);
-        T *wk = w + k, *vk = vel + k;
-        const T* gk = g + k;
-        for (int64_t j = 0; j < len; ++j) {
-          const T vj = rho * vk[j] + c * gk[j] * gk[j];
-          vk[j] = vj;
-          root[j] = vj + eps;
-        }
-        sqrt_inplace(root, len);
-        if (mom) {
-          T* mk = mom + k;
-          for (int64_t j = 0; j < len; ++j) {
-            mk[j] = mu * mk[j] + lr * gk[j] / root[j];
-            wk[j] -= mk[j];
-          }
-        } else {
-          for (int64_t j = 0; j < len; ++j) wk[j] -= lr * gk[j] / root[j];
-        }
-      }
-    });
-  });
+void RMSprop::update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) {
+  Attrs a;
+  a.add_float(rho_).add_float(momentum_).add_float(epsilon_);
+  if (slots.size() > 1) {
+    run_update(ops::kRmspropUpdate, {value, slots[0], grad, learning_rate_tensor(), slots[1]}, a);
+  } else {
+    run_update(ops::kRmspropUpdate, {value, slots[0], grad, learning_rate_tensor()}, a);
+  }
 }
 
 }  // namespace kiln

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kiln/autograd.h"
+#include "kiln/function.h"
 #include "kiln/nn/layer.h"
 #include "kiln/nn/metrics.h"
 #include "nn/gradient_sync.h"
@@ -125,14 +126,43 @@ class Progress {
   Clock::time_point start_, last_draw_;
 };
 
+// Builds `model` for inputs shaped like `x` (batch of one) unless it is built: graph mode
+// builds before tracing, so no variable is created inside a trace.
+void build_for(Layer& model, const Tensor& x) {
+  if (model.built()) return;
+  Shape one = x.shape();
+  if (one.rank() > 0) one[0] = 1;
+  model.output_shape(one);
+}
+
+// model(x) and loss(y, model(x)) as a traced function: {loss, predictions}.
+Function make_eval_function(Layer& model, const Loss& loss) {
+  return Function(
+      [&model, &loss](const std::vector<Tensor>& a, bool) {
+        Tensor pred = model(a[0], /*training=*/false);
+        return std::vector<Tensor>{loss(a[1], pred), pred};
+      },
+      {.name = "eval_step"});
+}
+
 // Loss and accuracy over a dataset without a tape: shared by evaluate() and validation.
-Logs run_evaluation(Layer& model, const Loss& loss, const Dataset& data, bool accuracy) {
+// `graph`: run each batch through this traced function instead of eagerly.
+Logs run_evaluation(Layer& model, const Loss& loss, const Dataset& data, bool accuracy,
+                    Function* graph = nullptr) {
   Mean loss_mean("loss");
   Accuracy acc;
   DatasetIterator it = data.begin_epoch(0);
   while (std::optional<Batch> b = it.next()) {
-    Tensor pred = model(b->x, /*training=*/false);
-    Tensor l = loss(b->y, pred);
+    Tensor pred, l;
+    if (graph) {
+      build_for(model, b->x);
+      std::vector<Tensor> r = (*graph)({b->x, b->y});
+      l = r[0];
+      pred = r[1];
+    } else {
+      pred = model(b->x, /*training=*/false);
+      l = loss(b->y, pred);
+    }
     loss_mean.update(l.item<double>(), static_cast<double>(b->x.dim(0)));
     if (accuracy) acc.update(b->y, pred);
   }
@@ -158,7 +188,8 @@ const std::vector<double>& History::operator[](const std::string& key) const {
 // weights broadcast before the first step, and one step's gradients and logs.
 class StepRunner {
  public:
-  StepRunner(const FitOptions& options, const Dataset& train) : data_(train) {
+  StepRunner(const FitOptions& options, const Dataset& train)
+      : data_(train), graph_(options.graph) {
     if (!options.distributed) return;
     detail::GradientSyncFactory make = detail::gradient_sync_factory();
     if (!make) {
@@ -193,7 +224,25 @@ class StepRunner {
     }
     std::vector<Tensor> grads;
     detail::GradientSync::Totals t{static_cast<double>(rows), 0, 0};
-    if (rows > 0 || !sync_) {
+    if (graph_ && (rows > 0 || !sync_)) {
+      build_for(model, b.x);
+      if (refresh || vars_.empty()) read_variables(model);
+      if (!step_fn_ || traced_vars_ != vars_) {
+        step_fn_ = std::make_unique<Function>(make_step(model, optimizer, loss),
+                                              FunctionOptions{.name = "train_step"});
+        traced_vars_ = vars_;
+      }
+      std::vector<Tensor> r = (*step_fn_)({b.x, b.y}, /*training=*/true);
+      t.loss = r[0].item<double>();
+      if (accuracy) {
+        Accuracy acc;
+        acc.update(b.y, r[1]);
+        t.correct = std::round(acc.result() * static_cast<double>(rows));
+      }
+      if (!sync_) return t;  // the update ran inside the graph
+      sync_->begin_step(vars_, rows, t.loss, t.correct);
+      for (size_t k = vars_.size(); k-- > 0;) sync_->gradient_ready(k, r[2 + k]);
+    } else if (rows > 0 || !sync_) {
       GradientTape tape;
       Tensor logits = model(b.x, /*training=*/true);
       Tensor l = loss(b.y, logits);
@@ -229,6 +278,30 @@ class StepRunner {
   bool broadcast_done_ = false;
   std::vector<Variable> vars_;
   std::vector<Tensor> sources_;
+  bool graph_ = false;
+  std::unique_ptr<Function> step_fn_;  // graph mode: the traced step
+  std::vector<Variable> traced_vars_;  // the trainable set step_fn_ was traced for
+
+  // The traced step: {loss, logits} after the update (single process), or {loss, logits,
+  // gradients...} for the all-reduce to average before the update (distributed).
+  Function::Callable make_step(Layer& model, Optimizer& optimizer, const Loss& loss) {
+    return [this, &model, &optimizer, &loss](const std::vector<Tensor>& a, bool) {
+      GradientTape tape;
+      Tensor logits = model(a[0], /*training=*/true);
+      Tensor l = loss(a[1], logits);
+      tape.stop_recording();
+      std::vector<Tensor> grads = tape.gradient(l, sources_);
+      std::vector<Tensor> out{l, logits};
+      if (sync_) {
+        for (size_t k = 0; k < grads.size(); ++k) {
+          out.push_back(grads[k].defined() ? grads[k] : zeros_like(sources_[k]));
+        }
+      } else {
+        optimizer.apply_gradients(vars_, grads);
+      }
+      return out;
+    };
+  }
 
   void read_variables(Layer& model) {
     vars_ = model.trainable_weights();
@@ -259,6 +332,7 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
   for (const auto& cb : callbacks) cb->on_train_begin({});
 
   Logs logs;
+  std::unique_ptr<Function> eval_fn;  // graph mode: validation's traced function
   for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
     for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
     Mean loss_mean("loss");
@@ -287,8 +361,11 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
     logs = Logs{{"loss", loss_mean.result()}, {"seconds", seconds}};
     if (options.accuracy) logs["accuracy"] = examples > 0 ? correct / examples : 0.0;
     if (options.validation) {
+      if (options.graph && !eval_fn) {
+        eval_fn = std::make_unique<Function>(make_eval_function(model, loss));
+      }
       for (const auto& [k, v] :
-           run_evaluation(model, loss, *options.validation, options.accuracy)) {
+           run_evaluation(model, loss, *options.validation, options.accuracy, eval_fn.get())) {
         logs["val_" + k] = v;
       }
     }
@@ -314,8 +391,10 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Tensor& 
   return fit(model, optimizer, loss, ds.batch(options.batch_size), options);
 }
 
-Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy) {
-  return run_evaluation(model, loss, data, accuracy);
+Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy, bool graph) {
+  if (!graph) return run_evaluation(model, loss, data, accuracy);
+  Function f = make_eval_function(model, loss);
+  return run_evaluation(model, loss, data, accuracy, &f);
 }
 
 namespace {
@@ -350,22 +429,40 @@ class Collector {
 };
 }  // namespace
 
-Tensor predict(Layer& model, const Tensor& x, int64_t batch_size) {
+namespace {
+// The model's inference as a traced function (graph mode of predict).
+Function make_predict_function(Layer& model) {
+  return Function([&model](const std::vector<Tensor>& a,
+                           bool) { return std::vector<Tensor>{model(a[0], /*training=*/false)}; },
+                  {.name = "predict_step"});
+}
+}  // namespace
+
+Tensor predict(Layer& model, const Tensor& x, int64_t batch_size, bool graph) {
   if (batch_size < 1) {
     throw ValueError("predict: batch_size must be >= 1, got " + std::to_string(batch_size));
   }
   if (!x.defined() || x.rank() == 0) throw ShapeError("predict: x must be [N, ...]");
   Collector c(x.dim(0));
+  std::optional<Function> f;
+  if (graph) f.emplace(make_predict_function(model));
   for (int64_t b = 0; b < x.dim(0); b += batch_size) {
-    c.add(model(x.rows(b, std::min(x.dim(0), b + batch_size)), /*training=*/false));
+    Tensor part = x.rows(b, std::min(x.dim(0), b + batch_size));
+    if (f) build_for(model, part);
+    c.add(f ? (*f)(part) : model(part, /*training=*/false));
   }
   return c.result();
 }
 
-Tensor predict(Layer& model, const Dataset& data) {
+Tensor predict(Layer& model, const Dataset& data, bool graph) {
   Collector c(data.num_examples());
+  std::optional<Function> f;
+  if (graph) f.emplace(make_predict_function(model));
   DatasetIterator it = data.begin_epoch(0);
-  while (std::optional<Batch> b = it.next()) c.add(model(b->x, /*training=*/false));
+  while (std::optional<Batch> b = it.next()) {
+    if (f) build_for(model, b->x);
+    c.add(f ? (*f)(b->x) : model(b->x, /*training=*/false));
+  }
   return c.result();
 }
 

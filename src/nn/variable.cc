@@ -5,13 +5,14 @@
 
 #include "core/tensor_impl.h"
 #include "kiln/error.h"
+#include "kiln/ops.h"
 
 namespace kiln {
 
 struct Variable::State {
   std::string name;
   Tensor value;
-  bool trainable;  // the version counter is value.impl()->version (kernels key caches on it)
+  bool trainable;
 };
 
 namespace {
@@ -42,8 +43,10 @@ Variable::Variable(std::string name, Tensor initial_value, bool trainable) {
 const std::string& Variable::name() const { return require(state_, "name")->name; }
 bool Variable::trainable() const { return require(state_, "trainable")->trainable; }
 const Tensor& Variable::value() const { return require(state_, "value")->value; }
+// The version lives on the value's TensorImpl: stateful ops (assign, optimizer updates) bump
+// it, eager or inside a traced graph.
 uint64_t Variable::version() const {
-  return require(state_, "version")->value.impl()->version.load();
+  return require(state_, "version")->value.impl()->version.load(std::memory_order_relaxed);
 }
 
 void Variable::assign(const Tensor& v) {
@@ -55,13 +58,11 @@ void Variable::assign(const Tensor& v) {
     throw ShapeError("Variable '" + state_->name + "': assign of " + got + " to a variable of " +
                      to_string(cur.shape()) + " " + std::string(dtype_name(cur.dtype())));
   }
-  state_->value.copy_from(v);
-  state_->value.impl()->version.fetch_add(1);
+  kiln::assign(state_->value, v);  // an op: traced inside a kiln::function, bumps the version
 }
 
 void Variable::mark_modified() {
-  require(state_, "mark_modified");
-  state_->value.impl()->version.fetch_add(1);
+  require(state_, "mark_modified")->value.impl()->version.fetch_add(1);
 }
 
 Variable Variable::clone(const std::string& new_name) const {

@@ -74,6 +74,8 @@ struct ReluGradF {
 };
 
 // leaky_relu: attrs = {floats: alpha}
+constexpr AttrField kAlphaFields[] = {{"alpha", AttrType::kFloat}};
+constexpr AttrSchema kAlphaAttrs{kAlphaFields};
 struct LeakyF {
   double alpha;
   explicit LeakyF(const Attrs& a) : alpha(a.f(0)) {}
@@ -115,6 +117,9 @@ inline float erfc_f32(float z) {
 // keeps precision for negative x). Approximate: x/2 * (1 + tanh(u)), u = c(x + k x^3), computed
 // as x * sigmoid(2u) in the fast kernel, which does not cancel for negative x. References of
 // transcendental functions compute in double, so they are the truth for float32 too.
+constexpr AttrField kGeluFields[] = {{"approximate", AttrType::kBool}};
+constexpr AttrSchema kGeluAttrs{kGeluFields};
+
 template <bool kFastApprox = false>
 struct GeluF {
   bool approximate;
@@ -310,6 +315,9 @@ void tanh_grad(const GradArgs& g) { g.grad_in[0] = g.grad_out[0] * (1.0 - square
 
 // ---- softmax and log_softmax: attrs = {axis} ------------------------------------------------
 
+constexpr AttrField kAxisFields[] = {{"axis", AttrType::kInt}};
+constexpr AttrSchema kAxisAttrs{kAxisFields};
+
 template <const char* Name>
 void infer_softmax(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   require_floating(Name, in[0].dtype);
@@ -452,16 +460,16 @@ void log_softmax_grad(const GradArgs& g) {
 
 namespace ops {
 // clang-format off
-const OpDef kRelu{"relu", 1, 1, infer_unary<kReluName>, unary_reference<ReluF>, unary_fast<ReluF, 1>, relu_grad_rule};
-const OpDef kReluGrad{"relu_grad", 2, 1, infer_grad_pair<kReluGradName>, binary_reference<ReluGradF>, binary_fast<ReluGradF, 2>, relu_grad_grad};
-const OpDef kLeakyRelu{"leaky_relu", 1, 1, infer_unary<kLeakyName>, unary_reference<LeakyF>, unary_fast<LeakyF, 1>, leaky_grad_rule};
-const OpDef kLeakyReluGrad{"leaky_relu_grad", 2, 1, infer_grad_pair<kLeakyGradName>, binary_reference<LeakyGradF>, binary_fast<LeakyGradF, 2>, leaky_grad_grad};
-const OpDef kGelu{"gelu", 1, 1, infer_unary<kGeluName>, unary_reference<GeluF<>>, unary_fast_gelu<GeluF, 12>, gelu_grad_rule};
-const OpDef kGeluGrad{"gelu_grad", 2, 1, infer_grad_pair<kGeluGradName>, binary_reference<GeluGradF<>>, binary_fast_gelu<GeluGradF, 16>, gelu_grad_grad};
-const OpDef kSigmoid{"sigmoid", 1, 1, infer_unary<kSigmoidName>, unary_reference<SigmoidF>, unary_fast<SigmoidF, 6>, sigmoid_grad};
-const OpDef kTanh{"tanh", 1, 1, infer_unary<kTanhName>, unary_reference<TanhF>, unary_fast<TanhF, 8>, tanh_grad};
-const OpDef kSoftmax{"softmax", 1, 1, infer_softmax<kSoftmaxName>, softmax_reference<false>, softmax_fast<false>, softmax_grad};
-const OpDef kLogSoftmax{"log_softmax", 1, 1, infer_softmax<kLogSoftmaxName>, softmax_reference<true>, softmax_fast<true>, log_softmax_grad};
+const OpDef kRelu{"relu", 1, 1, infer_unary<kReluName>, unary_reference<ReluF>, unary_fast<ReluF, 1>, relu_grad_rule, nullptr, 0, &kNoAttrs};
+const OpDef kReluGrad{"relu_grad", 2, 1, infer_grad_pair<kReluGradName>, binary_reference<ReluGradF>, binary_fast<ReluGradF, 2>, relu_grad_grad, nullptr, 0, &kNoAttrs};
+const OpDef kLeakyRelu{"leaky_relu", 1, 1, infer_unary<kLeakyName>, unary_reference<LeakyF>, unary_fast<LeakyF, 1>, leaky_grad_rule, nullptr, 0, &kAlphaAttrs};
+const OpDef kLeakyReluGrad{"leaky_relu_grad", 2, 1, infer_grad_pair<kLeakyGradName>, binary_reference<LeakyGradF>, binary_fast<LeakyGradF, 2>, leaky_grad_grad, nullptr, 0, &kAlphaAttrs};
+const OpDef kGelu{"gelu", 1, 1, infer_unary<kGeluName>, unary_reference<GeluF<>>, unary_fast_gelu<GeluF, 12>, gelu_grad_rule, nullptr, 0, &kGeluAttrs};
+const OpDef kGeluGrad{"gelu_grad", 2, 1, infer_grad_pair<kGeluGradName>, binary_reference<GeluGradF<>>, binary_fast_gelu<GeluGradF, 16>, gelu_grad_grad, nullptr, 0, &kGeluAttrs};
+const OpDef kSigmoid{"sigmoid", 1, 1, infer_unary<kSigmoidName>, unary_reference<SigmoidF>, unary_fast<SigmoidF, 6>, sigmoid_grad, nullptr, 0, &kNoAttrs};
+const OpDef kTanh{"tanh", 1, 1, infer_unary<kTanhName>, unary_reference<TanhF>, unary_fast<TanhF, 8>, tanh_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSoftmax{"softmax", 1, 1, infer_softmax<kSoftmaxName>, softmax_reference<false>, softmax_fast<false>, softmax_grad, nullptr, 0, &kAxisAttrs};
+const OpDef kLogSoftmax{"log_softmax", 1, 1, infer_softmax<kLogSoftmaxName>, softmax_reference<true>, softmax_fast<true>, log_softmax_grad, nullptr, 0, &kAxisAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -1,7 +1,9 @@
 // conv2d (NHWC input, HWIO filter [KH, KW, C/groups, O]) and its two gradient ops.
 //   kConv2D               (x, filter)  -> y        attrs = conv attrs (below)
-//   kConv2DBackwardInput  (dy, filter) -> dx       attrs = conv attrs + x's shape (4 ints)
+//   kConv2DBackwardInput  (dy, filter, x) -> dx    attrs = conv attrs; x gives only its shape
 //   kConv2DBackwardFilter (x, dy)      -> dfilter  attrs = conv attrs + filter's shape (4 ints)
+// dx's shape comes from an input, not attrs, so a graph traced with an unknown batch serves
+// every batch size; filter shapes are the layer's weights' and never unknown.
 // conv attrs = {stride_h, stride_w, padding (0 valid, 1 same), dilation_h, dilation_w, groups}.
 // "same" is TensorFlow's: out = ceil(in / stride), pad total = max((out-1)*s + (k-1)*d + 1 - in,
 // 0), the odd pixel after. Fast kernels: oneDNN f32 convolutions with nhwc activations and
@@ -109,7 +111,7 @@ void bwd_input_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> o
   const char* op = "conv2d_backward_input";
   require_floating(op, in[0].dtype);
   require_same_dtype(op, in[0].dtype, in[1].dtype);
-  const Shape xs = tail_shape(a);
+  const Shape& xs = in[2].shape;
   check_dy(op, in, in[0].shape, geom(op, shapes_str(in), xs, in[1].shape, a));
   out[0] = {xs, in[0].dtype};
 }
@@ -165,7 +167,7 @@ void conv_reference(const KernelArgs& k) {
 }
 
 void bwd_input_reference(const KernelArgs& k) {
-  const Geom g = kernel_geom(tail_shape(k.attrs), k.in[1].shape(), k.attrs);
+  const Geom g = kernel_geom(k.out[0].shape(), k.in[1].shape(), k.attrs);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
     const T* dy = detail::ptr<T>(k.in[0]);
     const T* f = detail::ptr<T>(k.in[1]);
@@ -354,7 +356,7 @@ bool conv_fast(const KernelArgs& k) {
 bool bwd_input_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
-  const Geom g = kernel_geom(tail_shape(k.attrs), k.in[1].shape(), k.attrs);
+  const Geom g = kernel_geom(k.out[0].shape(), k.in[1].shape(), k.attrs);
   auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvBackwardData, g), [&] {
     auto e = std::make_shared<ConvEntry>();
     ConvParams p = params(g);
@@ -412,37 +414,51 @@ Attrs conv_part(const Attrs& a) {
 void conv_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &f = g.in[1], &dy = g.grad_out[0];
   if (g.needs(0)) {  // a network's first conv: its input needs no gradient, skip the work
-    g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(g.attrs, x.shape()));
+    g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, f, x}, g.attrs);
   }
   if (g.needs(1)) {
     g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {x, dy}, with_shape(g.attrs, f.shape()));
   }
 }
 
-// dx = B(dy, f): d dy = conv(ddx, f), d f = Bf(ddx, dy).
+// dx = B(dy, f): d dy = conv(ddx, f), d f = Bf(ddx, dy); x gave only a shape.
 void bwd_input_grad(const GradArgs& g) {
   const Tensor &dy = g.in[0], &f = g.in[1], &ddx = g.grad_out[0];
-  g.grad_in[0] = run_op(ops::kConv2D, {ddx, f}, conv_part(g.attrs));
+  g.grad_in[0] = run_op(ops::kConv2D, {ddx, f}, g.attrs);
   g.grad_in[1] = run_op(ops::kConv2DBackwardFilter, {ddx, dy}, with_shape(g.attrs, f.shape()));
 }
 
 // df = Bf(x, dy): d x = B(dy, ddf), d dy = conv(x, ddf).
 void bwd_filter_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &dy = g.in[1], &ddf = g.grad_out[0];
-  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, ddf}, with_shape(g.attrs, x.shape()));
+  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, ddf, x}, conv_part(g.attrs));
   g.grad_in[1] = run_op(ops::kConv2D, {x, ddf}, conv_part(g.attrs));
 }
+
+constexpr AttrField kConvFields[] = {
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2},
+    {"groups", AttrType::kInt},
+};
+constexpr AttrSchema kConvSchema{kConvFields};
+constexpr AttrField kConvFilterGradFields[] = {
+    kConvFields[0],
+    kConvFields[1],
+    kConvFields[2],
+    kConvFields[3],
+    {"filter_shape", AttrType::kShape, 4},
+};
+constexpr AttrSchema kConvFilterGradSchema{kConvFilterGradFields};
 
 }  // namespace
 
 namespace ops {
-const OpDef kConv2D{"conv2d", 2, 1, conv_infer, conv_reference, conv_fast, conv_grad};
-const OpDef kConv2DBackwardInput{
-    "conv2d_backward_input", 2, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast,
-    bwd_input_grad};
-const OpDef kConv2DBackwardFilter{
-    "conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast,
-    bwd_filter_grad};
+// clang-format off
+const OpDef kConv2D{"conv2d", 2, 1, conv_infer, conv_reference, conv_fast, conv_grad, nullptr, 0, &kConvSchema};
+const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast, bwd_input_grad, nullptr, 0, &kConvSchema, 1u << 2};
+const OpDef kConv2DBackwardFilter{"conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast, bwd_filter_grad, nullptr, 0, &kConvFilterGradSchema};
+// clang-format on
 }  // namespace ops
 
 void set_conv_filter_cache_enabled(bool on) { filter_cache_on.store(on); }

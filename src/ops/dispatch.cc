@@ -81,6 +81,22 @@ void reset_kernel_stats() {
   ctx.first_path = 0;
 }
 
+namespace {
+// CheckAttrsScope's state: off unless a test (or someone debugging an op) turns it on.
+thread_local bool t_check_attrs = false;
+thread_local std::vector<const OpDef*>* t_seen_ops = nullptr;
+}  // namespace
+
+CheckAttrsScope::CheckAttrsScope(std::vector<const OpDef*>* seen, bool enabled)
+    : saved_on_(t_check_attrs), saved_seen_(t_seen_ops) {
+  t_check_attrs = enabled;
+  t_seen_ops = enabled ? seen : nullptr;
+}
+CheckAttrsScope::~CheckAttrsScope() {
+  t_check_attrs = saved_on_;
+  t_seen_ops = saved_seen_;
+}
+
 ForceReferenceScope::ForceReferenceScope() : saved_(detail::thread_context().force_reference) {
   detail::thread_context().force_reference = true;
 }
@@ -109,6 +125,10 @@ void run_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
     }
     in_meta[k].shape = p->shape;
     in_meta[k].dtype = p->dtype;
+  }
+  if (t_check_attrs) {
+    check_attrs(op, attrs);
+    if (t_seen_ops) t_seen_ops->push_back(&op);
   }
   Meta out_meta[2];
   if (op.num_outputs > 2) throw StateError(std::string(op.name) + ": more than 2 outputs");

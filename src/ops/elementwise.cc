@@ -168,44 +168,45 @@ bool compare_fast(const KernelArgs& k) {
   return true;
 }
 
-// Gradient rules. sum_to undoes broadcasting.
+// Gradient rules. sum_to_like undoes broadcasting, reading the target shape from the input
+// itself, so a graph traced with an unknown batch dim serves every batch size.
 void add_grad(const GradArgs& g) {
-  g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape());
-  g.grad_in[1] = sum_to(g.grad_out[0], g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(g.grad_out[0], g.in[1]);
 }
 void sub_grad(const GradArgs& g) {
-  g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape());
-  g.grad_in[1] = sum_to(neg(g.grad_out[0]), g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(neg(g.grad_out[0]), g.in[1]);
 }
 void mul_grad(const GradArgs& g) {
-  g.grad_in[0] = sum_to(mul(g.grad_out[0], g.in[1]), g.in[0].shape());
-  g.grad_in[1] = sum_to(mul(g.grad_out[0], g.in[0]), g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(mul(g.grad_out[0], g.in[1]), g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(mul(g.grad_out[0], g.in[0]), g.in[1]);
 }
 void div_grad(const GradArgs& g) {  // d(a/b) = da/b - db*(a/b)/b
   Tensor ga = div(g.grad_out[0], g.in[1]);
-  g.grad_in[0] = sum_to(ga, g.in[0].shape());
-  g.grad_in[1] = sum_to(neg(mul(ga, g.out[0])), g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(ga, g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(neg(mul(ga, g.out[0])), g.in[1]);
 }
 void pow_grad(const GradArgs& g) {  // d(a^b) = b a^(b-1) da + a^b log(a) db (a > 0)
   const Tensor &a = g.in[0], &b = g.in[1];
   Tensor one = scalar_like(1, a);
-  g.grad_in[0] = sum_to(mul(g.grad_out[0], mul(b, pow(a, sub(b, one)))), a.shape());
+  g.grad_in[0] = ops::sum_to_like(mul(g.grad_out[0], mul(b, pow(a, sub(b, one)))), a);
   Tensor zero = scalar_like(0, a);
   Tensor log_a = where(greater(a, zero), log(where(greater(a, zero), a, one)), zero);
-  g.grad_in[1] = sum_to(mul(g.grad_out[0], mul(g.out[0], log_a)), b.shape());
+  g.grad_in[1] = ops::sum_to_like(mul(g.grad_out[0], mul(g.out[0], log_a)), b);
 }
 // Ties send the gradient to `a`, as TensorFlow does.
 void maximum_grad(const GradArgs& g) {
   Tensor to_a = greater_equal(g.in[0], g.in[1]);
   Tensor zero = scalar_like(0, g.grad_out[0]);
-  g.grad_in[0] = sum_to(where(to_a, g.grad_out[0], zero), g.in[0].shape());
-  g.grad_in[1] = sum_to(where(to_a, zero, g.grad_out[0]), g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(where(to_a, g.grad_out[0], zero), g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(where(to_a, zero, g.grad_out[0]), g.in[1]);
 }
 void minimum_grad(const GradArgs& g) {
   Tensor to_a = less_equal(g.in[0], g.in[1]);
   Tensor zero = scalar_like(0, g.grad_out[0]);
-  g.grad_in[0] = sum_to(where(to_a, g.grad_out[0], zero), g.in[0].shape());
-  g.grad_in[1] = sum_to(where(to_a, zero, g.grad_out[0]), g.in[1].shape());
+  g.grad_in[0] = ops::sum_to_like(where(to_a, g.grad_out[0], zero), g.in[0]);
+  g.grad_in[1] = ops::sum_to_like(where(to_a, zero, g.grad_out[0]), g.in[1]);
 }
 
 constexpr char kAddName[] = "add", kSubName[] = "sub", kMulName[] = "mul", kDivName[] = "div",
@@ -328,11 +329,14 @@ bool where_fast(const KernelArgs& k) {
 }
 void where_grad(const GradArgs& g) {
   Tensor zero = scalar_like(0, g.grad_out[0]);
-  g.grad_in[1] = sum_to(where(g.in[0], g.grad_out[0], zero), g.in[1].shape());
-  g.grad_in[2] = sum_to(where(g.in[0], zero, g.grad_out[0]), g.in[2].shape());
+  g.grad_in[1] = ops::sum_to_like(where(g.in[0], g.grad_out[0], zero), g.in[1]);
+  g.grad_in[2] = ops::sum_to_like(where(g.in[0], zero, g.grad_out[0]), g.in[2]);
 }
 
 // cast: attrs = {dtype}
+constexpr AttrField kCastFields[] = {{"dtype", AttrType::kDType}};
+constexpr AttrSchema kCastAttrs{kCastFields};
+
 void cast_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   out[0] = {in[0].shape, static_cast<DType>(a.i(0))};
 }
@@ -361,7 +365,13 @@ void cast_grad(const GradArgs& g) {
   if (is_floating(g.in[0].dtype())) g.grad_in[0] = cast(g.grad_out[0], g.in[0].dtype());
 }
 
-// broadcast_to / sum_to: attrs = the target shape's dims.
+// broadcast_to / sum_to: attrs = the target shape's dims. broadcast_like / sum_to_like (x, like)
+// take the target from like's shape (its data is never read) and have no attrs: gradient rules
+// use them, so traced graphs do not bake input sizes. The kernels read the output's shape only,
+// so each pair shares them.
+constexpr AttrField kTargetShapeFields[] = {{"shape", AttrType::kShape, kRest}};
+constexpr AttrSchema kTargetShapeAttrs{kTargetShapeFields};
+
 Shape shape_attr(const Attrs& a) { return Shape(a.ints()); }
 Attrs shape_attrs(const Shape& s) {
   Attrs a;
@@ -369,14 +379,21 @@ Attrs shape_attrs(const Shape& s) {
   return a;
 }
 
-void broadcast_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
-  Shape target = shape_attr(a);
-  Shape b = broadcast_shapes(in[0].shape, target, "broadcast_to");
+void check_broadcast(const char* op, const Shape& from, const Shape& target) {
+  Shape b = broadcast_shapes(from, target, op);
   if (b != target) {
-    throw ShapeError("broadcast_to: cannot broadcast " + to_string(in[0].shape) + " to " +
+    throw ShapeError(std::string(op) + ": cannot broadcast " + to_string(from) + " to " +
                      to_string(target));
   }
+}
+void broadcast_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape target = shape_attr(a);
+  check_broadcast("broadcast_to", in[0].shape, target);
   out[0] = {target, in[0].dtype};
+}
+void broadcast_like_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  check_broadcast("broadcast_like", in[0].shape, in[1].shape);
+  out[0] = {in[1].shape, in[0].dtype};
 }
 void broadcast_to_reference(const KernelArgs& k) {
   const Shape& os = k.out[0].shape();
@@ -399,17 +416,26 @@ bool broadcast_to_fast(const KernelArgs& k) {
   });
   return true;
 }
-void broadcast_to_grad(const GradArgs& g) { g.grad_in[0] = sum_to(g.grad_out[0], g.in[0].shape()); }
+void broadcast_to_grad(const GradArgs& g) {
+  g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]);
+}
 
-void sum_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
-  Shape target = shape_attr(a);
-  Shape b = broadcast_shapes(in[0].shape, target, "sum_to");
-  if (b != in[0].shape) {
-    throw ShapeError("sum_to: cannot sum " + to_string(in[0].shape) + " down to " +
+void check_sum_to(const char* op, const Meta& x, const Shape& target) {
+  Shape b = broadcast_shapes(x.shape, target, op);
+  if (b != x.shape) {
+    throw ShapeError(std::string(op) + ": cannot sum " + to_string(x.shape) + " down to " +
                      to_string(target));
   }
-  if (in[0].dtype == DType::kBool) throw DTypeError("sum_to: bool tensors are not numbers");
+  if (x.dtype == DType::kBool) throw DTypeError(std::string(op) + ": bool tensors are not numbers");
+}
+void sum_to_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  Shape target = shape_attr(a);
+  check_sum_to("sum_to", in[0], target);
   out[0] = {target, in[0].dtype};
+}
+void sum_to_like_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  check_sum_to("sum_to_like", in[0], in[1].shape);
+  out[0] = {in[1].shape, in[0].dtype};
 }
 void sum_to_reference(const KernelArgs& k) {
   const Shape& is = k.in[0].shape();
@@ -481,7 +507,14 @@ bool sum_to_fast(const KernelArgs& k) {
   });
   return true;
 }
-void sum_to_grad(const GradArgs& g) { g.grad_in[0] = broadcast_to(g.grad_out[0], g.in[0].shape()); }
+void sum_to_grad(const GradArgs& g) { g.grad_in[0] = ops::broadcast_like(g.grad_out[0], g.in[0]); }
+// like gives only a shape: it gets no gradient.
+void broadcast_like_grad(const GradArgs& g) {
+  g.grad_in[0] = ops::sum_to_like(g.grad_out[0], g.in[0]);
+}
+void sum_to_like_grad(const GradArgs& g) {
+  g.grad_in[0] = ops::broadcast_like(g.grad_out[0], g.in[0]);
+}
 
 // copy (Tensor::clone): a new buffer with the same values; the gradient passes through.
 // stop_gradient: the same kernel, declared not differentiable, so tapes do not track it.
@@ -495,32 +528,43 @@ void copy_grad(const GradArgs& g) { g.grad_in[0] = g.grad_out[0]; }
 
 namespace ops {
 // clang-format off
-const OpDef kAdd{"add", 2, 1, infer_binary<kAddName, false>, binary_reference<AddF>, binary_fast<AddF>, add_grad};
-const OpDef kSub{"sub", 2, 1, infer_binary<kSubName, false>, binary_reference<SubF>, binary_fast<SubF>, sub_grad};
-const OpDef kMul{"mul", 2, 1, infer_binary<kMulName, false>, binary_reference<MulF>, binary_fast<MulF>, mul_grad};
-const OpDef kDiv{"div", 2, 1, infer_binary<kDivName, false>, binary_reference<DivF>, binary_fast<DivF>, div_grad};
-const OpDef kPow{"pow", 2, 1, infer_binary<kPowName, true>, binary_reference<PowF>, binary_fast<PowF>, pow_grad};
-const OpDef kMaximum{"maximum", 2, 1, infer_binary<kMaxName, false>, binary_reference<MaxF>, binary_fast<MaxF>, maximum_grad};
-const OpDef kMinimum{"minimum", 2, 1, infer_binary<kMinName, false>, binary_reference<MinF>, binary_fast<MinF>, minimum_grad};
-const OpDef kEqual{"equal", 2, 1, infer_compare<kEqName>, compare_reference<EqF>, compare_fast<EqF>};
-const OpDef kNotEqual{"not_equal", 2, 1, infer_compare<kNeName>, compare_reference<NeF>, compare_fast<NeF>};
-const OpDef kLess{"less", 2, 1, infer_compare<kLtName>, compare_reference<LtF>, compare_fast<LtF>};
-const OpDef kLessEqual{"less_equal", 2, 1, infer_compare<kLeName>, compare_reference<LeF>, compare_fast<LeF>};
-const OpDef kGreater{"greater", 2, 1, infer_compare<kGtName>, compare_reference<GtF>, compare_fast<GtF>};
-const OpDef kGreaterEqual{"greater_equal", 2, 1, infer_compare<kGeName>, compare_reference<GeF>, compare_fast<GeF>};
-const OpDef kNeg{"neg", 1, 1, infer_unary<kNegName, false>, unary_kernel<NegF, false>, nullptr, neg_grad};
-const OpDef kExp{"exp", 1, 1, infer_unary<kExpName, true>, unary_kernel<ExpF, true>, nullptr, exp_grad};
-const OpDef kLog{"log", 1, 1, infer_unary<kLogName, true>, unary_kernel<LogF, true>, nullptr, log_grad};
-const OpDef kSqrt{"sqrt", 1, 1, infer_unary<kSqrtName, true>, unary_kernel<SqrtF, true>, nullptr, sqrt_grad};
-const OpDef kAbs{"abs", 1, 1, infer_unary<kAbsName, false>, unary_kernel<AbsF, false>, nullptr, abs_grad};
-const OpDef kSquare{"square", 1, 1, infer_unary<kSquareName, false>, unary_kernel<SquareF, false>, nullptr, square_grad};
-const OpDef kWhere{"where", 3, 1, where_infer, where_reference, where_fast, where_grad};
-const OpDef kCast{"cast", 1, 1, cast_infer, cast_reference, nullptr, cast_grad};
-const OpDef kBroadcastTo{"broadcast_to", 1, 1, broadcast_to_infer, broadcast_to_reference, broadcast_to_fast, broadcast_to_grad};
-const OpDef kSumTo{"sum_to", 1, 1, sum_to_infer, sum_to_reference, sum_to_fast, sum_to_grad};
-const OpDef kCopy{"copy", 1, 1, identity_infer, copy_reference, nullptr, copy_grad};
-const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference, nullptr, nullptr, nullptr, kNotDifferentiable};
+const OpDef kAdd{"add", 2, 1, infer_binary<kAddName, false>, binary_reference<AddF>, binary_fast<AddF>, add_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSub{"sub", 2, 1, infer_binary<kSubName, false>, binary_reference<SubF>, binary_fast<SubF>, sub_grad, nullptr, 0, &kNoAttrs};
+const OpDef kMul{"mul", 2, 1, infer_binary<kMulName, false>, binary_reference<MulF>, binary_fast<MulF>, mul_grad, nullptr, 0, &kNoAttrs};
+const OpDef kDiv{"div", 2, 1, infer_binary<kDivName, false>, binary_reference<DivF>, binary_fast<DivF>, div_grad, nullptr, 0, &kNoAttrs};
+const OpDef kPow{"pow", 2, 1, infer_binary<kPowName, true>, binary_reference<PowF>, binary_fast<PowF>, pow_grad, nullptr, 0, &kNoAttrs};
+const OpDef kMaximum{"maximum", 2, 1, infer_binary<kMaxName, false>, binary_reference<MaxF>, binary_fast<MaxF>, maximum_grad, nullptr, 0, &kNoAttrs};
+const OpDef kMinimum{"minimum", 2, 1, infer_binary<kMinName, false>, binary_reference<MinF>, binary_fast<MinF>, minimum_grad, nullptr, 0, &kNoAttrs};
+const OpDef kEqual{"equal", 2, 1, infer_compare<kEqName>, compare_reference<EqF>, compare_fast<EqF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kNotEqual{"not_equal", 2, 1, infer_compare<kNeName>, compare_reference<NeF>, compare_fast<NeF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kLess{"less", 2, 1, infer_compare<kLtName>, compare_reference<LtF>, compare_fast<LtF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kLessEqual{"less_equal", 2, 1, infer_compare<kLeName>, compare_reference<LeF>, compare_fast<LeF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kGreater{"greater", 2, 1, infer_compare<kGtName>, compare_reference<GtF>, compare_fast<GtF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kGreaterEqual{"greater_equal", 2, 1, infer_compare<kGeName>, compare_reference<GeF>, compare_fast<GeF>, nullptr, nullptr, 0, &kNoAttrs};
+const OpDef kNeg{"neg", 1, 1, infer_unary<kNegName, false>, unary_kernel<NegF, false>, nullptr, neg_grad, nullptr, 0, &kNoAttrs};
+const OpDef kExp{"exp", 1, 1, infer_unary<kExpName, true>, unary_kernel<ExpF, true>, nullptr, exp_grad, nullptr, 0, &kNoAttrs};
+const OpDef kLog{"log", 1, 1, infer_unary<kLogName, true>, unary_kernel<LogF, true>, nullptr, log_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSqrt{"sqrt", 1, 1, infer_unary<kSqrtName, true>, unary_kernel<SqrtF, true>, nullptr, sqrt_grad, nullptr, 0, &kNoAttrs};
+const OpDef kAbs{"abs", 1, 1, infer_unary<kAbsName, false>, unary_kernel<AbsF, false>, nullptr, abs_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSquare{"square", 1, 1, infer_unary<kSquareName, false>, unary_kernel<SquareF, false>, nullptr, square_grad, nullptr, 0, &kNoAttrs};
+const OpDef kWhere{"where", 3, 1, where_infer, where_reference, where_fast, where_grad, nullptr, 0, &kNoAttrs};
+const OpDef kCast{"cast", 1, 1, cast_infer, cast_reference, nullptr, cast_grad, nullptr, 0, &kCastAttrs};
+const OpDef kBroadcastTo{"broadcast_to", 1, 1, broadcast_to_infer, broadcast_to_reference, broadcast_to_fast, broadcast_to_grad, nullptr, 0, &kTargetShapeAttrs};
+const OpDef kSumTo{"sum_to", 1, 1, sum_to_infer, sum_to_reference, sum_to_fast, sum_to_grad, nullptr, 0, &kTargetShapeAttrs};
+const OpDef kBroadcastLike{"broadcast_like", 2, 1, broadcast_like_infer, broadcast_to_reference, broadcast_to_fast, broadcast_like_grad, nullptr, 0, &kNoAttrs, 1u << 1};
+const OpDef kSumToLike{"sum_to_like", 2, 1, sum_to_like_infer, sum_to_reference, sum_to_fast, sum_to_like_grad, nullptr, 0, &kNoAttrs, 1u << 1};
+const OpDef kCopy{"copy", 1, 1, identity_infer, copy_reference, nullptr, copy_grad, nullptr, 0, &kNoAttrs};
+const OpDef kStopGradient{"stop_gradient", 1, 1, identity_infer, copy_reference, nullptr, nullptr, nullptr, kNotDifferentiable, &kNoAttrs};
 // clang-format on
+
+Tensor broadcast_like(const Tensor& x, const Tensor& like) {
+  if (x.defined() && like.defined() && x.shape() == like.shape()) return x;
+  return run_op(kBroadcastLike, {x, like});
+}
+Tensor sum_to_like(const Tensor& x, const Tensor& like) {
+  if (x.defined() && like.defined() && x.shape() == like.shape()) return x;
+  return run_op(kSumToLike, {x, like});
+}
 }  // namespace ops
 
 Tensor add(const Tensor& a, const Tensor& b) { return run_op(ops::kAdd, {a, b}); }

@@ -167,8 +167,8 @@ bool matmul_fast(const KernelArgs& k) {
   return true;
 }
 
-// C = op(A) op(B). Each case's gradients are matmuls of g with the other operand, then sum_to
-// undoes batch broadcasting.
+// C = op(A) op(B). Each case's gradients are matmuls of g with the other operand, then
+// sum_to_like undoes batch broadcasting.
 void matmul_grad(const GradArgs& g) {
   const bool ta = g.attrs.i(0), tb = g.attrs.i(1);
   const Tensor &a = g.in[0], &b = g.in[1], &dc = g.grad_out[0];
@@ -187,14 +187,20 @@ void matmul_grad(const GradArgs& g) {
     if (wa) da = matmul(b, dc, true, true);
     if (wb) db = matmul(dc, a, true, true);
   }
-  if (g.needs(0)) g.grad_in[0] = sum_to(da, a.shape());
-  if (g.needs(1)) g.grad_in[1] = sum_to(db, b.shape());
+  if (g.needs(0)) g.grad_in[0] = ops::sum_to_like(da, a);
+  if (g.needs(1)) g.grad_in[1] = ops::sum_to_like(db, b);
 }
+
+constexpr AttrField kMatmulFields[] = {{"transpose_a", AttrType::kBool},
+                                       {"transpose_b", AttrType::kBool}};
+constexpr AttrSchema kMatmulAttrs{kMatmulFields};
 
 }  // namespace
 
 namespace ops {
-const OpDef kMatmul{"matmul", 2, 1, matmul_infer, matmul_reference, matmul_fast, matmul_grad};
+// clang-format off
+const OpDef kMatmul{"matmul", 2, 1, matmul_infer, matmul_reference, matmul_fast, matmul_grad, nullptr, 0, &kMatmulAttrs};
+// clang-format on
 }  // namespace ops
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {

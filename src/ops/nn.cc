@@ -23,7 +23,11 @@ using detail::ptr;
 using kernels::exp_f32;
 using kernels::parallel_range;
 
-// ---- dropout: attrs = {ints: seed (bits of the uint64), floats: rate} -----------------------
+// ---- dropout(x, key): attrs = {floats: rate}; key int64 [2] = {seed, counter} -------------
+// Marked kRandom: passes never fold or merge it.
+
+constexpr AttrField kDropoutFields[] = {{"rate", AttrType::kFloat}};
+constexpr AttrSchema kDropoutAttrs{kDropoutFields};
 
 // Philox stream of dropout masks ("dropout" in ASCII), apart from random_uniform's streams.
 constexpr uint64_t kDropoutStream = 0x64726f706f7574ull;
@@ -36,8 +40,18 @@ void check_rate(double rate) {
 
 void dropout_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   require_floating("dropout", in[0].dtype);
+  if (in[1].dtype != DType::kInt64 || in[1].shape != Shape{2}) {
+    throw ShapeError("dropout: the key must be int64 [2] ({seed, counter}), got " +
+                     to_string(in[1].shape) + " " + std::string(dtype_name(in[1].dtype)));
+  }
   check_rate(a.f(0));
   out[0] = in[0];
+}
+
+// Counter 0 is the seed itself, so dropout(x, rate, seed) keeps the masks it always had.
+uint64_t philox_seed(const Tensor& key) {
+  const int64_t* k = ptr<int64_t>(key);
+  return detail::key_seed(k[0], k[1]);
 }
 
 // Element i is kept when uniform value i of the (seed, stream) sequence is >= rate; Philox
@@ -45,7 +59,7 @@ void dropout_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out
 inline bool keep(uint32_t bits, double rate) { return detail::uniform01(bits) >= rate; }
 
 void dropout_reference(const KernelArgs& k) {
-  const uint64_t seed = static_cast<uint64_t>(k.attrs.i(0));
+  const uint64_t seed = philox_seed(k.in[1]);
   const double rate = k.attrs.f(0);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
     const T* x = ptr<T>(k.in[0]);
@@ -60,7 +74,7 @@ void dropout_reference(const KernelArgs& k) {
 
 // One Philox call per four elements, blocks split across threads.
 bool dropout_fast(const KernelArgs& k) {
-  const uint64_t seed = static_cast<uint64_t>(k.attrs.i(0));
+  const uint64_t seed = philox_seed(k.in[1]);
   const double rate = k.attrs.f(0);
   const int64_t n = k.in[0].numel();
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
@@ -80,9 +94,9 @@ bool dropout_fast(const KernelArgs& k) {
   return true;
 }
 
-// The same mask applied to the gradient: recomputed from (seed, index).
+// The same mask applied to the gradient: recomputed from (key, index). The key gets none.
 void dropout_grad(const GradArgs& g) {
-  g.grad_in[0] = run_op(ops::kDropout, {g.grad_out[0]}, g.attrs);
+  g.grad_in[0] = run_op(ops::kDropout, {g.grad_out[0], g.in[1]}, g.attrs);
 }
 
 // ---- softmax_cross_entropy(logits [N, C], labels [N]) -> [N] ---------------------------------
@@ -251,9 +265,9 @@ void sce_grad(const GradArgs& g) { g.grad_in[0] = sce_grad_op(g.in[0], g.in[1], 
 // d/dx = g * P * (G - sum(G * P)) (softmax's rule, rows scaled by g), d/dg = sum(G * (P - Y)).
 void sce_grad_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &labels = g.in[1], &up = g.in[2], &gg = g.grad_out[0];
-  const int64_t n = x.dim(0), c = x.dim(1);
+  const int64_t c = x.dim(1);
   Tensor p = softmax(x, 1);
-  Tensor col = reshape(up, Shape{n, 1});
+  Tensor col = reshape(up, Shape{-1, 1});  // -1, not n: a traced graph serves every batch
   g.grad_in[0] = col * p * (gg - sum(gg * p, {1}, true));
   g.grad_in[2] = sum(gg * (p - one_hot(labels, c, x.dtype())), {1});
 }
@@ -262,20 +276,29 @@ void sce_grad_grad(const GradArgs& g) {
 
 namespace ops {
 // clang-format off
-const OpDef kDropout{"dropout", 1, 1, dropout_infer, dropout_reference, dropout_fast, dropout_grad};
-const OpDef kSoftmaxCrossEntropy{"softmax_cross_entropy", 2, 1, sce_infer, sce_reference, sce_fast, sce_grad};
-const OpDef kSoftmaxCrossEntropyGrad{"softmax_cross_entropy_grad", 3, 1, sce_grad_infer, sce_grad_reference, sce_grad_fast, sce_grad_grad};
+const OpDef kDropout{"dropout", 2, 1, dropout_infer, dropout_reference, dropout_fast, dropout_grad, nullptr, kRandom, &kDropoutAttrs};
+const OpDef kSoftmaxCrossEntropy{"softmax_cross_entropy", 2, 1, sce_infer, sce_reference, sce_fast, sce_grad, nullptr, 0, &kNoAttrs};
+const OpDef kSoftmaxCrossEntropyGrad{"softmax_cross_entropy_grad", 3, 1, sce_grad_infer, sce_grad_reference, sce_grad_fast, sce_grad_grad, nullptr, 0, &kNoAttrs};
 // clang-format on
 }  // namespace ops
+
+Tensor dropout(const Tensor& x, double rate, const Tensor& key, bool training) {
+  check_rate(rate);
+  if (x.defined()) require_floating("dropout", x.dtype());
+  if (!training || rate == 0) return x;
+  Attrs a;
+  a.add_float(rate);
+  return run_op(ops::kDropout, {x, key}, a);
+}
 
 Tensor dropout(const Tensor& x, double rate, uint64_t seed, bool training) {
   check_rate(rate);
   if (x.defined()) require_floating("dropout", x.dtype());
   if (!training || rate == 0) return x;
-  Attrs a;
-  a.add_int(static_cast<int64_t>(seed));
-  a.add_float(rate);
-  return run_op(ops::kDropout, {x}, a);
+  Tensor key = empty(Shape{2}, DType::kInt64);
+  ptr<int64_t>(key)[0] = static_cast<int64_t>(seed);
+  ptr<int64_t>(key)[1] = 0;
+  return dropout(x, rate, key, training);
 }
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {

@@ -6,7 +6,9 @@
 //   grad       the gradient rule, written with kiln ops so tapes and traces can record it
 //   view       optional: makes the output share the input's storage (reshape, rows); eager
 //              mode runs it instead of a kernel, tapes and tracers still see the op
-//   flags      what graph passes and tapes must know (kNotDifferentiable, ...)
+//   flags      what graph passes and tapes must know (kNotDifferentiable, kStateful, kRandom)
+//   attrs      the schema of its attributes: names and types, for printing, saving, export
+//   shape_only_inputs  inputs read for their shape only (gradient ops' "like" inputs)
 //
 // An op without a gradient rule either says so (kNotDifferentiable: stop_gradient) or has no
 // floating output (comparisons, argmax); a tape that reaches any other rule-less op with a
@@ -19,6 +21,8 @@
 #include <cstring>
 #include <initializer_list>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "kiln/dtype.h"
 #include "kiln/shape.h"
@@ -46,6 +50,7 @@ class Attrs {
   int num_ints() const { return n_ints_; }
   int num_floats() const { return n_floats_; }
   std::span<const int64_t> ints() const { return {ints_, static_cast<size_t>(n_ints_)}; }
+  std::span<const double> floats() const { return {floats_, static_cast<size_t>(n_floats_)}; }
 
   bool operator==(const Attrs& o) const;
   uint64_t hash() const;
@@ -86,10 +91,45 @@ using GradFn = void (*)(const GradArgs& args);
 // Returns a view of in[0] with shape out.shape, or an undefined Tensor to fall back to a kernel.
 using ViewFn = Tensor (*)(const Tensor& in, const Attrs& attrs, const Meta& out);
 
-// OpDef::flags bits.
+// OpDef::flags bits. Whether an op is a view is not a flag: it is `view != nullptr`
+// (is_view below), so the two can never disagree.
 enum OpFlag : uint32_t {
   kNotDifferentiable = 1u << 0,  // constant to tapes on purpose (stop_gradient)
+  kStateful = 1u << 1,           // writes its first input in place: never removed, merged, folded
+  kRandom = 1u << 2,             // draws random numbers (from a key input or a generator state)
 };
+
+// ---- attribute schemas ---------------------------------------------------------------------
+//
+// An op's schema names its positional Attrs: fields take integers in order from attrs.ints()
+// (every type but kFloat) or doubles in order from attrs.floats (kFloat). At most one field,
+// the last integer one, may take "the rest" of the integers (count = kRest). Schemas are static
+// constexpr arrays beside each OpDef; nothing is allocated and Attrs stay as they are.
+enum class AttrType : uint8_t {
+  kInt,    // integers, printed as numbers (axis, groups, depth, begin)
+  kBool,   // 0 or 1, printed false/true (keepdims, transpose_a)
+  kDType,  // a DType code, printed by name (cast's target)
+  kEnum,   // 0..n-1 naming one of `choices` (padding: "valid|same")
+  kShape,  // dims, each >= 0, printed as [2, 3]
+  kFloat,  // one double (rate, alpha, pad value)
+};
+
+inline constexpr int kRest = -1;  // AttrField::count: every integer not taken by other fields
+
+struct AttrField {
+  const char* name;
+  AttrType type;
+  int count = 1;                  // integers taken (kRest: the rest); printed as a list unless 1
+  const char* choices = nullptr;  // kEnum: the value names separated by '|'
+  int group = 1;  // a kRest field's length must be a multiple of this (slice's triples)
+};
+
+struct AttrSchema {
+  std::span<const AttrField> fields;
+};
+
+// The schema of ops without attributes.
+extern const AttrSchema kNoAttrs;
 
 struct OpDef {
   const char* name;
@@ -101,6 +141,48 @@ struct OpDef {
   GradFn grad = nullptr;  // null: see "An op without a gradient rule" above
   ViewFn view = nullptr;
   uint32_t flags = 0;
+  // Names and types of the attrs (kNoAttrs when none). Null only for an op not yet described;
+  // the registry test fails for it, and format_attrs prints its attrs by position.
+  const AttrSchema* attrs = nullptr;
+  // Bit k: input k gives only its shape (gradient ops' "like" inputs); no kernel reads its data,
+  // so a memory planner need not keep its buffer alive for this op.
+  uint32_t shape_only_inputs = 0;
+};
+
+// Passes must neither remove, merge, fold nor reorder a stateful op.
+inline bool is_stateful(const OpDef& op) { return (op.flags & kStateful) != 0; }
+// A random op's draws change from call to call: never constant-folded or merged.
+inline bool is_random(const OpDef& op) { return (op.flags & kRandom) != 0; }
+// Its output may share its input's storage (eager mode); a pass writing in place must not.
+inline bool is_view(const OpDef& op) { return op.view != nullptr; }
+// Whether op reads input k for its shape only (OpDef::shape_only_inputs).
+inline bool reads_shape_only(const OpDef& op, int k) { return (op.shape_only_inputs >> k) & 1u; }
+
+// `attrs` by name: "strides=[1, 1], padding=same, dilation=[1, 1], groups=1"; "" when there
+// are none. Attrs that do not fit the schema (or an op without one) print by position,
+// "1, 2, 0.5", so printing a graph never throws.
+std::string format_attrs(const OpDef& op, const Attrs& attrs);
+
+// Throws ValueError "<op>: attrs {..} do not fit its schema (...): <what is wrong>" unless
+// `attrs` fits op's schema: the integer and float counts, bools 0/1, known dtype codes, enum
+// values in range, dims >= 0, list lengths a multiple of their group. Throws StateError for an
+// op without a schema.
+void check_attrs(const OpDef& op, const Attrs& attrs);
+
+// While alive, run_op checks every op's attrs on this thread (check_attrs) before running or
+// tracing it, and appends the op to `seen` if given. Tests run whole op suites under it.
+// enabled = false turns checking off inside an enclosing scope (for tests of an op's own
+// handling of malformed attrs); scopes nest and restore the previous state.
+class CheckAttrsScope {
+ public:
+  explicit CheckAttrsScope(std::vector<const OpDef*>* seen = nullptr, bool enabled = true);
+  ~CheckAttrsScope();
+  CheckAttrsScope(const CheckAttrsScope&) = delete;
+  CheckAttrsScope& operator=(const CheckAttrsScope&) = delete;
+
+ private:
+  bool saved_on_;
+  std::vector<const OpDef*>* saved_seen_;
 };
 
 // ---- the dispatcher (src/ops/dispatch.cc) -------------------------------------------------

@@ -3,12 +3,14 @@
 //   kAvgPool2D      (x)      -> y
 //   kMaxPool2DGrad  (x, dy)  -> dx   each window's gradient goes to its FIRST max (row-major
 //                                    window order), in both kernels, so ties are deterministic
-//   kAvgPool2DGrad  (dy)     -> dx   attrs = pool attrs + x's shape (4 ints)
+//   kAvgPool2DGrad  (dy, x)  -> dx   x gives only its shape (so a traced graph serves every
+//                                    batch size); its data is never read
 //   kMaxPool2DSelect (x, v)  -> y    each window's value of v at x's first max: the adjoint of
 //                                    max_pool2d_grad in dy, so each is the other's gradient
-// pool attrs = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}. Averages count
-// only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written NHWC loops whose
-// inner loop runs over contiguous channels (vectorized), split across threads over images/rows.
+// pool attrs, every op's = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}.
+// Averages count only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written
+// NHWC loops whose inner loop runs over contiguous channels (vectorized), split across threads
+// over images/rows.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -22,8 +24,6 @@
 
 namespace kiln {
 namespace {
-
-constexpr int kPoolAttrs = 5;
 
 struct Geom {
   int64_t n, h, w, c, ph, pw, sh, sw, oh, ow, pt, pl;
@@ -61,7 +61,6 @@ Geom geom(const char* op, const Shape& x, const Attrs& a) {
 }
 
 Shape out_shape(const Geom& g) { return Shape{g.n, g.oh, g.ow, g.c}; }
-Shape tail_shape(const Attrs& a) { return Shape{a.i(5), a.i(6), a.i(7), a.i(8)}; }
 
 // The in-bounds window of output pixel (oy, ox): rows [y0, y1), cols [x0, x1). Never empty.
 struct Window {
@@ -105,7 +104,7 @@ void max_select_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> 
 void avg_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const char* op = "avg_pool2d_grad";
   require_floating(op, in[0].dtype);
-  const Shape xs = tail_shape(a);
+  const Shape& xs = in[1].shape;
   const Geom g = geom(op, xs, a);
   if (in[0].shape != out_shape(g)) {
     throw ShapeError(std::string(op) + ": output gradient shape " + to_string(in[0].shape) +
@@ -190,7 +189,7 @@ void max_select_reference(const KernelArgs& k) {
 }
 
 void avg_grad_reference(const KernelArgs& k) {
-  const Geom g = geom("avg_pool2d_grad", tail_shape(k.attrs), k.attrs);
+  const Geom g = geom("avg_pool2d_grad", k.out[0].shape(), k.attrs);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
     const T* dy = detail::ptr<T>(k.in[0]);
     T* dx = detail::ptr<T>(k.out[0]);
@@ -303,23 +302,11 @@ bool pool_grad_fast(const KernelArgs& k) {
 
 // ---- gradients ----------------------------------------------------------------------------------
 
-Attrs with_shape(const Attrs& pool, const Shape& s) {
-  Attrs a;
-  for (int k = 0; k < kPoolAttrs; ++k) a.add_int(pool.i(k));
-  for (int64_t d : s) a.add_int(d);
-  return a;
-}
-Attrs pool_part(const Attrs& a) {
-  Attrs p;
-  for (int k = 0; k < kPoolAttrs; ++k) p.add_int(a.i(k));
-  return p;
-}
-
 void max_grad(const GradArgs& g) {
   g.grad_in[0] = run_op(ops::kMaxPool2DGrad, {g.in[0], g.grad_out[0]}, g.attrs);
 }
 void avg_grad(const GradArgs& g) {
-  g.grad_in[0] = run_op(ops::kAvgPool2DGrad, {g.grad_out[0]}, with_shape(g.attrs, g.in[0].shape()));
+  g.grad_in[0] = run_op(ops::kAvgPool2DGrad, {g.grad_out[0], g.in[0]}, g.attrs);
 }
 // max_pool2d_grad(x, dy) is linear in dy with adjoint max_pool2d_select(x, .), and piecewise
 // constant in x (the argmax moves in jumps): x gets no gradient, as in TensorFlow.
@@ -331,20 +318,27 @@ void max_select_grad(const GradArgs& g) {
 }
 // avg_pool2d_grad is the adjoint of avg_pool2d (both linear), so its gradient is avg_pool2d.
 void avg_grad_grad(const GradArgs& g) {
-  g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, pool_part(g.attrs));
+  g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, g.attrs);
 }
 
 constexpr char kMaxName[] = "max_pool2d", kAvgName[] = "avg_pool2d";
+
+constexpr AttrField kPoolFields[] = {
+    {"pool_size", AttrType::kInt, 2},
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+};
+constexpr AttrSchema kPoolSchema{kPoolFields};
 
 }  // namespace
 
 namespace ops {
 // clang-format off
-const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, pool_fast<true>, max_grad};
-const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad};
-const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>, max_grad_grad};
-const OpDef kMaxPool2DSelect{"max_pool2d_select", 2, 1, max_select_infer, max_select_reference, nullptr, max_select_grad};
-const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 1, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad};
+const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, pool_fast<true>, max_grad, nullptr, 0, &kPoolSchema};
+const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad, nullptr, 0, &kPoolSchema};
+const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>, max_grad_grad, nullptr, 0, &kPoolSchema};
+const OpDef kMaxPool2DSelect{"max_pool2d_select", 2, 1, max_select_infer, max_select_reference, nullptr, max_select_grad, nullptr, 0, &kPoolSchema};
+const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 2, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad, nullptr, 0, &kPoolSchema, 1u << 1};
 // clang-format on
 }  // namespace ops
 

@@ -18,6 +18,7 @@
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
+#include "kernels/elementwise.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -294,33 +295,107 @@ bool reduce_fast(const KernelArgs& k) {
 }
 
 // ---- gradients -----------------------------------------------------------------------------
+//
+// sum_grad / mean_grad (g, like) -> like's shape: g (sum's or mean's output gradient) spread
+// back over the reduced dims, divided by their size for mean. attrs = the reduction's own.
+// The shape comes from `like` (the reduced input; its data is never read) and mean's count is
+// computed by the kernel, so a traced graph serves every size of an unknown dim.
+
+template <const char* Name>
+void unreduce_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  require_floating(Name, in[0].dtype);
+  const Shape& xs = in[1].shape;
+  const Shape want = reduced_shape(xs, reduce_mask(xs, a, Name), a.i(0) != 0);
+  if (in[0].shape != want) {
+    throw ShapeError(std::string(Name) + ": gradient " + to_string(in[0].shape) +
+                     " does not match the reduction " + to_string(want) + " of " + to_string(xs));
+  }
+  out[0] = {xs, in[0].dtype};
+}
+
+// The reduced dims' sizes multiplied (mean's count; 1 for sum).
+template <bool kMean>
+double unreduce_count(const Shape& xs, uint32_t mask) {
+  double count = 1;
+  if (kMean) {
+    for (int d = 0; d < xs.rank(); ++d) count *= (mask & (1u << d)) ? xs[d] : 1;
+  }
+  return count;
+}
+
+template <bool kMean>
+void unreduce_reference(const KernelArgs& k) {
+  const Shape& xs = k.out[0].shape();
+  const uint32_t mask = reduce_mask(xs, k.attrs, "sum_grad");
+  const Shape ks = keep_shape(xs, mask);
+  const double count = unreduce_count<kMean>(xs, mask);
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* g = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    for (int64_t i = 0, n = xs.numel(); i < n; ++i) {
+      const T v = g[kernels::broadcast_offset(i, xs, ks)];
+      o[i] = kMean ? v / static_cast<T>(count) : v;
+    }
+  });
+}
+
+template <bool kMean>
+bool unreduce_fast(const KernelArgs& k) {
+  const Shape& xs = k.out[0].shape();
+  if (xs.numel() == 0) return true;
+  const uint32_t mask = reduce_mask(xs, k.attrs, "sum_grad");
+  const Shape ks = keep_shape(xs, mask);
+  const double count = unreduce_count<kMean>(xs, mask);
+  kernels::BroadcastPlan plan = kernels::make_plan(xs, {&ks});
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    const T* g = detail::ptr<T>(k.in[0]);
+    T* o = detail::ptr<T>(k.out[0]);
+    const T c = static_cast<T>(count);
+    kernels::for_each_run(plan, [&](const int64_t* off, int64_t n, const int64_t* st) {
+      for (int64_t j = 0; j < n; ++j) {
+        const T v = g[off[1] + j * st[1]];
+        o[off[0] + j * st[0]] = kMean ? v / c : v;
+      }
+    });
+  });
+  return true;
+}
+
+// Each is linear in g with the reduction itself as adjoint; `like` gets no gradient.
+void sum_grad_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kSum, {g.grad_out[0]}, g.attrs);
+}
+void mean_grad_grad(const GradArgs& g) {
+  g.grad_in[0] = run_op(ops::kMean, {g.grad_out[0]}, g.attrs);
+}
 
 void sum_grad(const GradArgs& g) {
-  const Shape& xs = g.in[0].shape();
-  uint32_t mask = reduce_mask(xs, g.attrs, "sum");
-  g.grad_in[0] = broadcast_to(reshape(g.grad_out[0], keep_shape(xs, mask)), xs);
+  g.grad_in[0] = run_op(ops::kSumGrad, {g.grad_out[0], g.in[0]}, g.attrs);
 }
 void mean_grad(const GradArgs& g) {
-  const Shape& xs = g.in[0].shape();
-  uint32_t mask = reduce_mask(xs, g.attrs, "mean");
-  const int64_t n_out = g.out[0].numel();
-  const double count = n_out ? static_cast<double>(xs.numel() / n_out) : 1.0;
-  Tensor gk = reshape(g.grad_out[0], keep_shape(xs, mask));
-  g.grad_in[0] = broadcast_to(div(gk, scalar_like(count, gk)), xs);
+  g.grad_in[0] = run_op(ops::kMeanGrad, {g.grad_out[0], g.in[0]}, g.attrs);
 }
-// Ties share the gradient equally, as in TensorFlow's reduce_max gradient.
+// Ties share the gradient equally, as in TensorFlow's reduce_max gradient. sum_grad spreads
+// the max and the gradient over x's shape (from x, not from attrs).
 void max_grad(const GradArgs& g) {
   const Tensor& x = g.in[0];
   uint32_t mask = reduce_mask(x.shape(), g.attrs, "max");
-  Shape ks = keep_shape(x.shape(), mask);
-  Tensor hit = cast(equal(x, reshape(g.out[0], ks)), x.dtype());
+  Tensor hit = cast(equal(x, run_op(ops::kSumGrad, {g.out[0], x}, g.attrs)), x.dtype());
   Tensor count = sum(hit, mask_axes(mask, x.rank()), true);
-  g.grad_in[0] = div(mul(hit, reshape(g.grad_out[0], ks)), count);
+  g.grad_in[0] = div(mul(hit, run_op(ops::kSumGrad, {g.grad_out[0], x}, g.attrs)), count);
 }
 
 constexpr char kSumName[] = "sum", kMeanName[] = "mean", kMaxName[] = "max";
+constexpr char kSumGradName[] = "sum_grad", kMeanGradName[] = "mean_grad";
+
+constexpr AttrField kReduceFields[] = {{"keepdims", AttrType::kBool},
+                                       {"axes", AttrType::kInt, kRest}};
+constexpr AttrSchema kReduceAttrs{kReduceFields};
 
 // ---- argmax: attrs = {axis, keepdims} --------------------------------------------------------
+
+constexpr AttrField kArgmaxFields[] = {{"axis", AttrType::kInt}, {"keepdims", AttrType::kBool}};
+constexpr AttrSchema kArgmaxAttrs{kArgmaxFields};
 
 void argmax_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const Shape& s = in[0].shape;
@@ -430,10 +505,12 @@ Attrs reduce_attrs(const char* op, const std::vector<int>& axes, bool keepdims) 
 
 namespace ops {
 // clang-format off
-const OpDef kSum{"sum", 1, 1, reduce_infer<kSumName, 0>, reduce_reference<0>, reduce_fast<0>, sum_grad};
-const OpDef kMean{"mean", 1, 1, reduce_infer<kMeanName, 1>, reduce_reference<1>, reduce_fast<1>, mean_grad};
-const OpDef kMax{"max", 1, 1, reduce_infer<kMaxName, 2>, reduce_reference<2>, reduce_fast<2>, max_grad};
-const OpDef kArgmax{"argmax", 1, 1, argmax_infer, argmax_reference, argmax_fast};
+const OpDef kSum{"sum", 1, 1, reduce_infer<kSumName, 0>, reduce_reference<0>, reduce_fast<0>, sum_grad, nullptr, 0, &kReduceAttrs};
+const OpDef kMean{"mean", 1, 1, reduce_infer<kMeanName, 1>, reduce_reference<1>, reduce_fast<1>, mean_grad, nullptr, 0, &kReduceAttrs};
+const OpDef kMax{"max", 1, 1, reduce_infer<kMaxName, 2>, reduce_reference<2>, reduce_fast<2>, max_grad, nullptr, 0, &kReduceAttrs};
+const OpDef kSumGrad{"sum_grad", 2, 1, unreduce_infer<kSumGradName>, unreduce_reference<false>, unreduce_fast<false>, sum_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
+const OpDef kMeanGrad{"mean_grad", 2, 1, unreduce_infer<kMeanGradName>, unreduce_reference<true>, unreduce_fast<true>, mean_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
+const OpDef kArgmax{"argmax", 1, 1, argmax_infer, argmax_reference, argmax_fast, nullptr, nullptr, 0, &kArgmaxAttrs};
 // clang-format on
 }  // namespace ops
 

@@ -13,22 +13,38 @@ namespace kiln::ops {
 extern const OpDef kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum;
 extern const OpDef kNeg, kExp, kLog, kSqrt, kAbs, kSquare;
 extern const OpDef kEqual, kNotEqual, kLess, kLessEqual, kGreater, kGreaterEqual;
-extern const OpDef kWhere, kCast, kBroadcastTo, kSumTo, kCopy;
+extern const OpDef kWhere, kCast, kBroadcastTo, kSumTo, kBroadcastLike, kSumToLike, kCopy;
 // activation.cc
 extern const OpDef kRelu, kReluGrad, kLeakyRelu, kLeakyReluGrad, kGelu, kGeluGrad, kSigmoid, kTanh,
     kSoftmax, kLogSoftmax;
 // reduce.cc
-extern const OpDef kSum, kMean, kMax, kArgmax;
+extern const OpDef kSum, kMean, kMax, kSumGrad, kMeanGrad, kArgmax;
 // matmul.cc
 extern const OpDef kMatmul;
 // shape.cc
-extern const OpDef kReshape, kRows, kTranspose, kConcat, kSlice, kSliceGrad, kGather, kGatherGrad,
-    kOneHot, kPad;
+extern const OpDef kReshape, kReshapeLike, kRows, kTranspose, kConcat, kSlice, kSliceGrad, kGather,
+    kGatherGrad, kOneHot, kPad;
 // conv.cc, pool.cc
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
+// state.cc, updates.cc (stateful: write their first input)
+extern const OpDef kAssign, kAssignAdd, kNextKey;
+extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
+// random.cc (pure functions of a key input)
+extern const OpDef kRandomUniform, kRandomNormal;
+
+// fused.cc, fused_elementwise.cc: emitted by graph/fusion.cc only
+extern const OpDef kFusedMatmul, kFusedConv2D, kFusedElementwise;
+
+// For gradient rules: broadcast_to / sum_to / reshape with the target shape read from `like`
+// (its shape only; its data is never read), so a graph traced with an unknown dim does not
+// bake that dim's size into attrs. They return x itself when the shapes already match.
+// Defined in elementwise.cc and shape.cc.
+Tensor broadcast_like(const Tensor& x, const Tensor& like);
+Tensor sum_to_like(const Tensor& x, const Tensor& like);
+Tensor reshape_like(const Tensor& x, const Tensor& like);
 
 // All registered ops.
 std::span<const OpDef* const> all_ops();

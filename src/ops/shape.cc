@@ -57,6 +57,11 @@ std::string ints_str(std::span<const int64_t> v) {
 }
 
 // ---- reshape: attrs = the target dims (one may be -1) --------------------------------------
+// reshape_like (x, like): to like's shape (its data is never read), no attrs; the gradient of
+// both, so traced graphs do not bake the input's size.
+
+constexpr AttrField kReshapeFields[] = {{"shape", AttrType::kInt, kRest}};
+constexpr AttrSchema kReshapeAttrs{kReshapeFields};
 
 void reshape_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   Shape want;
@@ -69,7 +74,14 @@ void reshape_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out
 void reshape_reference(const KernelArgs& k) {
   if (k.in[0].nbytes()) std::memcpy(k.out[0].raw_data(), k.in[0].raw_data(), k.in[0].nbytes());
 }
-void reshape_grad(const GradArgs& g) { g.grad_in[0] = reshape(g.grad_out[0], g.in[0].shape()); }
+void reshape_like_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) {
+  if (in[0].shape.numel() != in[1].shape.numel()) {
+    throw ShapeError("reshape_like: cannot reshape " + to_string(in[0].shape) + " to " +
+                     to_string(in[1].shape) + " (different sizes)");
+  }
+  out[0] = {in[1].shape, in[0].dtype};
+}
+void reshape_grad(const GradArgs& g) { g.grad_in[0] = ops::reshape_like(g.grad_out[0], g.in[0]); }
 // Eager reshape shares the input's storage (the reference kernel copies: graphs may need that).
 Tensor reshape_view(const Tensor& x, const Attrs&, const Meta& out) {
   const detail::TensorImpl* p = x.impl();
@@ -77,6 +89,9 @@ Tensor reshape_view(const Tensor& x, const Attrs&, const Meta& out) {
 }
 
 // ---- rows (Tensor::rows): attrs = {begin, end}; a view of rows [begin, end) of dim 0 -------
+
+constexpr AttrField kRowsFields[] = {{"begin", AttrType::kInt}, {"end", AttrType::kInt}};
+constexpr AttrSchema kRowsAttrs{kRowsFields};
 
 void rows_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const Shape& s = in[0].shape;
@@ -104,13 +119,15 @@ Tensor rows_view(const Tensor& x, const Attrs& a, const Meta& out) {
   return Tensor::adopt(
       detail::impl_view(p->storage, p->offset + a.i(0) * row_bytes(x), out.shape, p->dtype));
 }
-Tensor slice_grad_op(const Tensor& g, const Shape& xs, std::span<const int64_t> triples);
 void rows_grad(const GradArgs& g) {
-  const int64_t triple[3] = {g.attrs.i(0), g.attrs.i(1), 1};
-  g.grad_in[0] = slice_grad_op(g.grad_out[0], g.in[0].shape(), triple);
+  g.grad_in[0] =
+      run_op(ops::kSliceGrad, {g.grad_out[0], g.in[0]}, Attrs{g.attrs.i(0), g.attrs.i(1), 1});
 }
 
 // ---- transpose: attrs = perm (empty: reverse the dims) -------------------------------------
+
+constexpr AttrField kTransposeFields[] = {{"perm", AttrType::kInt, kRest}};
+constexpr AttrSchema kTransposeAttrs{kTransposeFields};
 
 // The permutation for x's rank; throws ValueError unless it is one.
 std::vector<int> get_perm(const Shape& s, const Attrs& a) {
@@ -172,6 +189,9 @@ void transpose_grad(const GradArgs& g) {
 }
 
 // ---- slice: attrs = {begin, end, step} per leading dim -------------------------------------
+
+constexpr AttrField kSliceFields[] = {{"slices", AttrType::kInt, kRest, nullptr, 3}};
+constexpr AttrSchema kSliceAttrs{kSliceFields};
 
 // Start and step per dim of `in`, and the sliced shape. Python semantics: negative begin/end
 // count from the end, both are clamped to [0, dim].
@@ -237,14 +257,11 @@ bool slice_kernel(const KernelArgs& k) {
 }
 void slice_reference(const KernelArgs& k) { slice_kernel<false>(k); }
 
-// slice_grad(g): zeros of the sliced input's shape with g written at the slice.
-// attrs = {rank, input dims..., then slice's attrs}.
-Shape slice_grad_shape(const Attrs& a) { return Shape(a.ints().subspan(1, a.i(0))); }
-std::span<const int64_t> slice_grad_triples(const Attrs& a) { return a.ints().subspan(1 + a.i(0)); }
-
+// slice_grad(g, like): zeros of like's shape (the sliced input's; its data is never read)
+// with g written at the slice. attrs = slice's.
 void slice_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
-  Shape xs = slice_grad_shape(a);
-  SliceSpec s = slice_spec(xs, slice_grad_triples(a), "slice_grad");
+  const Shape& xs = in[1].shape;
+  SliceSpec s = slice_spec(xs, a.ints(), "slice_grad");
   if (s.out != in[0].shape) {
     throw ShapeError("slice_grad: gradient " + to_string(in[0].shape) +
                      " does not match the slice " + to_string(s.out) + " of " + to_string(xs));
@@ -255,26 +272,23 @@ template <bool kFast>
 bool slice_grad_kernel(const KernelArgs& k) {
   const Shape& xs = k.out[0].shape();
   fill(k.out[0], 0);
-  run_copy(slice_plan(xs, slice_spec(xs, slice_grad_triples(k.attrs), "slice_grad"), true), k.in[0],
-           k.out[0], kFast);
+  run_copy(slice_plan(xs, slice_spec(xs, k.attrs.ints(), "slice_grad"), true), k.in[0], k.out[0],
+           kFast);
   return true;
 }
 void slice_grad_reference(const KernelArgs& k) { slice_grad_kernel<false>(k); }
 
-Tensor slice_grad_op(const Tensor& g, const Shape& xs, std::span<const int64_t> triples) {
-  Attrs a{xs.rank()};
-  for (int64_t d : xs) a.add_int(d);
-  for (int64_t v : triples) a.add_int(v);
-  return run_op(ops::kSliceGrad, {g}, a);
-}
 void slice_grad(const GradArgs& g) {
-  g.grad_in[0] = slice_grad_op(g.grad_out[0], g.in[0].shape(), g.attrs.ints());
+  g.grad_in[0] = run_op(ops::kSliceGrad, {g.grad_out[0], g.in[0]}, g.attrs);
 }
 void slice_grad_grad(const GradArgs& g) {
-  g.grad_in[0] = run_op(ops::kSlice, {g.grad_out[0]}, dims_attrs(slice_grad_triples(g.attrs)));
+  g.grad_in[0] = run_op(ops::kSlice, {g.grad_out[0]}, g.attrs);
 }
 
 // ---- concat: attrs = {axis}; any number of inputs (the public function groups > 16) -------
+
+constexpr AttrField kAxisFields[] = {{"axis", AttrType::kInt}};
+constexpr AttrSchema kAxisAttrs{kAxisFields};
 
 void concat_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const Meta& x0 = in[0];
@@ -325,7 +339,8 @@ void concat_grad(const GradArgs& g) {
   }
 }
 
-// ---- gather: attrs = {axis}; gather_grad: attrs = {axis, x dims...} ------------------------
+// ---- gather: attrs = {axis}; gather_grad (g, indices, like): attrs = {axis} ----------------
+// gather_grad's output has like's shape (x's; its data is never read).
 
 void require_indices(const char* op, DType t) {
   if (t != DType::kInt32 && t != DType::kInt64) {
@@ -403,7 +418,7 @@ void gather_reference(const KernelArgs& k) { gather_kernel<false>(k); }
 void gather_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   require_floating("gather_grad", in[0].dtype);
   require_indices("gather_grad", in[1].dtype);
-  Shape xs(a.ints().subspan(1));
+  const Shape& xs = in[2].shape;
   const int ax = normalize_axis(a.i(0), xs.rank(), "gather_grad");
   Shape want = gather_shape(xs, in[1].shape, ax, "gather_grad");
   if (want != in[0].shape) {
@@ -446,15 +461,16 @@ bool gather_grad_kernel(const KernelArgs& k) {
 void gather_grad_reference(const KernelArgs& k) { gather_grad_kernel<false>(k); }
 
 void gather_grad(const GradArgs& g) {
-  Attrs a{g.attrs.i(0)};
-  for (int64_t d : g.in[0].shape()) a.add_int(d);
-  g.grad_in[0] = run_op(ops::kGatherGrad, {g.grad_out[0], g.in[1]}, a);
+  g.grad_in[0] = run_op(ops::kGatherGrad, {g.grad_out[0], g.in[1], g.in[0]}, g.attrs);
 }
 void gather_grad_grad(const GradArgs& g) {
   g.grad_in[0] = gather(g.grad_out[0], g.in[1], static_cast<int>(g.attrs.i(0)));
 }
 
 // ---- one_hot: attrs = {depth, dtype} -------------------------------------------------------
+
+constexpr AttrField kOneHotFields[] = {{"depth", AttrType::kInt}, {"dtype", AttrType::kDType}};
+constexpr AttrSchema kOneHotAttrs{kOneHotFields};
 
 void one_hot_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   require_indices("one_hot", in[0].dtype);
@@ -483,6 +499,10 @@ void one_hot_reference(const KernelArgs& k) {
 }
 
 // ---- pad: attrs = {before, after} per leading dim, floats = {value} ------------------------
+
+constexpr AttrField kPadFields[] = {{"pads", AttrType::kInt, kRest, nullptr, 2},
+                                    {"value", AttrType::kFloat}};
+constexpr AttrSchema kPadAttrs{kPadFields};
 
 void pad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const Shape& xs = in[0].shape;
@@ -526,12 +546,13 @@ bool pad_kernel(const KernelArgs& k) {
   return true;
 }
 void pad_reference(const KernelArgs& k) { pad_kernel<false>(k); }
+// Ends count from the end (-after; "to the end" when after is 0), so no size is baked in.
 void pad_grad(const GradArgs& g) {
-  const Shape& xs = g.in[0].shape();
   std::vector<int64_t> b(g.attrs.num_ints() / 2), e(b.size());
   for (size_t d = 0; d < b.size(); ++d) {
     b[d] = g.attrs.i(2 * d);
-    e[d] = b[d] + xs[d];
+    const int64_t after = g.attrs.i(2 * d + 1);
+    e[d] = after ? -after : std::numeric_limits<int64_t>::max();
   }
   g.grad_in[0] = slice(g.grad_out[0], b, e);
 }
@@ -540,17 +561,23 @@ void pad_grad(const GradArgs& g) {
 
 namespace ops {
 // clang-format off
-const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad, reshape_view};
-const OpDef kRows{"rows", 1, 1, rows_infer, rows_reference, nullptr, rows_grad, rows_view};
-const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad};
-const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad};
-const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad};
-const OpDef kSliceGrad{"slice_grad", 1, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad};
-const OpDef kGather{"gather", 2, 1, gather_infer, gather_reference, gather_kernel<true>, gather_grad};
-const OpDef kGatherGrad{"gather_grad", 2, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad};
-const OpDef kOneHot{"one_hot", 1, 1, one_hot_infer, one_hot_reference};
-const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_grad};
+const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kReshapeAttrs};
+const OpDef kReshapeLike{"reshape_like", 2, 1, reshape_like_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kNoAttrs, 1u << 1};
+const OpDef kRows{"rows", 1, 1, rows_infer, rows_reference, nullptr, rows_grad, rows_view, 0, &kRowsAttrs};
+const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad, nullptr, 0, &kTransposeAttrs};
+const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad, nullptr, 0, &kAxisAttrs};
+const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad, nullptr, 0, &kSliceAttrs};
+const OpDef kSliceGrad{"slice_grad", 2, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad, nullptr, 0, &kSliceAttrs, 1u << 1};
+const OpDef kGather{"gather", 2, 1, gather_infer, gather_reference, gather_kernel<true>, gather_grad, nullptr, 0, &kAxisAttrs};
+const OpDef kGatherGrad{"gather_grad", 3, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad, nullptr, 0, &kAxisAttrs, 1u << 2};
+const OpDef kOneHot{"one_hot", 1, 1, one_hot_infer, one_hot_reference, nullptr, nullptr, nullptr, 0, &kOneHotAttrs};
+const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_grad, nullptr, 0, &kPadAttrs};
 // clang-format on
+
+Tensor reshape_like(const Tensor& x, const Tensor& like) {
+  if (x.defined() && like.defined() && x.shape() == like.shape()) return x;
+  return run_op(kReshapeLike, {x, like});
+}
 }  // namespace ops
 
 Tensor reshape(const Tensor& x, const Shape& shape) {

@@ -35,8 +35,12 @@ TEST(Inspect, TextReportAfterEagerAndGraphSteps) {
   Result r = run_cli({"inspect", "--model", "cnn", "--cache", "--threads", "1", "--steps", "2",
                       "--batch-size", "8"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("kiln inspect: cnn, 2 training steps"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("graph-mode training is not in this build"), std::string::npos);
+  EXPECT_NE(r.out.find("kiln inspect: cnn, batches of 8 (synthetic data): eager 2 training "
+                       "steps and 2 inference batches; graph 3 inference calls and 2 training "
+                       "steps (fit with graph = true)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Functions: 2"), std::string::npos) << r.out;  // forward and train step
   EXPECT_NE(r.out.find("cnn_forward"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("last retrace: arg 0: shape [8, 28, 28, 1] -> [4, 28, 28, 1]"),
             std::string::npos)

@@ -106,6 +106,29 @@ TEST_F(CliTest, TrainWritesWeightsAndMetricsThenEvalReadsThem) {
   EXPECT_NE(bad.err.find("w.safetensors"), std::string::npos) << bad.err;
 }
 
+TEST_F(CliTest, GraphModeTrainsAndEvaluatesLikeEager) {
+  auto train = [&](const std::string& out, bool graph_mode) {
+    std::vector<std::string> args = {"train",        "--model", "mlp",       "--epochs", "1",
+                                     "--batch-size", "32",      "--threads", "1",        "--data",
+                                     dir_.path(),    "--out",   path(out)};
+    if (graph_mode) args.push_back("--graph");
+    return run_cli(args);
+  };
+  // (Eager and graph training from one seed match: tests/nn/graph_training_test.cc. Here two
+  // models in one process get different unique layer names, hence different initial values.)
+  Result graph = train("graph.safetensors", true);
+  ASSERT_EQ(graph.code, 0) << graph.err;
+  EXPECT_NE(graph.out.find("graph mode"), std::string::npos) << graph.out;
+  EXPECT_NE(graph.out.find("test accuracy 1.0000"), std::string::npos) << graph.out;
+  // Evaluating in graph mode prints what eager evaluation prints.
+  Result e1 = run_cli({"eval", "--model", "mlp", "--weights", path("graph.safetensors"), "--data",
+                       dir_.path(), "--threads", "1"});
+  Result e2 = run_cli({"eval", "--model", "mlp", "--weights", path("graph.safetensors"), "--data",
+                       dir_.path(), "--threads", "1", "--graph"});
+  ASSERT_EQ(e2.code, 0) << e2.err;
+  EXPECT_EQ(e2.out, e1.out);
+}
+
 TEST_F(CliTest, SummaryNeedsNoData) {
   Result r = run_cli({"summary", "--model", "cnn"});
   ASSERT_EQ(r.code, 0) << r.err;

@@ -163,6 +163,24 @@ TEST(TwoRanks, UnevenAndEmptyPartsMatchOneRank) {
   EXPECT_LT(testing::relative_distance(*two.model, *one.model), 1e-5);
 }
 
+// Graph mode over MPI: the traced step stops at the gradients, the all-reduce and the update
+// run after it; the result is eager data-parallel training's, empty parts included.
+TEST(TwoRanks, GraphModeMatchesEagerDataParallel) {
+  for (int64_t batch : {int64_t{32}, int64_t{9}}) {
+    SCOPED_TRACE(batch);
+    Adam a(1e-3), b(1e-3);
+    FitOptions o;
+    o.epochs = 2;
+    TrainRun eager = train(false, true, 46, batch, a, o);
+    o.graph = true;
+    TrainRun graph = train(false, true, 46, batch, b, o);
+    EXPECT_EQ(a.iterations(), b.iterations());
+    for (int e = 0; e < 2; ++e)
+      EXPECT_LT(relative(graph.history["loss"][e], eager.history["loss"][e]), 1e-6);
+    EXPECT_LT(testing::relative_distance(*graph.model, *eager.model), 1e-6);
+  }
+}
+
 TEST(TwoRanks, OverlapAndBucketSizeDoNotChangeTheResult) {
   SGD a(0.05), b(0.05);
   distributed::Options small;

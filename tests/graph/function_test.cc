@@ -134,10 +134,19 @@ TEST(Function, GraphTextAndDot) {
   std::vector<Tensor> args = {zeros({4, 3}), zeros({3, 5})};
   std::string text = f.graph_text(args);
   EXPECT_NE(text.find("%0 = input 0 : [4, 3] float32"), std::string::npos) << text;
-  EXPECT_NE(text.find("= matmul(%0, %1) {0, 0} : [4, 5] float32"), std::string::npos) << text;
-  EXPECT_NE(text.find("= relu(%2)"), std::string::npos) << text;
-  EXPECT_NE(text.find("return %3"), std::string::npos) << text;
-  std::string dot = f.graph_dot(args);
+  // Optimized: matmul and relu are one fused op (attrs: no transposes, no bias, relu).
+  EXPECT_NE(text.find("%2 = fused_matmul(%0, %1) {transpose_a=false, transpose_b=false, "
+                      "bias=false, activation=relu, approximate=false, alpha=0} : [4, 5] float32"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("return %2"), std::string::npos) << text;
+  std::string traced = f.graph_text(args, false, /*optimized=*/false);
+  EXPECT_NE(traced.find("= matmul(%0, %1) {transpose_a=false, transpose_b=false} : [4, 5] float32"),
+            std::string::npos)
+      << traced;
+  EXPECT_NE(traced.find("= relu(%2)"), std::string::npos) << traced;
+  EXPECT_NE(traced.find("return %3"), std::string::npos) << traced;
+  std::string dot = f.graph_dot(args, false, /*optimized=*/false);
   EXPECT_EQ(dot.rfind("digraph \"function\" {", 0), 0u) << dot;
   EXPECT_NE(dot.find("label=\"matmul\""), std::string::npos) << dot;
 }
@@ -236,7 +245,8 @@ TEST(Function, CallingAFunctionWhileTracingInlinesIt) {
   Function outer = function([&](const Tensor& x) { return inner(x) + 1.0; });
   EXPECT_EQ(outer(from_vector<float>({1})).item<float>(), 3.f);
   EXPECT_EQ(inner.cache_info().traces, 0u);
-  EXPECT_NE(outer.graph_text({zeros({1})}).find("mul"), std::string::npos);
+  EXPECT_NE(outer.graph_text({zeros({1})}, false, /*optimized=*/false).find("mul"),
+            std::string::npos);
 }
 
 TEST(Function, BadArgumentsAndOptions) {

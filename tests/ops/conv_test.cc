@@ -77,7 +77,7 @@ TEST(Conv2D, BackwardOpsFastMatchReference) {
     Tensor dy = random_tensor(conv2d(x, f, c.o).shape(), float32, 3);
     check_fast_matches_reference(
         [&] {
-          return run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(c.o, c.x));
+          return run_op(ops::kConv2DBackwardInput, {dy, f, x}, conv_attrs(c.o));
         },
         1e-4, 1e-5);
     check_fast_matches_reference(
@@ -141,9 +141,10 @@ TEST(Conv2D, Gradients) {
 TEST(Conv2D, SecondOrderGradients) {
   const Conv2DOptions o = opts(2, Padding::kSame);
   const Shape xs{1, 5, 4, 2}, fs{3, 3, 2, 2}, ys{1, 3, 2, 2};
+  const Tensor x_like = zeros(xs, float64);  // gives dx its shape only
   check_gradients(
       [&](const std::vector<Tensor>& v) {
-        return run_op(ops::kConv2DBackwardInput, {v[0], v[1]}, with_shape(o, xs));
+        return run_op(ops::kConv2DBackwardInput, {v[0], v[1], x_like}, conv_attrs(o));
       },
       {random_tensor(ys, float64, 1), random_tensor(fs, float64, 2)});
   check_gradients(
@@ -187,7 +188,7 @@ TEST(Conv2D, Errors) {
   Tensor dy = random_tensor({1, 2, 2, 2});  // should be [1, 3, 3, 2]
   expect_error<ShapeError>(
       [&] {
-        run_op(ops::kConv2DBackwardInput, {dy, f}, with_shape(opts(1, Padding::kValid), x.shape()));
+        run_op(ops::kConv2DBackwardInput, {dy, f, x}, conv_attrs(opts(1, Padding::kValid)));
       },
       {"conv2d_backward_input", "[1, 3, 3, 2]", "[1, 2, 2, 2]"});
   expect_error<ShapeError>(

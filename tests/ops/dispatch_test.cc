@@ -77,7 +77,7 @@ TEST(Dispatch, TapesRecordWhileTracing) {
   EXPECT_EQ(g.shape(), (Shape{3}));
   EXPECT_FALSE(g.impl()->storage) << "the gradient of a traced value is symbolic";
   EXPECT_FALSE(tracer.nodes.empty());
-  EXPECT_EQ(tracer.nodes.back(), "sum_to -> [3]");
+  EXPECT_EQ(tracer.nodes.back(), "sum_to_like -> [3]");
 }
 
 TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
@@ -86,8 +86,13 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
   const std::set<std::string> none = {"equal",      "not_equal", "less",
                                       "less_equal", "greater",   "greater_equal",
                                       "argmax",     "one_hot",   "stop_gradient"};
+  // Stateful ops (assign, optimizer updates, next_key) and random creators (random_uniform,
+  // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {
-    if (!op->grad) EXPECT_TRUE(none.count(op->name)) << op->name << " has no gradient rule";
+    if (op->grad) continue;
+    const bool declared = (is_stateful(*op) || (op->flags & kRandom)) &&
+                          (op->flags & kNotDifferentiable);
+    EXPECT_TRUE(none.count(op->name) || declared) << op->name << " has no gradient rule";
   }
   EXPECT_TRUE(ops::kStopGradient.flags & kNotDifferentiable);
 }

@@ -98,9 +98,51 @@ TEST(DropoutTest, Errors) {
     expect_error<ValueError>([&] { dropout(x, rate, 1); }, {"dropout", "rate", "[0, 1)"});
     expect_error<ValueError>([&] { dropout(x, rate, 1, false); }, {"dropout", "rate"});
   }
-  expect_error<ValueError>([&] { run_op(ops::kDropout, {x}, Attrs{1}.add_float(2.0)); },
-                           {"dropout", "rate", "2.0"});
+  Tensor key = from_vector<int64_t>({1, 0});
+  expect_error<ValueError>(
+      [&] {
+        run_op(ops::kDropout, {x, key}, Attrs{}.add_float(2.0));
+      },
+      {"dropout", "rate", "2.0"});
   expect_error<DTypeError>([&] { dropout(zeros({2}, int32), 0.5, 1); }, {"dropout", "int32"});
+  expect_error<ShapeError>(
+      [&] {
+        dropout(x, 0.5, from_vector<int64_t>({1, 2, 3}));
+      },
+      {"dropout", "key", "int64 [2]", "[3] int64"});
+  expect_error<ShapeError>(
+      [&] {
+        dropout(x, 0.5, from_vector<int32_t>({1, 2}));
+      },
+      {"dropout", "key", "[2] int32"});
+}
+
+TEST(DropoutTest, KeyCounterZeroIsTheSeedAndEveryCounterDiffers) {
+  Tensor x = ones({40, 50});
+  EXPECT_TRUE(all_close(dropout(x, 0.5, from_vector<int64_t>({7, 0})), dropout(x, 0.5, 7), 0, 0));
+  Tensor a = dropout(x, 0.5, from_vector<int64_t>({7, 1}));
+  Tensor b = dropout(x, 0.5, from_vector<int64_t>({7, 2}));
+  EXPECT_FALSE(all_close(a, dropout(x, 0.5, 7), 0, 0));
+  EXPECT_FALSE(all_close(a, b, 0, 0));
+  // The gradient reuses the call's key: mask and scale of that call.
+  Tensor k = from_vector<int64_t>({7, 3});
+  Tensor xs = random_tensor({6, 7}, float64, 5);
+  check_gradients([&](const auto& in) { return dropout(in[0], 0.4, k); }, {xs});
+}
+
+TEST(SeedGeneratorTest, HandsOutSuccessiveKeysAsAStatefulOp) {
+  SeedGenerator gen(42);
+  EXPECT_EQ(gen.seed(), 42u);
+  EXPECT_EQ(gen.counter(), 0);
+  EXPECT_EQ(gen.next().to_vector<int64_t>(), (std::vector<int64_t>{42, 0}));
+  EXPECT_EQ(gen.next().to_vector<int64_t>(), (std::vector<int64_t>{42, 1}));
+  EXPECT_EQ(gen.counter(), 2);
+  reset_kernel_stats();
+  gen.next();
+  EXPECT_EQ(kernel_stats().first_op, &ops::kNextKey);
+  EXPECT_TRUE(is_stateful(ops::kNextKey) && (ops::kNextKey.flags & kRandom));
+  expect_error<ShapeError>([] { run_op(ops::kNextKey, {zeros({3}, int64)}); },
+                           {"next_key", "int64 [2]", "[3] int64"});
 }
 
 // ---- softmax_cross_entropy -------------------------------------------------------------------

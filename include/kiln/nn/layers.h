@@ -89,8 +89,10 @@ class Flatten : public Layer {
 };
 
 // Identity at inference; in training zeroes each element with probability `rate` and scales
-// the rest by 1/(1-rate). Masks differ per call: call k uses hash(seed, k). Without a seed,
-// the seed is derived from global_seed() and the layer's name. rate in [0, 1) (ValueError).
+// the rest by 1/(1-rate). Masks differ per call: call k uses key {seed, k} from the layer's
+// SeedGenerator, advanced by an op, so a traced train step draws a new mask per call (the
+// same masks as eager training from the same seed). Without a seed, the seed is derived from
+// global_seed() and the layer's name. rate in [0, 1) (ValueError).
 class Dropout : public Layer {
  public:
   explicit Dropout(double rate, std::optional<uint64_t> seed = std::nullopt, std::string name = "");
@@ -103,8 +105,7 @@ class Dropout : public Layer {
 
  private:
   double rate_;
-  uint64_t seed_;
-  uint64_t calls_ = 0;
+  SeedGenerator generator_;
 };
 
 struct EmbeddingOptions {

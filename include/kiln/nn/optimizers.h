@@ -4,8 +4,11 @@
 //   auto grads = tape.gradient(loss, values_of(model.trainable_weights()));
 //   opt.apply_gradients(model.trainable_weights(), grads);
 //
-// Updates run in place on each variable's value (one fused pass per variable, OpenMP above a
-// size threshold) and bump the variable's version. Per-variable state ("slots": momenta,
+// Updates are stateful ops (sgd_update, adam_update, rmsprop_update: one fused in-place pass
+// per variable, OpenMP above a size threshold) that bump the variable's version, so
+// apply_gradients() inside a kiln::function traces them and every call of the graph applies
+// them. The learning rate and the step count are state tensors read by those ops, so changing
+// the learning rate or counting steps never retraces. Per-variable state ("slots": momenta,
 // moments) lives in non-trainable Variables keyed by the variable's identity, so a variable
 // shared by two layers has one set of slots. float32 and float64 variables are supported.
 #pragma once
@@ -35,11 +38,12 @@ class Optimizer {
   // update, so a throwing call changes nothing. Increments iterations() once per call.
   void apply_gradients(const std::vector<Variable>& variables, const std::vector<Tensor>& grads);
 
-  // Number of apply_gradients() calls so far (Keras' `optimizer.iterations`).
-  int64_t iterations() const { return iterations_; }
-  void set_iterations(int64_t n) { iterations_ = n; }
+  // Number of apply_gradients() calls (or runs of a traced step that calls it) so far
+  // (Keras' `optimizer.iterations`).
+  int64_t iterations() const;
+  void set_iterations(int64_t n);
 
-  double learning_rate() const { return learning_rate_; }
+  double learning_rate() const;
   // Takes effect from the next apply_gradients(); throws ValueError unless lr >= 0.
   void set_learning_rate(double lr);
 
@@ -56,10 +60,14 @@ class Optimizer {
  protected:
   Optimizer(std::string name, double learning_rate, std::vector<std::string> slot_names);
 
-  // One in-place step on `value` (the variable's tensor) given `grad` (same shape and dtype)
-  // and the variable's slots (zero-initialized, in slot_names order). `step` counts from 1.
-  virtual void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots,
-                      int64_t step) = 0;
+  // Runs the rule's update op on `value` (the variable's tensor) given `grad` (same shape
+  // and dtype) and the variable's slots (zero-initialized, in slot_names order).
+  virtual void update(const Tensor& value, const Tensor& grad,
+                      const std::vector<Tensor>& slots) = 0;
+  // State tensors the update ops read: the learning rate (float64 scalar) and the number of
+  // steps done before this one (int64 scalar).
+  const Tensor& learning_rate_tensor() const { return learning_rate_; }
+  const Tensor& iterations_tensor() const { return iterations_; }
 
  private:
   struct Entry {
@@ -70,8 +78,9 @@ class Optimizer {
   Entry& entry_for(const Variable& v);
 
   std::string name_;
-  double learning_rate_;
-  int64_t iterations_ = 0;
+  Tensor learning_rate_;  // float64 scalar state
+  Tensor iterations_;     // int64 scalar state
+  Tensor one_;            // the int64 1 added to iterations_ per step
   std::vector<std::string> slot_names_;
   std::unordered_map<const void*, Entry> entries_;
   std::vector<Variable> slot_order_;
@@ -87,7 +96,7 @@ class SGD : public Optimizer {
   bool nesterov() const { return nesterov_; }
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
+  void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
 
  private:
   double momentum_;
@@ -104,8 +113,8 @@ class Adam : public Optimizer {
 
  protected:
   Adam(std::string name, double learning_rate, double beta_1, double beta_2, double epsilon);
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
-  void adam_step(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step,
+  void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
+  void adam_step(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots,
                  double decay);
 
   double beta_1_, beta_2_, epsilon_;
@@ -121,7 +130,7 @@ class AdamW : public Adam {
   double weight_decay() const { return weight_decay_; }
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
+  void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
 
  private:
   double weight_decay_;
@@ -137,7 +146,7 @@ class RMSprop : public Optimizer {
                    double epsilon = 1e-7);
 
  protected:
-  void update(Tensor& value, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
+  void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
 
  private:
   double rho_, momentum_, epsilon_;

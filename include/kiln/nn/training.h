@@ -61,6 +61,14 @@ struct FitOptions {
   // only rank 0 prints progress and runs callbacks (their stop_training stops every rank;
   // weights they change, as EarlyStopping's restore_best_weights, change on rank 0 only).
   bool distributed = false;
+  // Graph mode: each step runs a traced train step (kiln::function): forward, the gradients
+  // (emitted by the same gradient rules as eager mode) and the optimizer's updates, one graph
+  // per batch shape (usually two: full batches and the last one). The model is built before
+  // the first trace, so no variable is created inside it; a change of the trainable set
+  // between epochs traces again. Validation runs in graph mode too. Results match eager
+  // training from the same seed (the same kernels run in the same order). With `distributed`,
+  // the traced step stops at the gradients; the all-reduce and the update run after it.
+  bool graph = false;
 };
 
 // Per-epoch logs, Keras' History.history: history["loss"][i] is epoch epochs[i]'s loss.
@@ -86,12 +94,16 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Tensor& 
 
 // The mean loss (weighted by batch size) and, if `accuracy`, the accuracy over `data`, with
 // model(x, training = false): {"loss", ...}, {"accuracy", ...}. ValueError when data is empty.
-Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy = true);
+// graph = true runs model and loss as one traced function (traced again by every call of
+// evaluate: keep a kiln::function yourself to reuse the trace across calls).
+Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy = true,
+              bool graph = false);
 
 // Model outputs for every example, in order, concatenated along dim 0: [N, ...]. Batches of
 // `batch_size` rows of x (views, not copies); ValueError unless batch_size >= 1.
-Tensor predict(Layer& model, const Tensor& x, int64_t batch_size = 32);
+// graph = true runs the model as a traced function (one trace per batch shape, per call).
+Tensor predict(Layer& model, const Tensor& x, int64_t batch_size = 32, bool graph = false);
 // The same over a dataset's batches (Batch::x), in the dataset's order.
-Tensor predict(Layer& model, const Dataset& data);
+Tensor predict(Layer& model, const Dataset& data, bool graph = false);
 
 }  // namespace kiln

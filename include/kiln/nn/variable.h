@@ -26,7 +26,8 @@ class Variable {
   DType dtype() const { return value().dtype(); }
   uint64_t version() const;
 
-  // Copies `v` (same shape and dtype, else ShapeError naming the variable) into the variable.
+  // Copies `v` (same shape and dtype, else ShapeError naming the variable) into the variable,
+  // with the assign op: inside a kiln::function it is traced and runs on every call.
   void assign(const Tensor& v);
   // For optimizers that update value() in place through raw pointers: bump the version after.
   void mark_modified();

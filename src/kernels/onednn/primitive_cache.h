@@ -32,6 +32,8 @@ enum class Kind : int64_t {
   kConvForward,
   kConvBackwardData,
   kConvBackwardWeights,
+  kMatmulPostOps,       // ops/fused.cc: matmul with bias and an eltwise post-op
+  kConvForwardPostOps,  // ops/fused.cc: conv forward with bias and an eltwise post-op
 };
 
 // A cache key: a kind plus up to kMax integers. Fixed size, so building one never allocates.

@@ -106,7 +106,13 @@ Tensor Activation::call(const Tensor& x, bool) { return fn_(x); }
 
 Flatten::Flatten(std::string name) : Layer(std::move(name), "flatten") {}
 
-Tensor Flatten::call(const Tensor& x, bool) { return reshape(x, compute_output_shape(x.shape())); }
+// The batch dim as -1 (resolved by reshape at run time), so a graph traced with an unknown
+// batch does not bake its size in; a zero-sized example keeps the explicit shape.
+Tensor Flatten::call(const Tensor& x, bool) {
+  Shape s = compute_output_shape(x.shape());
+  if (s[1] > 0) s[0] = -1;
+  return reshape(x, s);
+}
 
 Shape Flatten::compute_output_shape(const Shape& input_shape) {
   require_rank_at_least(*this, input_shape, 1, "[batch, ...]");
@@ -118,18 +124,18 @@ Shape Flatten::compute_output_shape(const Shape& input_shape) {
 // ---- Dropout ---------------------------------------------------------------------------------
 
 Dropout::Dropout(double rate, std::optional<uint64_t> seed, std::string name)
-    : Layer(std::move(name), "dropout"), rate_(rate) {
+    : Layer(std::move(name), "dropout"), rate_(rate), generator_(seed.value_or(0)) {
   if (!(rate >= 0.0 && rate < 1.0)) {
     throw ValueError("layer '" + this->name() + "' (Dropout): rate must be in [0, 1), got " +
                      std::to_string(rate));
   }
-  seed_ = seed ? *seed : mix64(global_seed()) ^ hash_name(this->name());
+  if (!seed) generator_ = SeedGenerator(mix64(global_seed()) ^ hash_name(this->name()));
 }
 
 Tensor Dropout::call(const Tensor& x, bool training) {
   if (!training || rate_ == 0.0) return x;
   // A fresh mask per training call, reproducible from the seed and the call count.
-  return dropout(x, rate_, mix64(seed_ + calls_++), true);
+  return dropout(x, rate_, generator_.next(), true);
 }
 
 // ---- Embedding -------------------------------------------------------------------------------

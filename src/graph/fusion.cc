@@ -1,0 +1,237 @@
+#include "graph/fusion.h"
+
+#include <algorithm>
+
+#include "graph/passes.h"
+#include "ops/fused.h"
+#include "ops/registry.h"
+
+namespace kiln::graph {
+namespace {
+
+// Who reads each value: the number of uses, and the last reading node.
+struct Readers {
+  std::vector<int> uses;
+  std::vector<int32_t> reader;
+  std::vector<bool> is_output;
+  std::vector<int> stateful_before;  // stateful nodes among nodes [0, i)
+
+  explicit Readers(const Graph& g)
+      : uses(g.values.size(), 0),
+        reader(g.values.size(), -1),
+        is_output(g.values.size(), false),
+        stateful_before(g.nodes.size() + 1, 0) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (int32_t v : g.nodes[i].inputs) {
+        ++uses[v];
+        reader[v] = static_cast<int32_t>(i);
+      }
+      stateful_before[i + 1] = stateful_before[i] + (is_stateful(*g.nodes[i].op) ? 1 : 0);
+    }
+    for (int32_t v : g.outputs) is_output[v] = true;
+  }
+  // The one node reading v, or -1 if v has other readers or is returned.
+  int32_t only_reader(int32_t v) const { return uses[v] == 1 && !is_output[v] ? reader[v] : -1; }
+  // Whether a stateful node lies strictly between nodes a < b.
+  bool stateful_between(int32_t a, int32_t b) const {
+    return stateful_before[b] - stateful_before[a + 1] > 0;
+  }
+};
+
+// Drops the nodes marked in `gone` and renumbers producers.
+int remove_nodes(Graph& g, const std::vector<bool>& gone) {
+  std::vector<Node> nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!gone[i]) nodes.push_back(std::move(g.nodes[i]));
+  }
+  const int removed = static_cast<int>(g.nodes.size() - nodes.size());
+  g.nodes = std::move(nodes);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int32_t v : g.nodes[i].outputs) g.values[v].producer = static_cast<int32_t>(i);
+  }
+  return removed;
+}
+
+bool is_float(DType t) { return t == DType::kFloat32 || t == DType::kFloat64; }
+
+// The fused activation code of `op`, or kActNone.
+int64_t act_code(const OpDef* op) {
+  if (op == &ops::kRelu) return kActRelu;
+  if (op == &ops::kLeakyRelu) return kActLeakyRelu;
+  if (op == &ops::kTanh) return kActTanh;
+  if (op == &ops::kSigmoid) return kActSigmoid;
+  if (op == &ops::kGelu) return kActGelu;
+  return kActNone;
+}
+
+int64_t elementwise_opcode(const OpDef* op) {
+  static const OpDef* const kOps[] = {nullptr,        &ops::kNeg,  &ops::kExp,     &ops::kLog,
+                                      &ops::kSqrt,    &ops::kAbs,  &ops::kSquare,  &ops::kRelu,
+                                      &ops::kSigmoid, &ops::kTanh, &ops::kAdd,     &ops::kSub,
+                                      &ops::kMul,     &ops::kDiv,  &ops::kMaximum, &ops::kMinimum};
+  for (int64_t c = kFeNeg; c <= kFeLast; ++c) {
+    if (kOps[c] == op) return c;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int fuse_matmul_conv(Graph& g) {
+  const Readers r(g);
+  std::vector<bool> gone(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& base = g.nodes[i];
+    const bool mm = base.op == &ops::kMatmul;
+    if (!mm && base.op != &ops::kConv2D) continue;
+    const Meta& a = g.values[base.inputs[0]].meta;
+    const Meta& y = g.values[base.outputs[0]].meta;
+    if (!is_float(y.dtype) ||
+        (mm && (a.shape.rank() != 2 || g.values[base.inputs[1]].meta.shape.rank() != 2))) {
+      continue;
+    }
+    int32_t last = static_cast<int32_t>(i), cur = base.outputs[0], bias = -1;
+    int64_t act = kActNone;
+    Attrs act_attrs;
+    // The bias: add(y, b) or add(b, y) with b of shape [N] broadcast over y's last dim.
+    int32_t n = r.only_reader(cur);
+    if (n >= 0 && g.nodes[n].op == &ops::kAdd) {
+      const Node& add = g.nodes[n];
+      const int32_t other = add.inputs[0] == cur ? add.inputs[1] : add.inputs[0];
+      const Meta& b = g.values[other].meta;
+      if (other != cur && b.dtype == y.dtype && b.shape.rank() == 1 &&
+          b.shape[0] == y.shape[y.shape.rank() - 1] &&
+          g.values[add.outputs[0]].meta.shape == y.shape && !r.stateful_between(last, n)) {
+        bias = other;
+        last = n;
+        cur = add.outputs[0];
+      }
+    }
+    n = r.only_reader(cur);
+    if (n >= 0 && act_code(g.nodes[n].op) != kActNone && !r.stateful_between(last, n)) {
+      act = act_code(g.nodes[n].op);
+      act_attrs = g.nodes[n].attrs;
+      last = n;
+      cur = g.nodes[n].outputs[0];
+    }
+    if (last == static_cast<int32_t>(i)) continue;  // nothing to fuse with
+    Attrs fa;
+    if (mm) {
+      fa.add_int(base.attrs.i(0)).add_int(base.attrs.i(1));
+    } else {
+      for (int k = 0; k < 6; ++k) fa.add_int(base.attrs.i(k));
+    }
+    fa.add_int(bias >= 0).add_int(act);
+    fa.add_int(act == kActGelu ? act_attrs.i(0) : 0);
+    fa.add_float(act == kActLeakyRelu ? act_attrs.f(0) : 0.0);  // alpha: always, per the schema
+    Node fused;
+    fused.op = mm ? &ops::kFusedMatmul : &ops::kFusedConv2D;
+    fused.attrs = fa;
+    fused.inputs = {base.inputs[0], base.inputs[1]};
+    if (bias >= 0) fused.inputs.push_back(bias);
+    fused.outputs = {cur};
+    // The chain's nodes go; any other node between them stays where it is.
+    gone[i] = true;
+    if (bias >= 0) gone[r.reader[base.outputs[0]]] = true;
+    g.nodes[last] = std::move(fused);
+    gone[last] = false;
+  }
+  return remove_nodes(g, gone);
+}
+
+int fuse_elementwise(Graph& g) {
+  const Readers r(g);
+  const size_t nn = g.nodes.size();
+  // group[i]: the chain node i belongs to (the index of its root so far), -1: not fusable.
+  std::vector<int32_t> group(nn, -1);
+  std::vector<std::vector<int32_t>> members(nn);
+  auto eligible = [&](const Node& n) {
+    if (n.outputs.size() != 1 || !elementwise_opcode(n.op)) return false;
+    const Meta& y = g.values[n.outputs[0]].meta;
+    if (!is_float(y.dtype) || y.shape.numel() == 0) return false;
+    bool full = false;  // one operand has the result's shape: it names the fused op's shape
+    for (int32_t v : n.inputs) {
+      const Meta& m = g.values[v].meta;
+      full |= m.shape == y.shape;
+      if (m.dtype != y.dtype ||
+          (m.shape != y.shape && m.shape.numel() != 1 && !fe_is_row(m.shape, y.shape))) {
+        return false;
+      }
+    }
+    return full;
+  };
+  // External inputs of a set of member nodes.
+  auto externals = [&](const std::vector<int32_t>& nodes) {
+    std::vector<int32_t> ext;
+    for (int32_t i : nodes) {
+      for (int32_t v : g.nodes[i].inputs) {
+        const int32_t p = g.values[v].producer;
+        const bool inside = g.values[v].kind == ValueKind::kNode &&
+                            std::find(nodes.begin(), nodes.end(), p) != nodes.end();
+        if (!inside && std::find(ext.begin(), ext.end(), v) == ext.end()) ext.push_back(v);
+      }
+    }
+    return ext;
+  };
+  for (size_t i = 0; i < nn; ++i) {
+    const Node& n = g.nodes[i];
+    if (!eligible(n)) continue;
+    std::vector<int32_t> set = {static_cast<int32_t>(i)};
+    std::vector<int32_t> joined;
+    for (int32_t v : n.inputs) {
+      if (g.values[v].kind != ValueKind::kNode || r.only_reader(v) != static_cast<int32_t>(i))
+        continue;
+      const int32_t root = group[g.values[v].producer];
+      if (root < 0 || std::find(joined.begin(), joined.end(), root) != joined.end()) continue;
+      if (g.values[v].meta.shape != g.values[n.outputs[0]].meta.shape) continue;
+      std::vector<int32_t> trial = set;
+      trial.insert(trial.end(), members[root].begin(), members[root].end());
+      std::sort(trial.begin(), trial.end());
+      if (trial.size() > static_cast<size_t>(kFusedMaxInstructions) ||
+          externals(trial).size() > 16 || r.stateful_between(trial.front(), trial.back())) {
+        continue;
+      }
+      set = std::move(trial);
+      joined.push_back(root);
+    }
+    for (int32_t root : joined) members[root].clear();
+    for (int32_t m : set) group[m] = static_cast<int32_t>(i);
+    members[i] = std::move(set);
+  }
+  std::vector<bool> gone(nn, false);
+  for (size_t root = 0; root < nn; ++root) {
+    const std::vector<int32_t>& set = members[root];
+    if (set.size() < 2 || group[root] != static_cast<int32_t>(root)) continue;
+    const std::vector<int32_t> ext = externals(set);
+    // Registers: the external inputs, then one per member node in order.
+    std::vector<int32_t> reg_of_value(g.values.size(), -1);
+    for (size_t k = 0; k < ext.size(); ++k) reg_of_value[ext[k]] = static_cast<int32_t>(k);
+    Attrs prog;
+    prog.add_int(static_cast<int64_t>(set.size()));
+    for (size_t j = 0; j < set.size(); ++j) {
+      const Node& m = g.nodes[set[j]];
+      const int64_t op = elementwise_opcode(m.op);
+      const int64_t a = reg_of_value[m.inputs[0]];
+      const int64_t b = m.inputs.size() > 1 ? reg_of_value[m.inputs[1]] : 0;
+      prog.add_int(fe_instr(op, a, b));
+      reg_of_value[m.outputs[0]] = static_cast<int32_t>(ext.size() + j);
+    }
+    Node fused;
+    fused.op = &ops::kFusedElementwise;
+    fused.attrs = prog;
+    fused.inputs = ext;
+    fused.outputs = g.nodes[root].outputs;
+    for (int32_t m : set) gone[m] = true;
+    g.nodes[root] = std::move(fused);
+    gone[root] = false;
+  }
+  return remove_nodes(g, gone);
+}
+
+int fuse(Graph& g) {
+  const int removed = fuse_matmul_conv(g) + fuse_elementwise(g);
+  compact(g);
+  return removed;
+}
+
+}  // namespace kiln::graph

@@ -1,0 +1,32 @@
+// Fusion passes: rewrite chains of ops as one fused op (ops/fused.h), so the executor runs one
+// kernel where the traced graph had several and the intermediates never reach memory.
+//
+// A chain is fused only when each intermediate has exactly one reader (inside the chain) and
+// is not a graph output, and no stateful node lies between the chain's first and last node
+// (moving a read across a write would change it). The fused node takes the place of the
+// chain's last node. Fused ops have gradient rules built from the unfused ops' rules, so a
+// tape over a fused graph gets the same gradients.
+#pragma once
+
+#include "graph/graph.h"
+
+namespace kiln::graph {
+
+// matmul (rank-2 operands) or conv2d, then optionally an add of a [N] bias over the last dim,
+// then optionally relu / leaky_relu / tanh / sigmoid / gelu: one fused_matmul / fused_conv2d
+// whose fast kernel is one oneDNN primitive with a bias and an eltwise post-op. Chains of just
+// the first op are left alone. Returns the number of nodes removed.
+int fuse_matmul_conv(Graph& g);
+
+// Chains of float elementwise ops (neg exp log sqrt abs square relu sigmoid tanh, add sub mul
+// div maximum minimum) whose operands have the result's shape, one element, or are a row over
+// its last dim (a bias, batch norm's per-channel vectors), one operand at least full-shaped: one
+// fused_elementwise running a small program in one pass. At most 16 inputs and 39 ops per
+// chain. Returns the number of nodes removed.
+int fuse_elementwise(Graph& g);
+
+// Both, matmul/conv first (they take their activation before an elementwise chain can), then
+// compact(). Returns the number of nodes removed.
+int fuse(Graph& g);
+
+}  // namespace kiln::graph

@@ -1,0 +1,430 @@
+// Fused ops: what graph/fusion.cc turns chains of ops into. Internal (no public declaration):
+// only the fusion pass creates them. Their gradient rules reuse the unfused ops' rules, so a
+// tape over a fused graph gets the same gradients as over the unfused one.
+//
+//   fused_matmul      (a, b[, bias]) -> act(matmul(a, b) + bias)
+//                     attrs = {transpose_a, transpose_b, has_bias, act, act_int}, {act_float}
+//   fused_conv2d      (x, filter[, bias]) -> act(conv2d(x, filter) + bias)
+//                     attrs = {6 conv2d attrs, has_bias, act, act_int}, {act_float}
+//   fused_elementwise (in_0 .. in_k) -> one output: a small register program (below)
+//
+// act: 0 none, 1 relu, 2 leaky_relu (alpha = act_float), 3 tanh, 4 sigmoid, 5 gelu (act_int:
+// approximate). bias is a [N] vector over the last dim. Reference kernels compose the unfused
+// ops' reference kernels (so they agree with them exactly); fast kernels are one oneDNN
+// primitive with a bias and an eltwise post-op.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/onednn/primitive_cache.h"
+#include "kiln/ops.h"
+#include "ops/fused.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+// ---- activations -----------------------------------------------------------------------------
+
+const OpDef* act_op(int64_t act) {
+  switch (act) {
+    case kActRelu:
+      return &ops::kRelu;
+    case kActLeakyRelu:
+      return &ops::kLeakyRelu;
+    case kActTanh:
+      return &ops::kTanh;
+    case kActSigmoid:
+      return &ops::kSigmoid;
+    case kActGelu:
+      return &ops::kGelu;
+    default:
+      return nullptr;
+  }
+}
+
+// The unfused activation op's attrs, from the fused op's (int at `at`, float 0).
+Attrs act_attrs(int64_t act, const Attrs& a, int at) {
+  if (act == kActGelu) return Attrs{a.i(at)};
+  if (act == kActLeakyRelu) return Attrs().add_float(a.f(0));
+  return Attrs();
+}
+
+void check_act(const char* op, int64_t act) {
+  if (act < kActNone || act > kActGelu) {
+    throw ValueError(std::string(op) + ": unknown activation code " + std::to_string(act));
+  }
+}
+
+// Bias add, then the activation, in place on `y` with the unfused ops' reference kernels.
+void bias_act_reference(const KernelArgs& k, bool has_bias, int64_t act, int act_at) {
+  Tensor y = k.out[0];
+  if (has_bias) {
+    Tensor in[2] = {y, k.in[2]};
+    ops::kAdd.reference({in, k.out, Attrs()});
+  }
+  if (const OpDef* op = act_op(act)) {
+    Attrs a = act_attrs(act, k.attrs, act_at);
+    Tensor in[1] = {y};
+    op->reference({in, k.out, a});
+  }
+}
+
+// oneDNN post-ops for `act`; returns false if oneDNN has no equivalent.
+dnnl::primitive_attr post_ops_attr(int64_t act, const Attrs& a, int act_at) {
+  dnnl::post_ops po;
+  using alg = dnnl::algorithm;
+  switch (act) {
+    case kActRelu:
+      po.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f);
+      break;
+    case kActLeakyRelu:
+      po.append_eltwise(1.f, alg::eltwise_relu, static_cast<float>(a.f(0)), 0.f);
+      break;
+    case kActTanh:
+      po.append_eltwise(1.f, alg::eltwise_tanh, 0.f, 0.f);
+      break;
+    case kActSigmoid:
+      po.append_eltwise(1.f, alg::eltwise_logistic, 0.f, 0.f);
+      break;
+    case kActGelu:
+      po.append_eltwise(1.f, a.i(act_at) ? alg::eltwise_gelu_tanh : alg::eltwise_gelu_erf, 0.f,
+                        0.f);
+      break;
+    default:
+      break;
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  return attr;
+}
+
+// Checks the bias input of a fused op: [n] with the output's dtype.
+void check_bias(const char* op, std::span<const Meta> in, int64_t n) {
+  const Meta& b = in[2];
+  if (b.shape.rank() != 1 || b.shape[0] != n) {
+    throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) + ": the bias must be [" +
+                     std::to_string(n) + "]");
+  }
+  require_same_dtype(op, in[0].dtype, b.dtype);
+}
+
+void check_arity(const char* op, std::span<const Meta> in, bool has_bias) {
+  if (in.size() != (has_bias ? 3u : 2u)) {
+    throw ValueError(std::string(op) + ": got " + std::to_string(in.size()) + " inputs, has_bias " +
+                     (has_bias ? "needs 3" : "needs 2"));
+  }
+}
+
+// ---- fused_matmul ----------------------------------------------------------------------------
+
+constexpr double kSingleThreadFlops = 1.0e6;  // as matmul.cc: small problems stay on one thread
+
+void fmm_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "fused_matmul";
+  check_arity(op, in, a.i(2) != 0);
+  check_act(op, a.i(3));
+  ops::kMatmul.infer(in.subspan(0, 2), Attrs{a.i(0), a.i(1)}, out);
+  require_floating(op, out[0].dtype);
+  if (a.i(2)) check_bias(op, in, out[0].shape[out[0].shape.rank() - 1]);
+}
+
+void fmm_reference(const KernelArgs& k) {
+  ops::kMatmul.reference({k.in.subspan(0, 2), k.out, Attrs{k.attrs.i(0), k.attrs.i(1)}});
+  bias_act_reference(k, k.attrs.i(2) != 0, k.attrs.i(3), 4);
+}
+
+struct FusedMatmulEntry : onednn::Entry {
+  dnnl::matmul prim;
+  dnnl::memory a, b, bias, c;
+  onednn::ExecArgs args;
+};
+
+// One row times a row-major [K, N] matrix, plus the bias: a single pass over the weights,
+// which is all batch-1 inference has to do (and, unlike a oneDNN call, allocates nothing).
+// Four weight rows per step keep the accumulator traffic below the weight stream.
+void gemv_row(const float* x, const float* w, const float* bias, int64_t kk, int64_t n, float* y) {
+  constexpr int64_t kCols = 512;  // accumulators stay in L1
+  for (int64_t c0 = 0; c0 < n; c0 += kCols) {
+    const int64_t nc = std::min(kCols, n - c0);
+    alignas(64) float acc[kCols];
+    for (int64_t j = 0; j < nc; ++j) acc[j] = bias ? bias[c0 + j] : 0.f;
+    int64_t p = 0;
+    for (; p + 4 <= kk; p += 4) {
+      const float x0 = x[p], x1 = x[p + 1], x2 = x[p + 2], x3 = x[p + 3];
+      const float *r0 = w + p * n + c0, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+      for (int64_t j = 0; j < nc; ++j) acc[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
+    }
+    for (; p < kk; ++p) {
+      const float xp = x[p];
+      const float* r = w + p * n + c0;
+      for (int64_t j = 0; j < nc; ++j) acc[j] += xp * r[j];
+    }
+    std::copy(acc, acc + nc, y + c0);
+  }
+}
+
+// Rank-2 float32 only (what Dense emits); others run the reference.
+bool fmm_fast(const KernelArgs& k) {
+  const Shape &as = k.in[0].shape(), &bs = k.in[1].shape(), &os = k.out[0].shape();
+  if (k.in[0].dtype() != DType::kFloat32 || as.rank() != 2 || bs.rank() != 2) return false;
+  const bool ta = k.attrs.i(0), tb = k.attrs.i(1), has_bias = k.attrs.i(2);
+  const int64_t m = os[0], n = os[1], kk = ta ? as[0] : as[1];
+  if (os.numel() == 0 || kk == 0) return false;
+  if (m == 1 && !tb) {  // a [1, K] row (transposed or not, the same K floats)
+    gemv_row(detail::ptr<float>(k.in[0]), detail::ptr<float>(k.in[1]),
+             has_bias ? detail::ptr<float>(k.in[2]) : nullptr, kk, n, detail::ptr<float>(k.out[0]));
+    if (const OpDef* op = act_op(k.attrs.i(3))) {  // in place: elementwise reads i, writes i
+      const Attrs a = act_attrs(k.attrs.i(3), k.attrs, 4);
+      Tensor in[1] = {k.out[0]};
+      const KernelArgs ak{in, k.out, a};
+      if (!op->fast || !op->fast(ak)) op->reference(ak);
+    }
+    return true;
+  }
+  const int threads = 2.0 * m * n * kk < kSingleThreadFlops ? 1 : omp_get_max_threads();
+  onednn::ScopedThreads scoped(threads);
+  onednn::Key key(onednn::Kind::kMatmulPostOps);
+  key.add(m).add(n).add(kk).add(ta).add(tb).add(has_bias).add(threads);
+  key.add(k.attrs.i(3)).add(k.attrs.i(4));
+  int64_t alpha_bits = 0;
+  const double alpha = k.attrs.num_floats() ? k.attrs.f(0) : 0.0;
+  std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
+  key.add(alpha_bits);
+  auto e = onednn::get_or_create<FusedMatmulEntry>(key, [&] {
+    auto e = std::make_shared<FusedMatmulEntry>();
+    using dt = dnnl::memory::data_type;
+    // A transposed operand is the stored matrix read with swapped strides (no copy).
+    dnnl::memory::desc amd({m, kk}, dt::f32,
+                           ta ? dnnl::memory::dims{1, m} : dnnl::memory::dims{kk, 1});
+    dnnl::memory::desc bmd({kk, n}, dt::f32,
+                           tb ? dnnl::memory::dims{1, kk} : dnnl::memory::dims{n, 1});
+    dnnl::memory::desc cmd({m, n}, dt::f32, dnnl::memory::dims{n, 1});
+    dnnl::memory::desc biasmd({1, n}, dt::f32, dnnl::memory::dims{n, 1});
+    auto desc =
+        has_bias ? dnnl::matmul::desc(amd, bmd, biasmd, cmd) : dnnl::matmul::desc(amd, bmd, cmd);
+    dnnl::matmul::primitive_desc pd(desc, post_ops_attr(k.attrs.i(3), k.attrs, 4),
+                                    onednn::engine());
+    e->prim = dnnl::matmul(pd);
+    const auto& eng = onednn::engine();
+    e->a = dnnl::memory(amd, eng, DNNL_MEMORY_NONE);
+    e->b = dnnl::memory(bmd, eng, DNNL_MEMORY_NONE);
+    e->c = dnnl::memory(cmd, eng, DNNL_MEMORY_NONE);
+    e->args.add(DNNL_ARG_SRC, e->a);
+    e->args.add(DNNL_ARG_WEIGHTS, e->b);
+    e->args.add(DNNL_ARG_DST, e->c);
+    if (has_bias) {
+      e->bias = dnnl::memory(biasmd, eng, DNNL_MEMORY_NONE);
+      e->args.add(DNNL_ARG_BIAS, e->bias);
+    }
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->a.set_data_handle(k.in[0].impl()->bytes());
+  e->b.set_data_handle(k.in[1].impl()->bytes());
+  e->c.set_data_handle(k.out[0].impl()->bytes());
+  if (has_bias) e->bias.set_data_handle(k.in[2].impl()->bytes());
+  onednn::execute(e->prim, e->args);
+  return true;
+}
+
+// ---- fused_conv2d ----------------------------------------------------------------------------
+
+constexpr int kConvAttrs = 6;  // conv.cc's layout: strides, padding, dilation, groups
+
+Attrs conv_attrs(const Attrs& a) {
+  Attrs c;
+  for (int i = 0; i < kConvAttrs; ++i) c.add_int(a.i(i));
+  return c;
+}
+
+void fconv_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "fused_conv2d";
+  check_arity(op, in, a.i(kConvAttrs) != 0);
+  check_act(op, a.i(kConvAttrs + 1));
+  ops::kConv2D.infer(in.subspan(0, 2), conv_attrs(a), out);
+  if (a.i(kConvAttrs)) check_bias(op, in, out[0].shape[3]);
+}
+
+void fconv_reference(const KernelArgs& k) {
+  ops::kConv2D.reference({k.in.subspan(0, 2), k.out, conv_attrs(k.attrs)});
+  bias_act_reference(k, k.attrs.i(kConvAttrs) != 0, k.attrs.i(kConvAttrs + 1), kConvAttrs + 2);
+}
+
+// Padding of one spatial dim, as conv.cc computes it (TensorFlow's "same").
+void pads(int64_t in, int64_t k, int64_t s, int64_t d, int64_t out, bool same, int64_t& before,
+          int64_t& after) {
+  const int64_t total = same ? std::max<int64_t>((out - 1) * s + (k - 1) * d + 1 - in, 0) : 0;
+  before = total / 2;
+  after = total - before;
+}
+
+struct FusedConvEntry : onednn::Entry {
+  dnnl::primitive prim, reorder;
+  dnnl::memory src, dst, user_w, w, bias;
+  bool needs_reorder = false;
+  onednn::ExecArgs args, reorder_args;
+};
+
+bool fconv_fast(const KernelArgs& k) {
+  if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
+    return false;
+  const Shape &xs = k.in[0].shape(), &fs = k.in[1].shape(), &ys = k.out[0].shape();
+  const Attrs& a = k.attrs;
+  const int64_t n = xs[0], h = xs[1], w = xs[2], c = xs[3], kh = fs[0], kw = fs[1], cg = fs[2],
+                o = fs[3], oh = ys[1], ow = ys[2];
+  const int64_t sh = a.i(0), sw = a.i(1), dh = a.i(3), dw = a.i(4), groups = a.i(5);
+  const bool same = a.i(2) == 1, has_bias = a.i(kConvAttrs);
+  int64_t pt, pb, pl, pr;
+  pads(h, kh, sh, dh, oh, same, pt, pb);
+  pads(w, kw, sw, dw, ow, same, pl, pr);
+  onednn::Key key(onednn::Kind::kConvForwardPostOps);
+  for (int64_t v : {n, h, w, c, kh, kw, cg, o, sh, sw, dh, dw, pt, pl, groups}) key.add(v);
+  key.add(has_bias).add(a.i(kConvAttrs + 1)).add(a.i(kConvAttrs + 2));
+  int64_t alpha_bits = 0;
+  const double alpha = a.num_floats() ? a.f(0) : 0.0;
+  std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
+  key.add(alpha_bits).add(omp_get_max_threads());
+  auto e = onednn::get_or_create<FusedConvEntry>(key, [&] {
+    using md = dnnl::memory::desc;
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    auto e = std::make_shared<FusedConvEntry>();
+    const auto& eng = onednn::engine();
+    md src({n, c, h, w}, dt::f32, tag::nhwc), dst({n, o, oh, ow}, dt::f32, tag::nhwc);
+    md bias({o}, dt::f32, tag::a);
+    // The HWIO filter as oneDNN sees it (as conv.cc): [O, I, KH, KW] or [G, O/G, I/G, KH, KW].
+    const int64_t og = o / groups;
+    md user_w = groups == 1
+                    ? md({o, cg, kh, kw}, dt::f32, {1, o, kw * cg * o, cg * o})
+                    : md({groups, og, cg, kh, kw}, dt::f32, {og, 1, o, kw * cg * o, cg * o});
+    md any_w = groups == 1 ? md({o, cg, kh, kw}, dt::f32, tag::any)
+                           : md({groups, og, cg, kh, kw}, dt::f32, tag::any);
+    dnnl::memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, pad_l{pt, pl}, pad_r{pb, pr};
+    auto prop = dnnl::prop_kind::forward_inference;
+    auto algo = dnnl::algorithm::convolution_direct;
+    auto d = has_bias ? dnnl::convolution_forward::desc(prop, algo, src, any_w, bias, dst, strides,
+                                                        dil, pad_l, pad_r)
+                      : dnnl::convolution_forward::desc(prop, algo, src, any_w, dst, strides, dil,
+                                                        pad_l, pad_r);
+    dnnl::convolution_forward::primitive_desc pd(
+        d, post_ops_attr(a.i(kConvAttrs + 1), a, kConvAttrs + 2), eng);
+    e->prim = dnnl::convolution_forward(pd);
+    e->src = dnnl::memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
+    e->dst = dnnl::memory(pd.dst_desc(), eng, DNNL_MEMORY_NONE);
+    e->user_w = dnnl::memory(user_w, eng, DNNL_MEMORY_NONE);
+    e->needs_reorder = pd.weights_desc() != user_w;
+    if (e->needs_reorder) {
+      e->w = dnnl::memory(pd.weights_desc(), eng);  // owned by the entry
+      e->reorder = dnnl::reorder(e->user_w, e->w);
+      e->reorder_args.add(DNNL_ARG_FROM, e->user_w);
+      e->reorder_args.add(DNNL_ARG_TO, e->w);
+    } else {
+      e->w = e->user_w;
+    }
+    e->args.add(DNNL_ARG_SRC, e->src);
+    e->args.add(DNNL_ARG_WEIGHTS, e->w);
+    e->args.add(DNNL_ARG_DST, e->dst);
+    if (has_bias) {
+      e->bias = dnnl::memory(bias, eng, DNNL_MEMORY_NONE);
+      e->args.add(DNNL_ARG_BIAS, e->bias);
+    }
+    return e;
+  });
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->src.set_data_handle(k.in[0].impl()->bytes());
+  e->user_w.set_data_handle(k.in[1].impl()->bytes());
+  e->dst.set_data_handle(k.out[0].impl()->bytes());
+  if (has_bias) e->bias.set_data_handle(k.in[2].impl()->bytes());
+  // Hook for the weight cache (src/cache): this reorder runs per call; keyed by the filter
+  // variable's version it could run once per assignment instead.
+  if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
+  onednn::execute(e->prim, e->args);
+  return true;
+}
+
+// ---- gradients: the activation's rule, then the unfused op's rule, then sum_to for the bias --
+
+// dz for y = act(z), through the activation op's own rule. relu and leaky_relu (alpha > 0)
+// read only the sign of their input, which y shares; gelu needs z, recomputed by `z_of`.
+template <typename ZOf>
+Tensor act_grad(const GradArgs& g, int64_t act, int act_at, ZOf&& z_of) {
+  const Tensor& dy = g.grad_out[0];
+  const OpDef* op = act_op(act);
+  if (!op) return dy;
+  const bool sign_only = act == kActRelu || (act == kActLeakyRelu && g.attrs.f(0) > 0);
+  const bool needs_z = act == kActGelu || (act == kActLeakyRelu && !sign_only);
+  Tensor z = needs_z ? z_of() : g.out[0];
+  Tensor dz;
+  Attrs a = act_attrs(act, g.attrs, act_at);
+  op->grad({{&z, 1}, g.out.subspan(0, 1), {&dy, 1}, a, {&dz, 1}, 1u});
+  return dz;
+}
+
+// Runs `base`'s gradient rule (inputs 0 and 1, attrs `base_attrs`) on dz; bias gets sum_to.
+void base_grad(const GradArgs& g, const OpDef& base, const Attrs& base_attrs, const Tensor& dz,
+               bool has_bias) {
+  base.grad({g.in.subspan(0, 2),
+             g.out.subspan(0, 1),
+             {&dz, 1},
+             base_attrs,
+             g.grad_in.subspan(0, 2),
+             g.needed & 3u});
+  if (has_bias && g.needs(2)) g.grad_in[2] = sum_to(dz, g.in[2].shape());
+}
+
+void fmm_grad(const GradArgs& g) {
+  const Attrs mm{g.attrs.i(0), g.attrs.i(1)};
+  const bool has_bias = g.attrs.i(2);
+  Tensor dz = act_grad(g, g.attrs.i(3), 4, [&] {
+    Tensor z = matmul(g.in[0], g.in[1], g.attrs.i(0), g.attrs.i(1));
+    return has_bias ? add(z, g.in[2]) : z;
+  });
+  base_grad(g, ops::kMatmul, mm, dz, has_bias);
+}
+
+void fconv_grad(const GradArgs& g) {
+  const Attrs ca = conv_attrs(g.attrs);
+  const bool has_bias = g.attrs.i(kConvAttrs);
+  Tensor dz = act_grad(g, g.attrs.i(kConvAttrs + 1), kConvAttrs + 2, [&] {
+    Tensor z = run_op(ops::kConv2D, {g.in[0], g.in[1]}, ca);
+    return has_bias ? add(z, g.in[2]) : z;
+  });
+  base_grad(g, ops::kConv2D, ca, dz, has_bias);
+}
+
+// The schemas: the unfused op's attrs, then what was fused into it.
+constexpr AttrField kFusedMatmulFields[] = {
+    {"transpose_a", AttrType::kBool},
+    {"transpose_b", AttrType::kBool},
+    {"bias", AttrType::kBool},
+    {"activation", AttrType::kEnum, 1, "none|relu|leaky_relu|tanh|sigmoid|gelu"},
+    {"approximate", AttrType::kBool},  // gelu's
+    {"alpha", AttrType::kFloat},       // leaky_relu's (0 otherwise)
+};
+constexpr AttrSchema kFusedMatmulAttrs{kFusedMatmulFields};
+constexpr AttrField kFusedConvFields[] = {
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2},
+    {"groups", AttrType::kInt},
+    {"bias", AttrType::kBool},
+    {"activation", AttrType::kEnum, 1, "none|relu|leaky_relu|tanh|sigmoid|gelu"},
+    {"approximate", AttrType::kBool},
+    {"alpha", AttrType::kFloat},
+};
+constexpr AttrSchema kFusedConvAttrs{kFusedConvFields};
+
+}  // namespace
+
+namespace ops {
+const OpDef kFusedMatmul{"fused_matmul", -1,       1,       fmm_infer, fmm_reference,
+                         fmm_fast,       fmm_grad, nullptr, 0,         &kFusedMatmulAttrs};
+const OpDef kFusedConv2D{"fused_conv2d", -1,         1,       fconv_infer, fconv_reference,
+                         fconv_fast,     fconv_grad, nullptr, 0,           &kFusedConvAttrs};
+}  // namespace ops
+
+}  // namespace kiln

@@ -1,0 +1,378 @@
+// Fusion passes: each checked on the graph text and on results (1e-5 against the graph as
+// traced), on awkward shapes, and on gradients through the fused ops.
+#include "graph/fusion.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "graph/passes.h"
+#include "graph/tracer.h"
+#include "kiln/autograd.h"
+#include "kiln/ops.h"
+#include "ops/fused.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+#include "testing/op_check.h"
+
+namespace kiln::graph {
+namespace {
+
+using testing::all_close;
+using testing::random_tensor;
+
+using Fn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+
+Graph trace(const Fn& f, const std::vector<Shape>& shapes) {
+  Tracer t;
+  std::vector<Tensor> xs;
+  for (const Shape& s : shapes) xs.push_back(t.add_input(s, float32));
+  t.set_outputs(f(xs));
+  return t.take();
+}
+
+int count_op(const Graph& g, const char* name) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += std::string(node.op->name) == name;
+  return n;
+}
+
+void expect_same_results(const Graph& before, const Graph& after, const std::vector<Tensor>& xs) {
+  std::vector<Tensor> a = execute(before, xs), b = execute(after, xs);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    EXPECT_TRUE(all_close(b[k], a[k], 1e-5, 1e-6)) << "output " << k << "\n" << after.to_text();
+  }
+  // The fused ops' reference kernels agree with their fast ones too.
+  ForceReferenceScope ref;
+  std::vector<Tensor> c = execute(after, xs);
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(all_close(c[k], a[k], 1e-5, 1e-6)) << k;
+}
+
+// Gradients of sum(outputs[0] * weights) w.r.t. every input, through a graph run on a tape.
+std::vector<Tensor> grads(const Graph& g, const std::vector<Tensor>& xs) {
+  GradientTape tape;
+  for (const Tensor& x : xs) tape.watch(x);
+  std::vector<Tensor> y = execute(g, xs);
+  Tensor w = random_tensor(y[0].shape(), float32, 7);
+  return tape.gradient(sum(y[0] * w), xs);
+}
+
+void expect_same_gradients(const Graph& before, const Graph& after, const std::vector<Tensor>& xs) {
+  std::vector<Tensor> a = grads(before, xs), b = grads(after, xs);
+  for (size_t k = 0; k < a.size(); ++k) {
+    ASSERT_TRUE(a[k].defined());
+    EXPECT_TRUE(all_close(b[k], a[k], 1e-5, 1e-5)) << "input " << k;
+  }
+}
+
+using Act = std::function<Tensor(const Tensor&)>;
+struct NamedAct {
+  const char* name;
+  Act f;
+};
+const std::vector<NamedAct>& activations() {
+  static const std::vector<NamedAct> kActs = {
+      {"relu", [](const Tensor& x) { return relu(x); }},
+      {"tanh", [](const Tensor& x) { return kiln::tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"gelu", [](const Tensor& x) { return gelu(x, false); }},
+      {"gelu", [](const Tensor& x) { return gelu(x, true); }},
+      {"leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.2); }},
+  };
+  return kActs;
+}
+
+TEST(Fusion, DenseBiasActivationIsOneFusedMatmul) {
+  for (const NamedAct& act : activations()) {
+    // Dense's pattern: add(matmul(x, w), b) with b a [N] vector, then the activation.
+    Graph g = trace(
+        [&](const std::vector<Tensor>& a) {
+          return std::vector<Tensor>{act.f(add(matmul(a[0], a[1]), a[2]))};
+        },
+        {{3, 7}, {7, 5}, {5}});
+    const Graph before = g;
+    EXPECT_EQ(fuse(g), 2) << act.name;
+    EXPECT_EQ(g.nodes.size(), 1u);
+    EXPECT_EQ(std::string(g.nodes[0].op->name), "fused_matmul");
+    EXPECT_EQ(count_op(g, act.name), 0);
+    EXPECT_NE(g.to_text().find(std::string("bias=true, activation=") + act.name), std::string::npos)
+        << g.to_text();
+    std::vector<Tensor> xs = {random_tensor({3, 7}, float32, 1), random_tensor({7, 5}, float32, 2),
+                              random_tensor({5}, float32, 3)};
+    expect_same_results(before, g, xs);
+    expect_same_gradients(before, g, xs);
+    reset_kernel_stats();
+    execute(g, xs);
+    EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast) << act.name;  // one oneDNN matmul
+  }
+}
+
+TEST(Fusion, BatchOneRowsTakeTheSinglePassKernel) {
+  // [1, K] rows: one pass over the weights; K not a multiple of 4, N past one 512-column block.
+  for (const NamedAct& act : activations()) {
+    Graph g = trace(
+        [&](const std::vector<Tensor>& a) {
+          return std::vector<Tensor>{act.f(add(matmul(a[0], a[1]), a[2]))};
+        },
+        {{1, 7}, {7, 1030}, {1030}});
+    const Graph before = g;
+    fuse(g);
+    std::vector<Tensor> xs = {random_tensor({1, 7}, float32, 1),
+                              random_tensor({7, 1030}, float32, 2),
+                              random_tensor({1030}, float32, 3)};
+    expect_same_results(before, g, xs);
+    reset_kernel_stats();
+    execute(g, xs);
+    EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast) << act.name;
+  }
+}
+
+TEST(Fusion, MatmulGraphText) {
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{relu(add(a[2], matmul(a[0], a[1], false, true)))};  // bias first
+      },
+      {{2, 3}, {4, 3}, {4}});
+  const Graph before = g;
+  fuse(g);
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [2, 3] float32\n%1 = input 1 : [4, 3] float32\n"
+            "%2 = input 2 : [4] float32\n"
+            "%3 = fused_matmul(%0, %1, %2) {transpose_a=false, transpose_b=true, bias=true, "
+            "activation=relu, approximate=false, alpha=0} : [2, 4] float32\nreturn %3\n");
+  std::vector<Tensor> xs = {random_tensor({2, 3}, float32, 1), random_tensor({4, 3}, float32, 2),
+                            random_tensor({4}, float32, 3)};
+  expect_same_results(before, g, xs);  // b read transposed through oneDNN strides
+  expect_same_gradients(before, g, xs);
+}
+
+TEST(Fusion, MatmulWithOnlyABiasOrOnlyAnActivation) {
+  std::vector<Tensor> xs = {random_tensor({1, 9}), random_tensor({9, 13}), random_tensor({13})};
+  Graph bias_only = trace(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{add(matmul(a[0], a[1]), a[2])};
+      },
+      {{1, 9}, {9, 13}, {13}});
+  Graph before = bias_only;
+  EXPECT_EQ(fuse(bias_only), 1);
+  EXPECT_EQ(count_op(bias_only, "fused_matmul"), 1);
+  expect_same_results(before, bias_only, xs);
+  Graph act_only = trace(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{kiln::tanh(matmul(a[0], a[1], true, false))};
+      },
+      {{9, 1}, {9, 13}});
+  before = act_only;
+  EXPECT_EQ(fuse(act_only), 1);
+  xs = {random_tensor({9, 1}), random_tensor({9, 13})};
+  expect_same_results(before, act_only, xs);
+  expect_same_gradients(before, act_only, xs);
+}
+
+TEST(Fusion, IntermediatesWithOtherReadersAreNotFused) {
+  // matmul's result is read twice, and the biased sum is returned: nothing can fuse with them.
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        Tensor y = matmul(a[0], a[1]);
+        Tensor z = add(y, a[2]);
+        return std::vector<Tensor>{relu(z), z, y};
+      },
+      {{2, 3}, {3, 4}, {4}});
+  EXPECT_EQ(fuse_matmul_conv(g), 0);
+  EXPECT_EQ(count_op(g, "matmul"), 1);
+  // A bias that is not a [N] vector over the last dim is a plain add.
+  Graph h = trace(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{add(matmul(a[0], a[1]), a[2])};
+      },
+      {{4, 3}, {3, 4}, {4, 1}});
+  EXPECT_EQ(fuse_matmul_conv(h), 0);
+  // Batched (rank-3) matmuls are left alone.
+  Graph b = trace(
+      [](const std::vector<Tensor>& a) { return std::vector<Tensor>{relu(matmul(a[0], a[1]))}; },
+      {{2, 4, 3}, {2, 3, 4}});
+  EXPECT_EQ(fuse_matmul_conv(b), 0);
+}
+
+TEST(Fusion, ConvBiasActivationIsOneFusedConv) {
+  struct Case {
+    Shape x, f;
+    Conv2DOptions o;
+  };
+  Conv2DOptions same2;
+  same2.padding = Padding::kSame;
+  same2.strides = {2, 2};
+  Conv2DOptions valid;
+  Conv2DOptions grouped;
+  grouped.groups = 2;
+  grouped.padding = Padding::kSame;
+  const std::vector<Case> cases = {{{2, 9, 7, 3}, {3, 3, 3, 5}, same2},
+                                   {{1, 6, 5, 2}, {2, 3, 2, 3}, valid},
+                                   {{1, 5, 5, 4}, {3, 3, 2, 6}, grouped}};
+  for (const Case& c : cases) {
+    for (const NamedAct& act : activations()) {
+      const int64_t o = c.f[3];
+      Graph g = trace(
+          [&](const std::vector<Tensor>& a) {
+            return std::vector<Tensor>{act.f(add(conv2d(a[0], a[1], c.o), a[2]))};
+          },
+          {c.x, c.f, {o}});
+      const Graph before = g;
+      EXPECT_EQ(fuse(g), 2);
+      ASSERT_EQ(g.nodes.size(), 1u);
+      EXPECT_EQ(std::string(g.nodes[0].op->name), "fused_conv2d");
+      std::vector<Tensor> xs = {random_tensor(c.x, float32, 4), random_tensor(c.f, float32, 5),
+                                random_tensor({o}, float32, 6)};
+      expect_same_results(before, g, xs);
+      if (std::string(act.name) == "relu") expect_same_gradients(before, g, xs);
+      reset_kernel_stats();
+      execute(g, xs);
+      EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast) << act.name;
+    }
+  }
+}
+
+TEST(Fusion, ConvGraphText) {
+  Conv2DOptions o;
+  o.padding = Padding::kSame;
+  Graph g = trace(
+      [&](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{relu(add(conv2d(a[0], a[1], o), a[2]))};
+      },
+      {{1, 5, 5, 2}, {3, 3, 2, 4}, {4}});
+  EXPECT_EQ(
+      g.to_text(),
+      "%0 = input 0 : [1, 5, 5, 2] float32\n%1 = input 1 : [3, 3, 2, 4] float32\n"
+      "%2 = input 2 : [4] float32\n%3 = conv2d(%0, %1) {strides=[1, 1], padding=same, "
+      "dilation=[1, 1], groups=1} : [1, 5, 5, 4] float32\n%4 = add(%3, %2) : [1, 5, 5, 4] float32\n"
+      "%5 = relu(%4) : [1, 5, 5, 4] float32\nreturn %5\n");
+  fuse(g);
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [1, 5, 5, 2] float32\n%1 = input 1 : [3, 3, 2, 4] float32\n"
+            "%2 = input 2 : [4] float32\n%3 = fused_conv2d(%0, %1, %2) {strides=[1, 1], "
+            "padding=same, dilation=[1, 1], groups=1, bias=true, activation=relu, "
+            "approximate=false, alpha=0} : [1, 5, 5, 4] float32\nreturn %3\n");
+}
+
+TEST(Fusion, ElementwiseChainIsOneLoop) {
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{relu(a[0] * 2.0 + a[1])};  // mul -> add -> relu
+      },
+      {{3, 5, 7}, {3, 5, 7}});
+  const Graph before = g;
+  EXPECT_EQ(fuse(g), 2);
+  EXPECT_EQ(g.to_text(),
+            "%0 = input 0 : [3, 5, 7] float32\n%1 = input 1 : [3, 5, 7] float32\n"
+            "%2 = constant : [] float32\n"
+            "%3 = fused_elementwise(%0, %2, %1) {instructions=3, program=[65548, 131850, 1031]} : "
+            "[3, 5, 7] float32\n"
+            "return %3\n");
+  // instructions: mul r0 r1 -> r3, add r3 r2 -> r4, relu r4 -> r5
+  EXPECT_EQ(65548, fe_instr(kFeMul, 0, 1));
+  std::vector<Tensor> xs = {random_tensor({3, 5, 7}, float32, 1),
+                            random_tensor({3, 5, 7}, float32, 2)};
+  expect_same_results(before, g, xs);
+  expect_same_gradients(before, g, xs);
+  reset_kernel_stats();
+  execute(g, xs);
+  EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast);
+}
+
+TEST(Fusion, EveryElementwiseOpcodeAgreesWithTheUnfusedOps) {
+  // 1000 elements: several 64-element blocks and a ragged tail.
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        Tensor p = sqrt(abs(a[0])) + exp(a[1] * 0.5);
+        Tensor q = log(square(a[0]) + 1.0) - neg(sigmoid(a[1]));
+        Tensor r = minimum(maximum(p, q), a[0] * 4.0) / (a[1] * a[1] + 3.0);
+        return std::vector<Tensor>{kiln::tanh(r) * relu(a[1])};
+      },
+      {{1000}, {1000}});
+  const Graph before = g;
+  EXPECT_EQ(fuse(g), 19);
+  EXPECT_EQ(g.nodes.size(), 1u) << g.to_text();
+  std::vector<Tensor> xs = {random_tensor({1000}, float32, 1, -3, 3),
+                            random_tensor({1000}, float32, 2, -3, 3)};
+  expect_same_results(before, g, xs);
+  expect_same_gradients(before, g, xs);
+}
+
+TEST(Fusion, ElementwiseChainsStopAtSharedValuesAndShapeChanges) {
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        Tensor shared = exp(a[0]) * 2.0;  // two readers: a chain ends here
+        Tensor b = relu(shared + 1.0);
+        Tensor c = sum(shared * 3.0);  // sum is not elementwise
+        Tensor d = a[0] + a[1];        // [4, 3] + [4, 1]: a column, not fusable
+        return std::vector<Tensor>{b, c, neg(d)};
+      },
+      {{4, 3}, {4, 1}});
+  const Graph before = g;
+  fuse(g);
+  EXPECT_EQ(count_op(g, "fused_elementwise"), 2) << g.to_text();  // exp*2, +1 relu
+  EXPECT_EQ(count_op(g, "add"), 1);
+  EXPECT_EQ(count_op(g, "mul"), 1);  // shared * 3 alone
+  std::vector<Tensor> xs = {random_tensor({4, 3}), random_tensor({4, 1})};
+  expect_same_results(before, g, xs);
+}
+
+TEST(Fusion, RowsOverTheLastDimFuseLikeBatchNormInference) {
+  // BatchNormalization at inference: (x - mean) / sqrt(var + eps) * gamma + beta, the four
+  // vectors [C] broadcast over x's last dim. sqrt(var + eps) is a chain of its own ([C]).
+  for (int64_t c : {7, 100}) {  // rows wrapping inside a 64-element block, and longer ones
+    const Shape xs{2, 5, 3, c};
+    Graph g = trace(
+        [](const std::vector<Tensor>& a) {
+          return std::vector<Tensor>{(a[0] - a[1]) / sqrt(a[2] + 1e-3) * a[3] + a[4]};
+        },
+        {xs, {c}, {c}, {1, c}, {c}});
+    const Graph before = g;
+    EXPECT_EQ(fuse(g), 4);
+    EXPECT_EQ(count_op(g, "fused_elementwise"), 2) << g.to_text();
+    EXPECT_EQ(g.nodes.size(), 2u);
+    std::vector<Tensor> in = {random_tensor(xs, float32, 1), random_tensor({c}, float32, 2),
+                              random_tensor({c}, float32, 3, 0.5, 2),
+                              random_tensor({1, c}, float32, 4), random_tensor({c}, float32, 5)};
+    expect_same_results(before, g, in);
+    expect_same_gradients(before, g, in);
+  }
+}
+
+TEST(Fusion, LongChainsSplitAtTheInstructionLimit) {
+  Graph g = trace(
+      [](const std::vector<Tensor>& a) {
+        Tensor x = a[0], c = scalar_like(0.99, x), d = scalar_like(0.01, x);
+        for (int i = 0; i < 100; ++i) x = x * c + d;  // 200 ops on 3 inputs
+        return std::vector<Tensor>{x};
+      },
+      {{17}});
+  const Graph before = g;
+  fuse(g);
+  EXPECT_EQ(g.nodes.size(), 6u);  // 5 x 39 ops + 5
+  for (const Node& n : g.nodes) EXPECT_LE(n.attrs.i(0), kFusedMaxInstructions);
+  expect_same_results(before, g, {random_tensor({17})});
+}
+
+TEST(Fusion, FusedOpsRejectBadInputs) {
+  testing::expect_error<ShapeError>(
+      [] {
+        run_op(ops::kFusedElementwise, {ones({3}), ones({4})}, Attrs{1, fe_instr(kFeAdd, 0, 1)});
+      },
+      {"fused_elementwise", "[3] and [4]"});
+  testing::expect_error<ValueError>(
+      [] {
+        run_op(ops::kFusedElementwise, {ones({3})}, Attrs{1, fe_instr(kFeAdd, 0, 5)});
+      },
+      {"instruction 0"});
+  testing::expect_error<ShapeError>(
+      [] {
+        run_op(ops::kFusedMatmul, {ones({2, 3}), ones({3, 4}), ones({3})},
+               Attrs{0, 0, 1, kActRelu, 0});
+      },
+      {"fused_matmul", "bias must be [4]"});
+}
+
+}  // namespace
+}  // namespace kiln::graph
