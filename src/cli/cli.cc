@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "cli/inspect.h"
 #include "kiln/data.h"
 #include "kiln/distributed.h"
 #include "kiln/error.h"
@@ -237,11 +238,14 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   CLI::App* su = app.add_subcommand("summary", "print the model's layers and parameter counts");
   add_model(su);
 
+  InspectOptions io;
+  CLI::App* in = add_inspect_command(app, io);
+
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "train" && first != "eval" &&
-      first != "summary") {
+      first != "summary" && first != "inspect") {
     err << "kiln: unknown command '" << argv[1]
-        << "' (commands: train, eval, summary; see --help)\n";
+        << "' (commands: train, eval, summary, inspect; see --help)\n";
     return 2;
   }
   try {
@@ -257,6 +261,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   try {
     if (tr->parsed()) return train(o, out);
     if (ev->parsed()) return eval(o, out);
+    if (in->parsed()) return run_inspect(io, out);
     return summary(o, out);
   } catch (const std::exception& e) {
     // One rank failing alone would leave the others waiting: end the whole job.

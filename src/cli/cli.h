@@ -3,6 +3,8 @@
 //                [--lr X] [--seed S] [--threads T] [--data DIR] [--out FILE] [--metrics-out FILE]
 //   kiln eval    --model mlp|cnn --weights FILE [--data DIR] [--batch-size B] [--threads T]
 //   kiln summary --model mlp|cnn
+//   kiln inspect --model mlp|cnn --cache [--json] [--steps N] [--batch-size B] [--threads T]
+//                [--data DIR]                                   (src/cli/inspect.cc)
 // Returns the exit code: 0 on success, 1 when the work failed (a kiln::Error, printed as one
 // "kiln: error: ..." line on `err`), 2 for bad arguments (one line naming the problem).
 #pragma once

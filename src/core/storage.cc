@@ -6,15 +6,19 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/env_limit.h"
+
 namespace kiln::detail {
 namespace {
 
 constexpr size_t kAlign = 64;
 #ifdef KILN_NO_ALLOC_CACHE
-constexpr uint64_t kCacheLimit = 0;  // sanitizer builds: every buffer goes back to malloc
+constexpr bool kCacheCompiledIn = false;  // sanitizer builds: every buffer goes back to malloc
 #else
-constexpr uint64_t kCacheLimit = uint64_t{512} << 20;  // bytes kept for reuse at most
+constexpr bool kCacheCompiledIn = true;
 #endif
+constexpr uint64_t kDefaultBytes = uint64_t{512} << 20;
+constexpr uint64_t kDefaultBuffers = 65536;
 
 // Small sizes round to powers of two, larger ones to 4 KiB pages: few classes, little waste.
 size_t size_class(size_t n) {
@@ -27,11 +31,70 @@ size_t size_class(size_t n) {
   return (n + 4095) & ~size_t{4095};
 }
 
+// A cached buffer's links live in the buffer itself (every class is >= 64 bytes), so caching
+// and reusing allocate nothing. Two lists: all cached buffers by recency of freeing (evict from
+// the old end), and per size class (reuse the newest: warm in cache).
+struct FreeNode {
+  FreeNode *lru_prev, *lru_next;
+  FreeNode *cls_prev, *cls_next;
+  size_t cap;
+};
+static_assert(sizeof(FreeNode) <= kAlign);
+
 struct Cache {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_by_class;
+  std::unordered_map<size_t, FreeNode*> class_head;  // newest buffer of each class, or null
+  FreeNode* lru_head = nullptr;                      // newest
+  FreeNode* lru_tail = nullptr;                      // oldest
   std::vector<Storage*> free_headers;
-  AllocatorStats stats{0, 0, 0, 0, kCacheLimit};
+  AllocatorStats stats;
+
+  Cache() {
+    if (kCacheCompiledIn) {
+      stats.limit_bytes = env_limit("KILN_ALLOCATOR_CACHE_BYTES", kDefaultBytes, true);
+      stats.limit_buffers = env_limit("KILN_ALLOCATOR_CACHE_BUFFERS", kDefaultBuffers, false);
+    }
+  }
+
+  // `head` is class_head's slot for n->cap when the caller has it (saves a look-up).
+  void unlink(FreeNode* n, FreeNode** head = nullptr) {
+    (n->lru_prev ? n->lru_prev->lru_next : lru_head) = n->lru_next;
+    (n->lru_next ? n->lru_next->lru_prev : lru_tail) = n->lru_prev;
+    if (n->cls_prev) {
+      n->cls_prev->cls_next = n->cls_next;
+    } else {
+      (head ? *head : class_head[n->cap]) = n->cls_next;  // an emptied class keeps its slot
+    }
+    if (n->cls_next) n->cls_next->cls_prev = n->cls_prev;
+    stats.cached_bytes -= n->cap;
+    stats.cached_buffers -= 1;
+  }
+
+  void push(void* data, size_t cap) {
+    auto* n = static_cast<FreeNode*>(data);
+    n->cap = cap;
+    n->lru_prev = nullptr;
+    n->lru_next = lru_head;
+    (lru_head ? lru_head->lru_prev : lru_tail) = n;
+    lru_head = n;
+    FreeNode*& head = class_head[cap];
+    n->cls_prev = nullptr;
+    n->cls_next = head;
+    if (head) head->cls_prev = n;
+    head = n;
+    stats.cached_bytes += cap;
+    stats.cached_buffers += 1;
+  }
+
+  void trim() {
+    while (lru_tail &&
+           (stats.cached_bytes > stats.limit_bytes || stats.cached_buffers > stats.limit_buffers)) {
+      FreeNode* n = lru_tail;
+      unlink(n);
+      std::free(n);
+      stats.evictions += 1;
+    }
+  }
 };
 
 Cache& cache() {
@@ -48,12 +111,11 @@ Storage* storage_new(size_t nbytes) {
   Storage* s = nullptr;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.free_by_class.find(cap);
-    if (it != c.free_by_class.end() && !it->second.empty()) {
-      data = it->second.back();
-      it->second.pop_back();
-      c.stats.cached_bytes -= cap;
-      c.stats.cached_buffers -= 1;
+    auto it = c.class_head.find(cap);
+    if (it != c.class_head.end() && it->second) {
+      FreeNode* n = it->second;
+      c.unlink(n, &it->second);
+      data = n;
       c.stats.hits++;
     } else {
       c.stats.misses++;
@@ -79,15 +141,14 @@ void storage_unref(Storage* s) {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  if (c.stats.cached_bytes + s->capacity <= kCacheLimit) {
-    c.free_by_class[s->capacity].push_back(s->data);
-    c.stats.cached_bytes += s->capacity;
-    c.stats.cached_buffers += 1;
+  if (s->capacity <= c.stats.limit_bytes && c.stats.limit_buffers > 0) {
+    c.push(s->data, s->capacity);
+    c.trim();  // the oldest go first, never the buffer just freed (it fits alone)
   } else {
     std::free(s->data);
   }
   s->data = nullptr;
-  if (kCacheLimit > 0 && c.free_headers.size() < 4096) {
+  if (kCacheCompiledIn && c.free_headers.size() < 4096) {
     c.free_headers.push_back(s);
   } else {
     delete s;
@@ -103,12 +164,22 @@ AllocatorStats allocator_stats() {
 void allocator_trim() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  for (auto& [cls, v] : c.free_by_class) {
-    for (void* p : v) std::free(p);
-    v.clear();
+  while (c.lru_tail) {
+    FreeNode* n = c.lru_tail;
+    c.unlink(n);
+    std::free(n);
   }
-  c.stats.cached_bytes = 0;
-  c.stats.cached_buffers = 0;
 }
+
+void set_allocator_limits(uint64_t bytes, uint64_t buffers) {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (!kCacheCompiledIn) return;
+  c.stats.limit_bytes = bytes;
+  c.stats.limit_buffers = buffers;
+  c.trim();
+}
+
+bool allocator_cache_compiled_in() { return kCacheCompiledIn; }
 
 }  // namespace kiln::detail

@@ -67,6 +67,7 @@ TensorImpl* impl_new(const Shape& shape, DType dtype) {
 
 void impl_unref(TensorImpl* impl) {
   if (impl->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  impl->token.reset();  // cached entries keyed on this tensor die with it
   if (impl->storage) storage_unref(impl->storage);
   impl->storage = nullptr;
   if (!pool_closed && pool_count < kPoolSize) {

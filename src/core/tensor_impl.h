@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/storage.h"
+#include "kiln/instance_token.h"
 #include "kiln/tensor.h"
 
 namespace kiln::detail {
@@ -21,8 +22,11 @@ struct TensorImpl {
   // Claimed by compare-and-swap and released by that tape, so tapes on several threads that
   // share tensors (variables) never overwrite each other's slots (see autograd/tape.cc).
   std::atomic<uint64_t> tape_claim{0};
-  // Bumped by every stateful op that writes this tensor (a Variable's version() reads it).
+  // Bumped by every stateful op that writes this tensor (a Variable's version() reads it);
+  // conv keys its per-variable cache of the reordered filter on it.
   std::atomic<uint64_t> version{0};
+  // This tensor's identity for per-instance caches; reset when the impl is freed or pooled.
+  InstanceToken token;
 
   char* bytes() const { return static_cast<char*>(storage->data) + offset; }
 };

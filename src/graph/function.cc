@@ -8,6 +8,7 @@
 #include <list>
 #include <mutex>
 
+#include "cache/registry.h"
 #include "core/context.h"
 #include "graph/executor.h"
 #include "graph/fusion.h"
@@ -90,7 +91,22 @@ struct Function::State {
   std::list<ConcreteFunction> cache;  // most recently used first
   FunctionCacheInfo info;
   bool warned = false;
-  std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
+  std::vector<Signature> traced;     // the last 64 signatures traced (to explain retraces)
+  cache::Registration registration;  // in kiln::cache_report(); last: unregistered first
+
+  // For kiln::cache_report() (and clear_caches()).
+  cache::FunctionReport report() const {
+    std::lock_guard<std::mutex> lock(mu);
+    cache::FunctionReport r{options.name, info, options.max_entries, {}};
+    r.info.signatures.clear();
+    for (const ConcreteFunction& cf : cache) {
+      r.info.signatures.push_back(cf.signature);
+      uint64_t n = 0;
+      for (const graph::Value& v : cf.graph->values) n += v.kind == graph::ValueKind::kConstant;
+      r.folded.push_back({cf.signature.to_string(), n, cf.graph->constant_bytes()});
+    }
+    return r;
+  }
 
   void resolve(std::span<const Tensor> args, bool training, std::shared_ptr<const graph::Graph>& g,
                std::shared_ptr<graph::Plan>& plan);
@@ -268,6 +284,15 @@ Function::Function(Callable f, FunctionOptions options) : state_(std::make_uniqu
   }
   state_->fn = std::move(f);
   state_->options = std::move(options);
+  if (const uint64_t cap = cache::function_entries_cap()) {  // KILN_FUNCTION_CACHE_ENTRIES
+    state_->options.max_entries = std::min<size_t>(state_->options.max_entries, cap);
+  }
+  State* s = state_.get();
+  s->registration = cache::register_function([s] { return s->report(); },
+                                             [s] {
+                                               std::lock_guard<std::mutex> lock(s->mu);
+                                               s->cache.clear();
+                                             });
 }
 Function::~Function() = default;
 Function::Function(Function&&) noexcept = default;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "cache/registry.h"
 #include "core/context.h"
 #include "kiln/error.h"
 
@@ -74,9 +75,10 @@ Layer::Layer(std::string name, const std::string& default_base)
   if (name_.find('/') != std::string::npos) {
     throw ValueError("layer name '" + name_ + "' must not contain '/' (it is a scope separator)");
   }
+  cache::layer_created(this);  // for kiln::cache_report()
 }
 
-Layer::~Layer() = default;
+Layer::~Layer() { cache::layer_destroyed(this); }
 
 Tensor Layer::operator()(const Tensor& x, bool training) { return run({x}, false, training); }
 

@@ -5,6 +5,7 @@
 #include <ostream>
 #include <unordered_set>
 
+#include "kiln/cache.h"
 #include "kiln/error.h"
 
 namespace kiln {
@@ -54,8 +55,28 @@ std::vector<Shape> Model::sublayer_output_shapes(const Shape& input_shape) {
   return shapes;
 }
 
+namespace {
+struct SummaryText {
+  Shape input_shape;
+  std::string text;
+  uint64_t cache_bytes() const { return text.capacity(); }
+};
+}  // namespace
+
 std::string Model::summary(const Shape& input_shape) {
-  return render_summary(sublayer_output_shapes(with_batch_one(input_shape)));
+  auto render = [&] { return render_summary(sublayer_output_shapes(with_batch_one(input_shape))); };
+  if (!built()) return render();  // builds; the table is then fixed but for trainable flags
+  // Cached per model (a subclassed model's table costs a forward pass); the version counts
+  // trainable weights, so set_trainable() recomputes it.
+  static CachedPerInstance<std::shared_ptr<const SummaryText>> cache("Model::summary");
+  auto compute = [&] { return std::make_shared<const SummaryText>(input_shape, render()); };
+  const uint64_t version = trainable_weights().size();
+  std::shared_ptr<const SummaryText> s = cache.get(cache_token(), compute, version);
+  if (s->input_shape != input_shape) {  // another example shape: checked and rendered anew
+    cache.invalidate(cache_token());
+    s = cache.get(cache_token(), compute, version);
+  }
+  return s->text;
 }
 
 std::string Model::summary() {
@@ -67,9 +88,10 @@ std::string Model::summary() {
   if (built_input_shapes().size() != 1) {
     throw ValueError("model '" + name() + "': summary() supports single-input models");
   }
-  Shape s = built_input_shapes()[0];
-  if (s.rank() > 0) s[0] = 1;
-  return render_summary(sublayer_output_shapes(s));
+  const Shape& built_shape = built_input_shapes()[0];
+  Shape example;  // the built shape without its batch dim
+  for (int d = 1; d < built_shape.rank(); ++d) example.push_back(built_shape[d]);
+  return summary(example);
 }
 
 void Model::print_summary(const Shape& input_shape, std::ostream& os) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "cache/registry.h"
 #include "core/context.h"
 #include "kiln/error.h"
 
@@ -40,8 +41,10 @@ uint64_t fnv1a(const std::string& s) {
 
 }  // namespace
 
-VariableStore::VariableStore(std::optional<uint64_t> seed) : seed_(seed) {}
-VariableStore::~VariableStore() = default;
+VariableStore::VariableStore(std::optional<uint64_t> seed) : seed_(seed) {
+  cache::store_created(this);  // for kiln::cache_report()
+}
+VariableStore::~VariableStore() { cache::store_destroyed(this); }
 
 VariableStore& VariableStore::default_store() {
   static VariableStore* store = new VariableStore();  // never destroyed: layers may outlive main

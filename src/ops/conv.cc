@@ -7,12 +7,17 @@
 // conv attrs = {stride_h, stride_w, padding (0 valid, 1 same), dilation_h, dilation_w, groups}.
 // "same" is TensorFlow's: out = ceil(in / stride), pad total = max((out-1)*s + (k-1)*d + 1 - in,
 // 0), the odd pixel after. Fast kernels: oneDNN f32 convolutions with nhwc activations and
-// weights in oneDNN's preferred layout, reordered from HWIO by a cached reorder.
+// weights in oneDNN's preferred layout, reordered from HWIO by a cached reorder. A variable's
+// filter is reordered once per version: the result is cached per variable (a per-instance
+// cache keyed by the variable's tensor and its version), so forward and backward-input calls
+// between two optimizer steps reorder nothing.
+#include <atomic>
 #include <string>
 
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
 #include "kernels/onednn/primitive_cache.h"
+#include "kiln/cache.h"
 #include "kiln/ops.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -222,6 +227,22 @@ dnnl::convolution_forward::primitive_desc fwd_pd(const Geom& g, dnnl::prop_kind 
   return dnnl::convolution_forward::primitive_desc(d, onednn::engine());
 }
 
+// A variable's filter in a primitive's layout, shared by every entry that wants that layout.
+struct ReorderedFilter {
+  dnnl::memory mem;
+  uint64_t cache_bytes() const { return mem.get_desc().get_size(); }
+};
+using FilterCache = CachedPerInstance<std::shared_ptr<const ReorderedFilter>>;
+
+std::atomic<bool> filter_cache_on{true};
+
+// Forward and backward-input primitives may prefer different layouts: one cache each.
+FilterCache& filter_cache(bool backward_input) {
+  static FilterCache fwd("conv2d filter in oneDNN layout (forward)");
+  static FilterCache bwd("conv2d filter in oneDNN layout (backward input)");
+  return backward_input ? bwd : fwd;
+}
+
 // An entry: the conv primitive, its activation memories, and the filter in its user (HWIO)
 // layout plus, when oneDNN prefers another, that layout and the reorder between them.
 struct ConvEntry : onednn::Entry {
@@ -241,6 +262,47 @@ struct ConvEntry : onednn::Entry {
     if (needs_reorder && !filter_is_output) onednn::execute(reorder, reorder_args);
     onednn::execute(prim, args);
     if (needs_reorder && filter_is_output) onednn::execute(reorder, reorder_args);
+  }
+
+  // As run(in, filter, out, false) for a variable's filter: its reordered copy comes from
+  // `cache` at the variable's version (reordered on a miss) instead of reordering every call.
+  void run_cached(const void* in, const detail::TensorImpl* filter, const void* out,
+                  FilterCache& cache) {
+    std::lock_guard<std::mutex> lock(mu);
+    act_in.set_data_handle(const_cast<void*>(in));
+    act_out.set_data_handle(const_cast<void*>(out));
+    auto reorder_now = [&] {
+      auto r = std::make_shared<ReorderedFilter>();
+      r->mem = dnnl::memory(w.get_desc(), onednn::engine());  // owned by the cached value
+      user_w.set_data_handle(filter->bytes());
+      onednn::ExecArgs ra;
+      ra.add(DNNL_ARG_FROM, user_w);
+      ra.add(DNNL_ARG_TO, r->mem);
+      onednn::execute(reorder, ra);
+      return std::shared_ptr<const ReorderedFilter>(std::move(r));
+    };
+    const uint64_t version = filter->version.load(std::memory_order_acquire);
+    std::shared_ptr<const ReorderedFilter> r = cache.get(filter->token, reorder_now, version);
+    if (r->mem.get_desc() != w.get_desc()) {  // cached for a primitive with another layout
+      cache.invalidate(filter->token);
+      r = cache.get(filter->token, reorder_now, version);
+    }
+    onednn::ExecArgs a = args;
+    for (int i = 0; i < a.n; ++i) {
+      if (a.args[i].arg == DNNL_ARG_WEIGHTS) a.args[i].memory = r->mem.get();
+    }
+    onednn::execute(prim, a);
+  }
+
+  // Runs with the cached filter when it is a variable's and needs a reorder, else as run().
+  void run_filter_input(const KernelArgs& k, bool backward_input) {
+    const detail::TensorImpl* f = k.in[1].impl();
+    if (needs_reorder && f->is_variable && filter_cache_on.load(std::memory_order_relaxed)) {
+      run_cached(k.in[0].impl()->bytes(), f, k.out[0].impl()->bytes(),
+                 filter_cache(backward_input));
+    } else {
+      run(k.in[0].impl()->bytes(), f->bytes(), k.out[0].impl()->bytes(), false);
+    }
   }
 };
 
@@ -263,6 +325,7 @@ void bind_filter(ConvEntry& e, const Geom& g, const md& prim_w, bool to_user) {
     return;
   }
   e.w = dnnl::memory(prim_w, eng);  // owned by the entry
+  e.bytes = prim_w.get_size();
   const dnnl::memory& from = to_user ? e.w : e.user_w;
   const dnnl::memory& to = to_user ? e.user_w : e.w;
   e.reorder = dnnl::reorder(from, to);
@@ -286,7 +349,7 @@ bool conv_fast(const KernelArgs& k) {
     e->args.add(DNNL_ARG_DST, e->act_out);
     return e;
   });
-  e->run(k.in[0].impl()->bytes(), k.in[1].impl()->bytes(), k.out[0].impl()->bytes(), false);
+  e->run_filter_input(k, false);
   return true;
 }
 
@@ -311,7 +374,7 @@ bool bwd_input_fast(const KernelArgs& k) {
     e->args.add(DNNL_ARG_DIFF_SRC, e->act_out);
     return e;
   });
-  e->run(k.in[0].impl()->bytes(), k.in[1].impl()->bytes(), k.out[0].impl()->bytes(), false);
+  e->run_filter_input(k, true);
   return true;
 }
 
@@ -397,6 +460,8 @@ const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer,
 const OpDef kConv2DBackwardFilter{"conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast, bwd_filter_grad, nullptr, 0, &kConvFilterGradSchema};
 // clang-format on
 }  // namespace ops
+
+void set_conv_filter_cache_enabled(bool on) { filter_cache_on.store(on); }
 
 Tensor conv2d(const Tensor& x, const Tensor& filter, const Conv2DOptions& o) {
   Attrs a{o.strides[0],  o.strides[1],  o.padding == Padding::kSame ? 1 : 0,

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/instance_token.h"
 #include "kiln/nn/initializers.h"
 #include "kiln/nn/variable.h"
 #include "kiln/nn/variable_store.h"
@@ -50,6 +51,21 @@ std::string unique_layer_name(const std::string& base);
 // Forgets the names handed out (Keras' clear_session for names). Later layers may then reuse
 // names of earlier ones: use a fresh VariableStore for them.
 void reset_layer_names();
+
+// What per-instance caches hold for a layer (Layer::cache_info()).
+struct LayerCacheInfo {
+  std::string layer;
+  uint64_t variables = 0, variable_bytes = 0;  // this layer's and its sublayers' weights, once
+  std::vector<Variable> own_weights;           // created or taken by this layer itself
+  struct Entry {
+    std::string cache;   // the per-instance cache's name
+    std::string object;  // the layer's name, or the variable's
+    uint64_t bytes = 0;
+  };
+  // Entries held for this layer, its sublayers and all their weights.
+  std::vector<Entry> entries;
+  uint64_t entry_bytes = 0;
+};
 
 class Layer {
  public:
@@ -108,6 +124,13 @@ class Layer {
   const std::vector<std::shared_ptr<Layer>>& layers() const { return sublayers_; }
   // The weight this layer created or took under short name `name` ("kernel"), or undefined.
   Variable weight(const std::string& name) const;
+
+  // The per-instance cache entries kept for this layer, its sublayers and their weights (e.g.
+  // conv filters in oneDNN's layout); kiln::cache_report() has the process-wide view. Built or
+  // not; call it while no other thread builds the layer.
+  LayerCacheInfo cache_info() const;
+  // This layer's identity for per-instance caches (kiln/cache.h).
+  const InstanceToken& cache_token() const { return cache_token_; }
 
  protected:
   // Creates weights for `input_shape` (batch dim included); runs once. Default: nothing.
@@ -174,6 +197,7 @@ class Layer {
   Layer* share_from_ = nullptr;
   std::vector<std::pair<std::string, Variable>> own_weights_;
   std::vector<std::shared_ptr<Layer>> sublayers_;
+  InstanceToken cache_token_;
 };
 
 }  // namespace kiln

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/cache_report.h"
 #include "kiln/nn/initializers.h"
 #include "kiln/nn/variable.h"
 
@@ -67,6 +68,10 @@ class VariableStore {
   int64_t count_params() const;
   // Forgets every variable (handles held elsewhere stay valid).
   void clear();
+
+  // Count, bytes, shared (used directly by more than one live layer) and per-owner totals of
+  // this store's variables, with one row each (kiln/cache_report.h).
+  VariablesSection cache_info() const;
 
   // `base` if no variable name or scope in the store starts with "base/" or equals it, else
   // "base_1", "base_2", ... (the first free one).

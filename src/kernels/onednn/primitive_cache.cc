@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/env_limit.h"
 #include "kiln/error.h"
 
 namespace kiln::onednn {
@@ -42,20 +43,33 @@ struct Cache {
   using Item = std::pair<Key, std::shared_ptr<Entry>>;
   std::list<Item> order;
   std::unordered_map<Key, std::list<Item>::iterator, KeyHash> index;
-  size_t capacity = 512;
+  size_t capacity = detail::env_limit("KILN_PRIMITIVE_CACHE_ENTRIES", 512, false);
+  uint64_t max_bytes = detail::env_limit("KILN_PRIMITIVE_CACHE_BYTES", uint64_t{1} << 30, true);
+  uint64_t bytes = 0;
   uint64_t hits = 0, misses = 0, evictions = 0;
 
+  Cache() {
+    if (capacity < 1) throw ValueError("KILN_PRIMITIVE_CACHE_ENTRIES='0': must be >= 1");
+  }
+
+  void drop_back() {
+    bytes -= order.back().second->bytes;
+    index.erase(order.back().first);
+    order.pop_back();
+  }
+  // Never evicts the newest entry: a kernel is about to run it.
   void trim() {
-    while (order.size() > capacity) {
-      index.erase(order.back().first);
-      order.pop_back();
+    while (order.size() > 1 && (order.size() > capacity || (max_bytes && bytes > max_bytes))) {
+      drop_back();
       ++evictions;
     }
   }
 };
 
 Cache& cache() {
-  static Cache* c = new Cache;  // never destroyed: entries may outlive static destruction order
+  // Never destroyed: entries may outlive static destruction order. A malformed environment
+  // variable throws here, from the first kernel call, naming the variable.
+  static Cache* c = new Cache;
   return *c;
 }
 
@@ -79,10 +93,13 @@ void cache_insert(const Key& key, std::shared_ptr<Entry> entry) {
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.index.find(key);
   if (it != c.index.end()) {  // another thread created it meanwhile: keep the newer one
+    c.bytes += entry->bytes;
+    c.bytes -= it->second->second->bytes;
     it->second->second = std::move(entry);
     c.order.splice(c.order.begin(), c.order, it->second);
     return;
   }
+  c.bytes += entry->bytes;
   c.order.emplace_front(key, std::move(entry));
   c.index.emplace(key, c.order.begin());
   c.trim();
@@ -91,7 +108,7 @@ void cache_insert(const Key& key, std::shared_ptr<Entry> entry) {
 PrimitiveCacheStats primitive_cache_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  return {c.hits, c.misses, c.evictions, c.order.size(), c.capacity};
+  return {c.hits, c.misses, c.evictions, c.order.size(), c.capacity, c.bytes, c.max_bytes};
 }
 
 void set_primitive_cache_capacity(size_t capacity) {
@@ -102,11 +119,26 @@ void set_primitive_cache_capacity(size_t capacity) {
   c.trim();
 }
 
-void clear_primitive_cache() {
+void set_primitive_cache_max_bytes(uint64_t max_bytes) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
+  c.max_bytes = max_bytes;
+  c.trim();
+}
+
+void drop_primitive_cache_entries() {
+  Cache& c = cache();
+  std::list<Cache::Item> dead;  // destroyed unlocked
+  std::lock_guard<std::mutex> lock(c.mu);
   c.index.clear();
-  c.order.clear();
+  dead.swap(c.order);
+  c.bytes = 0;
+}
+
+void clear_primitive_cache() {
+  drop_primitive_cache_entries();
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
   c.hits = c.misses = c.evictions = 0;
 }
 

@@ -59,11 +59,14 @@ class Key {
 struct Entry {
   virtual ~Entry() = default;
   std::mutex mu;  // held while the entry's memory objects are re-pointed and executed
+  // Memory the entry owns (set by its creator before cache_insert), for the cache's byte limit.
+  size_t bytes = 0;
 };
 
 // The entry for `key`, or null (counts a hit or a miss).
 std::shared_ptr<Entry> cache_find(const Key& key);
-// Stores `entry` under `key` as most recently used, evicting the least recently used.
+// Stores `entry` under `key` as most recently used, evicting the least recently used until the
+// entry and byte limits hold (KILN_PRIMITIVE_CACHE_ENTRIES / _BYTES, set_primitive_cache_limits).
 void cache_insert(const Key& key, std::shared_ptr<Entry> entry);
 
 // The entry for `key`; on a miss calls make() (returning std::shared_ptr<E>) and caches it.

@@ -1,0 +1,159 @@
+// `kiln inspect`: the report after eager and graph steps, as text and JSON, and every error path.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "testing/temp_dir.h"
+
+namespace kiln {
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "kiln");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int code = cli::run(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(Inspect, TextReportAfterEagerAndGraphSteps) {
+  Result r = run_cli({"inspect", "--model", "cnn", "--cache", "--threads", "1", "--steps", "2",
+                      "--batch-size", "8"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("kiln inspect: cnn, batches of 8 (synthetic data): eager 2 training "
+                       "steps and 2 inference batches; graph 3 inference calls and 2 training "
+                       "steps (fit with graph = true)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Functions: 2"), std::string::npos) << r.out;  // forward and train step
+  EXPECT_NE(r.out.find("cnn_forward"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("last retrace: arg 0: shape [8, 28, 28, 1] -> [4, 28, 28, 1]"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("conv2d filter in oneDNN layout (forward)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Model::summary"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Kernels (oneDNN primitives)"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+}
+
+TEST(Inspect, JsonReport) {
+  Result r = run_cli({"inspect", "--model", "mlp", "--cache", "--json", "--threads", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  std::set<std::string> keys;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.insert(it.key());
+  EXPECT_EQ(keys, (std::set<std::string>{"variables", "functions", "folded_constants", "instances",
+                                         "kernels", "arenas", "allocator"}));
+  bool found = false;
+  for (const auto& f : j["functions"]) {
+    if (f["name"] == "mlp_forward") {
+      found = true;
+      EXPECT_EQ(f["traces"], 2);
+      EXPECT_EQ(f["hits"], 2);  // 3 batches of 32 (1 trace, 2 hits) and one of 16
+    }
+  }
+  EXPECT_TRUE(found) << r.out;
+  EXPECT_GE(j["variables"]["count"].get<int>(), 6);
+  EXPECT_GT(j["kernels"]["primitives"].get<int>(), 0);
+}
+
+TEST(Inspect, HelpListsItsOptions) {
+  Result r = run_cli({"inspect", "--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const char* opt : {"--model", "--cache", "--json", "--steps", "--data"}) {
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt << " in " << r.out;
+  }
+}
+
+TEST(Inspect, BadArgumentsGiveOneLineAndExit2) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"inspect", "--cache"}, "kiln inspect: --model is required"},
+           {{"inspect", "--model", "resnet", "--cache"}, "resnet"},
+           {{"inspect", "--model", "mlp"}, "kiln inspect: --cache is required"},
+           {{"inspect", "--model", "mlp", "--cache", "--steps", "0"}, "--steps"},
+           {{"inspect", "--model", "mlp", "--cache", "--batch-size", "x"}, "--batch-size"},
+           {{"inspect", "--model", "mlp", "--cache", "--data", "/no/such/dir"}, "/no/such/dir"},
+           {{"inspect", "--model", "mlp", "--cache", "--bogus"}, "--bogus"},
+       }) {
+    Result r = run_cli(c.args);
+    EXPECT_EQ(r.code, 2) << c.message;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty());
+  }
+}
+
+TEST(Inspect, MissingDataSetIsAnErrorExit1) {
+  testing::TempDir dir("kiln_inspect_test_");
+  Result r = run_cli({"inspect", "--model", "mlp", "--cache", "--data", dir.path()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("kiln: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("dataset-fashion-mnist"), std::string::npos) << r.err;
+}
+
+void write_be32(std::ofstream& f, uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  f.write(b, 4);
+}
+
+// Raw IDX files of n blank images.
+void write_idx(const std::filesystem::path& dir, const std::string& prefix, int n) {
+  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  img.write("\0\0\x08\x03", 4);
+  write_be32(img, n);
+  write_be32(img, 28);
+  write_be32(img, 28);
+  lab.write("\0\0\x08\x01", 4);
+  write_be32(lab, n);
+  for (int i = 0; i < n; ++i) {
+    for (int p = 0; p < 28 * 28; ++p) img.put(static_cast<char>(p % 7));
+    lab.put(static_cast<char>(i % 10));
+  }
+}
+
+TEST(Inspect, ASliceOfARealDataSet) {
+  testing::TempDir dir("kiln_inspect_test_");
+  write_idx(dir.path(), "train", 40);
+  write_idx(dir.path(), "t10k", 10);
+  Result ok = run_cli({"inspect", "--model", "mlp", "--cache", "--data", dir.path(), "--steps", "2",
+                       "--batch-size", "16", "--threads", "1"});
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find(dir.path()), std::string::npos) << ok.out;
+  Result small = run_cli({"inspect", "--model", "mlp", "--cache", "--data", dir.path(), "--steps",
+                          "3", "--batch-size", "16"});
+  EXPECT_EQ(small.code, 1);
+  EXPECT_NE(small.err.find("kiln: error: --data " + dir.path() +
+                           ": 40 training images, fewer than the 48 that --steps and "
+                           "--batch-size ask for"),
+            std::string::npos)
+      << small.err;
+}
+
+TEST(Inspect, UnknownCommandListsInspect) {
+  Result r = run_cli({"inspekt"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("commands: train, eval, summary, inspect"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kiln
