@@ -9,7 +9,7 @@
 //
 // Every cache is explicit: cache_info() lists the cached signatures, traces, hits, misses and
 // evictions, and each retrace is explained as a diff against the nearest cached signature
-// ('arg 0: shape [64, 784] -> [32, 784]'). The cache is an LRU bounded by entries.
+// ('arg 0: shape [64, 784] -> [32, 784]'). The cache is an LRU bounded by entries and bytes.
 //
 // A traced graph is optimized (constant folding, common subexpressions, dead code, fusion of
 // matmul/conv + bias + activation and of elementwise chains) and planned: intermediates live in
@@ -70,6 +70,9 @@ struct FunctionOptions {
   int retrace_budget = 8;  // traces allowed after the first before `policy` applies
   RetracePolicy policy = RetracePolicy::kWarn;
   size_t max_entries = 32;  // cached concrete functions (least recently used are evicted)
+  // Bytes the cache may hold in plans' arenas and folded constants (0: no limit). Past it the
+  // least recently used concrete functions are evicted, never the one just used.
+  size_t max_bytes = 0;
 };
 
 struct FunctionCacheInfo {

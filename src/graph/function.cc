@@ -91,8 +91,44 @@ struct Function::State {
   std::list<ConcreteFunction> cache;  // most recently used first
   FunctionCacheInfo info;
   bool warned = false;
-  std::vector<Signature> traced;     // the last 64 signatures traced (to explain retraces)
-  cache::Registration registration;  // in kiln::cache_report(); last: unregistered first
+  std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
+  uint64_t peak_arena_bytes = 0;
+  cache::Registration registration;        // in kiln::cache_report(); last: unregistered first
+  cache::Registration arena_registration;  // its plans' arenas, in the report's "arenas"
+
+  // Bytes held by one concrete function: its plans' arenas and its folded constants.
+  static uint64_t bytes_of(const ConcreteFunction& cf) {
+    uint64_t b = cf.graph->constant_bytes();
+    for (const std::shared_ptr<graph::Plan>& p : cf.plans) b += p->arena_bytes();
+    return b;
+  }
+
+  // Evicts least recently used concrete functions (never the front) past options.max_bytes.
+  void enforce_bytes() {
+    if (options.max_bytes == 0) return;
+    uint64_t total = 0;
+    for (const ConcreteFunction& cf : cache) total += bytes_of(cf);
+    while (total > options.max_bytes && cache.size() > 1) {
+      total -= bytes_of(cache.back());
+      cache.pop_back();
+      ++info.evictions;
+    }
+  }
+
+  ArenaInfo arena_info() {
+    std::lock_guard<std::mutex> lock(mu);
+    ArenaInfo a;
+    a.owner = "function '" + options.name + "'";
+    for (const ConcreteFunction& cf : cache) {
+      for (const std::shared_ptr<graph::Plan>& p : cf.plans) {
+        a.bytes += p->arena_bytes();
+        ++a.buffers;
+      }
+    }
+    peak_arena_bytes = std::max<uint64_t>(peak_arena_bytes, a.bytes);
+    a.peak_bytes = peak_arena_bytes;
+    return a;
+  }
 
   // For kiln::cache_report() (and clear_caches()).
   cache::FunctionReport report() const {
@@ -293,6 +329,13 @@ Function::Function(Callable f, FunctionOptions options) : state_(std::make_uniqu
                                                std::lock_guard<std::mutex> lock(s->mu);
                                                s->cache.clear();
                                              });
+  s->arena_registration = cache::register_arena([s] { return s->arena_info(); },
+                                                [s] {
+                                                  std::lock_guard<std::mutex> lock(s->mu);
+                                                  for (ConcreteFunction& cf : s->cache) {
+                                                    cf.plans.clear();
+                                                  }
+                                                });
 }
 Function::~Function() = default;
 Function::Function(Function&&) noexcept = default;
@@ -344,6 +387,9 @@ void Function::State::resolve(std::span<const Tensor> args, bool training,
       return graph::Plan::build(shaped, args);
     }()
                                                 : graph::Plan::build(*cf->graph, args));
+    plan = plans.front();
+    enforce_bytes();  // may evict other concrete functions, never this one (the front)
+    return;
   } else if (it != plans.begin()) {
     std::rotate(plans.begin(), it, it + 1);  // no allocation: a hit stays allocation-free
   }

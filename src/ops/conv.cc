@@ -19,6 +19,7 @@
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/cache.h"
 #include "kiln/ops.h"
+#include "ops/conv_filter_cache.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -236,12 +237,50 @@ using FilterCache = CachedPerInstance<std::shared_ptr<const ReorderedFilter>>;
 
 std::atomic<bool> filter_cache_on{true};
 
-// Forward and backward-input primitives may prefer different layouts: one cache each.
-FilterCache& filter_cache(bool backward_input) {
+// Forward, backward-input and fused inference primitives may prefer different layouts: one
+// cache each (0, 1, 2).
+FilterCache& filter_cache(int which) {
   static FilterCache fwd("conv2d filter in oneDNN layout (forward)");
   static FilterCache bwd("conv2d filter in oneDNN layout (backward input)");
-  return backward_input ? bwd : fwd;
+  static FilterCache fused("fused_conv2d filter in oneDNN layout (inference)");
+  return which == 0 ? fwd : which == 1 ? bwd : fused;
 }
+
+}  // namespace
+
+namespace conv_filter {
+bool execute_with_cached_filter(const detail::TensorImpl* filter, dnnl::memory& user_w,
+                                const dnnl::memory& w, const dnnl::primitive& reorder,
+                                const dnnl::primitive& prim, const onednn::ExecArgs& args,
+                                int which) {
+  if (!filter->is_variable || !filter_cache_on.load(std::memory_order_relaxed)) return false;
+  FilterCache& cache = filter_cache(which);
+  auto reorder_now = [&] {
+    auto r = std::make_shared<ReorderedFilter>();
+    r->mem = dnnl::memory(w.get_desc(), onednn::engine());  // owned by the cached value
+    user_w.set_data_handle(filter->bytes());
+    onednn::ExecArgs ra;
+    ra.add(DNNL_ARG_FROM, user_w);
+    ra.add(DNNL_ARG_TO, r->mem);
+    onednn::execute(reorder, ra);
+    return std::shared_ptr<const ReorderedFilter>(std::move(r));
+  };
+  const uint64_t version = filter->version.load(std::memory_order_acquire);
+  std::shared_ptr<const ReorderedFilter> r = cache.get(filter->token, reorder_now, version);
+  if (r->mem.get_desc() != w.get_desc()) {  // cached for a primitive with another layout
+    cache.invalidate(filter->token);
+    r = cache.get(filter->token, reorder_now, version);
+  }
+  onednn::ExecArgs a = args;
+  for (int i = 0; i < a.n; ++i) {
+    if (a.args[i].arg == DNNL_ARG_WEIGHTS) a.args[i].memory = r->mem.get();
+  }
+  onednn::execute(prim, a);
+  return true;
+}
+}  // namespace conv_filter
+
+namespace {
 
 // An entry: the conv primitive, its activation memories, and the filter in its user (HWIO)
 // layout plus, when oneDNN prefers another, that layout and the reorder between them.
@@ -264,45 +303,19 @@ struct ConvEntry : onednn::Entry {
     if (needs_reorder && filter_is_output) onednn::execute(reorder, reorder_args);
   }
 
-  // As run(in, filter, out, false) for a variable's filter: its reordered copy comes from
-  // `cache` at the variable's version (reordered on a miss) instead of reordering every call.
-  void run_cached(const void* in, const detail::TensorImpl* filter, const void* out,
-                  FilterCache& cache) {
-    std::lock_guard<std::mutex> lock(mu);
-    act_in.set_data_handle(const_cast<void*>(in));
-    act_out.set_data_handle(const_cast<void*>(out));
-    auto reorder_now = [&] {
-      auto r = std::make_shared<ReorderedFilter>();
-      r->mem = dnnl::memory(w.get_desc(), onednn::engine());  // owned by the cached value
-      user_w.set_data_handle(filter->bytes());
-      onednn::ExecArgs ra;
-      ra.add(DNNL_ARG_FROM, user_w);
-      ra.add(DNNL_ARG_TO, r->mem);
-      onednn::execute(reorder, ra);
-      return std::shared_ptr<const ReorderedFilter>(std::move(r));
-    };
-    const uint64_t version = filter->version.load(std::memory_order_acquire);
-    std::shared_ptr<const ReorderedFilter> r = cache.get(filter->token, reorder_now, version);
-    if (r->mem.get_desc() != w.get_desc()) {  // cached for a primitive with another layout
-      cache.invalidate(filter->token);
-      r = cache.get(filter->token, reorder_now, version);
-    }
-    onednn::ExecArgs a = args;
-    for (int i = 0; i < a.n; ++i) {
-      if (a.args[i].arg == DNNL_ARG_WEIGHTS) a.args[i].memory = r->mem.get();
-    }
-    onednn::execute(prim, a);
-  }
-
   // Runs with the cached filter when it is a variable's and needs a reorder, else as run().
   void run_filter_input(const KernelArgs& k, bool backward_input) {
     const detail::TensorImpl* f = k.in[1].impl();
-    if (needs_reorder && f->is_variable && filter_cache_on.load(std::memory_order_relaxed)) {
-      run_cached(k.in[0].impl()->bytes(), f, k.out[0].impl()->bytes(),
-                 filter_cache(backward_input));
-    } else {
-      run(k.in[0].impl()->bytes(), f->bytes(), k.out[0].impl()->bytes(), false);
+    if (needs_reorder) {
+      std::lock_guard<std::mutex> lock(mu);
+      act_in.set_data_handle(k.in[0].impl()->bytes());
+      act_out.set_data_handle(k.out[0].impl()->bytes());
+      if (conv_filter::execute_with_cached_filter(f, user_w, w, reorder, prim, args,
+                                                  backward_input ? 1 : 0)) {
+        return;
+      }
     }
+    run(k.in[0].impl()->bytes(), f->bytes(), k.out[0].impl()->bytes(), false);
   }
 };
 

@@ -20,6 +20,7 @@
 #include "core/visit_dtype.h"
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/ops.h"
+#include "ops/conv_filter_cache.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -339,8 +340,12 @@ bool fconv_fast(const KernelArgs& k) {
   e->user_w.set_data_handle(k.in[1].impl()->bytes());
   e->dst.set_data_handle(k.out[0].impl()->bytes());
   if (has_bias) e->bias.set_data_handle(k.in[2].impl()->bytes());
-  // Hook for the weight cache (src/cache): this reorder runs per call; keyed by the filter
-  // variable's version it could run once per assignment instead.
+  // A variable's filter is reordered once per version (src/ops/conv_filter_cache.h), as in
+  // conv2d's forward kernel; anything else is reordered on each call.
+  if (e->needs_reorder && conv_filter::execute_with_cached_filter(
+                              k.in[1].impl(), e->user_w, e->w, e->reorder, e->prim, e->args, 2)) {
+    return true;
+  }
   if (e->needs_reorder) onednn::execute(e->reorder, e->reorder_args);
   onednn::execute(e->prim, e->args);
   return true;

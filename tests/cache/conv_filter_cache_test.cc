@@ -8,6 +8,7 @@
 #include "kiln/autograd.h"
 #include "kiln/cache.h"
 #include "kiln/cache_report.h"
+#include "kiln/function.h"
 #include "kiln/nn/optimizers.h"
 #include "kiln/nn/variable.h"
 #include "kiln/ops.h"
@@ -23,12 +24,13 @@ double max_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
-CacheStats forward_stats() {
+CacheStats stats_of(const std::string& name) {
   for (const CacheStats& s : cache_report().instances) {
-    if (s.name == "conv2d filter in oneDNN layout (forward)") return s;
+    if (s.name == name) return s;
   }
   return {};
 }
+CacheStats forward_stats() { return stats_of("conv2d filter in oneDNN layout (forward)"); }
 
 // 16 -> 32 channels: oneDNN wants a blocked filter layout here, so the reorder runs.
 struct ConvCase {
@@ -103,6 +105,24 @@ TEST(ConvFilterCache, OffReordersEveryCallWithTheSameResult) {
   set_conv_filter_cache_enabled(true);
   EXPECT_EQ(forward_stats().hits, before.hits);
   EXPECT_EQ(max_diff(cached, uncached), 0);
+}
+
+// A graph fuses conv2d + bias + relu into fused_conv2d: its filter is cached per version too.
+TEST(ConvFilterCache, FusedConvInAGraphReordersOncePerVersion) {
+  ConvCase c;
+  Tensor bias = random_uniform({32}, -1, 1, 3);
+  Function f = function([&](const Tensor& x) { return relu(conv2d(x, c.w.value()) + bias); });
+  const Tensor expected = relu(c.plain() + bias);
+  ASSERT_NE(f.graph_text({c.x}).find("fused_conv2d"), std::string::npos);
+  const std::string name = "fused_conv2d filter in oneDNN layout (inference)";
+  const CacheStats before = stats_of(name);
+  for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(f(c.x), expected), 1e-5) << i;
+  CacheStats s = stats_of(name);
+  EXPECT_EQ(s.misses, before.misses + 1);
+  EXPECT_EQ(s.hits, before.hits + 2);
+  c.w.assign(c.w.value() * 0.5);
+  EXPECT_LT(max_diff(f(c.x), relu(c.plain() + bias)), 1e-5);  // the new version, reordered
+  EXPECT_EQ(stats_of(name).version_recomputes, before.version_recomputes + 1);
 }
 
 }  // namespace

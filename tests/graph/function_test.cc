@@ -2,6 +2,8 @@
 // budgets and policies, bounded cache, exception safety, and layers created inside a trace.
 #include "kiln/function.h"
 
+#include "kiln/cache_report.h"
+
 #include <gtest/gtest.h>
 
 #include "kiln/autograd.h"
@@ -117,6 +119,48 @@ TEST(Function, CacheIsAnLruBoundedByEntries) {
   EXPECT_EQ(info.signatures[1].to_string(), "(float32 [1], training=false)");
   f(zeros({2}));
   EXPECT_EQ(f.cache_info().last_retrace_reason, "evicted from the cache earlier");
+}
+
+// exp(x) is an intermediate (512 KiB for 128 Ki floats) in the plan's arena.
+Tensor exp_gram(const Tensor& x) { return matmul(exp(x), x, false, true); }
+
+// Plans' arenas count against max_bytes: a 768 KiB bound holds one plan with a 512 KiB
+// intermediate but not two; the one just used is never evicted.
+TEST(Function, CacheIsBoundedByBytesOfArenas) {
+  constexpr size_t kBound = size_t{768} << 10;
+  Function f = function(exp_gram, {.max_bytes = kBound});
+  f(zeros({256, 512}));
+  FunctionCacheInfo one = f.cache_info();
+  ASSERT_GT(one.arena_bytes, 0u);
+  ASSERT_LE(one.arena_bytes, kBound);
+  f(zeros({512, 256}));  // another signature, as big: the first is evicted
+  FunctionCacheInfo two = f.cache_info();
+  EXPECT_EQ(two.evictions, 1u);
+  ASSERT_EQ(two.signatures.size(), 1u);
+  EXPECT_EQ(two.signatures[0].to_string(), "(float32 [512, 256], training=false)");
+  EXPECT_LE(two.arena_bytes, kBound);
+  // Small signatures fit beside each other.
+  f(zeros({2, 2}));
+  EXPECT_EQ(f.cache_info().signatures.size(), 2u);
+}
+
+// Every Function's plans appear in kiln::cache_report()'s arenas while it lives.
+TEST(Function, ArenasAreInTheCacheReport) {
+  auto arena_of = [](const std::string& owner) {
+    for (const ArenaInfo& a : cache_report().arenas) {
+      if (a.owner == owner) return a;
+    }
+    return ArenaInfo{};
+  };
+  {
+    Function f = function(exp_gram, {.name = "arena_report_test"});
+    f(zeros({64, 64}));
+    ArenaInfo a = arena_of("function 'arena_report_test'");
+    EXPECT_EQ(a.bytes, f.cache_info().arena_bytes);
+    EXPECT_GT(a.bytes, 0u);
+    EXPECT_EQ(a.buffers, 1u);
+  }
+  EXPECT_EQ(arena_of("function 'arena_report_test'").owner, "");
 }
 
 TEST(Function, VariablesAreCapturedByReference) {
