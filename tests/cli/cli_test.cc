@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/distributed.h"
+#include "testing/run_cli.h"
 #include "testing/temp_dir.h"
 
 namespace kiln {
@@ -22,19 +23,8 @@ namespace {
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "kiln");
-  std::vector<const char*> argv;
-  for (const std::string& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int code = cli::run(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::run_cli;
 
 void write_be32(std::ofstream& f, uint32_t v) {
   const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};

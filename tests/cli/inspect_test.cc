@@ -12,24 +12,14 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "testing/run_cli.h"
 #include "testing/temp_dir.h"
 
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "kiln");
-  std::vector<const char*> argv;
-  for (const std::string& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int code = cli::run(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::run_cli;
 
 TEST(Inspect, TextReportAfterEagerAndGraphSteps) {
   Result r = run_cli({"inspect", "--model", "cnn", "--cache", "--threads", "1", "--steps", "2",
