@@ -69,7 +69,9 @@ std::string Model::summary(const Shape& input_shape) {
   // Cached per model (a subclassed model's table costs a forward pass); the version counts
   // trainable weights, so set_trainable() recomputes it.
   static CachedPerInstance<std::shared_ptr<const SummaryText>> cache("Model::summary");
-  auto compute = [&] { return std::make_shared<const SummaryText>(input_shape, render()); };
+  auto compute = [&] {
+    return std::make_shared<const SummaryText>(SummaryText{input_shape, render()});
+  };
   const uint64_t version = trainable_weights().size();
   std::shared_ptr<const SummaryText> s = cache.get(cache_token(), compute, version);
   if (s->input_shape != input_shape) {  // another example shape: checked and rendered anew
