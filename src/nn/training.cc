@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kiln/autograd.h"
+#include "kiln/cache.h"
 #include "kiln/function.h"
 #include "kiln/nn/layer.h"
 #include "kiln/nn/metrics.h"
@@ -430,11 +431,19 @@ class Collector {
 }  // namespace
 
 namespace {
-// The model's inference as a traced function (graph mode of predict).
-Function make_predict_function(Layer& model) {
-  return Function([&model](const std::vector<Tensor>& a,
-                           bool) { return std::vector<Tensor>{model(a[0], /*training=*/false)}; },
-                  {.name = "predict_step"});
+// The model's inference as a traced function (graph mode of predict), one per live model:
+// kept in a per-instance cache, so every predict(..., graph = true) of a model reuses its
+// traces, and the function (which refers to the model) dies with the model.
+std::shared_ptr<Function> predict_function(Layer& model) {
+  static CachedPerInstance<std::shared_ptr<Function>> cache(
+      "predict: the model's traced inference");
+  return cache.get(model.cache_token(), [&model] {
+    return std::make_shared<Function>(
+        [&model](const std::vector<Tensor>& a, bool) {
+          return std::vector<Tensor>{model(a[0], /*training=*/false)};
+        },
+        FunctionOptions{.name = "predict_step"});
+  });
 }
 }  // namespace
 
@@ -444,8 +453,8 @@ Tensor predict(Layer& model, const Tensor& x, int64_t batch_size, bool graph) {
   }
   if (!x.defined() || x.rank() == 0) throw ShapeError("predict: x must be [N, ...]");
   Collector c(x.dim(0));
-  std::optional<Function> f;
-  if (graph) f.emplace(make_predict_function(model));
+  std::shared_ptr<Function> f;
+  if (graph) f = predict_function(model);
   for (int64_t b = 0; b < x.dim(0); b += batch_size) {
     Tensor part = x.rows(b, std::min(x.dim(0), b + batch_size));
     if (f) build_for(model, part);
@@ -456,8 +465,8 @@ Tensor predict(Layer& model, const Tensor& x, int64_t batch_size, bool graph) {
 
 Tensor predict(Layer& model, const Dataset& data, bool graph) {
   Collector c(data.num_examples());
-  std::optional<Function> f;
-  if (graph) f.emplace(make_predict_function(model));
+  std::shared_ptr<Function> f;
+  if (graph) f = predict_function(model);
   DatasetIterator it = data.begin_epoch(0);
   while (std::optional<Batch> b = it.next()) {
     if (f) build_for(model, b->x);

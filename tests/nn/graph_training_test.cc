@@ -107,5 +107,22 @@ TEST(GraphTraining, FreezingALayerBetweenEpochsTracesTheStepAgain) {
   EXPECT_TRUE(all_close(first->weights()[0].value(), frozen, 0, 0));
 }
 
+// predict(..., graph = true) keeps one traced function per live model: later calls reuse its
+// traces (the counting layer runs only while tracing), and it dies with the model.
+TEST(GraphTraining, PredictReusesTheModelsTracesAcrossCalls) {
+  auto model = std::make_shared<Sequential>(unique_layer_name("predicted"));
+  model->emplace<Flatten>();
+  auto counter = std::make_shared<CountingLayer>();
+  model->add(counter);
+  model->emplace<Dense>(10);
+  Tensor x = random_uniform({40, 28, 28, 1}, 0, 1, 9);
+  Tensor first = predict(*model, x, 16, /*graph=*/true);  // batches 16, 16, 8: two traces
+  EXPECT_EQ(counter->calls, 2);
+  Tensor again = predict(*model, x, 16, /*graph=*/true);
+  EXPECT_EQ(counter->calls, 2);
+  EXPECT_TRUE(all_close(again, first, 0, 0));
+  EXPECT_TRUE(all_close(first, predict(*model, x, 16), 1e-6, 1e-6));
+}
+
 }  // namespace
 }  // namespace kiln

@@ -101,7 +101,8 @@ Logs evaluate(Layer& model, const Loss& loss, const Dataset& data, bool accuracy
 
 // Model outputs for every example, in order, concatenated along dim 0: [N, ...]. Batches of
 // `batch_size` rows of x (views, not copies); ValueError unless batch_size >= 1.
-// graph = true runs the model as a traced function (one trace per batch shape, per call).
+// graph = true runs the model as a traced function: one per live model (a per-instance cache,
+// in kiln::cache_report()), traced once per batch shape and reused by later calls.
 Tensor predict(Layer& model, const Tensor& x, int64_t batch_size = 32, bool graph = false);
 // The same over a dataset's batches (Batch::x), in the dataset's order.
 Tensor predict(Layer& model, const Dataset& data, bool graph = false);
