@@ -90,8 +90,8 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
   // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {
     if (op->grad) continue;
-    const bool declared = (is_stateful(*op) || (op->flags & kRandom)) &&
-                          (op->flags & kNotDifferentiable);
+    const bool declared =
+        (is_stateful(*op) || (op->flags & kRandom)) && (op->flags & kNotDifferentiable);
     EXPECT_TRUE(none.count(op->name) || declared) << op->name << " has no gradient rule";
   }
   EXPECT_TRUE(ops::kStopGradient.flags & kNotDifferentiable);
