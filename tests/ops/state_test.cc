@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/tensor_impl.h"
+#include "kiln/function.h"
 #include "kiln/ops.h"
 #include "ops/registry.h"
 #include "testing/op_check.h"
@@ -39,6 +40,12 @@ TEST(StateOps, MakeStateCopiesAndIsCapturedByReference) {
   EXPECT_TRUE(all_close(init, ones({3}), 0, 0));
   EXPECT_TRUE(s.impl()->is_variable);
   expect_error<ValueError>([] { make_state(Tensor()); }, {"make_state", "undefined"});
+  // Inside a trace the argument is symbolic: state must come from a concrete tensor.
+  Function f = function([](const Tensor& x) {
+    make_state(x);
+    return x;
+  });
+  expect_error<StateError>([&] { f(ones({1})); }, {"make_state", "symbolic"});
 }
 
 TEST(StateOps, MismatchesNameBothTensors) {
