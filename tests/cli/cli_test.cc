@@ -16,6 +16,7 @@
 #include "kiln/distributed.h"
 #include "testing/run_cli.h"
 #include "testing/temp_dir.h"
+#include "testing/tiny_fashion_mnist.h"
 
 namespace kiln {
 namespace {
@@ -26,36 +27,13 @@ namespace fs = std::filesystem;
 using Result = testing::CliResult;
 using testing::run_cli;
 
-void write_be32(std::ofstream& f, uint32_t v) {
-  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  f.write(b, 4);
-}
-
-// Raw IDX files: n images whose mean brightness encodes the label, so a model can learn them.
-void write_tiny_dataset(const fs::path& dir, const std::string& prefix, int n) {
-  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
-  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
-  img.write("\0\0\x08\x03", 4);
-  write_be32(img, n);
-  write_be32(img, 28);
-  write_be32(img, 28);
-  lab.write("\0\0\x08\x01", 4);
-  write_be32(lab, n);
-  for (int i = 0; i < n; ++i) {
-    const int label = i % 10;
-    for (int p = 0; p < 28 * 28; ++p) {
-      const bool on = (p / 28) / 3 == label;  // a horizontal band per class
-      img.put(static_cast<char>(on ? 200 + (i * 7 + p) % 50 : (i + p) % 20));
-    }
-    lab.put(static_cast<char>(label));
-  }
-}
+using testing::write_tiny_fashion_mnist;
 
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    write_tiny_dataset(dir_.path(), "train", 320);
-    write_tiny_dataset(dir_.path(), "t10k", 100);
+    write_tiny_fashion_mnist(dir_.path(), "train", 320);
+    write_tiny_fashion_mnist(dir_.path(), "t10k", 100);
   }
   std::string path(const std::string& name) const { return dir_.path(name); }
   TempDir dir_{"kiln_cli_test_"};  // removed after each test

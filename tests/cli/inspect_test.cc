@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "testing/run_cli.h"
 #include "testing/temp_dir.h"
+#include "testing/tiny_fashion_mnist.h"
 
 namespace kiln {
 namespace {
@@ -100,31 +101,10 @@ TEST(Inspect, MissingDataSetIsAnErrorExit1) {
   EXPECT_NE(r.err.find("dataset-fashion-mnist"), std::string::npos) << r.err;
 }
 
-void write_be32(std::ofstream& f, uint32_t v) {
-  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  f.write(b, 4);
-}
-
-// Raw IDX files of n blank images.
-void write_idx(const std::filesystem::path& dir, const std::string& prefix, int n) {
-  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
-  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
-  img.write("\0\0\x08\x03", 4);
-  write_be32(img, n);
-  write_be32(img, 28);
-  write_be32(img, 28);
-  lab.write("\0\0\x08\x01", 4);
-  write_be32(lab, n);
-  for (int i = 0; i < n; ++i) {
-    for (int p = 0; p < 28 * 28; ++p) img.put(static_cast<char>(p % 7));
-    lab.put(static_cast<char>(i % 10));
-  }
-}
-
 TEST(Inspect, ASliceOfARealDataSet) {
   testing::TempDir dir("kiln_inspect_test_");
-  write_idx(dir.path(), "train", 40);
-  write_idx(dir.path(), "t10k", 10);
+  testing::write_tiny_fashion_mnist(dir.path(), "train", 40);
+  testing::write_tiny_fashion_mnist(dir.path(), "t10k", 10);
   Result ok = run_cli({"inspect", "--model", "mlp", "--cache", "--data", dir.path(), "--steps", "2",
                        "--batch-size", "16", "--threads", "1"});
   ASSERT_EQ(ok.code, 0) << ok.err;
