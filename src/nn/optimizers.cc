@@ -2,10 +2,7 @@
 // (src/ops/updates.cc), so eager steps and traced steps apply the same kernels.
 #include "kiln/nn/optimizers.h"
 
-#include <algorithm>
-#include <cmath>
 #include <string>
-#include <type_traits>
 #include <utility>
 
 #include "kiln/ops.h"

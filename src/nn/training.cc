@@ -127,6 +127,13 @@ class Progress {
   Clock::time_point start_, last_draw_;
 };
 
+// How many rows of `logits` have their argmax at the label: one step's accuracy as a count.
+double correct_count(const Tensor& labels, const Tensor& logits) {
+  Accuracy acc;
+  acc.update(labels, logits);
+  return std::round(acc.result() * static_cast<double>(logits.dim(0)));
+}
+
 // Builds `model` for inputs shaped like `x` (batch of one) unless it is built: graph mode
 // builds before tracing, so no variable is created inside a trace.
 void build_for(Layer& model, const Tensor& x) {
@@ -236,9 +243,7 @@ class StepRunner {
       std::vector<Tensor> r = (*step_fn_)({b.x, b.y}, /*training=*/true);
       t.loss = r[0].item<double>();
       if (accuracy) {
-        Accuracy acc;
-        acc.update(b.y, r[1]);
-        t.correct = std::round(acc.result() * static_cast<double>(rows));
+        t.correct = correct_count(b.y, r[1]);
       }
       if (!sync_) return t;  // the update ran inside the graph
       sync_->begin_step(vars_, rows, t.loss, t.correct);
@@ -251,9 +256,7 @@ class StepRunner {
       if (refresh || vars_.empty()) read_variables(model);  // after a lazy build by the call
       t.loss = l.item<double>();
       if (accuracy) {
-        Accuracy acc;
-        acc.update(b.y, logits);
-        t.correct = std::round(acc.result() * static_cast<double>(rows));  // a count
+        t.correct = correct_count(b.y, logits);
       }
       if (!sync_) {
         grads = tape.gradient(l, sources_);
