@@ -51,13 +51,15 @@ struct FunctionSection {
   uint64_t max_entries = 0;
 };
 
-// The captured constants of one cached concrete function (constant folding's results). kiln
-// never folds variables, so no entry depends on a variable's version.
+// The captured constants of one cached concrete function (constant folding's results). Graph
+// functions never fold variables; a frozen model's (kiln::freeze) constants are copies of
+// variables, listed with the version each was copied at.
 struct FoldedConstantsSection {
   std::string function;
   std::string signature;
   uint64_t constants = 0;
   uint64_t bytes = 0;
+  std::map<std::string, uint64_t> variable_versions;
 };
 
 struct KernelsSection {

@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -125,6 +126,9 @@ class Function {
                         bool optimized = true);
   // Drops every cached concrete function (variables stay).
   void clear_cache();
+  // Records which variables (name -> version) the callable's captured constants were copied
+  // from (kiln::freeze does); kiln::cache_report() lists them with the folded constants.
+  void set_constant_sources(std::map<std::string, uint64_t> sources);
 
   struct State;
 

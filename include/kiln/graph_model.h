@@ -44,6 +44,12 @@ struct GraphSummary {
   std::string to_text() const;
 };
 
+// A variable a frozen graph's constant was copied from, and its version then.
+struct FoldedVariableInfo {
+  std::string name;
+  uint64_t version = 0;
+};
+
 class GraphModel {
  public:
   // An empty model; calling it is a StateError.
@@ -82,8 +88,14 @@ class GraphModel {
   // The cache of traced plans (kiln::Function's), for reports and tests.
   FunctionCacheInfo cache_info() const;
 
+  // The variables the constants were copied from (freeze records them; kiln::cache_report()
+  // lists them under folded constants). Empty for imported graphs.
+  const std::vector<FoldedVariableInfo>& folded_variables() const;
+  void set_folded_variables(std::vector<FoldedVariableInfo> folded);
+
+  struct Impl;  // opaque
+
  private:
-  struct Impl;
   std::shared_ptr<Impl> impl_;
 };
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ struct FoldedConstants {
   std::string signature;   // the concrete function's signature
   uint64_t constants = 0;  // captured constants in its optimized graph
   uint64_t bytes = 0;      // Graph::constant_bytes()
+  std::map<std::string, uint64_t> variable_versions;  // frozen from: variable -> version
 };
 struct FunctionReport {
   std::string name;

@@ -104,7 +104,8 @@ CacheReport cache_report() {
   }
   for (cache::FunctionReport& f : cache::function_reports()) {
     for (const cache::FoldedConstants& c : f.folded) {
-      r.folded_constants.push_back({f.name, c.signature, c.constants, c.bytes});
+      r.folded_constants.push_back({f.name, c.signature, c.constants, c.bytes,
+                                    c.variable_versions});
     }
     r.functions.push_back({f.name, std::move(f.info), f.max_entries});
   }
@@ -176,7 +177,7 @@ std::string CacheReport::to_json(int indent) const {
                                      {"signature", f.signature},
                                      {"constants", f.constants},
                                      {"bytes", f.bytes},
-                                     {"variable_versions", json::object()}});
+                                     {"variable_versions", f.variable_versions}});
   }
   j["instances"] = json::array();
   for (const CacheStats& s : instances) {
@@ -243,6 +244,9 @@ std::string CacheReport::to_text() const {
   for (const FoldedConstantsSection& f : folded_constants) {
     add("  %-24s %-40s %4llu constants %12s\n", f.function.c_str(), f.signature.c_str(),
         static_cast<unsigned long long>(f.constants), human_bytes(f.bytes).c_str());
+    for (const auto& [name, version] : f.variable_versions) {
+      out += "    from " + name + " @ version " + std::to_string(version) + "\n";
+    }
   }
   out += "Per-instance caches: " + std::to_string(instances.size()) + "\n";
   for (const CacheStats& s : instances) {

@@ -93,6 +93,7 @@ struct Function::State {
   bool warned = false;
   std::vector<Signature> traced;  // the last 64 signatures traced (to explain retraces)
   uint64_t peak_arena_bytes = 0;
+  std::map<std::string, uint64_t> constant_sources;  // set_constant_sources()
   cache::Registration registration;        // in kiln::cache_report(); last: unregistered first
   cache::Registration arena_registration;  // its plans' arenas, in the report's "arenas"
 
@@ -139,7 +140,8 @@ struct Function::State {
       r.info.signatures.push_back(cf.signature);
       uint64_t n = 0;
       for (const graph::Value& v : cf.graph->values) n += v.kind == graph::ValueKind::kConstant;
-      r.folded.push_back({cf.signature.to_string(), n, cf.graph->constant_bytes()});
+      r.folded.push_back(
+          {cf.signature.to_string(), n, cf.graph->constant_bytes(), constant_sources});
     }
     return r;
   }
@@ -485,6 +487,11 @@ std::string Function::graph_dot(const std::vector<Tensor>& args, bool training, 
 void Function::clear_cache() {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->cache.clear();
+}
+
+void Function::set_constant_sources(std::map<std::string, uint64_t> sources) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->constant_sources = std::move(sources);
 }
 
 Function function(std::function<Tensor(const Tensor&)> f, FunctionOptions options) {

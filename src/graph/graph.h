@@ -16,6 +16,11 @@ namespace kiln::graph {
 
 enum class ValueKind : uint8_t { kInput, kConstant, kVariable, kNode };
 
+// Executors bind a node's tensors in fixed arrays: a node has at most this many inputs and
+// outputs (validate() refuses more; importers split wider nodes).
+inline constexpr size_t kMaxNodeInputs = 16;
+inline constexpr size_t kMaxNodeOutputs = 2;
+
 struct Value {
   ValueKind kind = ValueKind::kNode;
   Meta meta;                 // shape and dtype seen while tracing
@@ -48,6 +53,14 @@ struct Graph {
   // after its last reader instead of holding all of them to the end.
   void plan_lifetimes();
 };
+
+// Checks everything a graph from outside (a model file, an importer) could get wrong, before
+// anything runs it: value ids in range, each value defined once and before use, a node's op
+// known with its input/output counts and attrs (check_attrs), captured tensors present and
+// matching their metas, every node's inferred output metas equal to the stored ones (unknown
+// dims are stored at their traced size), inputs/outputs in range. Throws FormatError
+// "<where>: node 3 (conv2d): ..." naming the node and what was wrong.
+void validate(const Graph& g, const std::string& where);
 
 // Runs `g` on `args` (matching g.inputs) through the dispatcher: fast kernels, views, and the
 // active tape if any (so a graph call is differentiable like eager code). Returns g.outputs.

@@ -11,6 +11,7 @@
 
 #include "kiln/io.h"
 #include "kiln/nn/layer.h"
+#include "nn/weight_keys.h"
 
 namespace kiln {
 namespace {
@@ -42,12 +43,12 @@ std::vector<Variable> unique_variables(const std::vector<Variable>& variables) {
   return out;
 }
 
-using Keyed = std::vector<std::pair<std::string, Variable>>;
+}  // namespace
 
-// Validates the whole file against `vars` (key -> variable), then assigns: nothing changes when
-// anything does not fit.
-void load_keyed(const Keyed& vars, const std::string& path) {
-  SafetensorsFile file = load_safetensors(path);
+void assign_keyed(const Keyed& keyed, const SafetensorsFile& file, const std::string& prefix,
+                  const std::string& path) {
+  Keyed vars;
+  for (const auto& [key, v] : keyed) vars.emplace_back(prefix + key, v);
   std::set<std::string> wanted;
   std::vector<std::string> missing;
   for (const auto& [key, v] : vars) {
@@ -56,7 +57,9 @@ void load_keyed(const Keyed& vars, const std::string& path) {
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : file.all()) {
-    if (!wanted.count(name)) unexpected.push_back(name);
+    if (name.compare(0, prefix.size(), prefix) == 0 && !wanted.count(name)) {
+      unexpected.push_back(name);
+    }
   }
   if (!missing.empty() || !unexpected.empty()) {
     std::string msg = "load_weights: " + path + " does not match the model:";
@@ -118,6 +121,16 @@ void collect_keys(const Layer& layer, const std::string& prefix, Keyed& out) {
   }
 }
 
+Keyed weight_keys(const Layer& model) {
+  Keyed keyed;
+  collect_keys(model, "", keyed);
+  return keyed;
+}
+
+namespace {
+void load_keyed(const Keyed& vars, const std::string& path) {
+  assign_keyed(vars, load_safetensors(path), "", path);
+}
 }  // namespace
 
 void save_variables(const std::vector<Variable>& variables, const std::string& path,

@@ -2,6 +2,7 @@
 // (src/ops/updates.cc), so eager steps and traced steps apply the same kernels.
 #include "kiln/nn/optimizers.h"
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 
@@ -56,6 +57,77 @@ Variable Optimizer::slot(const Variable& variable, const std::string& slot) cons
     if (slot_names_[i] == slot) return it->second.slots[i];
   }
   return {};
+}
+
+Variable Optimizer::slot_for_restore(const Variable& variable, const std::string& slot) {
+  for (size_t i = 0; i < slot_names_.size(); ++i) {
+    if (slot_names_[i] == slot) return entry_for(variable).slots[i];
+  }
+  throw ValueError(name_ + ": no slot '" + slot + "' (this optimizer keeps " +
+                   std::to_string(slot_names_.size()) + " slots per variable)");
+}
+
+nlohmann::json Optimizer::get_config() const {
+  return {{"name", name_}, {"learning_rate", learning_rate()}};
+}
+
+nlohmann::json serialize_optimizer(const Optimizer& optimizer) {
+  static const std::pair<const char*, const char*> kClasses[] = {
+      {"sgd", "SGD"}, {"adam", "Adam"}, {"adamw", "AdamW"}, {"rmsprop", "RMSprop"}};
+  for (const auto& [name, cls] : kClasses) {
+    if (optimizer.name() == name) return {{"class_name", cls}, {"config", optimizer.get_config()}};
+  }
+  throw ValueError("serialize_optimizer: optimizer '" + optimizer.name() + "' has no class name");
+}
+
+namespace {
+
+// config[name] as a number, else `fallback` when absent (Keras' defaults), ValueError when
+// present but not a number.
+double number(const nlohmann::json& config, const char* cls, const char* name, double fallback) {
+  if (!config.contains(name)) return fallback;
+  const nlohmann::json& v = config.at(name);
+  if (!v.is_number()) {
+    throw ValueError(std::string("optimizer ") + cls + ": '" + name + "' must be a number, got " +
+                     v.dump().substr(0, 80));
+  }
+  return v.get<double>();
+}
+
+}  // namespace
+
+std::unique_ptr<Optimizer> deserialize_optimizer(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("class_name") || !j.at("class_name").is_string() ||
+      !j.contains("config") || !j.at("config").is_object()) {
+    throw ValueError("optimizer config must be {\"class_name\": ..., \"config\": {...}}");
+  }
+  const std::string cls = j.at("class_name").get<std::string>();
+  const nlohmann::json& c = j.at("config");
+  const char* n = cls.c_str();
+  if (cls == "SGD") {
+    bool nesterov = false;
+    if (c.contains("nesterov")) {
+      if (!c.at("nesterov").is_boolean()) throw ValueError("optimizer SGD: 'nesterov' must be a bool");
+      nesterov = c.at("nesterov").get<bool>();
+    }
+    return std::make_unique<SGD>(number(c, n, "learning_rate", 0.01), number(c, n, "momentum", 0),
+                                 nesterov);
+  }
+  if (cls == "Adam") {
+    return std::make_unique<Adam>(number(c, n, "learning_rate", 0.001), number(c, n, "beta_1", 0.9),
+                                  number(c, n, "beta_2", 0.999), number(c, n, "epsilon", 1e-7));
+  }
+  if (cls == "AdamW") {
+    return std::make_unique<AdamW>(number(c, n, "learning_rate", 0.001),
+                                   number(c, n, "weight_decay", 0.004), number(c, n, "beta_1", 0.9),
+                                   number(c, n, "beta_2", 0.999), number(c, n, "epsilon", 1e-7));
+  }
+  if (cls == "RMSprop") {
+    return std::make_unique<RMSprop>(number(c, n, "learning_rate", 0.001), number(c, n, "rho", 0.9),
+                                     number(c, n, "momentum", 0), number(c, n, "epsilon", 1e-7));
+  }
+  throw ValueError("unknown optimizer class '" + cls.substr(0, 80) +
+                   "' (known: SGD, Adam, AdamW, RMSprop)");
 }
 
 Optimizer::Entry& Optimizer::entry_for(const Variable& v) {
@@ -196,6 +268,37 @@ void RMSprop::update(const Tensor& value, const Tensor& grad, const std::vector<
   } else {
     run_update(ops::kRmspropUpdate, {value, slots[0], grad, learning_rate_tensor()}, a);
   }
+}
+
+// ---- configs (Keras' names) -------------------------------------------------------------------
+
+nlohmann::json SGD::get_config() const {
+  nlohmann::json c = Optimizer::get_config();
+  c["momentum"] = momentum_;
+  c["nesterov"] = nesterov_;
+  return c;
+}
+
+nlohmann::json Adam::get_config() const {
+  nlohmann::json c = Optimizer::get_config();
+  c["beta_1"] = beta_1_;
+  c["beta_2"] = beta_2_;
+  c["epsilon"] = epsilon_;
+  return c;
+}
+
+nlohmann::json AdamW::get_config() const {
+  nlohmann::json c = Adam::get_config();
+  c["weight_decay"] = weight_decay_;
+  return c;
+}
+
+nlohmann::json RMSprop::get_config() const {
+  nlohmann::json c = Optimizer::get_config();
+  c["rho"] = rho_;
+  c["momentum"] = momentum_;
+  c["epsilon"] = epsilon_;
+  return c;
 }
 
 }  // namespace kiln

@@ -464,11 +464,25 @@ constexpr AttrField kConvFilterGradFields[] = {
 };
 constexpr AttrSchema kConvFilterGradSchema{kConvFilterGradFields};
 
+// 2 * output elements * KH * KW * (C / groups): the filter [KH, KW, C/groups, F] gives all three.
+int64_t conv_flops(std::span<const Meta> in, const Attrs&, std::span<const Meta> out) {
+  const Shape& f = in[1].shape;
+  return 2 * out[0].shape.numel() * f[0] * f[1] * f[2];
+}
+
 }  // namespace
 
 namespace ops {
+const OpDef kConv2D{.name = "conv2d",
+                    .num_inputs = 2,
+                    .num_outputs = 1,
+                    .infer = conv_infer,
+                    .reference = conv_reference,
+                    .fast = conv_fast,
+                    .grad = conv_grad,
+                    .attrs = &kConvSchema,
+                    .flops = conv_flops};
 // clang-format off
-const OpDef kConv2D{"conv2d", 2, 1, conv_infer, conv_reference, conv_fast, conv_grad, nullptr, 0, &kConvSchema};
 const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast, bwd_input_grad, nullptr, 0, &kConvSchema, 1u << 2};
 const OpDef kConv2DBackwardFilter{"conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast, bwd_filter_grad, nullptr, 0, &kConvFilterGradSchema};
 // clang-format on

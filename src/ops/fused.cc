@@ -401,6 +401,14 @@ void fconv_grad(const GradArgs& g) {
   base_grad(g, ops::kConv2D, ca, dz, has_bias);
 }
 
+// The unfused op's count (bias and activation are one pass over the output, not counted).
+int64_t fmm_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
+  return ops::kMatmul.flops(in.subspan(0, 2), Attrs{a.i(0), a.i(1)}, out);
+}
+int64_t fconv_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
+  return ops::kConv2D.flops(in.subspan(0, 2), conv_attrs(a), out);
+}
+
 // The schemas: the unfused op's attrs, then what was fused into it.
 constexpr AttrField kFusedMatmulFields[] = {
     {"transpose_a", AttrType::kBool},
@@ -426,10 +434,24 @@ constexpr AttrSchema kFusedConvAttrs{kFusedConvFields};
 }  // namespace
 
 namespace ops {
-const OpDef kFusedMatmul{"fused_matmul", -1,       1,       fmm_infer, fmm_reference,
-                         fmm_fast,       fmm_grad, nullptr, 0,         &kFusedMatmulAttrs};
-const OpDef kFusedConv2D{"fused_conv2d", -1,         1,       fconv_infer, fconv_reference,
-                         fconv_fast,     fconv_grad, nullptr, 0,           &kFusedConvAttrs};
+const OpDef kFusedMatmul{.name = "fused_matmul",
+                         .num_inputs = -1,
+                         .num_outputs = 1,
+                         .infer = fmm_infer,
+                         .reference = fmm_reference,
+                         .fast = fmm_fast,
+                         .grad = fmm_grad,
+                         .attrs = &kFusedMatmulAttrs,
+                         .flops = fmm_flops};
+const OpDef kFusedConv2D{.name = "fused_conv2d",
+                         .num_inputs = -1,
+                         .num_outputs = 1,
+                         .infer = fconv_infer,
+                         .reference = fconv_reference,
+                         .fast = fconv_fast,
+                         .grad = fconv_grad,
+                         .attrs = &kFusedConvAttrs,
+                         .flops = fconv_flops};
 }  // namespace ops
 
 }  // namespace kiln

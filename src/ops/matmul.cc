@@ -191,6 +191,13 @@ void matmul_grad(const GradArgs& g) {
   if (g.needs(1)) g.grad_in[1] = ops::sum_to_like(db, b);
 }
 
+// 2 * output elements * K, K read from a (transposed when transpose_a).
+int64_t matmul_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
+  const Shape& s = in[0].shape;
+  const int64_t k = s.rank() == 0 ? 1 : a.i(0) ? (s.rank() >= 2 ? s[s.rank() - 2] : 1) : s[s.rank() - 1];
+  return 2 * out[0].shape.numel() * k;
+}
+
 constexpr AttrField kMatmulFields[] = {{"transpose_a", AttrType::kBool},
                                        {"transpose_b", AttrType::kBool}};
 constexpr AttrSchema kMatmulAttrs{kMatmulFields};
@@ -198,9 +205,15 @@ constexpr AttrSchema kMatmulAttrs{kMatmulFields};
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kMatmul{"matmul", 2, 1, matmul_infer, matmul_reference, matmul_fast, matmul_grad, nullptr, 0, &kMatmulAttrs};
-// clang-format on
+const OpDef kMatmul{.name = "matmul",
+                    .num_inputs = 2,
+                    .num_outputs = 1,
+                    .infer = matmul_infer,
+                    .reference = matmul_reference,
+                    .fast = matmul_fast,
+                    .grad = matmul_grad,
+                    .attrs = &kMatmulAttrs,
+                    .flops = matmul_flops};
 }  // namespace ops
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {

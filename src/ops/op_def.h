@@ -90,6 +90,9 @@ using FastKernelFn = bool (*)(const KernelArgs& args);
 using GradFn = void (*)(const GradArgs& args);
 // Returns a view of in[0] with shape out.shape, or an undefined Tensor to fall back to a kernel.
 using ViewFn = Tensor (*)(const Tensor& in, const Attrs& attrs, const Meta& out);
+// Floating-point operations of one call (2 per multiply-add), for summaries and profiles.
+using FlopsFn = int64_t (*)(std::span<const Meta> in, const Attrs& attrs,
+                            std::span<const Meta> out);
 
 // OpDef::flags bits. Whether an op is a view is not a flag: it is `view != nullptr`
 // (is_view below), so the two can never disagree.
@@ -147,7 +150,13 @@ struct OpDef {
   // Bit k: input k gives only its shape (gradient ops' "like" inputs); no kernel reads its data,
   // so a memory planner need not keep its buffer alive for this op.
   uint32_t shape_only_inputs = 0;
+  // Null: one operation per output element (elementwise, pooling, shape ops count as such).
+  FlopsFn flops = nullptr;
 };
+
+// op.flops(...) when the op has a rule, else the output elements.
+int64_t op_flops(const OpDef& op, std::span<const Meta> in, const Attrs& attrs,
+                 std::span<const Meta> out);
 
 // Passes must neither remove, merge, fold nor reorder a stateful op.
 inline bool is_stateful(const OpDef& op) { return (op.flags & kStateful) != 0; }

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <memory>
+
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -49,6 +51,16 @@ class Optimizer {
 
   // "sgd", "adam", "adamw", "rmsprop".
   const std::string& name() const { return name_; }
+
+  // Keras' config: {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9, ...} (the
+  // hyperparameters; state such as iterations and slots is saved apart).
+  virtual nlohmann::json get_config() const;
+
+  // The slot names of this rule, in order ("m", "v" for Adam).
+  const std::vector<std::string>& slot_names() const { return slot_names_; }
+  // The slot `slot` of `variable`, created (zero) if the variable has not been updated yet: for
+  // restoring saved state. ValueError naming the slot when the rule has no such slot.
+  Variable slot_for_restore(const Variable& variable, const std::string& slot);
 
   // Every slot variable created so far, in creation order (for saving and reports). Slot
   // names are "<optimizer>/<variable name>/<slot>", e.g. "adam/dense/kernel/m".
@@ -94,6 +106,7 @@ class SGD : public Optimizer {
   explicit SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
   double momentum() const { return momentum_; }
   bool nesterov() const { return nesterov_; }
+  nlohmann::json get_config() const override;
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
@@ -110,6 +123,7 @@ class Adam : public Optimizer {
   // Throws ValueError unless learning_rate >= 0, 0 <= beta < 1 and epsilon >= 0.
   explicit Adam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
                 double epsilon = 1e-7);
+  nlohmann::json get_config() const override;
 
  protected:
   Adam(std::string name, double learning_rate, double beta_1, double beta_2, double epsilon);
@@ -128,6 +142,7 @@ class AdamW : public Adam {
   explicit AdamW(double learning_rate = 0.001, double weight_decay = 0.004, double beta_1 = 0.9,
                  double beta_2 = 0.999, double epsilon = 1e-7);
   double weight_decay() const { return weight_decay_; }
+  nlohmann::json get_config() const override;
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
@@ -144,6 +159,7 @@ class RMSprop : public Optimizer {
   // epsilon >= 0.
   explicit RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
                    double epsilon = 1e-7);
+  nlohmann::json get_config() const override;
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
@@ -151,5 +167,10 @@ class RMSprop : public Optimizer {
  private:
   double rho_, momentum_, epsilon_;
 };
+
+// {"class_name": "Adam", "config": get_config()}, and back: ValueError naming the field for an
+// unknown class, a missing or ill-typed hyperparameter, or a value the constructor refuses.
+nlohmann::json serialize_optimizer(const Optimizer& optimizer);
+std::unique_ptr<Optimizer> deserialize_optimizer(const nlohmann::json& j);
 
 }  // namespace kiln
