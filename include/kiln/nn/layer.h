@@ -132,6 +132,11 @@ class Layer {
   // This layer's identity for per-instance caches (kiln/cache.h).
   const InstanceToken& cache_token() const { return cache_token_; }
 
+  // State that is neither a weight nor configuration but changes as the layer runs: random
+  // generators' states (Dropout's), by short name. Model files save it and assign it back, so
+  // training resumes with the same random draws. Default: none.
+  virtual std::vector<std::pair<std::string, Tensor>> state_tensors() const { return {}; }
+
  protected:
   // Creates weights for `input_shape` (batch dim included); runs once. Default: nothing.
   virtual void build(const Shape& input_shape);

@@ -98,6 +98,8 @@ class Dropout : public Layer {
   explicit Dropout(double rate, std::optional<uint64_t> seed = std::nullopt, std::string name = "");
   std::string type_name() const override { return "Dropout"; }
   double rate() const { return rate_; }
+  // {"seed_generator": its generator's state}.
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const override;
 
  protected:
   Tensor call(const Tensor& x, bool training) override;

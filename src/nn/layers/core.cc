@@ -132,6 +132,10 @@ Dropout::Dropout(double rate, std::optional<uint64_t> seed, std::string name)
   if (!seed) generator_ = SeedGenerator(mix64(global_seed()) ^ hash_name(this->name()));
 }
 
+std::vector<std::pair<std::string, Tensor>> Dropout::state_tensors() const {
+  return {{"seed_generator", generator_.state()}};
+}
+
 Tensor Dropout::call(const Tensor& x, bool training) {
   if (!training || rate_ == 0.0) return x;
   // A fresh mask per training call, reproducible from the seed and the call count.
