@@ -634,6 +634,12 @@ void Exporter::emit(int i) {
     } else {
       in = plain(x);
     }
+    bool identity = true;
+    for (size_t d = 0; d < perm.size(); ++d) identity &= perm[d] == static_cast<int64_t>(d);
+    if (identity) {  // NHWC -> NCHW of a value already held as NCHW
+      plain_[n.outputs[0]] = in;
+      return;
+    }
     onnx::NodeProto* p = node("Transpose", {in}, {out_name(n, false)});
     attr_ints(p, "perm", perm);
     return finish(n, p, false);

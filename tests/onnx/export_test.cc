@@ -318,6 +318,64 @@ TEST(OnnxExportPeer, LayerOverloadFreezesFirst) {
   expect_ort_matches(dir.path(), dir.path() + "/m.onnx", peers().x64, (*mlp)(peers().x64));
 }
 
+// A GraphModel of f over [N, 28, 28, 1] images, traced with kiln's ops.
+GraphModel traced(const std::function<Tensor(const Tensor&)>& f) {
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    Tensor x = t.add_input(Shape{2, 28, 28, 1}, float32);
+    t.set_outputs({f(x)});
+    g = t.take();
+  }
+  std::vector<int64_t> out = g.values[g.outputs[0]].meta.shape.vec();
+  out[0] = kUnknownDim;
+  return GraphModel(std::move(g), {{"input", {{kUnknownDim, 28, 28, 1}, float32}}},
+                    {{"output", {out, float32}}});
+}
+
+// Every mapped op beyond the built-in models': layout-free ops met in NCHW (softmax, concat,
+// reductions keeping or dropping dims, transposes composed with the layout change), grouped
+// and dilated convs, strided same pools, slices, pads, gathers, batched matmuls with
+// transposes, comparisons, where, gelu both ways.
+Tensor many_ops(const Tensor& x) {
+  const Tensor w1 = random_normal({3, 3, 1, 4}, 0, 0.5, 1),
+               w2 = random_normal({5, 5, 1, 4}, 0, 0.3, 2);
+  const Tensor w3 = random_normal({3, 3, 4, 8}, 0, 0.3, 3);
+  Tensor c = leaky_relu(conv2d(x, w1, {.padding = Padding::kSame}), 0.1);
+  c = max_pool2d(c, {.pool_size = {3, 3}, .strides = {2, 2}, .padding = Padding::kSame});
+  Tensor d = gelu(conv2d(x, w2, {.strides = {2, 2}, .padding = Padding::kSame}));
+  Tensor s = softmax(concat({c, d}, 3), -1);  // [N, 14, 14, 8]
+  s = s * random_uniform({8}, 0.5, 2, 4) + random_normal({1, 14, 1, 1}, 0, 1, 5);
+  Tensor g = conv2d(s, w3, {.dilation = {2, 2}, .groups = 2});  // [N, 10, 10, 8]
+  g = avg_pool2d(g, {.pool_size = {2, 2}, .strides = {1, 1}, .padding = Padding::kSame});
+  Tensor t = transpose(g, {0, 3, 1, 2});                                           // [N, 8, 10, 10]
+  Tensor sl = slice(t, {0, 1, 0}, {1000, 7, 10}, {1, 2, 3});                       // [N, 3, 10, 4]
+  Tensor p = pad(sl, {{0, 0}, {1, 0}, {0, 2}}, 0.5);                               // [N, 4, 12, 4]
+  Tensor r1 = mean(p, {2, 3});                                                     // [N, 4]
+  Tensor r2 = max(g, {1, 2});                                                      // [N, 8]
+  Tensor r3 = sum(g, {3});                                                         // [N, 10, 10]
+  Tensor r4 = reshape(sum(g, {1}, true), {-1, 80});                                // [N, 80]
+  Tensor e = gather(r2, from_vector<int64_t>({0, 3, 5}), 1);                       // [N, 3]
+  Tensor m = gelu(matmul(r1, random_normal({6, 4}, 0, 1, 6), false, true), true);  // [N, 6]
+  Tensor b = reshape(matmul(r3, random_normal({10, 5}, 0, 1, 7), true), {-1, 50});  // [N, 50]
+  Tensor all = concat({r1, r2, reshape(r3, {-1, 100}), r4, e, m, b}, 1);
+  Tensor y =
+      where(greater(all, scalar(0.1)), sqrt(abs(all) + 1.0), neg(exp(minimum(all, scalar(1.0)))));
+  y = y + square(sigmoid(all)) / maximum(tanh(all), scalar(0.5)) - pow(abs(all) + 1.0, scalar(0.5));
+  Tensor mask = cast(not_equal(argmax(all, 1, true), scalar(3, int64)), float32);
+  return log_softmax(concat({y, mask}, 1), 1);
+}
+
+TEST(OnnxExportPeer, ManyOpsMatchOnnxRuntime) {
+  SKIP_WITHOUT_PEERS();
+  nlohmann::json s = export_and_compare(traced(many_ops), "many_ops");
+  export_and_compare(traced(many_ops), "many_ops17", 17);
+  EXPECT_EQ(count(s, "Erf"), 1) << s.dump();
+  // After the input, matmul's transpose_a, and before the reshape of an NCHW [N, 1, 10, 8]; the
+  // explicit NHWC -> NCHW transpose costs nothing (the value already is NCHW).
+  EXPECT_EQ(count(s, "Transpose"), 3) << s.dump();
+}
+
 // ---- errors -------------------------------------------------------------------------------
 
 // A GraphModel computing one_hot (an op kiln has and ONNX export does not map).
