@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -33,7 +34,9 @@ namespace kiln {
 namespace {
 
 const std::string kSource = KILN_SOURCE_DIR;
-const std::string kOrtDir = KILN_ORT_DIR;
+// The npm prefix holding onnxruntime-node: $KILN_ORT_DIR, else the build tree's peers/ort.
+const std::string kOrtDir =
+    std::getenv("KILN_ORT_DIR") ? std::getenv("KILN_ORT_DIR") : KILN_ORT_DIR;
 
 struct Run {
   int rc = -1;
