@@ -480,7 +480,8 @@ void Exporter::emit_reduce(int i, const char* type) {
   // In NCHW when x is: kept as NCHW (keepdims), or plain when the dims left keep their order
   // (C gone, or both H and W gone: global pooling's [N, C]).
   bool in_nchw = false, out_nchw = false;
-  if (r == 4 && only_nchw(x) && !axes.empty()) {
+  if (r == 4 && only_nchw(x)) {
+    if (axes.empty()) axes = {0, 1, 2, 3};  // all: the same in either layout
     auto gone = [&](int d) { return std::find(axes.begin(), axes.end(), d) != axes.end(); };
     const bool order_kept = gone(3) || (gone(1) && gone(2));
     in_nchw = keep || order_kept;

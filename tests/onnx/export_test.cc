@@ -38,13 +38,13 @@ const std::string kSource = KILN_SOURCE_DIR;
 const std::string kOrtDir =
     std::getenv("KILN_ORT_DIR") ? std::getenv("KILN_ORT_DIR") : KILN_ORT_DIR;
 
-struct Run {
+struct CommandResult {
   int rc = -1;
   std::string out;
 };
 // Runs a shell command, capturing stdout and stderr.
-Run run(const std::string& cmd) {
-  Run r;
+CommandResult run(const std::string& cmd) {
+  CommandResult r;
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
@@ -122,13 +122,14 @@ const Peers& peers() {
                " (Debian: apt-get install dataset-fashion-mnist)";
       return r;
     }
-    Run py = run("/usr/bin/python3 -c 'import onnx'");
+    CommandResult py = run("/usr/bin/python3 -c 'import onnx'");
     if (py.rc != 0) {
       r.skip =
           "python3-onnx not available to /usr/bin/python3 (Debian: apt-get install python3-onnx)";
       return r;
     }
-    Run ort = run("node " + kSource + "/bench/peers/ort/run.mjs --self-test --ort " + kOrtDir);
+    CommandResult ort =
+        run("node " + kSource + "/bench/peers/ort/run.mjs --self-test --ort " + kOrtDir);
     if (ort.rc != 0) {
       r.skip = "ONNX Runtime peer unavailable (install node and run bench/peers/ort/install.sh " +
                kOrtDir + "): " + ort.out;
@@ -145,7 +146,7 @@ const Peers& peers() {
 
 // export_check.py's verdict on one file.
 nlohmann::json onnx_check(const std::string& file) {
-  Run r = run("/usr/bin/python3 " + kSource + "/tests/onnx/export_check.py " + file);
+  CommandResult r = run("/usr/bin/python3 " + kSource + "/tests/onnx/export_check.py " + file);
   EXPECT_EQ(r.rc, 0) << r.out;
   try {
     return nlohmann::json::parse(r.out);
@@ -161,8 +162,8 @@ void expect_ort_matches(const std::string& dir, const std::string& onnx_file, co
   const std::string tag = std::to_string(x.shape()[0]);
   const std::string xin = dir + "/x" + tag + ".npy", yout = dir + "/y" + tag + ".npy";
   write_npy(xin, x);
-  Run r = run("node " + kSource + "/bench/peers/ort/run.mjs --ort " + kOrtDir + " --model " +
-              onnx_file + " --input " + xin + " --output " + yout);
+  CommandResult r = run("node " + kSource + "/bench/peers/ort/run.mjs --ort " + kOrtDir +
+                        " --model " + onnx_file + " --input " + xin + " --output " + yout);
   ASSERT_EQ(r.rc, 0) << r.out;
   std::vector<int64_t> dims;
   std::vector<float> got = read_npy(yout, dims);
@@ -377,6 +378,57 @@ TEST(OnnxExportPeer, ManyOpsMatchOnnxRuntime) {
   // After the input, matmul's transpose_a, and before the reshape of an NCHW [N, 1, 10, 8]; the
   // explicit NHWC -> NCHW transpose costs nothing (the value already is NCHW).
   EXPECT_EQ(count(s, "Transpose"), 3) << s.dump();
+}
+
+TEST(OnnxExportPeer, EmbeddingLayerNormAndGelu) {
+  SKIP_WITHOUT_PEERS();
+  VariableStore store(18);
+  auto m = std::make_shared<Sequential>();
+  m->add(std::make_shared<Embedding>(2, 4));  // pixels cast to 0/1 pick one of two rows
+  m->add(std::make_shared<Flatten>());
+  m->add(std::make_shared<Dense>(16));
+  m->add(std::make_shared<LayerNormalization>());
+  m->add(std::make_shared<Dense>(10, "gelu"));
+  (*m)(zeros({1, 28, 28, 1}));
+  nlohmann::json s = export_and_compare(freeze(*m), "embedding");
+  EXPECT_EQ(count(s, "Gather"), 1) << s.dump();
+}
+
+// Outputs that are the input itself, or one value twice, or an NCHW value: each port gets its
+// own name (Identity or the edge Transpose), and ONNX Runtime returns all of them.
+TEST(OnnxExportPeer, PortsThatShareValues) {
+  SKIP_WITHOUT_PEERS();
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    Tensor x = t.add_input(Shape{2, 28, 28, 1}, float32);
+    Tensor y = max_pool2d(x);
+    t.set_outputs({x, y, y, neg(y)});
+    g = t.take();
+  }
+  const TensorSpec in{{kUnknownDim, 28, 28, 1}, float32}, pooled{{kUnknownDim, 14, 14, 1}, float32};
+  GraphModel m(std::move(g), {{"images", in}},
+               {{"same", in}, {"pooled", pooled}, {"again", pooled}, {"negated", pooled}});
+  testing::TempDir dir("kiln_onnx_export_");
+  const std::string d = dir.path(), file = d + "/ports.onnx", x = d + "/x.npy";
+  export_onnx(m, file);
+  nlohmann::json s = onnx_check(file);
+  EXPECT_EQ(count(s, "Identity"), 2) << s.dump();
+  write_npy(x, peers().x64);
+  // By position, except "negated" by name (run.mjs binds NAME=FILE first).
+  CommandResult r =
+      run("node " + kSource + "/bench/peers/ort/run.mjs --ort " + kOrtDir + " --model " + file +
+          " --input " + x + " --output " + d + "/a.npy --output negated=" + d + "/d.npy --output " +
+          d + "/b.npy --output " + d + "/c.npy");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const std::vector<Tensor> want = m(std::vector<Tensor>{peers().x64});
+  const char* files[] = {"a", "b", "c", "d"};
+  for (int k = 0; k < 4; ++k) {
+    std::vector<int64_t> dims;
+    std::vector<float> got = read_npy(d + "/" + files[k] + ".npy", dims);
+    ASSERT_EQ(dims, want[k].shape().vec()) << files[k];
+    EXPECT_EQ(0, std::memcmp(got.data(), want[k].raw_data(), want[k].nbytes())) << files[k];
+  }
 }
 
 // ---- errors -------------------------------------------------------------------------------

@@ -150,16 +150,24 @@ function sessionOptions(threads) {
            interOpNumThreads: 1 };
 }
 
-// Pairs files with names: positional in declared order, or NAME=FILE.
+// Pairs files with names: NAME=FILE by name, the other files in declared order over the names
+// left.
 function bind(names, files, what) {
   if (files.length !== names.length) {
     throw new Error(`the model has ${names.length} ${what}s (${names.join(', ')}), got ${files.length} files`);
   }
-  return files.map((f, k) => {
+  const named = new Map(), positional = [];
+  for (const f of files) {
     const eq = f.indexOf('=');
-    if (eq > 0 && names.includes(f.slice(0, eq))) return [f.slice(0, eq), f.slice(eq + 1)];
-    return [names[k], f];
-  });
+    const name = eq > 0 ? f.slice(0, eq) : null;
+    if (name !== null && names.includes(name)) {
+      if (named.has(name)) throw new Error(`${what} ${name} is given twice`);
+      named.set(name, f.slice(eq + 1));
+    } else {
+      positional.push(f);
+    }
+  }
+  return names.map(n => [n, named.has(n) ? named.get(n) : positional.shift()]);
 }
 
 async function time(session, feeds, runs) {
