@@ -58,7 +58,7 @@ class Function:
 
     def __init__(self, func, input_signature=None, name=None, reduce_retracing=False,
                  retrace_budget=8, policy="warn", max_entries=32, max_bytes=0,
-                 _takes_training=None):
+                 takes_training=None):
         self.python_function = func
         self.input_signature = input_signature
         self._name = name or getattr(func, "__name__", "function")
@@ -71,7 +71,7 @@ class Function:
         if input_signature is not None:
             signature = [(tuple(s.shape), s.dtype) for s in input_signature]
         self._structure = {"kind": "single"}
-        takes = _takes_training(func) if _takes_training is None else _takes_training
+        takes = _takes_training(func) if takes_training is None else takes_training
         trace = _make_trace(func, takes, self._structure)
         self._function = _kiln._Function(trace, self._name, signature, retrace_budget, policy,
                                          max_entries, max_bytes)
@@ -137,7 +137,7 @@ def _bound_functions(function, instance):
             def method(*args, **kwargs):
                 return func(ref(), *args, **kwargs)
 
-            return Function(method, name=function._name, _takes_training=takes,
+            return Function(method, name=function._name, takes_training=takes,
                             **function._options)
         cache = cached_per_instance(make, name=f"kiln.function {function._name} per instance")
         function.__dict__["_per_instance"] = cache

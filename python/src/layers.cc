@@ -122,11 +122,6 @@ std::string opt_name(py::handle name) { return name.is_none() ? "" : name.cast<s
 
 Layer* share_target(py::handle h) { return h.is_none() ? nullptr : h.cast<Layer*>(); }
 
-// Keeps the Python object of a layer another layer shares weights with alive while it is used.
-void keep_share_target(py::handle self, py::handle other) {
-  if (!other.is_none()) py::setattr(self, "_kiln_shares_weights_with", other);
-}
-
 }  // namespace
 
 std::shared_ptr<Layer> shared_layer(py::handle obj) { return shared_keep<Layer>(obj); }
@@ -264,12 +259,8 @@ this class. The first call builds (build(input_shape) once), later calls check t
       .def("get_weight", [](const Layer& l, const std::string& n) { return var_or_none(l.weight(n)); },
            py::arg("name"),
            "The weight this layer created under short name `name` ('kernel'), or None.")
-      .def("share_weights_from",
-           [](py::object self, py::object other) {
-             self.cast<Layer&>().share_weights_from(other.cast<Layer&>());
-             keep_share_target(self, other);
-           },
-           py::arg("other"))
+      .def("share_weights_from", &Layer::share_weights_from, py::arg("other"),
+           py::keep_alive<1, 2>(), "Before the first call: use `other`'s weights of the same names.")
       .def("compute_output_shape",
            [](Layer& l, py::handle shape) { return shape_tuple(l.output_shape(to_shape(shape))); },
            py::arg("input_shape"))

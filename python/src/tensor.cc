@@ -20,7 +20,10 @@ const Tensor* capsule_tensor(py::handle base) {
 // `arr` as a view of the kiln tensor whose memory it shows, or undefined when it shows other
 // memory, is not contiguous, or has another dtype (those are copied).
 Tensor shared_view(const py::array& arr) {
-  const Tensor* owner = capsule_tensor(arr.base());
+  // Views of views: NumPy's base chain ends at the capsule of the tensor owning the memory.
+  py::handle base = arr.base();
+  while (base && py::isinstance<py::array>(base)) base = py::reinterpret_borrow<py::array>(base).base();
+  const Tensor* owner = capsule_tensor(base);
   if (!owner || !(arr.flags() & py::array::c_style)) return {};
   DType dt;
   try {
@@ -29,9 +32,9 @@ Tensor shared_view(const py::array& arr) {
     return {};
   }
   if (dt != owner->dtype()) return {};
-  const auto* base = static_cast<const char*>(owner->raw_data());
+  const auto* start = static_cast<const char*>(owner->raw_data());
   const auto* data = static_cast<const char*>(arr.data());
-  const ptrdiff_t offset = data - base;
+  const ptrdiff_t offset = data - start;
   const size_t item = size_of(dt);
   if (offset < 0 || static_cast<size_t>(offset) % item != 0 || offset + static_cast<size_t>(arr.nbytes()) > owner->nbytes()) return {};
   std::vector<int64_t> dims(arr.shape(), arr.shape() + arr.ndim());
@@ -42,7 +45,8 @@ Tensor shared_view(const py::array& arr) {
 
 // A new kiln tensor holding `arr`'s values converted to `dt` (NumPy's conversion rules).
 Tensor copy_array(const py::array& arr, DType dt) {
-  py::array c = py::module_::import("numpy").attr("ascontiguousarray")(arr, numpy_dtype(dt));
+  // asarray(order="C"), not ascontiguousarray: the latter turns rank 0 into rank 1.
+  py::array c = py::module_::import("numpy").attr("asarray")(arr, numpy_dtype(dt), "C");
   std::vector<int64_t> dims(c.shape(), c.shape() + c.ndim());
   Tensor t = empty(Shape(dims), dt);
   if (t.nbytes()) std::memcpy(t.raw_data(), c.data(), t.nbytes());
