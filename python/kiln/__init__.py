@@ -53,6 +53,22 @@ def rank(x):
     return convert_to_tensor(x).ndim
 
 
+def _variable_operator(name):
+    def op(self, *args):
+        return getattr(self.value, name)(*args)
+
+    op.__name__ = name
+    return op
+
+
+# A variable in an expression is its current value, as in TensorFlow.
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__", "__rmatmul__",
+              "__lt__", "__le__", "__gt__", "__ge__", "__neg__", "__abs__", "__getitem__",
+              "__float__", "__int__", "__len__", "item"):
+    setattr(Variable, _name, _variable_operator(_name))
+del _name
+
 from kiln import random, nn, math  # noqa: E402
 from kiln._function import function, TensorSpec  # noqa: E402
 from kiln._cache import cached_per_instance, cache_report, CacheReport  # noqa: E402
