@@ -1,10 +1,10 @@
 // kiln.function's core (kiln::Function around a Python callable), the cache report, and the
 // per-instance cache behind @kiln.cached_per_instance (kiln::cached_per_instance holding Python
 // values).
+#include "kiln/function.h"
 #include "common.h"
 #include "kiln/cache.h"
 #include "kiln/cache_report.h"
-#include "kiln/function.h"
 
 namespace kiln::python {
 namespace {
@@ -29,7 +29,8 @@ py::dict signature_dict(const Signature& s) {
   py::list args;
   for (const TensorSpec& spec : s.args) {
     py::list dims;
-    for (int64_t v : spec.dims) dims.append(v == kUnknownDim ? py::none() : py::object(py::int_(v)));
+    for (int64_t v : spec.dims)
+      dims.append(v == kUnknownDim ? py::none() : py::object(py::int_(v)));
     args.append(py::make_tuple(py::tuple(dims), spec.dtype));
   }
   d["args"] = args;
@@ -96,7 +97,8 @@ void bind_function(py::module_& m) {
                for (py::handle spec : input_signature) {
                  auto [dims, dtype] = spec.cast<std::pair<py::object, py::object>>();
                  TensorSpec s;
-                 for (py::handle d : dims) s.dims.push_back(d.is_none() ? kUnknownDim : d.cast<int64_t>());
+                 for (py::handle d : dims)
+                   s.dims.push_back(d.is_none() ? kUnknownDim : d.cast<int64_t>());
                  s.dtype = to_dtype(dtype);
                  specs.push_back(std::move(s));
                }
@@ -112,13 +114,14 @@ void bind_function(py::module_& m) {
            }),
            py::arg("trace"), py::arg("name"), py::arg("input_signature"), py::arg("retrace_budget"),
            py::arg("policy"), py::arg("max_entries"), py::arg("max_bytes"))
-      .def("__call__",
-           [](PyFunction& f, py::handle args, bool training) {
-             std::vector<Tensor> in = tensor_args(args);
-             py::gil_scoped_release nogil;
-             return (*f.function)(in, training);
-           },
-           py::arg("args"), py::arg("training") = false)
+      .def(
+          "__call__",
+          [](PyFunction& f, py::handle args, bool training) {
+            std::vector<Tensor> in = tensor_args(args);
+            py::gil_scoped_release nogil;
+            return (*f.function)(in, training);
+          },
+          py::arg("args"), py::arg("training") = false)
       .def("cache_info",
            [](const PyFunction& f) {
              FunctionCacheInfo i = f.function->cache_info();
@@ -138,20 +141,22 @@ void bind_function(py::module_& m) {
              d["fused_nodes"] = i.fused_nodes;
              return d;
            })
-      .def("graph_text",
-           [](PyFunction& f, py::handle args, bool training, bool optimized) {
-             std::vector<Tensor> in = tensor_args(args);
-             py::gil_scoped_release nogil;
-             return f.function->graph_text(in, training, optimized);
-           },
-           py::arg("args"), py::arg("training") = false, py::arg("optimized") = true)
-      .def("graph_dot",
-           [](PyFunction& f, py::handle args, bool training, bool optimized) {
-             std::vector<Tensor> in = tensor_args(args);
-             py::gil_scoped_release nogil;
-             return f.function->graph_dot(in, training, optimized);
-           },
-           py::arg("args"), py::arg("training") = false, py::arg("optimized") = true)
+      .def(
+          "graph_text",
+          [](PyFunction& f, py::handle args, bool training, bool optimized) {
+            std::vector<Tensor> in = tensor_args(args);
+            py::gil_scoped_release nogil;
+            return f.function->graph_text(in, training, optimized);
+          },
+          py::arg("args"), py::arg("training") = false, py::arg("optimized") = true)
+      .def(
+          "graph_dot",
+          [](PyFunction& f, py::handle args, bool training, bool optimized) {
+            std::vector<Tensor> in = tensor_args(args);
+            py::gil_scoped_release nogil;
+            return f.function->graph_dot(in, training, optimized);
+          },
+          py::arg("args"), py::arg("training") = false, py::arg("optimized") = true)
       .def("clear_cache", [](PyFunction& f) { f.function->clear_cache(); });
 }
 
@@ -168,9 +173,10 @@ void bind_cache(py::module_& m) {
     py::gil_scoped_release nogil;
     clear_caches();
   });
-  m.def("set_instance_cache_limits",
-        [](uint64_t e, uint64_t b) { set_instance_cache_limits({.max_entries = e, .max_bytes = b}); },
-        py::arg("max_entries"), py::arg("max_bytes") = 0);
+  m.def(
+      "set_instance_cache_limits",
+      [](uint64_t e, uint64_t b) { set_instance_cache_limits({.max_entries = e, .max_bytes = b}); },
+      py::arg("max_entries"), py::arg("max_bytes") = 0);
 
   py::class_<InstanceToken>(m, "InstanceToken", R"doc(
 An object's identity for per-instance caches (kiln::InstanceToken): a 64-bit id that is never
@@ -179,8 +185,9 @@ reused; when the token dies, every cache drops its entries.)doc")
       .def_property_readonly("id", &InstanceToken::id)
       .def_property_readonly("used", &InstanceToken::used)
       .def("reset", &InstanceToken::reset);
-  m.def("_layer_cache_token", [](const Layer& l) -> const InstanceToken& { return l.cache_token(); },
-        py::return_value_policy::reference_internal);
+  m.def(
+      "_layer_cache_token", [](const Layer& l) -> const InstanceToken& { return l.cache_token(); },
+      py::return_value_policy::reference_internal);
 
   py::class_<PyInstanceCache>(m, "_InstanceCache", "kiln::cached_per_instance of Python values.")
       .def(py::init([](const std::string& name, uint64_t max_entries, uint64_t max_bytes) {
@@ -189,44 +196,55 @@ reused; when the token dies, every cache drops its entries.)doc")
                  name, CacheLimits{.max_entries = max_entries, .max_bytes = max_bytes});
            }),
            py::arg("name"), py::arg("max_entries") = 0, py::arg("max_bytes") = 0)
-      .def("get",
-           [](PyInstanceCache& c, const InstanceToken& token, py::function compute, uint64_t version) {
-             PyValue v;
-             {
-               // Waiting for another thread's computation must not hold the GIL it needs.
-               py::gil_scoped_release nogil;
-               v = c.cache.get(token, [&]() -> PyValue {
-                 py::gil_scoped_acquire gil;
-                 return gil_safe(compute());
-               }, version);
-             }
-             return *v;
-           },
-           py::arg("token"), py::arg("compute"), py::arg("version") = 0)
-      .def("peek",
-           [](PyInstanceCache& c, const InstanceToken& token, uint64_t version) -> py::object {
-             PyValue v;
-             bool hit;
-             {
-               py::gil_scoped_release nogil;
-               hit = c.cache.peek(token, version, v);
-             }
-             return hit ? *v : py::object(py::none());
-           },
-           py::arg("token"), py::arg("version") = 0)
-      .def("invalidate", [](PyInstanceCache& c, const InstanceToken& t) {
-        py::gil_scoped_release nogil;
-        c.cache.invalidate(t);
-      })
-      .def("clear", [](PyInstanceCache& c) {
-        py::gil_scoped_release nogil;
-        c.cache.clear();
-      })
+      .def(
+          "get",
+          [](PyInstanceCache& c, const InstanceToken& token, py::function compute,
+             uint64_t version) {
+            PyValue v;
+            {
+              // Waiting for another thread's computation must not hold the GIL it needs.
+              py::gil_scoped_release nogil;
+              v = c.cache.get(
+                  token,
+                  [&]() -> PyValue {
+                    py::gil_scoped_acquire gil;
+                    return gil_safe(compute());
+                  },
+                  version);
+            }
+            return *v;
+          },
+          py::arg("token"), py::arg("compute"), py::arg("version") = 0)
+      .def(
+          "peek",
+          [](PyInstanceCache& c, const InstanceToken& token, uint64_t version) -> py::object {
+            PyValue v;
+            bool hit;
+            {
+              py::gil_scoped_release nogil;
+              hit = c.cache.peek(token, version, v);
+            }
+            return hit ? *v : py::object(py::none());
+          },
+          py::arg("token"), py::arg("version") = 0)
+      .def("invalidate",
+           [](PyInstanceCache& c, const InstanceToken& t) {
+             py::gil_scoped_release nogil;
+             c.cache.invalidate(t);
+           })
+      .def("clear",
+           [](PyInstanceCache& c) {
+             py::gil_scoped_release nogil;
+             c.cache.clear();
+           })
       .def("stats", [](const PyInstanceCache& c) { return cache_stats(c.cache.stats()); })
-      .def("set_limits", [](PyInstanceCache& c, uint64_t e, uint64_t b) {
-        py::gil_scoped_release nogil;
-        c.cache.set_limits({.max_entries = e, .max_bytes = b});
-      }, py::arg("max_entries"), py::arg("max_bytes") = 0);
+      .def(
+          "set_limits",
+          [](PyInstanceCache& c, uint64_t e, uint64_t b) {
+            py::gil_scoped_release nogil;
+            c.cache.set_limits({.max_entries = e, .max_bytes = b});
+          },
+          py::arg("max_entries"), py::arg("max_bytes") = 0);
 }
 
 }  // namespace kiln::python

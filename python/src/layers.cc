@@ -81,7 +81,8 @@ class PyLayer : public Base {
   Shape compute_output_shape(const Shape& input_shape) override {
     {
       py::gil_scoped_acquire gil;
-      if (py::function f = py::get_override(static_cast<const Base*>(this), "compute_output_shape")) {
+      if (py::function f =
+              py::get_override(static_cast<const Base*>(this), "compute_output_shape")) {
         return to_shape(f(shape_tuple(input_shape)));
       }
     }
@@ -129,15 +130,17 @@ std::shared_ptr<Layer> shared_layer(py::handle obj) { return shared_keep<Layer>(
 Initializer to_initializer(py::handle h) {
   if (py::isinstance<Initializer>(h)) return h.cast<Initializer>();
   if (py::isinstance<py::str>(h)) return initializers::get(h.cast<std::string>());
-  throw py::type_error("an initializer is a Keras name (\"glorot_uniform\") or kiln.Initializer, got " +
-                       std::string(py::repr(h)));
+  throw py::type_error(
+      "an initializer is a Keras name (\"glorot_uniform\") or kiln.Initializer, got " +
+      std::string(py::repr(h)));
 }
 
 std::string activation_name(py::handle h) {
   if (h.is_none()) return "linear";
   if (py::isinstance<py::str>(h)) return h.cast<std::string>();
   if (py::hasattr(h, "__name__")) return h.attr("__name__").cast<std::string>();
-  throw py::type_error("an activation is a name (\"relu\") or None, got " + std::string(py::repr(h)));
+  throw py::type_error("an activation is a name (\"relu\") or None, got " +
+                       std::string(py::repr(h)));
 }
 
 void bind_layers(py::module_& m) {
@@ -166,33 +169,43 @@ equal; assign() writes in place and bumps version.)doc")
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));
           },
           py::arg("dtype") = py::none())
-      .def("assign", [](Variable& v, const TensorArg& x) {
-        Tensor t = x.python_scalar ? full(v.shape(), x.scalar, v.dtype()) : x.tensor;
-        py::gil_scoped_release nogil;
-        v.assign(t);
-      }, py::arg("value"))
-      .def("assign_add", [](Variable& v, const TensorArg& x) {
-        Tensor t = x.python_scalar ? full(v.shape(), x.scalar, v.dtype()) : x.tensor;
-        py::gil_scoped_release nogil;
-        assign_add(v.value(), t);
-      }, py::arg("delta"))
-      .def("__eq__", [](const Variable& a, const Variable& b) { return a == b; }, py::is_operator())
+      .def(
+          "assign",
+          [](Variable& v, const TensorArg& x) {
+            Tensor t = x.python_scalar ? full(v.shape(), x.scalar, v.dtype()) : x.tensor;
+            py::gil_scoped_release nogil;
+            v.assign(t);
+          },
+          py::arg("value"))
+      .def(
+          "assign_add",
+          [](Variable& v, const TensorArg& x) {
+            Tensor t = x.python_scalar ? full(v.shape(), x.scalar, v.dtype()) : x.tensor;
+            py::gil_scoped_release nogil;
+            assign_add(v.value(), t);
+          },
+          py::arg("delta"))
+      .def(
+          "__eq__", [](const Variable& a, const Variable& b) { return a == b; }, py::is_operator())
       .def("__hash__", [](const Variable& v) { return reinterpret_cast<uintptr_t>(v.id()); })
-      .def("__repr__", [](const Variable& v) {
-        return "<kiln.Variable '" + v.name() + "' shape=" + to_string(v.shape()) + " dtype=" +
-               std::string(dtype_name(v.dtype())) + ">";
-      })
+      .def("__repr__",
+           [](const Variable& v) {
+             return "<kiln.Variable '" + v.name() + "' shape=" + to_string(v.shape()) +
+                    " dtype=" + std::string(dtype_name(v.dtype())) + ">";
+           })
       .attr("__array_priority__") = 1000;
 
   py::class_<Initializer>(m, "Initializer", "Maps (shape, dtype, seed) to a fresh tensor.")
       .def_property_readonly("name", &Initializer::name)
-      .def("__call__",
-           [](const Initializer& i, py::handle shape, py::handle dtype, uint64_t seed) {
-             return i(to_shape(shape), to_dtype(dtype), seed);
-           },
-           py::arg("shape"), py::arg("dtype") = float32, py::arg("seed") = 0)
+      .def(
+          "__call__",
+          [](const Initializer& i, py::handle shape, py::handle dtype, uint64_t seed) {
+            return i(to_shape(shape), to_dtype(dtype), seed);
+          },
+          py::arg("shape"), py::arg("dtype") = float32, py::arg("seed") = 0)
       .def("__repr__", [](const Initializer& i) { return "<kiln.Initializer " + i.name() + ">"; });
-  py::module_ init = m.def_submodule("initializers", "Keras' initializers (kiln/nn/initializers.h)");
+  py::module_ init =
+      m.def_submodule("initializers", "Keras' initializers (kiln/nn/initializers.h)");
   init.def("get", &initializers::get, py::arg("identifier"));
   init.def("glorot_uniform", &initializers::glorot_uniform);
   init.def("glorot_normal", &initializers::glorot_normal);
@@ -246,8 +259,9 @@ this class. The first call builds (build(input_shape) once), later calls check t
                              [](const Layer& l) { return variable_list(l.trainable_weights()); })
       .def_property_readonly("trainable_variables",
                              [](const Layer& l) { return variable_list(l.trainable_weights()); })
-      .def_property_readonly("non_trainable_weights",
-                             [](const Layer& l) { return variable_list(l.non_trainable_weights()); })
+      .def_property_readonly(
+          "non_trainable_weights",
+          [](const Layer& l) { return variable_list(l.non_trainable_weights()); })
       .def("count_params", &Layer::count_params)
       .def_property_readonly("layers", &Layer::layers)
       .def_property_readonly("input_shape",
@@ -256,41 +270,50 @@ this class. The first call builds (build(input_shape) once), later calls check t
                                if (s.empty()) return py::none();
                                return shape_tuple(s[0]);
                              })
-      .def("get_weight", [](const Layer& l, const std::string& n) { return var_or_none(l.weight(n)); },
-           py::arg("name"),
-           "The weight this layer created under short name `name` ('kernel'), or None.")
+      .def(
+          "get_weight",
+          [](const Layer& l, const std::string& n) { return var_or_none(l.weight(n)); },
+          py::arg("name"),
+          "The weight this layer created under short name `name` ('kernel'), or None.")
       .def("share_weights_from", &Layer::share_weights_from, py::arg("other"),
-           py::keep_alive<1, 2>(), "Before the first call: use `other`'s weights of the same names.")
-      .def("compute_output_shape",
-           [](Layer& l, py::handle shape) { return shape_tuple(l.output_shape(to_shape(shape))); },
-           py::arg("input_shape"))
+           py::keep_alive<1, 2>(),
+           "Before the first call: use `other`'s weights of the same names.")
+      .def(
+          "compute_output_shape",
+          [](Layer& l, py::handle shape) { return shape_tuple(l.output_shape(to_shape(shape))); },
+          py::arg("input_shape"))
       .def("cache_info", [](const Layer& l) { return layer_cache_info(l.cache_info()); })
-      .def("_track", [](Layer& self, py::handle child) {
-        (self.*&LayerAccess::track_layer)(shared_layer(child));
-      })
+      .def("_track",
+           [](Layer& self, py::handle child) {
+             (self.*&LayerAccess::track_layer)(shared_layer(child));
+           })
       .def("_build_dtype", [](Layer& self) { return (self.*&LayerAccess::build_dtype)(); })
-      .def("_add_weight",
-           [](Layer& self, const std::string& name, py::handle shape, py::handle initializer,
-              bool trainable, py::handle dtype) {
-             return add_weight_to(self, name, to_shape(shape), to_initializer(initializer),
-                                            trainable, to_dtype(dtype));
-           },
-           py::arg("name"), py::arg("shape"), py::arg("initializer"), py::arg("trainable"),
-           py::arg("dtype"));
+      .def(
+          "_add_weight",
+          [](Layer& self, const std::string& name, py::handle shape, py::handle initializer,
+             bool trainable, py::handle dtype) {
+            return add_weight_to(self, name, to_shape(shape), to_initializer(initializer),
+                                 trainable, to_dtype(dtype));
+          },
+          py::arg("name"), py::arg("shape"), py::arg("initializer"), py::arg("trainable"),
+          py::arg("dtype"));
 
   // ---- Model, Sequential
   py::class_<Model, Layer, PyModel, std::shared_ptr<Model>>(m, "Model")
       .def(py::init_alias<std::string, std::string>(), py::arg("name") = "",
            py::arg("default_base") = "model")
-      .def("_summary", [](Model& model, py::handle shape) {
-        if (shape.is_none()) {
-          py::gil_scoped_release nogil;
-          return model.summary();
-        }
-        Shape s = to_shape(shape);
-        py::gil_scoped_release nogil;
-        return model.summary(s);
-      }, py::arg("input_shape") = py::none());
+      .def(
+          "_summary",
+          [](Model& model, py::handle shape) {
+            if (shape.is_none()) {
+              py::gil_scoped_release nogil;
+              return model.summary();
+            }
+            Shape s = to_shape(shape);
+            py::gil_scoped_release nogil;
+            return model.summary(s);
+          },
+          py::arg("input_shape") = py::none());
 
   py::class_<Sequential, Model, std::shared_ptr<Sequential>>(m, "Sequential")
       .def(py::init([](py::object layers, py::handle name) {
@@ -301,8 +324,9 @@ this class. The first call builds (build(input_shape) once), later calls check t
              return s;
            }),
            py::arg("layers") = py::none(), py::arg("name") = py::none())
-      .def("add", [](Sequential& s, py::handle layer) { s.add(shared_layer(layer)); },
-           py::arg("layer"))
+      .def(
+          "add", [](Sequential& s, py::handle layer) { s.add(shared_layer(layer)); },
+          py::arg("layer"))
       .def("__len__", &Sequential::size);
 
   // ---- built-in layers, Keras' argument names and defaults
@@ -400,39 +424,51 @@ this class. The first call builds (build(input_shape) once), later calls check t
                  EmbeddingOptions{.embeddings_initializer = to_initializer(init),
                                   .name = opt_name(name)});
            }),
-           py::arg("input_dim"), py::arg("output_dim"), py::arg("embeddings_initializer") = "uniform",
-           py::arg("name") = py::none())
-      .def_property_readonly("embeddings", [](const Embedding& e) { return var_or_none(e.embeddings()); });
-  py::class_<BatchNormalization, Layer, std::shared_ptr<BatchNormalization>>(m, "BatchNormalization")
+           py::arg("input_dim"), py::arg("output_dim"),
+           py::arg("embeddings_initializer") = "uniform", py::arg("name") = py::none())
+      .def_property_readonly("embeddings",
+                             [](const Embedding& e) { return var_or_none(e.embeddings()); });
+  py::class_<BatchNormalization, Layer, std::shared_ptr<BatchNormalization>>(m,
+                                                                             "BatchNormalization")
       .def(py::init([](double momentum, double epsilon, bool center, bool scale, py::handle name) {
-             return std::make_shared<BatchNormalization>(BatchNormOptions{
-                 .momentum = momentum, .epsilon = epsilon, .center = center, .scale = scale,
-                 .name = opt_name(name)});
+             return std::make_shared<BatchNormalization>(BatchNormOptions{.momentum = momentum,
+                                                                          .epsilon = epsilon,
+                                                                          .center = center,
+                                                                          .scale = scale,
+                                                                          .name = opt_name(name)});
            }),
            py::arg("momentum") = 0.99, py::arg("epsilon") = 1e-3, py::arg("center") = true,
            py::arg("scale") = true, py::arg("name") = py::none())
-      .def_property_readonly("moving_mean", [](const BatchNormalization& b) { return var_or_none(b.moving_mean()); })
-      .def_property_readonly("moving_variance", [](const BatchNormalization& b) { return var_or_none(b.moving_variance()); })
-      .def_property_readonly("gamma", [](const BatchNormalization& b) { return var_or_none(b.gamma()); })
-      .def_property_readonly("beta", [](const BatchNormalization& b) { return var_or_none(b.beta()); });
-  py::class_<LayerNormalization, Layer, std::shared_ptr<LayerNormalization>>(m, "LayerNormalization")
+      .def_property_readonly(
+          "moving_mean", [](const BatchNormalization& b) { return var_or_none(b.moving_mean()); })
+      .def_property_readonly(
+          "moving_variance",
+          [](const BatchNormalization& b) { return var_or_none(b.moving_variance()); })
+      .def_property_readonly("gamma",
+                             [](const BatchNormalization& b) { return var_or_none(b.gamma()); })
+      .def_property_readonly("beta",
+                             [](const BatchNormalization& b) { return var_or_none(b.beta()); });
+  py::class_<LayerNormalization, Layer, std::shared_ptr<LayerNormalization>>(m,
+                                                                             "LayerNormalization")
       .def(py::init([](double epsilon, bool center, bool scale, py::handle name) {
              return std::make_shared<LayerNormalization>(LayerNormOptions{
                  .epsilon = epsilon, .center = center, .scale = scale, .name = opt_name(name)});
            }),
            py::arg("epsilon") = 1e-3, py::arg("center") = true, py::arg("scale") = true,
            py::arg("name") = py::none());
-  py::class_<Add, Layer, std::shared_ptr<Add>>(m, "Add")
-      .def(py::init([](py::handle name) { return std::make_shared<Add>(opt_name(name)); }),
-           py::arg("name") = py::none());
+  py::class_<Add, Layer, std::shared_ptr<Add>>(m, "Add").def(
+      py::init([](py::handle name) { return std::make_shared<Add>(opt_name(name)); }),
+      py::arg("name") = py::none());
   py::class_<Concatenate, Layer, std::shared_ptr<Concatenate>>(m, "Concatenate")
       .def(py::init([](int axis, py::handle name) {
              return std::make_shared<Concatenate>(axis, opt_name(name));
            }),
            py::arg("axis") = -1, py::arg("name") = py::none());
 
-  m.def("make_mlp", [] { return make_mlp(); }, "kiln's ready-made MLP (built for [28, 28, 1]).");
-  m.def("make_cnn", [] { return make_cnn(); }, "kiln's ready-made CNN (built for [28, 28, 1]).");
+  m.def(
+      "make_mlp", [] { return make_mlp(); }, "kiln's ready-made MLP (built for [28, 28, 1]).");
+  m.def(
+      "make_cnn", [] { return make_cnn(); }, "kiln's ready-made CNN (built for [28, 28, 1]).");
 }
 
 }  // namespace kiln::python

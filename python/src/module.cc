@@ -15,11 +15,16 @@ void bind_errors(py::module_& m) {
     return py::handle(cls);  // one reference kept for the process's life (the translator's)
   };
   static py::handle error = make("Error", PyExc_RuntimeError);
-  static py::handle shape_error = make("ShapeError", py::make_tuple(error, py::handle(PyExc_ValueError)));
-  static py::handle dtype_error = make("DTypeError", py::make_tuple(error, py::handle(PyExc_TypeError)));
-  static py::handle value_error = make("ValueError", py::make_tuple(error, py::handle(PyExc_ValueError)));
-  static py::handle format_error = make("FormatError", py::make_tuple(error, py::handle(PyExc_ValueError)));
-  static py::handle state_error = make("StateError", py::make_tuple(error, py::handle(PyExc_RuntimeError)));
+  static py::handle shape_error =
+      make("ShapeError", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::handle dtype_error =
+      make("DTypeError", py::make_tuple(error, py::handle(PyExc_TypeError)));
+  static py::handle value_error =
+      make("ValueError", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::handle format_error =
+      make("FormatError", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::handle state_error =
+      make("StateError", py::make_tuple(error, py::handle(PyExc_RuntimeError)));
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

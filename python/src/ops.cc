@@ -86,10 +86,13 @@ void bind_ops(py::module_& m) {
   m.def("greater", &binary<greater>, py::arg("x"), py::arg("y"));
   m.def("greater_equal", &binary<greater_equal>, py::arg("x"), py::arg("y"));
   auto unary = [&](const char* name, Unary f) {
-    m.def(name, [f](const TensorArg& x) {
-      py::gil_scoped_release nogil;
-      return f(x.tensor);
-    }, py::arg("x"));
+    m.def(
+        name,
+        [f](const TensorArg& x) {
+          py::gil_scoped_release nogil;
+          return f(x.tensor);
+        },
+        py::arg("x"));
   };
   unary("negative", &neg);
   unary("exp", &exp);
@@ -117,7 +120,8 @@ void bind_ops(py::module_& m) {
       [](const TensorArg& x, py::handle shape) { return broadcast_to(x.tensor, to_shape(shape)); },
       py::arg("input"), py::arg("shape"));
   m.def(
-      "sum_to", [](const TensorArg& x, py::handle shape) { return sum_to(x.tensor, to_shape(shape)); },
+      "sum_to",
+      [](const TensorArg& x, py::handle shape) { return sum_to(x.tensor, to_shape(shape)); },
       py::arg("input"), py::arg("shape"));
 
   // ---- activations
@@ -137,17 +141,21 @@ void bind_ops(py::module_& m) {
   // ---- reductions (axis=None: all axes)
   using Reduce = Tensor (*)(const Tensor&, std::vector<int>, bool);
   auto reduction = [&](const char* name, Reduce f) {
-    m.def(name, [f](const TensorArg& x, py::object axis, bool keepdims) {
-      std::vector<int> axes = axes_of(axis);
-      py::gil_scoped_release nogil;
-      return f(x.tensor, axes, keepdims);
-    }, py::arg("input_tensor"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
+    m.def(
+        name,
+        [f](const TensorArg& x, py::object axis, bool keepdims) {
+          std::vector<int> axes = axes_of(axis);
+          py::gil_scoped_release nogil;
+          return f(x.tensor, axes, keepdims);
+        },
+        py::arg("input_tensor"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
   };
   reduction("reduce_sum", &sum);
   reduction("reduce_mean", &mean);
   reduction("reduce_max", &max);
   m.def(
-      "argmax", [](const TensorArg& x, int axis, bool keepdims) { return argmax(x.tensor, axis, keepdims); },
+      "argmax",
+      [](const TensorArg& x, int axis, bool keepdims) { return argmax(x.tensor, axis, keepdims); },
       py::arg("input"), py::arg("axis") = -1, py::arg("keepdims") = false, Guard());
 
   // ---- linear algebra and shapes
@@ -159,12 +167,14 @@ void bind_ops(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
       Guard());
   m.def(
-      "reshape", [](const TensorArg& x, py::handle shape) { return reshape(x.tensor, to_shape(shape)); },
+      "reshape",
+      [](const TensorArg& x, py::handle shape) { return reshape(x.tensor, to_shape(shape)); },
       py::arg("tensor"), py::arg("shape"));
   m.def(
       "transpose",
       [](const TensorArg& x, py::object perm) {
-        return transpose(x.tensor, perm.is_none() ? std::vector<int>{} : perm.cast<std::vector<int>>());
+        return transpose(x.tensor,
+                         perm.is_none() ? std::vector<int>{} : perm.cast<std::vector<int>>());
       },
       py::arg("a"), py::arg("perm") = py::none());
   m.def(
@@ -180,9 +190,13 @@ void bind_ops(py::module_& m) {
       "slice",
       [](const TensorArg& x, std::vector<int64_t> begins, std::vector<int64_t> ends,
          std::vector<int64_t> steps) { return slice(x.tensor, begins, ends, steps); },
-      py::arg("input"), py::arg("begin"), py::arg("end"), py::arg("strides") = std::vector<int64_t>{});
+      py::arg("input"), py::arg("begin"), py::arg("end"),
+      py::arg("strides") = std::vector<int64_t>{});
   m.def(
-      "gather", [](const TensorArg& x, const TensorArg& i, int axis) { return gather(x.tensor, i.tensor, axis); },
+      "gather",
+      [](const TensorArg& x, const TensorArg& i, int axis) {
+        return gather(x.tensor, i.tensor, axis);
+      },
       py::arg("params"), py::arg("indices"), py::arg("axis") = 0, Guard());
   m.def(
       "one_hot",
@@ -202,22 +216,28 @@ void bind_ops(py::module_& m) {
       "conv2d",
       [](const TensorArg& x, const TensorArg& f, py::handle strides, const std::string& padding,
          py::handle dilations, int64_t groups) {
-        Conv2DOptions o{.strides = pair_of(strides, "strides"), .padding = padding_of(padding),
-                        .dilation = pair_of(dilations, "dilations"), .groups = groups};
+        Conv2DOptions o{.strides = pair_of(strides, "strides"),
+                        .padding = padding_of(padding),
+                        .dilation = pair_of(dilations, "dilations"),
+                        .groups = groups};
         py::gil_scoped_release nogil;
         return conv2d(x.tensor, f.tensor, o);
       },
       py::arg("input"), py::arg("filters"), py::arg("strides") = 1, py::arg("padding") = "VALID",
       py::arg("dilations") = 1, py::arg("groups") = 1);
   auto pool = [&](const char* name, Tensor (*f)(const Tensor&, const Pool2DOptions&)) {
-    m.def(name, [f](const TensorArg& x, py::handle ksize, py::handle strides, const std::string& padding) {
-      Pool2DOptions o{.pool_size = pair_of(ksize, "ksize"),
-                      .strides = strides.is_none() ? pair_of(ksize, "ksize") : pair_of(strides, "strides"),
-                      .padding = padding_of(padding)};
-      py::gil_scoped_release nogil;
-      return f(x.tensor, o);
-    }, py::arg("input"), py::arg("ksize"), py::arg("strides") = py::none(),
-       py::arg("padding") = "VALID");
+    m.def(
+        name,
+        [f](const TensorArg& x, py::handle ksize, py::handle strides, const std::string& padding) {
+          Pool2DOptions o{
+              .pool_size = pair_of(ksize, "ksize"),
+              .strides = strides.is_none() ? pair_of(ksize, "ksize") : pair_of(strides, "strides"),
+              .padding = padding_of(padding)};
+          py::gil_scoped_release nogil;
+          return f(x.tensor, o);
+        },
+        py::arg("input"), py::arg("ksize"), py::arg("strides") = py::none(),
+        py::arg("padding") = "VALID");
   };
   pool("max_pool2d", &max_pool2d);
   pool("avg_pool2d", &avg_pool2d);
@@ -228,7 +248,8 @@ void bind_ops(py::module_& m) {
       [](const TensorArg& x, double rate, const TensorArg& seed_or_key, bool training) {
         const Tensor& k = seed_or_key.tensor;
         py::gil_scoped_release nogil;
-        if (k.rank() == 0) return dropout(x.tensor, rate, static_cast<uint64_t>(k.item_double()), training);
+        if (k.rank() == 0)
+          return dropout(x.tensor, rate, static_cast<uint64_t>(k.item_double()), training);
         return dropout(x.tensor, rate, k, training);
       },
       py::arg("x"), py::arg("rate"), py::arg("seed"), py::arg("training") = true);
@@ -252,11 +273,14 @@ void bind_ops(py::module_& m) {
       },
       py::arg("shape"), py::arg("mean"), py::arg("stddev"), py::arg("key"),
       py::arg("dtype") = float32);
-  m.def("assign", [](const TensorArg& t, const TensorArg& v) { assign(t.tensor, v.tensor); },
-        py::arg("ref"), py::arg("value"), Guard());
-  m.def("assign_add", [](const TensorArg& t, const TensorArg& v) { assign_add(t.tensor, v.tensor); },
-        py::arg("ref"), py::arg("delta"), Guard());
-  py::class_<SeedGenerator>(m, "SeedGenerator", "Keras' SeedGenerator: next() -> key {seed, counter}.")
+  m.def(
+      "assign", [](const TensorArg& t, const TensorArg& v) { assign(t.tensor, v.tensor); },
+      py::arg("ref"), py::arg("value"), Guard());
+  m.def(
+      "assign_add", [](const TensorArg& t, const TensorArg& v) { assign_add(t.tensor, v.tensor); },
+      py::arg("ref"), py::arg("delta"), Guard());
+  py::class_<SeedGenerator>(m, "SeedGenerator",
+                            "Keras' SeedGenerator: next() -> key {seed, counter}.")
       .def(py::init<uint64_t>(), py::arg("seed") = 0)
       .def("next", &SeedGenerator::next)
       .def_property_readonly("seed", &SeedGenerator::seed)
@@ -268,34 +292,51 @@ void bind_ops(py::module_& m) {
 Records ops inside `with kiln.GradientTape() as tape:` (trainable variables are watched without
 watch()); tape.gradient(target, sources) differentiates. A persistent tape allows several
 gradient() calls. The tape belongs to the thread that entered it.)doc")
-      .def(py::init([](bool persistent) { return PyTape{persistent, nullptr}; }),
+      .def(py::init([](bool persistent) {
+             return PyTape{persistent, nullptr};
+           }),
            py::arg("persistent") = false)
-      .def("__enter__",
-           [](PyTape& t) -> PyTape& {
-             if (t.tape) {
-               t.tape->start_recording();
-             } else {
-               t.tape = std::make_unique<GradientTape>(t.persistent);
-             }
-             return t;
-           }, py::return_value_policy::reference_internal)
-      .def("__exit__", [](PyTape& t, py::args) { if (t.tape) t.tape->stop_recording(); })
-      .def("watch",
-           [](PyTape& t, py::handle x) {
-             if (!t.tape) throw StateError("GradientTape.watch: enter the tape first (with ...)");
-             bool single;
-             for (const Tensor& s : source_list(x, &single)) t.tape->watch(s);
-           }, py::arg("tensor"))
-      .def("stop_recording", [](PyTape& t) { if (t.tape) t.tape->stop_recording(); })
-      .def("start_recording", [](PyTape& t) { if (t.tape) t.tape->start_recording(); })
+      .def(
+          "__enter__",
+          [](PyTape& t) -> PyTape& {
+            if (t.tape) {
+              t.tape->start_recording();
+            } else {
+              t.tape = std::make_unique<GradientTape>(t.persistent);
+            }
+            return t;
+          },
+          py::return_value_policy::reference_internal)
+      .def("__exit__",
+           [](PyTape& t, py::args) {
+             if (t.tape) t.tape->stop_recording();
+           })
+      .def(
+          "watch",
+          [](PyTape& t, py::handle x) {
+            if (!t.tape) throw StateError("GradientTape.watch: enter the tape first (with ...)");
+            bool single;
+            for (const Tensor& s : source_list(x, &single)) t.tape->watch(s);
+          },
+          py::arg("tensor"))
+      .def("stop_recording",
+           [](PyTape& t) {
+             if (t.tape) t.tape->stop_recording();
+           })
+      .def("start_recording",
+           [](PyTape& t) {
+             if (t.tape) t.tape->start_recording();
+           })
       .def("__len__", [](const PyTape& t) { return t.tape ? t.tape->size() : 0; })
       .def(
           "gradient",
           [](PyTape& t, const TensorArg& target, py::handle sources, py::object output_gradients) {
-            if (!t.tape) throw StateError("GradientTape.gradient: the tape never recorded (use `with`)");
+            if (!t.tape)
+              throw StateError("GradientTape.gradient: the tape never recorded (use `with`)");
             bool single;
             std::vector<Tensor> srcs = source_list(sources, &single);
-            Tensor seed = output_gradients.is_none() ? Tensor() : output_gradients.cast<TensorArg>().tensor;
+            Tensor seed =
+                output_gradients.is_none() ? Tensor() : output_gradients.cast<TensorArg>().tensor;
             std::vector<Tensor> grads;
             {
               py::gil_scoped_release nogil;

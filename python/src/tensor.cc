@@ -22,7 +22,8 @@ const Tensor* capsule_tensor(py::handle base) {
 Tensor shared_view(const py::array& arr) {
   // Views of views: NumPy's base chain ends at the capsule of the tensor owning the memory.
   py::handle base = arr.base();
-  while (base && py::isinstance<py::array>(base)) base = py::reinterpret_borrow<py::array>(base).base();
+  while (base && py::isinstance<py::array>(base))
+    base = py::reinterpret_borrow<py::array>(base).base();
   const Tensor* owner = capsule_tensor(base);
   if (!owner || !(arr.flags() & py::array::c_style)) return {};
   DType dt;
@@ -36,7 +37,9 @@ Tensor shared_view(const py::array& arr) {
   const auto* data = static_cast<const char*>(arr.data());
   const ptrdiff_t offset = data - start;
   const size_t item = size_of(dt);
-  if (offset < 0 || static_cast<size_t>(offset) % item != 0 || offset + static_cast<size_t>(arr.nbytes()) > owner->nbytes()) return {};
+  if (offset < 0 || static_cast<size_t>(offset) % item != 0 ||
+      offset + static_cast<size_t>(arr.nbytes()) > owner->nbytes())
+    return {};
   std::vector<int64_t> dims(arr.shape(), arr.shape() + arr.ndim());
   const int64_t begin = offset / static_cast<ptrdiff_t>(item);
   Tensor flat = owner->reshape(Shape{owner->numel()});
@@ -57,13 +60,20 @@ Tensor copy_array(const py::array& arr, DType dt) {
 
 py::dtype numpy_dtype(DType t) {
   switch (t) {
-    case DType::kFloat32: return py::dtype::of<float>();
-    case DType::kFloat64: return py::dtype::of<double>();
-    case DType::kInt32: return py::dtype::of<int32_t>();
-    case DType::kInt64: return py::dtype::of<int64_t>();
-    case DType::kInt8: return py::dtype::of<int8_t>();
-    case DType::kUInt8: return py::dtype::of<uint8_t>();
-    case DType::kBool: return py::dtype::of<bool>();
+    case DType::kFloat32:
+      return py::dtype::of<float>();
+    case DType::kFloat64:
+      return py::dtype::of<double>();
+    case DType::kInt32:
+      return py::dtype::of<int32_t>();
+    case DType::kInt64:
+      return py::dtype::of<int64_t>();
+    case DType::kInt8:
+      return py::dtype::of<int8_t>();
+    case DType::kUInt8:
+      return py::dtype::of<uint8_t>();
+    case DType::kBool:
+      return py::dtype::of<bool>();
   }
   throw ValueError("numpy_dtype: unknown dtype");
 }
@@ -152,8 +162,9 @@ Shape to_shape(py::handle h) {
   if (py::isinstance<py::int_>(h)) return Shape{h.cast<int64_t>()};
   std::vector<int64_t> dims;
   for (py::handle d : h) {
-    if (d.is_none()) throw py::value_error("shape " + std::string(py::repr(h)) +
-                                           ": a dim is None (unknown dims need a TensorSpec)");
+    if (d.is_none())
+      throw py::value_error("shape " + std::string(py::repr(h)) +
+                            ": a dim is None (unknown dims need a TensorSpec)");
     dims.push_back(d.cast<int64_t>());
   }
   return Shape(dims);
@@ -177,7 +188,8 @@ bool type_caster<kiln::python::TensorArg>::load(handle src, bool convert) {
   if (PyFloat_Check(src.ptr()) || (PyLong_Check(src.ptr()) && !PyBool_Check(src.ptr()))) {
     value.python_scalar = true;
     value.scalar = src.cast<double>();
-    value.tensor = kiln::scalar(value.scalar, PyFloat_Check(src.ptr()) ? kiln::float32 : kiln::int32);
+    value.tensor =
+        kiln::scalar(value.scalar, PyFloat_Check(src.ptr()) ? kiln::float32 : kiln::int32);
     return true;
   }
   try {
@@ -195,8 +207,8 @@ namespace {
 
 // x[i, a:b:s, ...]: ints and slices with step >= 1, one per leading dim; ints drop their dim.
 Tensor index_tensor(const Tensor& x, py::handle key) {
-  py::tuple keys = py::isinstance<py::tuple>(key) ? py::reinterpret_borrow<py::tuple>(key)
-                                                   : py::make_tuple(key);
+  py::tuple keys =
+      py::isinstance<py::tuple>(key) ? py::reinterpret_borrow<py::tuple>(key) : py::make_tuple(key);
   if (static_cast<int>(keys.size()) > x.rank()) {
     throw py::index_error("too many indices for a tensor of rank " + std::to_string(x.rank()));
   }
@@ -210,8 +222,8 @@ Tensor index_tensor(const Tensor& x, py::handle key) {
       if (!py::reinterpret_borrow<py::slice>(k).compute(n, &start, &stop, &step, &len)) {
         throw py::error_already_set();
       }
-      if (step < 1) throw py::value_error("tensor slicing: step must be >= 1, got " +
-                                          std::to_string(step));
+      if (step < 1)
+        throw py::value_error("tensor slicing: step must be >= 1, got " + std::to_string(step));
       begins.push_back(start);
       ends.push_back(len == 0 ? start : stop);
       steps.push_back(step);
@@ -258,8 +270,7 @@ Tensor matmul2(const Tensor& a, const Tensor& b) { return matmul(a, b); }
 
 void bind_tensor(py::module_& m) {
   py::enum_<DType> dtype(m, "DType", "kiln's element types (kiln.float32, kiln.int64, ...).");
-  dtype
-      .value("float32", DType::kFloat32)
+  dtype.value("float32", DType::kFloat32)
       .value("float64", DType::kFloat64)
       .value("int32", DType::kInt32)
       .value("int64", DType::kInt64)
@@ -273,13 +284,14 @@ void bind_tensor(py::module_& m) {
   // Replaces (not overloads) the enum's own repr and str.
   dtype.attr("__repr__") = py::cpp_function(
       [](DType t) { return "kiln." + std::string(dtype_name(t)); }, py::is_method(dtype));
-  dtype.attr("__str__") = py::cpp_function(
-      [](DType t) { return std::string(dtype_name(t)); }, py::is_method(dtype));
+  dtype.attr("__str__") =
+      py::cpp_function([](DType t) { return std::string(dtype_name(t)); }, py::is_method(dtype));
   for (DType t : {float32, float64, int32, int64, int8, uint8, boolean}) {
     m.attr(std::string(dtype_name(t)).c_str()) = t;
   }
-  m.def("as_dtype", [](py::handle h) { return to_dtype(h); }, py::arg("dtype"),
-        "A kiln.DType from a kiln dtype, a NumPy dtype or type, or a name.");
+  m.def(
+      "as_dtype", [](py::handle h) { return to_dtype(h); }, py::arg("dtype"),
+      "A kiln.DType from a kiln dtype, a NumPy dtype or type, or a name.");
 
   py::class_<Tensor> tensor(m, "Tensor", py::buffer_protocol(), R"doc(
 A handle to contiguous row-major data (kiln::Tensor). Copying the handle never copies data.
@@ -287,8 +299,8 @@ NumPy sees a tensor's memory without a copy (np.asarray(t), t.numpy(); the array
 tensor alive), and kiln.from_numpy(a) shares an array's memory when that memory is kiln's.)doc");
   tensor
       .def(py::init([](py::handle value, py::handle dtype) {
-             return to_tensor(value, dtype.is_none() ? std::nullopt
-                                                     : std::optional<DType>(to_dtype(dtype)));
+             return to_tensor(
+                 value, dtype.is_none() ? std::nullopt : std::optional<DType>(to_dtype(dtype)));
            }),
            py::arg("value"), py::arg("dtype") = py::none())
       .def_buffer([](Tensor& t) {
@@ -318,11 +330,12 @@ tensor alive), and kiln.from_numpy(a) shares an array's memory when that memory 
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));
           },
           py::arg("dtype") = py::none())
-      .def("item", [](const Tensor& t) -> py::object {
-        if (t.dtype() == boolean) return py::bool_(t.item_double() != 0);
-        if (is_floating(t.dtype())) return py::float_(t.item_double());
-        return py::int_(static_cast<int64_t>(t.item_double()));
-      })
+      .def("item",
+           [](const Tensor& t) -> py::object {
+             if (t.dtype() == boolean) return py::bool_(t.item_double() != 0);
+             if (is_floating(t.dtype())) return py::float_(t.item_double());
+             return py::int_(static_cast<int64_t>(t.item_double()));
+           })
       .def("__float__", &Tensor::item_double)
       .def("__int__", [](const Tensor& t) { return static_cast<int64_t>(t.item_double()); })
       .def("__index__",
@@ -370,20 +383,22 @@ tensor alive), and kiln.from_numpy(a) shares an array's memory when that memory 
       .attr("__array_priority__") = 1000;
   tensor.attr("__hash__") = py::none();  // == is elementwise, as in TensorFlow
 
-  m.def("from_numpy", [](py::array a) { return to_tensor(a); }, py::arg("array"), R"doc(
+  m.def(
+      "from_numpy", [](py::array a) { return to_tensor(a); }, py::arg("array"), R"doc(
 A tensor with the array's values and dtype. An array showing kiln memory (t.numpy(), or a
 contiguous slice of one) is shared, not copied; any other array is copied into kiln's aligned
 storage (kiln tensors own their memory), as are non-contiguous arrays.)doc");
   m.def(
       "convert_to_tensor",
       [](py::handle value, py::handle dtype) {
-        return to_tensor(value, dtype.is_none() ? std::nullopt
-                                                : std::optional<DType>(to_dtype(dtype)));
+        return to_tensor(value,
+                         dtype.is_none() ? std::nullopt : std::optional<DType>(to_dtype(dtype)));
       },
       py::arg("value"), py::arg("dtype") = py::none());
   auto creator = [&](const char* name, Tensor (*f)(const Shape&, DType)) {
     m.def(
-        name, [f](py::handle shape, py::handle dtype) { return f(to_shape(shape), to_dtype(dtype)); },
+        name,
+        [f](py::handle shape, py::handle dtype) { return f(to_shape(shape), to_dtype(dtype)); },
         py::arg("shape"), py::arg("dtype") = float32);
   };
   creator("zeros", &zeros);

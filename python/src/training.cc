@@ -61,34 +61,39 @@ struct PyDatasetIterator {
 void bind_training(py::module_& m) {
   // ---- optimizers (Keras' argument names and defaults)
   py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
-      .def("apply_gradients",
-           [](Optimizer& o, py::iterable grads_and_vars) {
-             std::vector<Variable> vars;
-             std::vector<Tensor> grads;
-             for (py::handle pair : grads_and_vars) {
-               py::tuple gv = py::reinterpret_borrow<py::object>(pair).cast<py::tuple>();
-               if (gv.size() != 2) throw py::value_error("apply_gradients takes (gradient, variable) pairs");
-               grads.push_back(gv[0].is_none() ? Tensor() : gv[0].cast<TensorArg>().tensor);
-               vars.push_back(gv[1].cast<Variable>());
-             }
-             py::gil_scoped_release nogil;
-             o.apply_gradients(vars, grads);
-           },
-           py::arg("grads_and_vars"))
+      .def(
+          "apply_gradients",
+          [](Optimizer& o, py::iterable grads_and_vars) {
+            std::vector<Variable> vars;
+            std::vector<Tensor> grads;
+            for (py::handle pair : grads_and_vars) {
+              py::tuple gv = py::reinterpret_borrow<py::object>(pair).cast<py::tuple>();
+              if (gv.size() != 2)
+                throw py::value_error("apply_gradients takes (gradient, variable) pairs");
+              grads.push_back(gv[0].is_none() ? Tensor() : gv[0].cast<TensorArg>().tensor);
+              vars.push_back(gv[1].cast<Variable>());
+            }
+            py::gil_scoped_release nogil;
+            o.apply_gradients(vars, grads);
+          },
+          py::arg("grads_and_vars"))
       .def_property("iterations", &Optimizer::iterations, &Optimizer::set_iterations)
       .def_property("learning_rate", &Optimizer::learning_rate, &Optimizer::set_learning_rate)
       .def_property_readonly("name", &Optimizer::name)
       .def_property_readonly("variables", &Optimizer::variables)
-      .def("slot", [](const Optimizer& o, const Variable& v, const std::string& s) -> py::object {
-        Variable r = o.slot(v, s);
-        return r.defined() ? py::cast(r) : py::none();
-      }, py::arg("variable"), py::arg("slot"));
-  py::class_<SGD, Optimizer, std::shared_ptr<SGD>>(m, "SGD")
-      .def(py::init<double, double, bool>(), py::arg("learning_rate") = 0.01,
-           py::arg("momentum") = 0.0, py::arg("nesterov") = false);
-  py::class_<Adam, Optimizer, std::shared_ptr<Adam>>(m, "Adam")
-      .def(py::init<double, double, double, double>(), py::arg("learning_rate") = 0.001,
-           py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7);
+      .def(
+          "slot",
+          [](const Optimizer& o, const Variable& v, const std::string& s) -> py::object {
+            Variable r = o.slot(v, s);
+            return r.defined() ? py::cast(r) : py::none();
+          },
+          py::arg("variable"), py::arg("slot"));
+  py::class_<SGD, Optimizer, std::shared_ptr<SGD>>(m, "SGD").def(
+      py::init<double, double, bool>(), py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
+      py::arg("nesterov") = false);
+  py::class_<Adam, Optimizer, std::shared_ptr<Adam>>(m, "Adam").def(
+      py::init<double, double, double, double>(), py::arg("learning_rate") = 0.001,
+      py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7);
   py::class_<AdamW, Adam, std::shared_ptr<AdamW>>(m, "AdamW")
       .def(py::init<double, double, double, double, double>(), py::arg("learning_rate") = 0.001,
            py::arg("weight_decay") = 0.004, py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999,
@@ -99,12 +104,13 @@ void bind_training(py::module_& m) {
 
   // ---- losses (Keras' defaults: from_logits=False)
   py::class_<Loss, std::shared_ptr<Loss>>(m, "Loss")
-      .def("__call__",
-           [](const Loss& l, const TensorArg& y_true, const TensorArg& y_pred) {
-             py::gil_scoped_release nogil;
-             return l(y_true.tensor, y_pred.tensor);
-           },
-           py::arg("y_true"), py::arg("y_pred"))
+      .def(
+          "__call__",
+          [](const Loss& l, const TensorArg& y_true, const TensorArg& y_pred) {
+            py::gil_scoped_release nogil;
+            return l(y_true.tensor, y_pred.tensor);
+          },
+          py::arg("y_true"), py::arg("y_pred"))
       .def_property_readonly("name", &Loss::name);
   py::class_<SparseCategoricalCrossentropy, Loss, std::shared_ptr<SparseCategoricalCrossentropy>>(
       m, "SparseCategoricalCrossentropy")
@@ -115,19 +121,22 @@ void bind_training(py::module_& m) {
   py::class_<BinaryCrossentropy, Loss, std::shared_ptr<BinaryCrossentropy>>(m, "BinaryCrossentropy")
       .def(py::init<bool>(), py::arg("from_logits") = false)
       .def_property_readonly("from_logits", &BinaryCrossentropy::from_logits);
-  m.def("sparse_categorical_crossentropy",
-        [](const TensorArg& t, const TensorArg& p, bool from_logits) {
-          return sparse_categorical_crossentropy(t.tensor, p.tensor, from_logits);
-        },
-        py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
-  m.def("mean_squared_error",
-        [](const TensorArg& t, const TensorArg& p) { return mean_squared_error(t.tensor, p.tensor); },
-        py::arg("y_true"), py::arg("y_pred"));
-  m.def("binary_crossentropy",
-        [](const TensorArg& t, const TensorArg& p, bool from_logits) {
-          return binary_crossentropy(t.tensor, p.tensor, from_logits);
-        },
-        py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
+  m.def(
+      "sparse_categorical_crossentropy",
+      [](const TensorArg& t, const TensorArg& p, bool from_logits) {
+        return sparse_categorical_crossentropy(t.tensor, p.tensor, from_logits);
+      },
+      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
+  m.def(
+      "mean_squared_error",
+      [](const TensorArg& t, const TensorArg& p) { return mean_squared_error(t.tensor, p.tensor); },
+      py::arg("y_true"), py::arg("y_pred"));
+  m.def(
+      "binary_crossentropy",
+      [](const TensorArg& t, const TensorArg& p, bool from_logits) {
+        return binary_crossentropy(t.tensor, p.tensor, from_logits);
+      },
+      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
 
   // ---- callbacks
   py::class_<Callback, PyCallback, std::shared_ptr<Callback>>(m, "Callback", R"doc(
@@ -158,7 +167,8 @@ logs), on_train_end(logs); set self.stop_training = True to stop after this epoc
 
   // ---- data
   py::class_<Dataset>(m, "Dataset", "kiln::Dataset over in-memory examples (x, y).")
-      .def(py::init([](const TensorArg& x, const TensorArg& y) { return Dataset(x.tensor, y.tensor); }),
+      .def(py::init(
+               [](const TensorArg& x, const TensorArg& y) { return Dataset(x.tensor, y.tensor); }),
            py::arg("x"), py::arg("y"))
       .def("shuffle", &Dataset::shuffle, py::arg("seed"))
       .def("batch", &Dataset::batch, py::arg("batch_size"), py::arg("drop_remainder") = false)
@@ -167,15 +177,19 @@ logs), on_train_end(logs); set self.stop_training = True to stop after this epoc
       .def("prefetch", &Dataset::prefetch, py::arg("buffer_size"))
       .def_property_readonly("num_examples", &Dataset::num_examples)
       .def("__len__", &Dataset::num_batches)
-      .def("epoch", [](const Dataset& d, int64_t e) {
-        return PyDatasetIterator{std::make_unique<DatasetIterator>(d.begin_epoch(e))};
-      }, py::arg("epoch") = 0, "Iterates the batches (x, y) of epoch `epoch`.")
+      .def(
+          "epoch",
+          [](const Dataset& d, int64_t e) {
+            return PyDatasetIterator{std::make_unique<DatasetIterator>(d.begin_epoch(e))};
+          },
+          py::arg("epoch") = 0, "Iterates the batches (x, y) of epoch `epoch`.")
       .def("__iter__", [](const Dataset& d) {
         return PyDatasetIterator{std::make_unique<DatasetIterator>(d.begin_epoch(0))};
       });
   py::class_<PyDatasetIterator>(m, "DatasetIterator")
-      .def("__iter__", [](PyDatasetIterator& it) -> PyDatasetIterator& { return it; },
-           py::return_value_policy::reference_internal)
+      .def(
+          "__iter__", [](PyDatasetIterator& it) -> PyDatasetIterator& { return it; },
+          py::return_value_policy::reference_internal)
       .def("__next__", [](PyDatasetIterator& it) {
         std::optional<Batch> b;
         {
@@ -185,15 +199,18 @@ logs), on_train_end(logs); set self.stop_training = True to stop after this epoc
         if (!b) throw py::stop_iteration();
         return py::make_tuple(b->x, b->y);
       });
-  m.def("load_fashion_mnist", [](const std::string& dir) {
-    FashionMnist d;
-    {
-      py::gil_scoped_release nogil;
-      d = load_fashion_mnist(dir);
-    }
-    return py::make_tuple(py::make_tuple(d.train_images, d.train_labels),
-                          py::make_tuple(d.test_images, d.test_labels));
-  }, py::arg("path") = "", R"doc(
+  m.def(
+      "load_fashion_mnist",
+      [](const std::string& dir) {
+        FashionMnist d;
+        {
+          py::gil_scoped_release nogil;
+          d = load_fashion_mnist(dir);
+        }
+        return py::make_tuple(py::make_tuple(d.train_images, d.train_labels),
+                              py::make_tuple(d.test_images, d.test_labels));
+      },
+      py::arg("path") = "", R"doc(
 ((x_train, y_train), (x_test, y_test)) as kiln tensors: images float32 [N, 28, 28, 1] in
 [0, 1], labels int32 (kiln's loader; the files of Debian's dataset-fashion-mnist).)doc");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
@@ -226,14 +243,15 @@ logs), on_train_end(logs); set self.stop_training = True to stop after this epoc
           }
           return history_dict(h);
         });
-  m.def("_evaluate", [](Layer& model, const Loss& loss, const Dataset& data, bool accuracy, bool graph) {
-    Logs logs;
-    {
-      py::gil_scoped_release nogil;
-      logs = evaluate(model, loss, data, accuracy, graph);
-    }
-    return logs_dict(logs);
-  });
+  m.def("_evaluate",
+        [](Layer& model, const Loss& loss, const Dataset& data, bool accuracy, bool graph) {
+          Logs logs;
+          {
+            py::gil_scoped_release nogil;
+            logs = evaluate(model, loss, data, accuracy, graph);
+          }
+          return logs_dict(logs);
+        });
   m.def("_predict", [](Layer& model, py::object x, int64_t batch_size, bool graph) {
     if (py::isinstance<Dataset>(x)) {
       Dataset d = x.cast<Dataset>();
