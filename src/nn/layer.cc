@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -51,10 +52,30 @@ class NoTape {
 
 }  // namespace
 
+namespace {
+using NameCounts = std::unordered_map<std::string, int>;
+thread_local NameCounts* t_scope_names = nullptr;  // the innermost LayerNameScope's counters
+}  // namespace
+
+LayerNameScope::LayerNameScope() : saved_(t_scope_names), counts_(new NameCounts) {
+  t_scope_names = static_cast<NameCounts*>(counts_);
+}
+
+LayerNameScope::~LayerNameScope() {
+  t_scope_names = static_cast<NameCounts*>(saved_);
+  delete static_cast<NameCounts*>(counts_);
+}
+
 std::string unique_layer_name(const std::string& base) {
   if (detail::TraceScope* ts = detail::thread_context().trace_scope) {
     // Inside a traced function: counted per trace, so every trace names its layers alike.
     int& n = ts->layer_names[base];
+    std::string name = n == 0 ? base : base + "_" + std::to_string(n);
+    ++n;
+    return name;
+  }
+  if (t_scope_names) {
+    int& n = (*t_scope_names)[base];
     std::string name = n == 0 ? base : base + "_" + std::to_string(n);
     ++n;
     return name;
