@@ -484,6 +484,27 @@ TEST(OnnxExport, OpsetOutsideTheWrittenRangeIsRefused) {
             "export_onnx: opset 18 is not supported; kiln writes opsets 13 to 17");
 }
 
+// A GraphModel y = relu(x) with the given port names.
+GraphModel relu_model(const std::string& in, const std::string& out) {
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    t.set_outputs({relu(t.add_input(Shape{2, 3}, float32))});
+    g = t.take();
+  }
+  return GraphModel(std::move(g), {{in, {{kUnknownDim, 3}, float32}}},
+                    {{out, {{kUnknownDim, 3}, float32}}});
+}
+
+TEST(OnnxExport, PortNamesMustBeUniqueAndNonEmpty) {
+  EXPECT_EQ(error_of<ValueError>([] { export_onnx_bytes(relu_model("x", "x")); }),
+            "export_onnx: the port name 'x' is used twice; ONNX needs unique input and output "
+            "names");
+  EXPECT_EQ(error_of<ValueError>([] { export_onnx_bytes(relu_model("x", "")); }),
+            "export_onnx: a port of the model has no name");
+  EXPECT_FALSE(export_onnx_bytes(relu_model("x", "y")).empty());
+}
+
 TEST(OnnxExport, EmptyGraphModelIsAStateError) {
   EXPECT_EQ(error_of<StateError>([&] { export_onnx_bytes(GraphModel()); }),
             "export_onnx: the GraphModel is empty");
