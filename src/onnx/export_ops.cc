@@ -104,7 +104,12 @@ void Exporter::emit_matmul(int i) {
   const Node& n = g_.nodes[i];
   const bool ta = n.attrs.i(0) != 0, tb = n.attrs.i(1) != 0;
   const int a = n.inputs[0], b = n.inputs[1];
-  if (rank(a) == 2 && rank(b) == 2) {  // Gemm: transposes are attributes, the bias an input
+  if (meta(a).dtype == DType::kInt8 || meta(a).dtype == DType::kUInt8) {
+    unsupported(i, " for " + std::string(dtype_name(meta(a).dtype)) +
+                       ": ONNX's MatMul takes no 8-bit integers (MatMulInteger widens to int32)");
+  }
+  // Gemm (float types only): transposes are attributes, the bias an input.
+  if (rank(a) == 2 && rank(b) == 2 && is_floating(meta(a).dtype)) {
     std::vector<std::string> in{plain(a), plain(b)};
     bias_out_ = -1;
     const std::string bias = absorb_bias(n.outputs[0], meta(n.outputs[0]).shape[1]);

@@ -464,6 +464,21 @@ TEST(OnnxExport, UnmappedOpIsRefusedByName) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/m.onnx"));
 }
 
+TEST(OnnxExport, Int8MatmulIsRefused) {
+  const Tensor w = cast(ones({3, 4}), int8);
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    Tensor x = t.add_input(Shape{2, 3}, int8);
+    t.set_outputs({matmul(x, w)});
+    g = t.take();
+  }
+  GraphModel m(std::move(g), {{"x", {{kUnknownDim, 3}, int8}}}, {{"y", {{kUnknownDim, 4}, int8}}});
+  EXPECT_EQ(error_of<ValueError>([&] { export_onnx_bytes(m); }),
+            "export_onnx: op 'matmul' (node 0) has no ONNX mapping for int8: ONNX's MatMul takes "
+            "no 8-bit integers (MatMulInteger widens to int32)");
+}
+
 TEST(OnnxExport, FailedExportLeavesAnExistingFileUntouched) {
   testing::TempDir dir("kiln_onnx_export_");
   const std::string file = dir.path() + "/m.onnx";
