@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/fusion.h"
 #include "graph/graph.h"
 #include "graph/tracer.h"
 #include "kiln/data.h"
@@ -462,6 +463,22 @@ TEST(OnnxExport, UnmappedOpIsRefusedByName) {
   EXPECT_EQ(error_of<ValueError>([&] { export_onnx(m, dir.path() + "/m.onnx"); }),
             "export_onnx: op 'one_hot' (node 0) has no ONNX mapping");
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/m.onnx"));
+}
+
+TEST(OnnxExport, FusedGraphIsRefusedPointingAtTheStoredOne) {
+  const Tensor w = random_normal({3, 4}, 0, 1, 1), b = random_normal({4}, 0, 1, 2);
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    t.set_outputs({relu(matmul(t.add_input(Shape{2, 3}, float32), w) + b)});
+    g = t.take();
+  }
+  ASSERT_GT(graph::fuse(g), 0);
+  GraphModel m(std::move(g), {{"x", {{kUnknownDim, 3}, float32}}},
+               {{"y", {{kUnknownDim, 4}, float32}}});
+  EXPECT_EQ(error_of<ValueError>([&] { export_onnx_bytes(m); }),
+            "export_onnx: op 'fused_matmul' (node 0) has no ONNX mapping: fused ops appear only "
+            "in the graph that runs; export the stored graph");
 }
 
 TEST(OnnxExport, Int8MatmulIsRefused) {
