@@ -1,13 +1,14 @@
 // onnx_peer_bench: kiln's side of the ONNX Runtime comparison (bench/onnx_vs_ort.sh).
 //
-//   onnx_peer_bench OUT_DIR [--runs N]
+//   onnx_peer_bench OUT_DIR [--runs N] [--only MODEL BATCH THREADS]
 //
 // Builds the mlp and the cnn (seeded), freezes them, exports OUT_DIR/<model>.onnx (the files
 // ONNX Runtime runs) and writes the inputs OUT_DIR/x<batch>.npy (Fashion-MNIST test images when
 // the data set is installed, else uniform noise), then times kiln's frozen graph on the same
 // inputs: batch 1 and 64, 1 and 2 threads, N timed calls (default 500 at batch 1, 200 at 64)
 // after N/10 warm-up calls, each one allocation-free GraphModel::call. Prints one JSON line per
-// case: median, p99 and min in ms, and the CPU.
+// case: median, p99 and min in ms, and the CPU. --only times one case (the files are written
+// every time), so a script can alternate kiln and ONNX Runtime case by case.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -59,9 +60,26 @@ int main(int argc, char** argv) {
   }
   const std::string out = argv[1];
   int runs_override = 0;
-  for (int i = 2; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--runs") runs_override = std::stoi(argv[i + 1]);
+  std::string only_model;
+  int64_t only_batch = 0;
+  int only_threads = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc) {
+      runs_override = std::stoi(argv[++i]);
+    } else if (a == "--only" && i + 3 < argc) {
+      only_model = argv[i + 1], only_batch = std::stoll(argv[i + 2]);
+      only_threads = std::stoi(argv[i + 3]);
+      i += 3;
+    } else {
+      std::fprintf(stderr, "onnx_peer_bench: unknown or incomplete argument %s\n", a.c_str());
+      return 2;
+    }
   }
+  auto wanted = [&](const char* model, int64_t b, int threads) {
+    return only_model.empty() ||
+           (only_model == model && only_batch == b && only_threads == threads);
+  };
   std::filesystem::create_directories(out);
   const int64_t batches[] = {1, 64};
   for (int64_t b : batches) write_npy(out + "/x" + std::to_string(b) + ".npy", images(b));
@@ -78,6 +96,7 @@ int main(int argc, char** argv) {
     for (int64_t b : batches) {
       const kiln::Tensor x = images(b);
       for (int threads : {1, 2}) {
+        if (!wanted(c.name, b, threads)) continue;
         kiln::set_num_threads(threads);
         const int runs = runs_override > 0 ? runs_override : (b == 1 ? 500 : 200);
         std::vector<kiln::Tensor> outs(1);
