@@ -1,5 +1,5 @@
-// Layer::cache_info(): defined with the caches rather than in src/nn/layer.cc, which only
-// registers layers for the report.
+// Layer::cache_info(): the per-instance cache entries held for a layer, its sublayers and their
+// weights. Beside layer.cc (which registers layers for the report); src/cache knows no layers.
 #include <unordered_set>
 
 #include "cache/registry.h"
