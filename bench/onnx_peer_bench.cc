@@ -14,11 +14,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "kiln/data.h"
+#include "kiln/io.h"
 #include "kiln/model_file.h"
 #include "kiln/nn/models.h"
 #include "kiln/onnx.h"
@@ -26,20 +26,6 @@
 #include "machine.h"
 
 namespace {
-
-void write_npy(const std::string& path, const kiln::Tensor& t) {
-  std::string shape;
-  for (int d = 0; d < t.rank(); ++d) shape += std::to_string(t.shape()[d]) + ", ";
-  if (t.rank() > 1) shape.resize(shape.size() - 2);
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
-  header += std::string((64 - (10 + header.size() + 1) % 64) % 64, ' ') + "\n";
-  std::ofstream f(path, std::ios::binary);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f << header;
-  f.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-}
 
 kiln::Tensor images(int64_t n) {
   const std::string file = kiln::default_fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz";
@@ -82,7 +68,7 @@ int main(int argc, char** argv) {
   };
   std::filesystem::create_directories(out);
   const int64_t batches[] = {1, 64};
-  for (int64_t b : batches) write_npy(out + "/x" + std::to_string(b) + ".npy", images(b));
+  for (int64_t b : batches) kiln::save_npy(out + "/x" + std::to_string(b) + ".npy", images(b));
 
   struct Case {
     const char* name;
