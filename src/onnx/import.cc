@@ -1,0 +1,657 @@
+// ONNX import: parses a ModelProto, traces its nodes onto kiln ops (import_context.h says how)
+// and wraps the graph in a GraphModel.
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "core/tensor_impl.h"
+#include "graph/executor.h"
+#include "graph/scoped_recorders.h"
+#include "graph/tracer.h"
+#include "kiln/error.h"
+#include "kiln/onnx.h"
+#include "kiln/ops.h"
+#include "onnx/import_context.h"
+
+namespace kiln::onnx_import {
+
+// ---- tensors -------------------------------------------------------------------------------
+
+DType dtype_from_onnx(int32_t type, const std::string& where) {
+  switch (type) {
+    case onnx::TensorProto::FLOAT:
+      return float32;
+    case onnx::TensorProto::DOUBLE:
+      return float64;
+    case onnx::TensorProto::INT32:
+      return int32;
+    case onnx::TensorProto::INT64:
+      return int64;
+    case onnx::TensorProto::INT8:
+      return int8;
+    case onnx::TensorProto::UINT8:
+      return uint8;
+    case onnx::TensorProto::BOOL:
+      return boolean;
+    default:
+      break;
+  }
+  const std::string name = onnx::TensorProto::DataType_IsValid(type)
+                               ? onnx::TensorProto::DataType_Name(
+                                     static_cast<onnx::TensorProto::DataType>(type))
+                               : std::to_string(type);
+  throw ValueError(where + ": dtype " + name +
+                   " is not supported (kiln has float, double, int32, int64, int8, uint8, bool)");
+}
+
+namespace {
+
+// Checked element count of `dims` (FormatError on negatives, rank > kMaxRank or overflow).
+Shape checked_shape(const google::protobuf::RepeatedField<int64_t>& dims, const std::string& where) {
+  if (dims.size() > Shape::kMaxRank) {
+    throw FormatError(where + ": rank " + std::to_string(dims.size()) + " exceeds kiln's " +
+                      std::to_string(Shape::kMaxRank));
+  }
+  Shape s;
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0) throw FormatError(where + ": negative dim " + std::to_string(d));
+    if (d > 0 && n > (int64_t{1} << 40) / d) {
+      throw FormatError(where + ": the dims hold more than 2^40 elements");
+    }
+    n *= d;
+    s.push_back(d);
+  }
+  return s;
+}
+
+template <typename Dst, typename Src>
+void copy_elements(Tensor& t, const Src& src) {
+  Dst* out = t.data<Dst>();
+  for (int64_t i = 0; i < t.numel(); ++i) out[i] = static_cast<Dst>(src[static_cast<int>(i)]);
+}
+
+}  // namespace
+
+Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& where_in) {
+  const std::string where = where_in + (p.name().empty() ? "" : " tensor '" + p.name() + "'");
+  if (p.data_location() == onnx::TensorProto::EXTERNAL || p.external_data_size() > 0) {
+    throw FormatError(where + ": external data is not supported (embed the tensor's data)");
+  }
+  if (p.has_segment()) throw FormatError(where + ": segmented tensors are not supported");
+  const DType dtype = dtype_from_onnx(p.data_type(), where);
+  const Shape shape = checked_shape(p.dims(), where);
+  const int64_t n = shape.numel();
+  auto count_error = [&](const char* field, int64_t got) {
+    return FormatError(where + ": " + to_string(shape) + " needs " + std::to_string(n) +
+                       " elements, " + field + " holds " + std::to_string(got));
+  };
+  if (p.has_raw_data()) {
+    const int64_t want = n * static_cast<int64_t>(size_of(dtype));
+    if (static_cast<int64_t>(p.raw_data().size()) != want) {
+      throw FormatError(where + ": " + to_string(shape) + " " + std::string(dtype_name(dtype)) +
+                        " needs " + std::to_string(want) + " bytes of raw_data, got " +
+                        std::to_string(p.raw_data().size()));
+    }
+    Tensor t = empty(shape, dtype);
+    if (dtype == boolean) {
+      bool* out = t.data<bool>();
+      for (int64_t i = 0; i < n; ++i) out[i] = p.raw_data()[static_cast<size_t>(i)] != 0;
+    } else if (want > 0) {
+      std::memcpy(t.raw_data(), p.raw_data().data(), static_cast<size_t>(want));
+    }
+    return t;
+  }
+  Tensor t = empty(shape, dtype);
+  switch (dtype) {
+    case DType::kFloat32:
+      if (p.float_data_size() != n) throw count_error("float_data", p.float_data_size());
+      copy_elements<float>(t, p.float_data());
+      break;
+    case DType::kFloat64:
+      if (p.double_data_size() != n) throw count_error("double_data", p.double_data_size());
+      copy_elements<double>(t, p.double_data());
+      break;
+    case DType::kInt64:
+      if (p.int64_data_size() != n) throw count_error("int64_data", p.int64_data_size());
+      copy_elements<int64_t>(t, p.int64_data());
+      break;
+    case DType::kInt32:
+      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
+      copy_elements<int32_t>(t, p.int32_data());
+      break;
+    case DType::kInt8:
+      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
+      copy_elements<int8_t>(t, p.int32_data());
+      break;
+    case DType::kUInt8:
+      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
+      copy_elements<uint8_t>(t, p.int32_data());
+      break;
+    case DType::kBool: {
+      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
+      bool* out = t.data<bool>();
+      for (int64_t i = 0; i < n; ++i) out[i] = p.int32_data(static_cast<int>(i)) != 0;
+      break;
+    }
+  }
+  return t;
+}
+
+bool is_symbolic(const Tensor& t) { return t.defined() && t.impl()->storage == nullptr; }
+
+std::vector<int> inverse_perm(const std::vector<int>& perm) {
+  std::vector<int> inv(perm.size());
+  for (size_t k = 0; k < perm.size(); ++k) inv[perm[k]] = static_cast<int>(k);
+  return inv;
+}
+
+Tensor logical_of(OValue& v) {
+  if (v.perm.empty()) return v.t;
+  if (!v.logical.defined()) {
+    if (is_symbolic(v.t)) {
+      v.logical = transpose(v.t, inverse_perm(v.perm));
+    } else {  // a constant stays one
+      graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+      v.logical = transpose(v.t, inverse_perm(v.perm));
+    }
+  }
+  return v.logical;
+}
+
+int normalize_axis(const NodeCtx& c, int64_t axis, int rank) {
+  if (axis < -rank || axis >= std::max(rank, 1)) {
+    c.fail("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  }
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+// ---- the op table ----------------------------------------------------------------------------
+
+namespace {
+
+const std::map<std::string, MapFn>& table() {
+  static const std::map<std::string, MapFn> t = [] {
+    std::map<std::string, MapFn> m;
+    for (const Mapping& x : basic_mappings()) m[x.op] = x.fn;
+    for (const Mapping& x : nn_mappings()) m[x.op] = x.fn;
+    return m;
+  }();
+  return t;
+}
+
+}  // namespace
+
+MapFn find_mapping(const std::string& op_type) {
+  auto it = table().find(op_type);
+  return it == table().end() ? nullptr : it->second;
+}
+
+std::vector<std::string> mapped_ops() {
+  std::vector<std::string> names;
+  for (const auto& [name, fn] : table()) names.push_back(name);
+  return names;
+}
+
+// ---- NodeCtx ---------------------------------------------------------------------------------
+
+NodeCtx::NodeCtx(Importer& im, const onnx::NodeProto& node, bool folding)
+    : im_(im), node_(node), folding_(folding) {}
+
+int64_t NodeCtx::opset() const { return im_.opset(); }
+
+std::string NodeCtx::where() const {
+  return "onnx import: node '" + node_.name() + "' (" + node_.op_type() + ")";
+}
+
+void NodeCtx::fail(const std::string& what) const { throw ValueError(where() + ": " + what); }
+
+bool NodeCtx::has_input(int k) const {
+  return k < node_.input_size() && !node_.input(k).empty();
+}
+
+OValue& NodeCtx::value(int k) {
+  if (!has_input(k)) fail("input " + std::to_string(k) + " is required");
+  return im_.value(node_.input(k), this);
+}
+
+Tensor NodeCtx::in(int k) {
+  OValue& v = value(k);
+  if (v.tainted && !folding_) {
+    fail("input '" + node_.input(k) +
+         "' is computed from a symbolic dim; kiln would bake one size into the graph");
+  }
+  return logical_of(v);
+}
+
+Tensor NodeCtx::const_in(int k, const char* what) {
+  OValue& v = value(k);
+  if (is_symbolic(v.t)) {
+    fail(std::string(what) + " (input '" + node_.input(k) + "') must be a constant");
+  }
+  if (v.tainted) {
+    fail(std::string(what) + " (input '" + node_.input(k) +
+         "') is computed from a symbolic dim; kiln would bake one size into the graph");
+  }
+  return logical_of(v);
+}
+
+std::vector<int64_t> NodeCtx::ints_in(int k, const char* what, bool allow_tainted) {
+  OValue& v = value(k);
+  if (is_symbolic(v.t)) {
+    fail(std::string(what) + " (input '" + node_.input(k) + "') must be a constant");
+  }
+  if (v.tainted && !allow_tainted) {
+    fail(std::string(what) + " (input '" + node_.input(k) +
+         "') is computed from a symbolic dim; kiln would bake one size into the graph");
+  }
+  Tensor t = logical_of(v);
+  if (t.dtype() != int64 && t.dtype() != int32) {
+    fail(std::string(what) + " must be int32 or int64, got " + std::string(dtype_name(t.dtype())));
+  }
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  return cast(t, int64).to_vector<int64_t>();
+}
+
+std::vector<double> NodeCtx::floats_in(int k, const char* what) {
+  Tensor t = const_in(k, what);
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  return cast(t, float64).to_vector<double>();
+}
+
+Shape NodeCtx::traced_shape(int k) {
+  OValue& v = value(k);
+  if (v.perm.empty()) return v.t.shape();
+  Shape s;
+  const std::vector<int> inv = inverse_perm(v.perm);
+  for (int d : inv) s.push_back(v.t.shape()[d]);
+  return s;
+}
+
+namespace {
+
+Shape logical_shape(const OValue& v) {
+  if (v.perm.empty()) return v.t.shape();
+  Shape s;
+  const std::vector<int> inv = inverse_perm(v.perm);
+  for (int d : inv) s.push_back(v.t.shape()[d]);
+  return s;
+}
+
+std::vector<bool> differing_dims(const Shape& a, const Shape& b) {
+  std::vector<bool> u(a.rank(), false);
+  if (a.rank() != b.rank()) return std::vector<bool>(a.rank(), true);
+  for (int d = 0; d < a.rank(); ++d) u[d] = a[d] != b[d];
+  return u;
+}
+
+}  // namespace
+
+std::vector<bool> NodeCtx::unknown_dims(int k) {
+  const Shape s = traced_shape(k);
+  const OValue* first = im_.first_trace_value(node_.input(k));
+  if (!first) return std::vector<bool>(s.rank(), false);
+  return differing_dims(s, logical_shape(*first));
+}
+
+std::vector<bool> NodeCtx::unknown_out_dims(int k, const Shape& traced) {
+  const OValue* first =
+      k < node_.output_size() ? im_.first_trace_value(node_.output(k)) : nullptr;
+  if (!first) return std::vector<bool>(traced.rank(), false);
+  return differing_dims(traced, logical_shape(*first));
+}
+
+void NodeCtx::charge(int64_t elements, DType dtype) {
+  const int64_t bytes = elements * static_cast<int64_t>(size_of(dtype));
+  if (elements < 0 || !im_.try_charge(bytes)) {
+    fail("would build a constant of " + std::to_string(elements) +
+         " elements, past the import's allocation budget");
+  }
+}
+
+namespace {
+
+const onnx::AttributeProto* find_attr(const onnx::NodeProto& n, const char* name) {
+  for (const onnx::AttributeProto& a : n.attribute()) {
+    if (a.name() == name) return &a;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool NodeCtx::has_attr(const char* name) const { return find_attr(node_, name) != nullptr; }
+
+int64_t NodeCtx::attr_int(const char* name, int64_t fallback) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::INT && !a->has_i()) {
+    fail(std::string("attribute '") + name + "' must be an int");
+  }
+  return a->i();
+}
+
+double NodeCtx::attr_float(const char* name, double fallback) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::FLOAT && !a->has_f()) {
+    fail(std::string("attribute '") + name + "' must be a float");
+  }
+  return a->f();
+}
+
+std::string NodeCtx::attr_string(const char* name, const std::string& fallback) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::STRING && !a->has_s()) {
+    fail(std::string("attribute '") + name + "' must be a string");
+  }
+  return a->s();
+}
+
+std::vector<int64_t> NodeCtx::attr_ints(const char* name) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return {};
+  if (a->ints_size() > 64) fail(std::string("attribute '") + name + "' has too many values");
+  return {a->ints().begin(), a->ints().end()};
+}
+
+std::vector<double> NodeCtx::attr_floats(const char* name) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return {};
+  if (a->floats_size() > 64) fail(std::string("attribute '") + name + "' has too many values");
+  return {a->floats().begin(), a->floats().end()};
+}
+
+const onnx::TensorProto* NodeCtx::attr_tensor(const char* name) const {
+  const onnx::AttributeProto* a = find_attr(node_, name);
+  if (!a) return nullptr;
+  if (!a->has_t()) fail(std::string("attribute '") + name + "' must be a tensor");
+  return &a->t();
+}
+
+void NodeCtx::set_out(int k, Tensor t) {
+  OValue v;
+  v.t = std::move(t);
+  set_out(k, std::move(v));
+}
+
+void NodeCtx::set_out(int k, OValue v) {
+  if (k >= node_.output_size() || node_.output(k).empty()) return;
+  im_.define(node_.output(k), std::move(v), this);
+}
+
+// ---- Importer --------------------------------------------------------------------------------
+
+Importer::Importer(const onnx::ModelProto& model, std::string where, int64_t unknown_size,
+                   const Importer* first_trace, int64_t budget_bytes)
+    : model_(model),
+      where_(std::move(where)),
+      unknown_size_(unknown_size),
+      first_(first_trace),
+      budget_(budget_bytes) {}
+
+bool Importer::try_charge(int64_t bytes) {
+  if (bytes < 0 || bytes > budget_) return false;
+  budget_ -= bytes;
+  return true;
+}
+
+OValue& Importer::value(const std::string& name, const NodeCtx* user) {
+  auto it = values_.find(name);
+  if (it == values_.end()) {
+    throw FormatError(where_ + ": " + (user ? user->where().substr(13) + ": " : std::string()) +
+                      "value '" + name + "' is used before it is defined");
+  }
+  return it->second;
+}
+
+void Importer::define(const std::string& name, OValue v, const NodeCtx* by) {
+  if (values_.count(name)) {
+    throw FormatError(where_ + ": value '" + name + "' is defined twice" +
+                      (by ? " (again by " + by->where().substr(13) + ")" : std::string()));
+  }
+  if (!v.t.defined()) throw ValueError(where_ + ": value '" + name + "' is undefined");
+  if (first_ && !is_symbolic(v.t) && !v.tainted) {
+    // A constant that differs from the first trace's was computed from an unknown dim.
+    const OValue* f = first_trace_value(name);
+    if (f && !is_symbolic(f->t)) {
+      graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+      const Tensor a = logical_of(v), b = const_cast<OValue*>(f)->t;
+      const Tensor bl = f->perm.empty() ? b : transpose(b, inverse_perm(f->perm));
+      v.tainted = a.shape() != bl.shape() || a.dtype() != bl.dtype() ||
+                  std::memcmp(a.clone().raw_data(), bl.clone().raw_data(), a.nbytes()) != 0;
+    }
+  }
+  values_.emplace(name, std::move(v));
+}
+
+const OValue* Importer::first_trace_value(const std::string& name) const {
+  if (!first_) return nullptr;
+  auto it = first_->values_.find(name);
+  return it == first_->values_.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+// The declared element type and dims of a graph input or output (kUnknownDim for symbolic
+// dims); `unknown_size` stands for symbolic dims when tracing.
+TensorSpec spec_of(const onnx::ValueInfoProto& vi, const std::string& where) {
+  const std::string what = where + ": graph input '" + vi.name() + "'";
+  if (!vi.has_type() || !vi.type().has_tensor_type()) {
+    throw ValueError(what + " is not a tensor (sequences, maps and optionals are not supported)");
+  }
+  const onnx::TypeProto::Tensor& tt = vi.type().tensor_type();
+  TensorSpec s;
+  s.dtype = dtype_from_onnx(tt.elem_type(), what);
+  if (!tt.has_shape()) throw ValueError(what + " has no declared shape (its rank is needed)");
+  if (tt.shape().dim_size() > Shape::kMaxRank) {
+    throw FormatError(what + ": rank " + std::to_string(tt.shape().dim_size()) + " exceeds " +
+                      std::to_string(Shape::kMaxRank));
+  }
+  for (const auto& d : tt.shape().dim()) {
+    if (d.has_dim_value()) {
+      if (d.dim_value() < 0 || d.dim_value() > (int64_t{1} << 31)) {
+        throw FormatError(what + ": dim " + std::to_string(d.dim_value()) + " is out of range");
+      }
+      s.dims.push_back(d.dim_value());
+    } else {
+      s.dims.push_back(kUnknownDim);
+    }
+  }
+  return s;
+}
+
+bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
+
+}  // namespace
+
+void Importer::run() {
+  for (const onnx::OperatorSetIdProto& o : model_.opset_import()) {
+    if (is_default_domain(o.domain())) opset_ = o.version();
+  }
+  if (!model_.has_graph()) throw FormatError(where_ + ": the model has no graph");
+  const onnx::GraphProto& g = model_.graph();
+  // Unmapped ops first: the message names the op whatever else is wrong.
+  for (const onnx::NodeProto& node : g.node()) {
+    NodeCtx probe(*this, node, false);
+    if (!is_default_domain(node.domain())) {
+      probe.fail("domain '" + node.domain() + "' is not supported");
+    }
+    if (!find_mapping(node.op_type())) probe.fail("unsupported op");
+  }
+  if (opset_ == 0) throw FormatError(where_ + ": the model imports no default-domain opset");
+  // Opsets 9 to 17; 7 and 8 too, whose ops kiln maps mean the same there (the mappings refuse
+  // what differs, e.g. BatchNormalization's spatial=0).
+  if (opset_ < 7 || opset_ > 17) {
+    throw ValueError(where_ + ": opset " + std::to_string(opset_) +
+                     " is not supported (kiln imports opsets 7 to 17)");
+  }
+
+  for (const onnx::TensorProto& init : g.initializer()) {
+    OValue v;
+    v.t = tensor_from_proto(init, where_ + ": initializer");
+    if (init.name().empty()) throw FormatError(where_ + ": an initializer has no name");
+    define(init.name(), std::move(v), nullptr);
+  }
+  if (g.sparse_initializer_size() > 0) {
+    throw ValueError(where_ + ": sparse initializers are not supported");
+  }
+  graph::Tracer tracer;
+  for (const onnx::ValueInfoProto& vi : g.input()) {
+    if (defined(vi.name())) continue;  // an initializer listed as an input (IR < 4): a constant
+    TensorSpec spec = spec_of(vi, where_);
+    Shape traced;
+    for (int64_t d : spec.dims) traced.push_back(d == kUnknownDim ? unknown_size_ : d);
+    OValue v;
+    v.t = tracer.add_input(traced, spec.dtype);
+    input_tensors.push_back(v.t);
+    input_ports.push_back({vi.name(), spec});
+    define(vi.name(), std::move(v), nullptr);
+  }
+
+  for (const onnx::NodeProto& node : g.node()) {
+    NodeCtx probe(*this, node, false);
+    MapFn fn = find_mapping(node.op_type());
+    bool folding = true;
+    for (int k = 0; k < node.input_size(); ++k) {
+      if (node.input(k).empty()) continue;
+      if (is_symbolic(value(node.input(k), &probe).t)) folding = false;
+    }
+    if (folding && node.input_size() > 0) {
+      // Every input a constant: compute now, outside the trace, if what it computes fits the
+      // budget (found by tracing it aside first); else it stays a node computed at run time.
+      std::map<std::string, OValue> saved = values_;
+      int64_t bytes = 0;
+      {
+        graph::Tracer aside;
+        NodeCtx dry(*this, node, true);
+        fn(dry);
+        for (const graph::Value& v : aside.take().values) {
+          if (v.kind == graph::ValueKind::kNode) {
+            bytes += v.meta.shape.numel() * static_cast<int64_t>(size_of(v.meta.dtype));
+          }
+        }
+      }
+      values_ = std::move(saved);
+      folding = try_charge(bytes);
+    }
+    NodeCtx c(*this, node, folding);
+    if (folding) {
+      graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+      fn(c);
+    } else {
+      fn(c);
+    }
+    for (int k = 0; k < node.output_size(); ++k) {
+      if (!node.output(k).empty() && !defined(node.output(k))) {
+        c.fail("output " + std::to_string(k) + " ('" + node.output(k) +
+               "') is not supported (only the first " +
+               std::to_string(k) + " outputs are)");
+      }
+    }
+  }
+
+  if (g.output_size() == 0) throw FormatError(where_ + ": the graph has no outputs");
+  std::vector<Tensor> outs;
+  for (const onnx::ValueInfoProto& vi : g.output()) {
+    OValue& v = value(vi.name(), nullptr);
+    if (v.tainted) {
+      throw ValueError(where_ + ": output '" + vi.name() +
+                       "' is computed from a symbolic dim; kiln would bake one size into it");
+    }
+    Tensor t = logical_of(v);
+    outs.push_back(t);
+    TensorSpec spec;
+    spec.dtype = t.dtype();
+    std::vector<bool> unknown(t.rank(), false);
+    if (const OValue* f = first_trace_value(vi.name())) {
+      unknown = differing_dims(t.shape(), logical_shape(*f));
+    }
+    for (int d = 0; d < t.rank(); ++d) {
+      spec.dims.push_back(unknown[d] ? kUnknownDim : t.shape()[d]);
+    }
+    output_ports.push_back({vi.name(), spec});
+  }
+  tracer.set_outputs(outs);
+  graph = tracer.take();
+}
+
+}  // namespace kiln::onnx_import
+
+namespace kiln {
+
+namespace {
+
+bool has_symbolic_inputs(const onnx::GraphProto& g) {
+  for (const onnx::ValueInfoProto& vi : g.input()) {
+    if (!vi.type().has_tensor_type()) continue;
+    for (const auto& d : vi.type().tensor_type().shape().dim()) {
+      if (!d.has_dim_value()) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& name) {
+  if (size > static_cast<size_t>(INT_MAX)) {
+    throw FormatError(name + ": " + std::to_string(size) + " bytes is past protobuf's 2 GiB limit");
+  }
+  onnx::ModelProto model;
+  if (!model.ParseFromArray(data, static_cast<int>(size))) {
+    throw FormatError(name + ": not an ONNX model (the ModelProto does not parse)");
+  }
+  // Constants the importer builds (converted weights, folded values, indices) stay within a
+  // bounded multiple of the file's size.
+  const int64_t budget = 4 * static_cast<int64_t>(size) + (int64_t{16} << 20);
+  using onnx_import::Importer;
+  std::unique_ptr<Importer> first, im;
+  if (model.has_graph() && has_symbolic_inputs(model.graph())) {
+    // Two traces with the symbolic dims at two sizes: what differs is unknown.
+    first = std::make_unique<Importer>(model, name, 9967, nullptr, budget);
+    first->run();
+    im = std::make_unique<Importer>(model, name, 9973, first.get(), budget);
+  } else {
+    im = std::make_unique<Importer>(model, name, 1, nullptr, budget);
+  }
+  im->run();
+  graph::Graph g = std::move(im->graph);
+  if (first) {
+    // Store the metas at size 1 for unknown dims (as freeze does), when the graph infers there.
+    std::vector<Tensor> args;
+    for (const GraphPort& p : im->input_ports) {
+      Shape s;
+      for (int64_t d : p.spec.dims) s.push_back(d == kUnknownDim ? 1 : d);
+      args.push_back(Tensor::adopt(detail::impl_view(nullptr, 0, s, p.spec.dtype)));
+    }
+    try {
+      graph::Graph at_one = graph::with_shapes(g, args);
+      g = std::move(at_one);
+    } catch (const Error&) {
+    }
+  }
+  std::string model_name = model.graph().name().empty() ? name : model.graph().name();
+  return GraphModel(std::move(g), std::move(im->input_ports), std::move(im->output_ports),
+                    std::move(model_name));
+}
+
+GraphModel import_onnx(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(path + ": cannot open the file");
+  std::ostringstream buf;
+  buf << f.rdbuf();
+  if (!f.good() && !f.eof()) throw FormatError(path + ": cannot read the file");
+  const std::string bytes = buf.str();
+  return import_onnx_bytes(bytes.data(), bytes.size(), path);
+}
+
+std::vector<std::string> onnx_supported_ops() { return onnx_import::mapped_ops(); }
+
+}  // namespace kiln

@@ -1,0 +1,617 @@
+// ONNX ops onto kiln ops: convolution, pooling, normalization, padding and resampling.
+//
+// Layout: ONNX is NCHW with OIHW filters; kiln's conv2d and pools are NHWC with HWIO filters.
+// Filters that are constants are converted once at import; activations are transposed into
+// NHWC at the first conv or pool and held there (OValue::perm) through elementwise ops, global
+// pools, BatchNormalization, Resize and further convs, so a conv net transposes at its edges.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+
+#include "graph/scoped_recorders.h"
+#include "kiln/error.h"
+#include "kiln/ops.h"
+#include "onnx/import_context.h"
+#include "ops/registry.h"
+
+namespace kiln::onnx_import {
+namespace {
+
+const std::vector<int> kToNhwc{0, 2, 3, 1};
+
+// x in NHWC: the held tensor when it is held so, else transposed.
+Tensor nhwc_of(NodeCtx& c, int k) {
+  OValue& v = c.value(k);
+  if (v.tainted && !c.folding()) c.in(k);
+  if (v.perm == kToNhwc) return v.t;
+  return transpose(c.in(k), kToNhwc);
+}
+
+OValue held_nhwc(Tensor t) { return OValue{std::move(t), kToNhwc}; }
+
+// A filter OIHW -> HWIO ([KH, KW, I, O]); `perm` {2, 3, 1, 0}. ConvTranspose's IOHW filter
+// takes the same permutation to [KH, KW, O/g, I].
+Tensor hwio_of(NodeCtx& c, int k) {
+  Tensor w = c.in(k);
+  if (w.rank() != 4) c.fail("the filter must be 4-D, got " + to_string(w.shape()));
+  if (is_symbolic(w)) return transpose(w, {2, 3, 1, 0});
+  c.charge(w.numel(), w.dtype());
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  return transpose(w, {2, 3, 1, 0});
+}
+
+std::vector<int64_t> ints_or(const std::vector<int64_t>& v, size_t n, int64_t fallback) {
+  return v.empty() ? std::vector<int64_t>(n, fallback) : v;
+}
+
+struct Window {
+  int64_t k[2], s[2], d[2];
+  int64_t pad_begin[2], pad_end[2];
+  bool same_upper = false;  // kiln's own "same" (TensorFlow's: the odd pixel after)
+};
+
+// Kernel, strides, dilations and padding of a 2-D window op; in = spatial input dims.
+Window window_of(NodeCtx& c, const int64_t kernel[2], const int64_t in[2], bool allow_dilation) {
+  Window w{};
+  const std::vector<int64_t> strides = ints_or(c.attr_ints("strides"), 2, 1);
+  const std::vector<int64_t> dil = ints_or(c.attr_ints("dilations"), 2, 1);
+  const std::vector<int64_t> pads = ints_or(c.attr_ints("pads"), 4, 0);
+  if (strides.size() != 2 || dil.size() != 2 || pads.size() != 4) {
+    c.fail("strides, dilations and pads must be given for 2 spatial dims");
+  }
+  for (int i = 0; i < 2; ++i) {
+    w.k[i] = kernel[i];
+    w.s[i] = strides[i];
+    w.d[i] = dil[i];
+    if (w.s[i] < 1 || w.d[i] < 1 || w.k[i] < 1) c.fail("kernel, strides and dilations must be >= 1");
+    if (!allow_dilation && w.d[i] != 1) c.fail("dilations other than 1 are not supported");
+    if (pads[i] < 0 || pads[i + 2] < 0) c.fail("negative pads are not supported");
+    w.pad_begin[i] = pads[i];
+    w.pad_end[i] = pads[i + 2];
+  }
+  const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (int i = 0; i < 2; ++i) {
+      const int64_t out = (in[i] + w.s[i] - 1) / w.s[i];
+      const int64_t eff = (w.k[i] - 1) * w.d[i] + 1;
+      const int64_t total = std::max<int64_t>((out - 1) * w.s[i] + eff - in[i], 0);
+      const int64_t small = total / 2;
+      w.pad_begin[i] = auto_pad == "SAME_UPPER" ? small : total - small;
+      w.pad_end[i] = total - w.pad_begin[i];
+    }
+    w.same_upper = auto_pad == "SAME_UPPER";
+  } else if (auto_pad == "VALID") {
+    for (int i = 0; i < 2; ++i) w.pad_begin[i] = w.pad_end[i] = 0;
+  } else if (auto_pad != "NOTSET") {
+    c.fail("auto_pad '" + auto_pad + "' is not supported");
+  }
+  return w;
+}
+
+bool no_padding(const Window& w) {
+  return w.pad_begin[0] == 0 && w.pad_begin[1] == 0 && w.pad_end[0] == 0 && w.pad_end[1] == 0;
+}
+
+// Whether the explicit pads equal kiln's "same" for these sizes.
+bool is_tf_same(const Window& w, const int64_t in[2]) {
+  for (int i = 0; i < 2; ++i) {
+    const int64_t out = (in[i] + w.s[i] - 1) / w.s[i];
+    const int64_t eff = (w.k[i] - 1) * w.d[i] + 1;
+    const int64_t total = std::max<int64_t>((out - 1) * w.s[i] + eff - in[i], 0);
+    if (w.pad_begin[i] != total / 2 || w.pad_end[i] != total - total / 2) return false;
+  }
+  return true;
+}
+
+Tensor pad_spatial(const Tensor& x_nhwc, const Window& w, double value) {
+  return pad(x_nhwc, {{0, 0}, {w.pad_begin[0], w.pad_end[0]}, {w.pad_begin[1], w.pad_end[1]}, {0, 0}},
+             value);
+}
+
+void require_rank4(NodeCtx& c, int k) {
+  const Shape s = c.traced_shape(k);
+  if (s.rank() != 4) {
+    c.fail("only 2-D (NCHW) inputs are supported, got rank " + std::to_string(s.rank()));
+  }
+}
+
+// ---- Conv ------------------------------------------------------------------------------------
+
+void map_conv(NodeCtx& c) {
+  require_rank4(c, 0);
+  const Shape xs = c.traced_shape(0);  // N, C, H, W
+  const std::vector<bool> u = c.unknown_dims(0);
+  Tensor f = hwio_of(c, 1);  // KH, KW, C/g, O
+  const int64_t kernel[2] = {f.shape()[0], f.shape()[1]};
+  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
+  if (!ks.empty() && (ks.size() != 2 || ks[0] != kernel[0] || ks[1] != kernel[1])) {
+    c.fail("kernel_shape does not match the filter");
+  }
+  const int64_t in[2] = {xs[2], xs[3]};
+  Window w = window_of(c, kernel, in, true);
+  if ((u[2] || u[3]) && !no_padding(w) && !w.same_upper) {
+    c.fail("explicit padding of a symbolic spatial dim is not supported");
+  }
+  Conv2DOptions o;
+  o.strides = {w.s[0], w.s[1]};
+  o.dilation = {w.d[0], w.d[1]};
+  o.groups = c.attr_int("group", 1);
+  if (o.groups < 1) c.fail("group must be >= 1");
+  Tensor x = nhwc_of(c, 0);
+  if (w.same_upper || (!no_padding(w) && is_tf_same(w, in))) {
+    o.padding = Padding::kSame;
+  } else if (!no_padding(w)) {
+    x = pad_spatial(x, w, 0.0);
+  }
+  if (f.dtype() != x.dtype()) c.fail("X and W must have the same dtype");
+  Tensor y = conv2d(x, f, o);
+  if (c.has_input(2)) {
+    Tensor b = c.in(2);
+    if (b.rank() != 1 || b.shape()[0] != y.shape()[3]) c.fail("B must be [M]");
+    y = add(y, b);
+  }
+  c.set_out(0, held_nhwc(y));
+}
+
+// ConvTranspose: the gradient of a conv with respect to its input (conv2d_backward_input).
+void map_conv_transpose(NodeCtx& c) {
+  require_rank4(c, 0);
+  const Shape xs = c.traced_shape(0);  // N, Cin, H, W
+  const std::vector<bool> u = c.unknown_dims(0);
+  if (u[2] || u[3]) c.fail("symbolic spatial dims are not supported");
+  const int64_t groups = c.attr_int("group", 1);
+  if (groups < 1) c.fail("group must be >= 1");
+  Tensor f = hwio_of(c, 1);  // KH, KW, Cout/g, Cin
+  if (f.shape()[3] != xs[1]) c.fail("W's first dim must be X's channels");
+  const int64_t cout = f.shape()[2] * groups;
+  const int64_t kernel[2] = {f.shape()[0], f.shape()[1]};
+  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
+  if (!ks.empty() && (ks.size() != 2 || ks[0] != kernel[0] || ks[1] != kernel[1])) {
+    c.fail("kernel_shape does not match the filter");
+  }
+  const std::vector<int64_t> strides = ints_or(c.attr_ints("strides"), 2, 1);
+  const std::vector<int64_t> dil = ints_or(c.attr_ints("dilations"), 2, 1);
+  const std::vector<int64_t> out_pad = ints_or(c.attr_ints("output_padding"), 2, 0);
+  std::vector<int64_t> pads = ints_or(c.attr_ints("pads"), 4, 0);
+  const std::vector<int64_t> out_shape = c.attr_ints("output_shape");
+  const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
+  if (strides.size() != 2 || dil.size() != 2 || out_pad.size() != 2 || pads.size() != 4) {
+    c.fail("strides, dilations, output_padding and pads must be given for 2 spatial dims");
+  }
+  int64_t full[2];
+  for (int i = 0; i < 2; ++i) {
+    if (strides[i] < 1 || dil[i] < 1) c.fail("strides and dilations must be >= 1");
+    if (out_pad[i] < 0 || out_pad[i] >= std::max(strides[i], dil[i])) {
+      c.fail("output_padding must be in [0, max(stride, dilation))");
+    }
+    full[i] = (xs[2 + i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 + out_pad[i];
+  }
+  if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (int i = 0; i < 2; ++i) {
+      int64_t want = xs[2 + i] * strides[i];
+      if (!out_shape.empty()) {
+        if (out_shape.size() != 2 && out_shape.size() != 4) c.fail("output_shape must list 2 dims");
+        want = out_shape[out_shape.size() - 2 + i];
+      }
+      const int64_t total = full[i] - want;
+      if (total < 0) c.fail("output_shape is larger than the full transposed convolution");
+      const bool upper = auto_pad != "SAME_LOWER";
+      pads[i] = upper ? total / 2 : total - total / 2;
+      pads[i + 2] = total - pads[i];
+    }
+  } else if (auto_pad == "VALID") {
+    pads = {0, 0, 0, 0};
+  } else if (auto_pad != "NOTSET") {
+    c.fail("auto_pad '" + auto_pad + "' is not supported");
+  }
+  for (int64_t p : pads) {
+    if (p < 0) c.fail("negative pads are not supported");
+  }
+  Tensor x = nhwc_of(c, 0);
+  if (f.dtype() != x.dtype()) c.fail("X and W must have the same dtype");
+  // The shape-only "forward input" of the conv this is the gradient of: [N, full, full, Cout].
+  const Shape like_shape{1, full[0], full[1], cout};
+  c.charge(like_shape.numel(), x.dtype());
+  Tensor like = zeros(like_shape, x.dtype());
+  if (u[0]) {
+    // A symbolic batch: broadcast against one element per example of x, so the shape follows it.
+    Tensor one = slice(x, {0, 0, 0, 0}, {std::numeric_limits<int64_t>::max(), 1, 1, 1});
+    like = mul(like, one);
+  } else if (xs[0] != 1) {
+    c.charge(like_shape.numel() * xs[0], x.dtype());
+    like = zeros(Shape{xs[0], full[0], full[1], cout}, x.dtype());
+  }
+  Attrs a{strides[0], strides[1], 0, dil[0], dil[1], groups};
+  Tensor y = run_op(ops::kConv2DBackwardInput, {x, f, like}, a);
+  if (pads[0] || pads[1] || pads[2] || pads[3]) {
+    y = slice(y, {0, pads[0], pads[1], 0},
+              {std::numeric_limits<int64_t>::max(), full[0] - pads[2], full[1] - pads[3],
+               std::numeric_limits<int64_t>::max()});
+  }
+  if (c.has_input(2)) {
+    Tensor b = c.in(2);
+    if (b.rank() != 1 || b.shape()[0] != cout) c.fail("B must be [C_out]");
+    y = add(y, b);
+  }
+  c.set_out(0, held_nhwc(y));
+}
+
+// ---- pooling ---------------------------------------------------------------------------------
+
+// Extra end padding so that ceil_mode's last window (starting inside the input or its begin
+// padding) exists.
+void apply_ceil_mode(NodeCtx& c, Window& w, const int64_t in[2], int64_t extra[2]) {
+  for (int i = 0; i < 2; ++i) {
+    extra[i] = 0;
+    if (c.attr_int("ceil_mode", 0) == 0) continue;
+    const int64_t span = in[i] + w.pad_begin[i] + w.pad_end[i];
+    const int64_t eff = (w.k[i] - 1) * w.d[i] + 1;
+    if (span < eff) continue;
+    int64_t out = (span - eff + w.s[i] - 1) / w.s[i] + 1;
+    if ((out - 1) * w.s[i] >= in[i] + w.pad_begin[i]) --out;
+    extra[i] = std::max<int64_t>((out - 1) * w.s[i] + eff - span, 0);
+  }
+}
+
+std::array<int64_t, 2> kernel_attr(NodeCtx& c) {
+  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
+  if (ks.size() != 2) c.fail("kernel_shape must list 2 dims (2-D pooling is supported)");
+  return {ks[0], ks[1]};
+}
+
+void map_max_pool(NodeCtx& c) {
+  require_rank4(c, 0);
+  if (c.attr_int("storage_order", 0) != 0) c.fail("storage_order=1 is not supported");
+  const Shape xs = c.traced_shape(0);
+  const std::vector<bool> u = c.unknown_dims(0);
+  const auto ks = kernel_attr(c);
+  const int64_t in[2] = {xs[2], xs[3]};
+  Window w = window_of(c, ks.data(), in, false);
+  int64_t extra[2];
+  apply_ceil_mode(c, w, in, extra);
+  Tensor x = nhwc_of(c, 0);
+  if (!is_floating(x.dtype())) c.fail("only float and double inputs are supported");
+  Pool2DOptions o;
+  o.pool_size = {w.k[0], w.k[1]};
+  o.strides = {w.s[0], w.s[1]};
+  const bool padded = !no_padding(w) || extra[0] || extra[1];
+  if (padded && (u[2] || u[3]) && !w.same_upper) {
+    c.fail("explicit padding of a symbolic spatial dim is not supported");
+  }
+  if (w.same_upper && !extra[0] && !extra[1]) {
+    o.padding = Padding::kSame;  // kiln's same max pool ignores the padding, as ONNX's
+  } else if (padded) {
+    w.pad_end[0] += extra[0];
+    w.pad_end[1] += extra[1];
+    x = pad_spatial(x, w, -std::numeric_limits<double>::infinity());
+  }
+  c.set_out(0, held_nhwc(max_pool2d(x, o)));
+}
+
+void map_average_pool(NodeCtx& c) {
+  require_rank4(c, 0);
+  const Shape xs = c.traced_shape(0);
+  const std::vector<bool> u = c.unknown_dims(0);
+  const auto ks = kernel_attr(c);
+  const int64_t in[2] = {xs[2], xs[3]};
+  Window w = window_of(c, ks.data(), in, false);
+  int64_t extra[2];
+  apply_ceil_mode(c, w, in, extra);
+  const bool count_pad = c.attr_int("count_include_pad", 0) != 0;
+  Tensor x = nhwc_of(c, 0);
+  if (!is_floating(x.dtype())) c.fail("only float and double inputs are supported");
+  Pool2DOptions o;
+  o.pool_size = {w.k[0], w.k[1]};
+  o.strides = {w.s[0], w.s[1]};
+  const bool padded = !no_padding(w) || extra[0] || extra[1];
+  if (!padded) {
+    c.set_out(0, held_nhwc(avg_pool2d(x, o)));
+    return;
+  }
+  if (w.same_upper && !count_pad && !extra[0] && !extra[1]) {
+    o.padding = Padding::kSame;  // kiln averages over in-bounds elements: ONNX's default
+    c.set_out(0, held_nhwc(avg_pool2d(x, o)));
+    return;
+  }
+  if (u[2] || u[3]) c.fail("explicit padding of a symbolic spatial dim is not supported");
+  // Average of the zero-padded input, rescaled by the share of each window that counts
+  // (padding counts with count_include_pad, ceil_mode's extra end never does).
+  Window all = w;
+  all.pad_end[0] += extra[0];
+  all.pad_end[1] += extra[1];
+  Tensor y = avg_pool2d(pad_spatial(x, all, 0.0), o);
+  c.charge(4 * (in[0] + all.pad_begin[0] + all.pad_end[0]) * (in[1] + all.pad_begin[1] + all.pad_end[1]),
+           float64);
+  Tensor share;
+  {
+    graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+    Tensor ones_in = ones(Shape{1, in[0], in[1], 1}, x.dtype());
+    Tensor weight = pad_spatial(ones_in, w, count_pad ? 1.0 : 0.0);
+    Window tail{};
+    for (int i = 0; i < 2; ++i) tail.pad_end[i] = extra[i];
+    weight = pad_spatial(weight, tail, 0.0);
+    share = avg_pool2d(weight, o);
+  }
+  c.set_out(0, held_nhwc(div(y, share)));
+}
+
+// GlobalAveragePool / GlobalMaxPool: over every spatial dim, kept as size 1.
+template <bool Max>
+void map_global_pool(NodeCtx& c) {
+  OValue& v = c.value(0);
+  if (v.tainted && !c.folding()) c.in(0);
+  const int r = v.t.rank();
+  if (r < 3) c.fail("the input must have spatial dims");
+  if (!is_floating(v.t.dtype())) c.fail("only float and double inputs are supported");
+  std::vector<int> axes;
+  if (v.perm == kToNhwc) {
+    axes = {1, 2};
+  } else {
+    for (int d = 2; d < r; ++d) axes.push_back(d);
+  }
+  const Tensor& t = v.perm == kToNhwc ? v.t : c.in(0);
+  Tensor y = Max ? max(t, axes, true) : mean(t, axes, true);
+  c.set_out(0, OValue{y, v.perm == kToNhwc ? kToNhwc : std::vector<int>{}});
+}
+
+// ---- normalization ---------------------------------------------------------------------------
+
+void map_batch_norm(NodeCtx& c) {
+  if (c.attr_int("training_mode", 0) != 0) c.fail("training_mode=1 is not supported");
+  if (c.attr_int("spatial", 1) != 1) c.fail("spatial=0 is not supported");
+  for (int k = 1; k < c.num_outputs(); ++k) {
+    if (!c.node().output(k).empty()) c.fail("the running statistics outputs (training) are not supported");
+  }
+  for (int k = 0; k < 5; ++k) {
+    if (!c.has_input(k)) c.fail("takes 5 inputs (X, scale, B, mean, var)");
+  }
+  const Shape xs = c.traced_shape(0);
+  if (xs.rank() < 2) c.fail("X must have a channel dim");
+  if (!is_floating(c.value(0).t.dtype())) c.fail("only float and double inputs are supported");
+  const double eps = c.attr_float("epsilon", 1e-5);
+  // y = x * s + (B - mean * s), s = scale / sqrt(var + eps); computed at import for constant
+  // parameters. Parameters are shaped [C, 1, ...] to broadcast along ONNX's channel dim.
+  Shape ps{xs[1]};
+  for (int d = 2; d < xs.rank(); ++d) ps.push_back(1);
+  Tensor params[4];
+  for (int k = 0; k < 4; ++k) {
+    params[k] = c.in(k + 1);
+    if (params[k].rank() != 1 || params[k].shape()[0] != xs[1]) c.fail("scale, B, mean and var must be [C]");
+  }
+  auto compute = [&] {
+    Tensor s = div(params[0], sqrt(add(params[3], scalar(eps, params[3].dtype()))));
+    Tensor shift = sub(params[1], mul(params[2], s));
+    return std::pair{reshape(s, ps), reshape(shift, ps)};
+  };
+  bool all_const = true;
+  for (const Tensor& p : params) all_const = all_const && !is_symbolic(p);
+  std::pair<Tensor, Tensor> st;
+  if (all_const) {
+    graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+    st = compute();
+  } else {
+    st = compute();
+  }
+  OValue s{st.first, {}}, shift{st.second, {}};
+  OValue y = binary(c, c.value(0), s, mul);
+  c.set_out(0, binary(c, y, shift, add));
+}
+
+// ---- Pad ----------------------------------------------------------------------------------
+
+// Indices of an edge- or reflect-padded axis of size n.
+std::vector<int64_t> padded_indices(int64_t n, int64_t before, int64_t after, bool reflect) {
+  std::vector<int64_t> idx;
+  for (int64_t i = -before; i < n + after; ++i) {
+    int64_t j = i;
+    if (reflect) {
+      const int64_t period = 2 * (n - 1);
+      j = period == 0 ? 0 : ((j % period) + period) % period;
+      if (j >= n) j = period - j;
+    } else {
+      j = std::clamp<int64_t>(j, 0, n - 1);
+    }
+    idx.push_back(j);
+  }
+  return idx;
+}
+
+void map_pad(NodeCtx& c) {
+  Tensor x = c.in(0);
+  const int r = x.rank();
+  std::vector<int64_t> pads;
+  double value = 0;
+  if (c.opset() < 11) {
+    pads = c.attr_ints("pads");
+    value = c.attr_float("value", 0.0);
+  } else {
+    pads = c.ints_in(1, "pads");
+    if (c.has_input(2)) {
+      const std::vector<double> v = c.floats_in(2, "constant_value");
+      if (v.size() != 1) c.fail("constant_value must be a scalar");
+      value = v[0];
+    }
+    if (c.has_input(3)) c.fail("the axes input is not supported");
+  }
+  if (static_cast<int>(pads.size()) != 2 * r) c.fail("pads must hold 2 values per dim");
+  const std::string mode = c.attr_string("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge") c.fail("mode '" + mode + "' is not supported");
+  const std::vector<bool> u = c.unknown_dims(0);
+  // Negative pads crop first.
+  std::vector<int64_t> b(r, 0), e(r, std::numeric_limits<int64_t>::max());
+  bool crop = false;
+  for (int d = 0; d < r; ++d) {
+    if (pads[d] < 0) b[d] = -pads[d], crop = true;
+    if (pads[d + r] < 0) {
+      if (u[d]) c.fail("negative pads on a symbolic dim are not supported");
+      e[d] = x.shape()[d] + pads[d + r];
+      crop = true;
+    }
+  }
+  if (crop) x = slice(x, b, e);
+  std::vector<std::pair<int64_t, int64_t>> p;
+  for (int d = 0; d < r; ++d) {
+    const int64_t before = std::max<int64_t>(pads[d], 0), after = std::max<int64_t>(pads[d + r], 0);
+    p.emplace_back(before, after);
+    if (mode == "constant" || (before == 0 && after == 0)) continue;
+    if (u[d]) c.fail("reflect and edge padding of a symbolic dim are not supported");
+    const int64_t n = x.shape()[d];
+    if (n == 0 || (mode == "reflect" && (before >= n || after >= n))) {
+      c.fail("reflect padding must be smaller than the dim");
+    }
+    c.charge(n + before + after, int64);
+    x = gather(x, from_vector<int64_t>(padded_indices(n, before, after, mode == "reflect")), d);
+  }
+  if (mode == "constant") {
+    int64_t total = 1;
+    for (int d = 0; d < r; ++d) {
+      if (!u[d]) total *= x.shape()[d] + p[d].first + p[d].second;
+    }
+    if (!is_symbolic(x)) c.charge(total, x.dtype());
+    x = pad(x, p, value);
+  }
+  c.set_out(0, x);
+}
+
+// ---- Resize / Upsample --------------------------------------------------------------------
+
+struct ResizeMode {
+  std::string mode = "nearest";
+  std::string coords = "half_pixel";
+  std::string nearest = "round_prefer_floor";
+};
+
+// The source coordinate of output index i along an axis.
+double source_coord(const ResizeMode& m, int64_t i, int64_t in, int64_t out, double scale) {
+  if (m.coords == "align_corners") return out == 1 ? 0.0 : i * double(in - 1) / double(out - 1);
+  if (m.coords == "asymmetric") return i / scale;
+  if (m.coords == "tf_half_pixel_for_nn") return (i + 0.5) / scale;
+  if (m.coords == "pytorch_half_pixel") return out > 1 ? (i + 0.5) / scale - 0.5 : 0.0;
+  return (i + 0.5) / scale - 0.5;  // half_pixel
+}
+
+int64_t nearest_index(const ResizeMode& m, double x, int64_t in) {
+  double j;
+  if (m.nearest == "floor") {
+    j = std::floor(x);
+  } else if (m.nearest == "ceil") {
+    j = std::ceil(x);
+  } else if (m.nearest == "round_prefer_ceil") {
+    j = std::round(x);
+  } else {  // round_prefer_floor
+    j = (x == std::floor(x) + 0.5) ? std::floor(x) : std::round(x);
+  }
+  return std::clamp<int64_t>(static_cast<int64_t>(j), 0, in - 1);
+}
+
+void resize(NodeCtx& c, const ResizeMode& m, const std::vector<double>& scales,
+            const std::vector<int64_t>& sizes) {
+  OValue& v = c.value(0);
+  if (v.tainted && !c.folding()) c.in(0);
+  const Shape xs = c.traced_shape(0);
+  const int r = xs.rank();
+  const std::vector<bool> u = c.unknown_dims(0);
+  if (!scales.empty() && static_cast<int>(scales.size()) != r) c.fail("scales must hold one value per dim");
+  if (!sizes.empty() && static_cast<int>(sizes.size()) != r) c.fail("sizes must hold one value per dim");
+  if (!is_floating(v.t.dtype())) c.fail("only float and double inputs are supported");
+  // Resampled per axis, on the held tensor (NHWC stays NHWC): axis d of ONNX is axis
+  // inv[d] of the held tensor.
+  Tensor t = v.t;
+  const std::vector<int> inv = v.perm.empty() ? std::vector<int>() : inverse_perm(v.perm);
+  for (int d = 0; d < r; ++d) {
+    const int64_t in = xs[d];
+    const double scale = scales.empty() ? double(sizes[d]) / double(in) : scales[d];
+    const int64_t out = sizes.empty() ? static_cast<int64_t>(std::floor(in * scale)) : sizes[d];
+    if (!(scale > 0) || out < 0) c.fail("scales and sizes must be positive");
+    if (out == in && scale == 1.0) continue;
+    if (u[d]) c.fail("resizing a symbolic dim is not supported");
+    if (out > (int64_t{1} << 24)) c.fail("the output is too large");
+    const int axis = inv.empty() ? d : inv[d];
+    c.charge(3 * out, float64);
+    if (m.mode == "nearest") {
+      std::vector<int64_t> idx(out);
+      for (int64_t i = 0; i < out; ++i) idx[i] = nearest_index(m, source_coord(m, i, in, out, scale), in);
+      t = gather(t, from_vector<int64_t>(idx), axis);
+      continue;
+    }
+    std::vector<int64_t> lo(out), hi(out);
+    std::vector<double> frac(out);
+    for (int64_t i = 0; i < out; ++i) {
+      const double x = std::clamp(source_coord(m, i, in, out, scale), 0.0, double(in - 1));
+      lo[i] = static_cast<int64_t>(std::floor(x));
+      hi[i] = std::min<int64_t>(lo[i] + 1, in - 1);
+      frac[i] = x - double(lo[i]);
+    }
+    Shape ws{out};
+    for (int k = axis + 1; k < t.rank(); ++k) ws.push_back(1);
+    Tensor wt = cast(from_vector<double>(frac, ws), t.dtype());
+    Tensor a = gather(t, from_vector<int64_t>(lo), axis);
+    Tensor b = gather(t, from_vector<int64_t>(hi), axis);
+    t = add(a, mul(sub(b, a), wt));
+  }
+  c.set_out(0, OValue{t, v.perm});
+}
+
+void map_resize(NodeCtx& c) {
+  ResizeMode m;
+  m.mode = c.attr_string("mode", "nearest");
+  if (m.mode != "nearest" && m.mode != "linear") c.fail("mode '" + m.mode + "' is not supported");
+  std::vector<double> scales;
+  std::vector<int64_t> sizes;
+  if (c.opset() < 11) {
+    m.coords = "asymmetric";
+    m.nearest = "floor";
+    scales = c.floats_in(1, "scales");
+  } else {
+    m.coords = c.attr_string("coordinate_transformation_mode", "half_pixel");
+    m.nearest = c.attr_string("nearest_mode", "round_prefer_floor");
+    if (m.coords == "tf_crop_and_resize") c.fail("coordinate_transformation_mode tf_crop_and_resize is not supported");
+    if (m.coords != "half_pixel" && m.coords != "pytorch_half_pixel" && m.coords != "align_corners" &&
+        m.coords != "asymmetric" && m.coords != "tf_half_pixel_for_nn") {
+      c.fail("coordinate_transformation_mode '" + m.coords + "' is not supported");
+    }
+    if (m.nearest != "round_prefer_floor" && m.nearest != "round_prefer_ceil" && m.nearest != "floor" &&
+        m.nearest != "ceil") {
+      c.fail("nearest_mode '" + m.nearest + "' is not supported");
+    }
+    if (c.attr_int("exclude_outside", 0) != 0) c.fail("exclude_outside=1 is not supported");
+    if (c.has_attr("axes")) c.fail("the axes attribute is not supported");
+    if (c.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") {
+      c.fail("keep_aspect_ratio_policy other than stretch is not supported");
+    }
+    if (c.has_input(2)) scales = c.floats_in(2, "scales");
+    if (c.has_input(3)) sizes = c.ints_in(3, "sizes");
+    if (!scales.empty() && !sizes.empty()) c.fail("give scales or sizes, not both");
+    if (scales.empty() && sizes.empty()) c.fail("scales or sizes is required");
+  }
+  resize(c, m, scales, sizes);
+}
+
+void map_upsample(NodeCtx& c) {
+  ResizeMode m;
+  m.mode = c.attr_string("mode", "nearest");
+  if (m.mode != "nearest" && m.mode != "linear") c.fail("mode '" + m.mode + "' is not supported");
+  m.coords = "asymmetric";
+  m.nearest = "floor";
+  resize(c, m, c.floats_in(1, "scales"), {});
+}
+
+}  // namespace
+
+std::vector<Mapping> nn_mappings() {
+  return {
+      {"Conv", map_conv},
+      {"ConvTranspose", map_conv_transpose},
+      {"MaxPool", map_max_pool},
+      {"AveragePool", map_average_pool},
+      {"GlobalAveragePool", map_global_pool<false>},
+      {"GlobalMaxPool", map_global_pool<true>},
+      {"BatchNormalization", map_batch_norm},
+      {"Pad", map_pad},
+      {"Resize", map_resize},
+      {"Upsample", map_upsample},
+  };
+}
+
+}  // namespace kiln::onnx_import
