@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,20 @@
 
 namespace kiln {
 
+struct OnnxImportOptions {
+  // Graph inputs fixed to these values at import: each becomes a constant and leaves the
+  // model's inputs. For parameters kiln needs at import that a model passes as graph inputs
+  // (Reshape's shape, Slice's starts, Resize's scales, Squeeze's axes). A name that is not a
+  // graph input, or a tensor whose dtype or dims do not fit its declaration, is a ValueError.
+  std::map<std::string, Tensor> constant_inputs;
+};
+
 // Reads and imports the model at `path` (FormatError if it cannot be read).
-GraphModel import_onnx(const std::string& path);
+GraphModel import_onnx(const std::string& path, const OnnxImportOptions& options = {});
 
 // Imports a serialized ModelProto held in memory; `name` stands for the file in messages.
-GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& name = "<bytes>");
+GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& name = "<bytes>",
+                             const OnnxImportOptions& options = {});
 
 // The ONNX op types the importer maps (for docs, `kiln summary` and the conformance test).
 std::vector<std::string> onnx_supported_ops();

@@ -206,7 +206,7 @@ NodeCtx::NodeCtx(Importer& im, const onnx::NodeProto& node, bool folding)
 int64_t NodeCtx::opset() const { return im_.opset(); }
 
 std::string NodeCtx::where() const {
-  return "onnx import: node '" + node_.name() + "' (" + node_.op_type() + ")";
+  return im_.where() + ": node '" + node_.name() + "' (" + node_.op_type() + ")";
 }
 
 void NodeCtx::fail(const std::string& what) const { throw ValueError(where() + ": " + what); }
@@ -389,12 +389,14 @@ void NodeCtx::set_out(int k, OValue v) {
 // ---- Importer --------------------------------------------------------------------------------
 
 Importer::Importer(const onnx::ModelProto& model, std::string where, int64_t unknown_size,
-                   const Importer* first_trace, int64_t budget_bytes)
+                   const Importer* first_trace, int64_t budget_bytes,
+                   const OnnxImportOptions& options)
     : model_(model),
       where_(std::move(where)),
       unknown_size_(unknown_size),
       first_(first_trace),
-      budget_(budget_bytes) {}
+      budget_(budget_bytes),
+      options_(options) {}
 
 bool Importer::try_charge(int64_t bytes) {
   if (bytes < 0 || bytes > budget_) return false;
@@ -405,8 +407,8 @@ bool Importer::try_charge(int64_t bytes) {
 OValue& Importer::value(const std::string& name, const NodeCtx* user) {
   auto it = values_.find(name);
   if (it == values_.end()) {
-    throw FormatError(where_ + ": " + (user ? user->where().substr(13) + ": " : std::string()) +
-                      "value '" + name + "' is used before it is defined");
+    throw FormatError((user ? user->where() : where_) + ": value '" + name +
+                      "' is used before it is defined");
   }
   return it->second;
 }
@@ -414,7 +416,7 @@ OValue& Importer::value(const std::string& name, const NodeCtx* user) {
 void Importer::define(const std::string& name, OValue v, const NodeCtx* by) {
   if (values_.count(name)) {
     throw FormatError(where_ + ": value '" + name + "' is defined twice" +
-                      (by ? " (again by " + by->where().substr(13) + ")" : std::string()));
+                      (by ? " (again by " + by->where() + ")" : std::string()));
   }
   if (!v.t.defined()) throw ValueError(where_ + ": value '" + name + "' is undefined");
   if (first_ && !is_symbolic(v.t) && !v.tainted) {
@@ -469,6 +471,28 @@ TensorSpec spec_of(const onnx::ValueInfoProto& vi, const std::string& where) {
 
 bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
 
+// Runs a mapping; an error from a kiln op (a ShapeError from its infer) gets the file and node
+// prepended, keeping its type.
+void call_mapping(MapFn fn, NodeCtx& c) {
+  const std::string prefix = c.where() + ": ";
+  auto named = [&](const std::string& what) {
+    return what.rfind(c.importer().where(), 0) == 0 ? what : prefix + what;
+  };
+  try {
+    fn(c);
+  } catch (const ShapeError& e) {
+    throw ShapeError(named(e.what()));
+  } catch (const DTypeError& e) {
+    throw DTypeError(named(e.what()));
+  } catch (const FormatError& e) {
+    throw FormatError(named(e.what()));
+  } catch (const StateError& e) {
+    throw StateError(named(e.what()));
+  } catch (const Error& e) {
+    throw ValueError(named(e.what()));
+  }
+}
+
 }  // namespace
 
 void Importer::run() {
@@ -486,11 +510,11 @@ void Importer::run() {
     if (!find_mapping(node.op_type())) probe.fail("unsupported op");
   }
   if (opset_ == 0) throw FormatError(where_ + ": the model imports no default-domain opset");
-  // Opsets 9 to 17; 7 and 8 too, whose ops kiln maps mean the same there (the mappings refuse
-  // what differs, e.g. BatchNormalization's spatial=0).
-  if (opset_ < 7 || opset_ > 17) {
+  // Opsets 9 to 17, and older ones for the ops whose meaning kiln maps there too (the
+  // mappings refuse the legacy forms: broadcast=1 attributes, is_test=0, spatial=0).
+  if (opset_ < 1 || opset_ > 17) {
     throw ValueError(where_ + ": opset " + std::to_string(opset_) +
-                     " is not supported (kiln imports opsets 7 to 17)");
+                     " is not supported (kiln imports opsets up to 17)");
   }
 
   for (const onnx::TensorProto& init : g.initializer()) {
@@ -502,10 +526,29 @@ void Importer::run() {
   if (g.sparse_initializer_size() > 0) {
     throw ValueError(where_ + ": sparse initializers are not supported");
   }
+  for (const auto& [name, t] : options_.constant_inputs) {
+    bool found = false;
+    for (const onnx::ValueInfoProto& vi : g.input()) found = found || vi.name() == name;
+    if (!found) throw ValueError(where_ + ": constant input '" + name + "' is not a graph input");
+  }
   graph::Tracer tracer;
   for (const onnx::ValueInfoProto& vi : g.input()) {
     if (defined(vi.name())) continue;  // an initializer listed as an input (IR < 4): a constant
     TensorSpec spec = spec_of(vi, where_);
+    auto fixed = options_.constant_inputs.find(vi.name());
+    if (fixed != options_.constant_inputs.end()) {
+      const Tensor& t = fixed->second;
+      bool fits = t.defined() && t.dtype() == spec.dtype &&
+                  static_cast<size_t>(t.rank()) == spec.dims.size();
+      for (size_t d = 0; fits && d < spec.dims.size(); ++d) {
+        fits = spec.dims[d] == kUnknownDim || spec.dims[d] == t.shape()[static_cast<int>(d)];
+      }
+      if (!fits) {
+        throw ValueError(where_ + ": constant input '" + vi.name() + "' does not fit its declaration");
+      }
+      define(vi.name(), OValue(t), nullptr);
+      continue;
+    }
     Shape traced;
     for (int64_t d : spec.dims) traced.push_back(d == kUnknownDim ? unknown_size_ : d);
     OValue v;
@@ -531,7 +574,7 @@ void Importer::run() {
       {
         graph::Tracer aside;
         NodeCtx dry(*this, node, true);
-        fn(dry);
+        call_mapping(fn, dry);
         for (const graph::Value& v : aside.take().values) {
           if (v.kind == graph::ValueKind::kNode) {
             bytes += v.meta.shape.numel() * static_cast<int64_t>(size_of(v.meta.dtype));
@@ -544,9 +587,9 @@ void Importer::run() {
     NodeCtx c(*this, node, folding);
     if (folding) {
       graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
-      fn(c);
+      call_mapping(fn, c);
     } else {
-      fn(c);
+      call_mapping(fn, c);
     }
     for (int k = 0; k < node.output_size(); ++k) {
       if (!node.output(k).empty() && !defined(node.output(k))) {
@@ -588,9 +631,9 @@ namespace kiln {
 
 namespace {
 
-bool has_symbolic_inputs(const onnx::GraphProto& g) {
+bool has_symbolic_inputs(const onnx::GraphProto& g, const OnnxImportOptions& options) {
   for (const onnx::ValueInfoProto& vi : g.input()) {
-    if (!vi.type().has_tensor_type()) continue;
+    if (!vi.type().has_tensor_type() || options.constant_inputs.count(vi.name())) continue;
     for (const auto& d : vi.type().tensor_type().shape().dim()) {
       if (!d.has_dim_value()) return true;
     }
@@ -600,7 +643,8 @@ bool has_symbolic_inputs(const onnx::GraphProto& g) {
 
 }  // namespace
 
-GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& name) {
+GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& name,
+                             const OnnxImportOptions& options) {
   if (size > static_cast<size_t>(INT_MAX)) {
     throw FormatError(name + ": " + std::to_string(size) + " bytes is past protobuf's 2 GiB limit");
   }
@@ -613,13 +657,13 @@ GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& n
   const int64_t budget = 4 * static_cast<int64_t>(size) + (int64_t{16} << 20);
   using onnx_import::Importer;
   std::unique_ptr<Importer> first, im;
-  if (model.has_graph() && has_symbolic_inputs(model.graph())) {
+  if (model.has_graph() && has_symbolic_inputs(model.graph(), options)) {
     // Two traces with the symbolic dims at two sizes: what differs is unknown.
-    first = std::make_unique<Importer>(model, name, 9967, nullptr, budget);
+    first = std::make_unique<Importer>(model, name, 9967, nullptr, budget, options);
     first->run();
-    im = std::make_unique<Importer>(model, name, 9973, first.get(), budget);
+    im = std::make_unique<Importer>(model, name, 9973, first.get(), budget, options);
   } else {
-    im = std::make_unique<Importer>(model, name, 1, nullptr, budget);
+    im = std::make_unique<Importer>(model, name, 1, nullptr, budget, options);
   }
   im->run();
   graph::Graph g = std::move(im->graph);
@@ -638,18 +682,24 @@ GraphModel import_onnx_bytes(const void* data, size_t size, const std::string& n
     }
   }
   std::string model_name = model.graph().name().empty() ? name : model.graph().name();
-  return GraphModel(std::move(g), std::move(im->input_ports), std::move(im->output_ports),
-                    std::move(model_name));
+  try {
+    return GraphModel(std::move(g), std::move(im->input_ports), std::move(im->output_ports),
+                      std::move(model_name));
+  } catch (const FormatError& e) {
+    throw FormatError(name + ": " + e.what());
+  } catch (const Error& e) {
+    throw ValueError(name + ": " + e.what());
+  }
 }
 
-GraphModel import_onnx(const std::string& path) {
+GraphModel import_onnx(const std::string& path, const OnnxImportOptions& options) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw FormatError(path + ": cannot open the file");
   std::ostringstream buf;
   buf << f.rdbuf();
   if (!f.good() && !f.eof()) throw FormatError(path + ": cannot read the file");
   const std::string bytes = buf.str();
-  return import_onnx_bytes(bytes.data(), bytes.size(), path);
+  return import_onnx_bytes(bytes.data(), bytes.size(), path, options);
 }
 
 std::vector<std::string> onnx_supported_ops() { return onnx_import::mapped_ops(); }

@@ -26,6 +26,7 @@
 
 #include "graph/graph.h"
 #include "kiln/graph_model.h"
+#include "kiln/onnx.h"
 #include "kiln/tensor.h"
 
 namespace kiln::onnx_import {
@@ -136,7 +137,7 @@ bool is_symbolic(const Tensor& t);
 class Importer {
  public:
   Importer(const onnx::ModelProto& model, std::string where, int64_t unknown_size,
-           const Importer* first_trace, int64_t budget_bytes);
+           const Importer* first_trace, int64_t budget_bytes, const OnnxImportOptions& options);
   // Traces the graph: fills graph/ports. Throws FormatError / ValueError.
   void run();
 
@@ -162,6 +163,7 @@ class Importer {
   int64_t unknown_size_;
   const Importer* first_;
   int64_t budget_;
+  const OnnxImportOptions& options_;
   std::map<std::string, OValue> values_;
 };
 

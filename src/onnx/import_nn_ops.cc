@@ -20,6 +20,9 @@ namespace {
 
 const std::vector<int> kToNhwc{0, 2, 3, 1};
 
+// Window parameters past this are refused before any arithmetic on them could overflow.
+constexpr int64_t kMaxWindow = int64_t{1} << 24;
+
 // x in NHWC: the held tensor when it is held so, else transposed.
 Tensor nhwc_of(NodeCtx& c, int k) {
   OValue& v = c.value(k);
@@ -65,6 +68,10 @@ Window window_of(NodeCtx& c, const int64_t kernel[2], const int64_t in[2], bool 
     w.s[i] = strides[i];
     w.d[i] = dil[i];
     if (w.s[i] < 1 || w.d[i] < 1 || w.k[i] < 1) c.fail("kernel, strides and dilations must be >= 1");
+    if (w.s[i] > kMaxWindow || w.d[i] > kMaxWindow || w.k[i] > kMaxWindow ||
+        std::abs(pads[i]) > kMaxWindow || std::abs(pads[i + 2]) > kMaxWindow) {
+      c.fail("kernel, strides, dilations and pads must be below 2^24");
+    }
     if (!allow_dilation && w.d[i] != 1) c.fail("dilations other than 1 are not supported");
     if (pads[i] < 0 || pads[i + 2] < 0) c.fail("negative pads are not supported");
     w.pad_begin[i] = pads[i];
@@ -179,6 +186,11 @@ void map_conv_transpose(NodeCtx& c) {
   if (strides.size() != 2 || dil.size() != 2 || out_pad.size() != 2 || pads.size() != 4) {
     c.fail("strides, dilations, output_padding and pads must be given for 2 spatial dims");
   }
+  for (const std::vector<int64_t>* v : {&strides, &dil, &out_pad, static_cast<const std::vector<int64_t>*>(&pads), &out_shape}) {
+    for (int64_t x : *v) {
+      if (std::abs(x) > kMaxWindow) c.fail("strides, dilations, pads and shapes must be below 2^24");
+    }
+  }
   int64_t full[2];
   for (int i = 0; i < 2; ++i) {
     if (strides[i] < 1 || dil[i] < 1) c.fail("strides and dilations must be >= 1");
@@ -194,10 +206,11 @@ void map_conv_transpose(NodeCtx& c) {
         if (out_shape.size() != 2 && out_shape.size() != 4) c.fail("output_shape must list 2 dims");
         want = out_shape[out_shape.size() - 2 + i];
       }
+      // As the spec: SAME_UPPER puts the odd pixel at the end, otherwise at the start. A
+      // negative total (output_shape past the full result) pads with zeros instead.
       const int64_t total = full[i] - want;
-      if (total < 0) c.fail("output_shape is larger than the full transposed convolution");
-      const bool upper = auto_pad != "SAME_LOWER";
-      pads[i] = upper ? total / 2 : total - total / 2;
+      const bool upper = auto_pad == "SAME_UPPER";
+      pads[i] = total < 0 ? 0 : upper ? total / 2 : total - total / 2;
       pads[i + 2] = total - pads[i];
     }
   } else if (auto_pad == "VALID") {
@@ -205,8 +218,10 @@ void map_conv_transpose(NodeCtx& c) {
   } else if (auto_pad != "NOTSET") {
     c.fail("auto_pad '" + auto_pad + "' is not supported");
   }
-  for (int64_t p : pads) {
-    if (p < 0) c.fail("negative pads are not supported");
+  if (out_shape.empty() && auto_pad == "NOTSET") {
+    for (int64_t p : pads) {
+      if (p < 0) c.fail("negative pads are not supported");
+    }
   }
   Tensor x = nhwc_of(c, 0);
   if (f.dtype() != x.dtype()) c.fail("X and W must have the same dtype");
@@ -224,10 +239,15 @@ void map_conv_transpose(NodeCtx& c) {
   }
   Attrs a{strides[0], strides[1], 0, dil[0], dil[1], groups};
   Tensor y = run_op(ops::kConv2DBackwardInput, {x, f, like}, a);
-  if (pads[0] || pads[1] || pads[2] || pads[3]) {
-    y = slice(y, {0, pads[0], pads[1], 0},
-              {std::numeric_limits<int64_t>::max(), full[0] - pads[2], full[1] - pads[3],
-               std::numeric_limits<int64_t>::max()});
+  auto crop = [](int64_t p) { return std::max<int64_t>(p, 0); };
+  if (crop(pads[0]) || crop(pads[1]) || crop(pads[2]) || crop(pads[3])) {
+    y = slice(y, {0, crop(pads[0]), crop(pads[1]), 0},
+              {std::numeric_limits<int64_t>::max(), full[0] - crop(pads[2]),
+               full[1] - crop(pads[3]), std::numeric_limits<int64_t>::max()});
+  }
+  auto grow = [](int64_t p) { return std::max<int64_t>(-p, 0); };
+  if (grow(pads[0]) || grow(pads[1]) || grow(pads[2]) || grow(pads[3])) {
+    y = pad(y, {{0, 0}, {grow(pads[0]), grow(pads[2])}, {grow(pads[1]), grow(pads[3])}, {0, 0}});
   }
   if (c.has_input(2)) {
     Tensor b = c.in(2);
@@ -435,6 +455,9 @@ void map_pad(NodeCtx& c) {
     if (c.has_input(3)) c.fail("the axes input is not supported");
   }
   if (static_cast<int>(pads.size()) != 2 * r) c.fail("pads must hold 2 values per dim");
+  for (int64_t p : pads) {
+    if (p < -(int64_t{1} << 31) || p > (int64_t{1} << 31)) c.fail("a pad of " + std::to_string(p) + " is out of range");
+  }
   const std::string mode = c.attr_string("mode", "constant");
   if (mode != "constant" && mode != "reflect" && mode != "edge") c.fail("mode '" + mode + "' is not supported");
   const std::vector<bool> u = c.unknown_dims(0);
@@ -482,8 +505,9 @@ struct ResizeMode {
   std::string nearest = "round_prefer_floor";
 };
 
-// The source coordinate of output index i along an axis.
-double source_coord(const ResizeMode& m, int64_t i, int64_t in, int64_t out, double scale) {
+// The source coordinate of output index i along an axis; `out` is the resized length as the
+// spec's reference computes it (in * scale when scales are given, not rounded).
+double source_coord(const ResizeMode& m, int64_t i, int64_t in, double out, double scale) {
   if (m.coords == "align_corners") return out == 1 ? 0.0 : i * double(in - 1) / double(out - 1);
   if (m.coords == "asymmetric") return i / scale;
   if (m.coords == "tf_half_pixel_for_nn") return (i + 0.5) / scale;
@@ -521,6 +545,11 @@ void resize(NodeCtx& c, const ResizeMode& m, const std::vector<double>& scales,
   const std::vector<int> inv = v.perm.empty() ? std::vector<int>() : inverse_perm(v.perm);
   for (int d = 0; d < r; ++d) {
     const int64_t in = xs[d];
+    if (!sizes.empty() && (sizes[d] < 0 || sizes[d] > (int64_t{1} << 24))) c.fail("sizes must be in [0, 2^24]");
+    if (!scales.empty() && !(scales[d] > 0 && scales[d] < double(int64_t{1} << 24))) {
+      c.fail("scales must be in (0, 2^24)");
+    }
+    if (in == 0) c.fail("resizing an empty dim is not supported");
     const double scale = scales.empty() ? double(sizes[d]) / double(in) : scales[d];
     const int64_t out = sizes.empty() ? static_cast<int64_t>(std::floor(in * scale)) : sizes[d];
     if (!(scale > 0) || out < 0) c.fail("scales and sizes must be positive");
@@ -528,17 +557,18 @@ void resize(NodeCtx& c, const ResizeMode& m, const std::vector<double>& scales,
     if (u[d]) c.fail("resizing a symbolic dim is not supported");
     if (out > (int64_t{1} << 24)) c.fail("the output is too large");
     const int axis = inv.empty() ? d : inv[d];
+    const double length = sizes.empty() ? in * scale : double(out);
     c.charge(3 * out, float64);
     if (m.mode == "nearest") {
       std::vector<int64_t> idx(out);
-      for (int64_t i = 0; i < out; ++i) idx[i] = nearest_index(m, source_coord(m, i, in, out, scale), in);
+      for (int64_t i = 0; i < out; ++i) idx[i] = nearest_index(m, source_coord(m, i, in, length, scale), in);
       t = gather(t, from_vector<int64_t>(idx), axis);
       continue;
     }
     std::vector<int64_t> lo(out), hi(out);
     std::vector<double> frac(out);
     for (int64_t i = 0; i < out; ++i) {
-      const double x = std::clamp(source_coord(m, i, in, out, scale), 0.0, double(in - 1));
+      const double x = std::clamp(source_coord(m, i, in, length, scale), 0.0, double(in - 1));
       lo[i] = static_cast<int64_t>(std::floor(x));
       hi[i] = std::min<int64_t>(lo[i] + 1, in - 1);
       frac[i] = x - double(lo[i]);

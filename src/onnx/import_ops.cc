@@ -77,6 +77,9 @@ Tensor reshape_to(NodeCtx& c, const Tensor& x, const Shape& target,
 
 namespace {
 
+// Larger dims are refused before anything multiplies them (no overflow, no huge allocation).
+constexpr int64_t kMaxDim = int64_t{1} << 31;
+
 void require_input_count(NodeCtx& c, int lo, int hi) {
   int n = 0;
   for (int k = 0; k < c.num_inputs(); ++k) n = c.has_input(k) ? k + 1 : n;
@@ -98,9 +101,15 @@ void require_float(NodeCtx& c, const Tensor& t) {
 
 // ---- elementwise -----------------------------------------------------------------------------
 
+// Before opset 7 binary ops broadcast only with broadcast=1 and an axis: refused.
+void refuse_legacy_broadcast(NodeCtx& c) {
+  if (c.has_attr("broadcast") || c.has_attr("axis")) c.fail("legacy broadcast attributes are not supported");
+}
+
 template <BinaryFn F>
 void map_binary(NodeCtx& c) {
   require_input_count(c, 2, 2);
+  refuse_legacy_broadcast(c);
   c.set_out(0, binary(c, c.value(0), c.value(1), F));
 }
 
@@ -110,6 +119,7 @@ Tensor pow_same(const Tensor& a, const Tensor& b) {
 
 void map_pow(NodeCtx& c) {
   require_input_count(c, 2, 2);
+  refuse_legacy_broadcast(c);
   require_float(c, c.value(0).t);
   c.set_out(0, binary(c, c.value(0), c.value(1), pow_same));
 }
@@ -300,10 +310,12 @@ void map_dropout(NodeCtx& c) {
     const std::vector<int64_t> training = c.ints_in(2, "training_mode");
     if (!training.empty() && training[0] != 0) c.fail("training_mode=true is not supported");
   }
-  if (c.num_outputs() > 1 && !c.node().output(1).empty()) {
-    c.fail("the mask output is not supported (inference drops nothing)");
-  }
+  if (c.opset() < 7 && c.attr_int("is_test", 0) == 0) c.fail("is_test=0 (training) is not supported");
   c.set_out(0, c.value(0));
+  if (c.num_outputs() > 1 && !c.node().output(1).empty()) {
+    // Inference keeps every element: the mask is all true.
+    c.set_out(1, ops::broadcast_like(scalar(1, boolean), c.in(0)));
+  }
 }
 
 // ---- constants and shapes --------------------------------------------------------------------
@@ -359,6 +371,7 @@ void map_reshape(NodeCtx& c) {
   int64_t known = 1;
   for (size_t d = 0; d < want.size(); ++d) {
     int64_t v = want[d];
+    if (v > kMaxDim) c.fail("shape dim " + std::to_string(v) + " is too large");
     if (v == 0 && !allow_zero) {
       if (d >= static_cast<size_t>(x.rank())) c.fail("shape dim 0 copies a dim the input lacks");
       v = x.shape()[static_cast<int>(d)];
@@ -369,8 +382,8 @@ void map_reshape(NodeCtx& c) {
       v = 1;
     } else if (v < 0) {
       c.fail("shape dim " + std::to_string(v) + " is negative");
-    } else {
-      known *= v;
+    } else if (__builtin_mul_overflow(known, v, &known)) {
+      c.fail("the shape holds too many elements");
     }
     target.push_back(v);
   }
@@ -560,9 +573,10 @@ void map_slice(NodeCtx& c) {
     if (ends[k] < -n) en = -1;
     st = std::clamp<int64_t>(st, -1, n - 1);
     en = std::clamp<int64_t>(en, -1, n - 1);
+    const int64_t count = st > en ? (st - en - 1) / -step + 1 : 0;
+    c.charge(count, int64);
     std::vector<int64_t> idx;
     for (int64_t i = st; i > en; i += step) idx.push_back(i);
-    c.charge(static_cast<int64_t>(idx.size()), int64);
     b[d] = 0;  // the gather below picks along d
     s[d] = 1;
     x = gather(x, from_vector<int64_t>(idx), d);
@@ -608,6 +622,7 @@ void map_expand(NodeCtx& c) {
   for (int d = 0; d < r; ++d) {
     const int dx = d - (r - x.rank()), dw = d - (r - static_cast<int>(want.size()));
     const int64_t a = dx >= 0 ? x.shape()[dx] : 1, b = dw >= 0 ? want[dw] : 1;
+    if (b < 0 || b > kMaxDim) c.fail("shape dim " + std::to_string(b) + " is out of range");
     if (a != b && a != 1 && b != 1) c.fail("cannot expand " + to_string(x.shape()));
     target.push_back(a == 1 ? b : a);
   }
