@@ -206,7 +206,11 @@ NodeCtx::NodeCtx(Importer& im, const onnx::NodeProto& node, bool folding)
 int64_t NodeCtx::opset() const { return im_.opset(); }
 
 std::string NodeCtx::where() const {
-  return im_.where() + ": node '" + node_.name() + "' (" + node_.op_type() + ")";
+  // An unnamed node is named by its first output.
+  const std::string name = !node_.name().empty() ? "node '" + node_.name() + "'"
+                           : node_.output_size() > 0 ? "the node making '" + node_.output(0) + "'"
+                                                     : "an unnamed node";
+  return im_.where() + ": " + name + " (" + node_.op_type() + ")";
 }
 
 void NodeCtx::fail(const std::string& what) const { throw ValueError(where() + ": " + what); }

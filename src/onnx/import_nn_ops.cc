@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "graph/scoped_recorders.h"
+#include "core/context.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
 #include "onnx/import_context.h"
@@ -23,24 +24,69 @@ const std::vector<int> kToNhwc{0, 2, 3, 1};
 // Window parameters past this are refused before any arithmetic on them could overflow.
 constexpr int64_t kMaxWindow = int64_t{1} << 24;
 
-// x in NHWC: the held tensor when it is held so, else transposed.
-Tensor nhwc_of(NodeCtx& c, int k) {
-  OValue& v = c.value(k);
-  if (v.tainted && !c.folding()) c.in(k);
-  if (v.perm == kToNhwc) return v.t;
-  return transpose(c.in(k), kToNhwc);
+const std::vector<int> kToNlc{0, 2, 1};
+
+// 1-D ops ([N, C, L]) run as 2-D ones with H = 1: inputs [N, 1, L, C], filters [1, K, I, O].
+bool is_1d(NodeCtx& c) {
+  const int r = c.traced_shape(0).rank();
+  if (r != 3 && r != 4) {
+    c.fail("only 1-D and 2-D (NCL, NCHW) inputs are supported, got rank " + std::to_string(r));
+  }
+  return r == 3;
 }
 
-OValue held_nhwc(Tensor t) { return OValue{std::move(t), kToNhwc}; }
+// The input's dims as NCHW (H = 1 for 1-D) and which of them are unknown.
+Shape nchw_shape(NodeCtx& c, bool one_d) {
+  const Shape s = c.traced_shape(0);
+  return one_d ? Shape{s[0], s[1], 1, s[2]} : s;
+}
+std::vector<bool> nchw_unknown(NodeCtx& c, bool one_d) {
+  const std::vector<bool> u = c.unknown_dims(0);
+  return one_d ? std::vector<bool>{u[0], u[1], false, u[2]} : u;
+}
+
+// A spatial attribute for 2 dims: a 1-D op's values get the H dim's neutral value in front
+// (pads [b, e] -> [0, b, 0, e]).
+std::vector<int64_t> spatial_attr(NodeCtx& c, const char* name, bool one_d, int64_t neutral) {
+  std::vector<int64_t> v = c.attr_ints(name);
+  if (!one_d || v.empty()) return v;
+  if (std::string(name) == "pads") {
+    if (v.size() != 2) c.fail("pads must hold 2 values for a 1-D op");
+    return {0, v[0], 0, v[1]};
+  }
+  if (v.size() != 1) c.fail(std::string(name) + " must hold 1 value for a 1-D op");
+  return {neutral, v[0]};
+}
+
+// x in NHWC: the held tensor when it is held so, else transposed.
+Tensor nhwc_of(NodeCtx& c, int k, bool one_d) {
+  OValue& v = c.value(k);
+  if (v.tainted && !c.folding()) c.in(k);
+  if (!one_d) return v.perm == kToNhwc ? v.t : transpose(c.in(k), kToNhwc);
+  const Tensor nlc = v.perm == kToNlc ? v.t : transpose(c.in(k), kToNlc);
+  const std::vector<bool> u = c.unknown_dims(k);
+  return reshape_to(c, nlc, Shape{nlc.shape()[0], 1, nlc.shape()[1], nlc.shape()[2]},
+                    {u[0], false, u[2], false});
+}
+
+// The NHWC result, held so (1-D: [N, L, C] held as NLC).
+OValue held_out(NodeCtx& c, Tensor y, bool one_d) {
+  if (!one_d) return OValue{std::move(y), kToNhwc};
+  const std::vector<bool> u = c.unknown_dims(0);
+  Tensor nlc = reshape_to(c, y, Shape{y.shape()[0], y.shape()[2], y.shape()[3]}, {u[0], false, false});
+  return OValue{nlc, kToNlc};
+}
 
 // A filter OIHW -> HWIO ([KH, KW, I, O]); `perm` {2, 3, 1, 0}. ConvTranspose's IOHW filter
-// takes the same permutation to [KH, KW, O/g, I].
-Tensor hwio_of(NodeCtx& c, int k) {
+// takes the same permutation to [KH, KW, O/g, I]. A 1-D filter [O, I, K] is [O, I, 1, K].
+Tensor hwio_of(NodeCtx& c, int k, bool one_d) {
   Tensor w = c.in(k);
-  if (w.rank() != 4) c.fail("the filter must be 4-D, got " + to_string(w.shape()));
-  if (is_symbolic(w)) return transpose(w, {2, 3, 1, 0});
-  c.charge(w.numel(), w.dtype());
-  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  if (w.rank() != (one_d ? 3 : 4)) c.fail("the filter must be " + std::string(one_d ? "3" : "4") + "-D, got " + to_string(w.shape()));
+  const bool constant = !is_symbolic(w);
+  if (constant) c.charge(w.numel(), w.dtype());
+  graph::ScopedRecorders eager(nullptr, constant ? nullptr : detail::thread_context().tracer,
+                               detail::thread_context().trace_scope);
+  if (one_d) w = reshape(w, Shape{w.shape()[0], w.shape()[1], 1, w.shape()[2]});
   return transpose(w, {2, 3, 1, 0});
 }
 
@@ -55,11 +101,12 @@ struct Window {
 };
 
 // Kernel, strides, dilations and padding of a 2-D window op; in = spatial input dims.
-Window window_of(NodeCtx& c, const int64_t kernel[2], const int64_t in[2], bool allow_dilation) {
+Window window_of(NodeCtx& c, const int64_t kernel[2], const int64_t in[2], bool allow_dilation,
+                 bool one_d) {
   Window w{};
-  const std::vector<int64_t> strides = ints_or(c.attr_ints("strides"), 2, 1);
-  const std::vector<int64_t> dil = ints_or(c.attr_ints("dilations"), 2, 1);
-  const std::vector<int64_t> pads = ints_or(c.attr_ints("pads"), 4, 0);
+  const std::vector<int64_t> strides = ints_or(spatial_attr(c, "strides", one_d, 1), 2, 1);
+  const std::vector<int64_t> dil = ints_or(spatial_attr(c, "dilations", one_d, 1), 2, 1);
+  const std::vector<int64_t> pads = ints_or(spatial_attr(c, "pads", one_d, 0), 4, 0);
   if (strides.size() != 2 || dil.size() != 2 || pads.size() != 4) {
     c.fail("strides, dilations and pads must be given for 2 spatial dims");
   }
@@ -116,27 +163,21 @@ Tensor pad_spatial(const Tensor& x_nhwc, const Window& w, double value) {
              value);
 }
 
-void require_rank4(NodeCtx& c, int k) {
-  const Shape s = c.traced_shape(k);
-  if (s.rank() != 4) {
-    c.fail("only 2-D (NCHW) inputs are supported, got rank " + std::to_string(s.rank()));
-  }
-}
 
 // ---- Conv ------------------------------------------------------------------------------------
 
 void map_conv(NodeCtx& c) {
-  require_rank4(c, 0);
-  const Shape xs = c.traced_shape(0);  // N, C, H, W
-  const std::vector<bool> u = c.unknown_dims(0);
-  Tensor f = hwio_of(c, 1);  // KH, KW, C/g, O
+  const bool one_d = is_1d(c);
+  const Shape xs = nchw_shape(c, one_d);  // N, C, H, W
+  const std::vector<bool> u = nchw_unknown(c, one_d);
+  Tensor f = hwio_of(c, 1, one_d);  // KH, KW, C/g, O
   const int64_t kernel[2] = {f.shape()[0], f.shape()[1]};
-  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
+  const std::vector<int64_t> ks = spatial_attr(c, "kernel_shape", one_d, 1);
   if (!ks.empty() && (ks.size() != 2 || ks[0] != kernel[0] || ks[1] != kernel[1])) {
     c.fail("kernel_shape does not match the filter");
   }
   const int64_t in[2] = {xs[2], xs[3]};
-  Window w = window_of(c, kernel, in, true);
+  Window w = window_of(c, kernel, in, true, one_d);
   if ((u[2] || u[3]) && !no_padding(w) && !w.same_upper) {
     c.fail("explicit padding of a symbolic spatial dim is not supported");
   }
@@ -145,7 +186,7 @@ void map_conv(NodeCtx& c) {
   o.dilation = {w.d[0], w.d[1]};
   o.groups = c.attr_int("group", 1);
   if (o.groups < 1) c.fail("group must be >= 1");
-  Tensor x = nhwc_of(c, 0);
+  Tensor x = nhwc_of(c, 0, one_d);
   if (w.same_upper || (!no_padding(w) && is_tf_same(w, in))) {
     o.padding = Padding::kSame;
   } else if (!no_padding(w)) {
@@ -158,35 +199,37 @@ void map_conv(NodeCtx& c) {
     if (b.rank() != 1 || b.shape()[0] != y.shape()[3]) c.fail("B must be [M]");
     y = add(y, b);
   }
-  c.set_out(0, held_nhwc(y));
+  c.set_out(0, held_out(c, y, one_d));
 }
 
 // ConvTranspose: the gradient of a conv with respect to its input (conv2d_backward_input).
 void map_conv_transpose(NodeCtx& c) {
-  require_rank4(c, 0);
-  const Shape xs = c.traced_shape(0);  // N, Cin, H, W
-  const std::vector<bool> u = c.unknown_dims(0);
+  const bool one_d = is_1d(c);
+  const Shape xs = nchw_shape(c, one_d);  // N, Cin, H, W
+  const std::vector<bool> u = nchw_unknown(c, one_d);
   if (u[2] || u[3]) c.fail("symbolic spatial dims are not supported");
   const int64_t groups = c.attr_int("group", 1);
   if (groups < 1) c.fail("group must be >= 1");
-  Tensor f = hwio_of(c, 1);  // KH, KW, Cout/g, Cin
+  Tensor f = hwio_of(c, 1, one_d);  // KH, KW, Cout/g, Cin
   if (f.shape()[3] != xs[1]) c.fail("W's first dim must be X's channels");
   const int64_t cout = f.shape()[2] * groups;
   const int64_t kernel[2] = {f.shape()[0], f.shape()[1]};
-  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
+  const std::vector<int64_t> ks = spatial_attr(c, "kernel_shape", one_d, 1);
   if (!ks.empty() && (ks.size() != 2 || ks[0] != kernel[0] || ks[1] != kernel[1])) {
     c.fail("kernel_shape does not match the filter");
   }
-  const std::vector<int64_t> strides = ints_or(c.attr_ints("strides"), 2, 1);
-  const std::vector<int64_t> dil = ints_or(c.attr_ints("dilations"), 2, 1);
-  const std::vector<int64_t> out_pad = ints_or(c.attr_ints("output_padding"), 2, 0);
-  std::vector<int64_t> pads = ints_or(c.attr_ints("pads"), 4, 0);
-  const std::vector<int64_t> out_shape = c.attr_ints("output_shape");
+  const std::vector<int64_t> strides = ints_or(spatial_attr(c, "strides", one_d, 1), 2, 1);
+  const std::vector<int64_t> dil = ints_or(spatial_attr(c, "dilations", one_d, 1), 2, 1);
+  const std::vector<int64_t> out_pad = ints_or(spatial_attr(c, "output_padding", one_d, 0), 2, 0);
+  std::vector<int64_t> pads = ints_or(spatial_attr(c, "pads", one_d, 0), 4, 0);
+  std::vector<int64_t> out_shape = c.attr_ints("output_shape");
+  if (one_d && (out_shape.size() == 1 || out_shape.size() == 3)) out_shape.insert(out_shape.end() - 1, 1);
   const std::string auto_pad = c.attr_string("auto_pad", "NOTSET");
   if (strides.size() != 2 || dil.size() != 2 || out_pad.size() != 2 || pads.size() != 4) {
     c.fail("strides, dilations, output_padding and pads must be given for 2 spatial dims");
   }
-  for (const std::vector<int64_t>* v : {&strides, &dil, &out_pad, static_cast<const std::vector<int64_t>*>(&pads), &out_shape}) {
+  for (const std::vector<int64_t>* v :
+       std::initializer_list<const std::vector<int64_t>*>{&strides, &dil, &out_pad, &pads, &out_shape}) {
     for (int64_t x : *v) {
       if (std::abs(x) > kMaxWindow) c.fail("strides, dilations, pads and shapes must be below 2^24");
     }
@@ -223,7 +266,7 @@ void map_conv_transpose(NodeCtx& c) {
       if (p < 0) c.fail("negative pads are not supported");
     }
   }
-  Tensor x = nhwc_of(c, 0);
+  Tensor x = nhwc_of(c, 0, one_d);
   if (f.dtype() != x.dtype()) c.fail("X and W must have the same dtype");
   // The shape-only "forward input" of the conv this is the gradient of: [N, full, full, Cout].
   const Shape like_shape{1, full[0], full[1], cout};
@@ -254,7 +297,7 @@ void map_conv_transpose(NodeCtx& c) {
     if (b.rank() != 1 || b.shape()[0] != cout) c.fail("B must be [C_out]");
     y = add(y, b);
   }
-  c.set_out(0, held_nhwc(y));
+  c.set_out(0, held_out(c, y, one_d));
 }
 
 // ---- pooling ---------------------------------------------------------------------------------
@@ -274,23 +317,23 @@ void apply_ceil_mode(NodeCtx& c, Window& w, const int64_t in[2], int64_t extra[2
   }
 }
 
-std::array<int64_t, 2> kernel_attr(NodeCtx& c) {
-  const std::vector<int64_t> ks = c.attr_ints("kernel_shape");
-  if (ks.size() != 2) c.fail("kernel_shape must list 2 dims (2-D pooling is supported)");
+std::array<int64_t, 2> kernel_attr(NodeCtx& c, bool one_d) {
+  const std::vector<int64_t> ks = spatial_attr(c, "kernel_shape", one_d, 1);
+  if (ks.size() != 2) c.fail("kernel_shape must list one value per spatial dim");
   return {ks[0], ks[1]};
 }
 
 void map_max_pool(NodeCtx& c) {
-  require_rank4(c, 0);
+  const bool one_d = is_1d(c);
   if (c.attr_int("storage_order", 0) != 0) c.fail("storage_order=1 is not supported");
-  const Shape xs = c.traced_shape(0);
-  const std::vector<bool> u = c.unknown_dims(0);
-  const auto ks = kernel_attr(c);
+  const Shape xs = nchw_shape(c, one_d);
+  const std::vector<bool> u = nchw_unknown(c, one_d);
+  const auto ks = kernel_attr(c, one_d);
   const int64_t in[2] = {xs[2], xs[3]};
-  Window w = window_of(c, ks.data(), in, false);
+  Window w = window_of(c, ks.data(), in, false, one_d);
   int64_t extra[2];
   apply_ceil_mode(c, w, in, extra);
-  Tensor x = nhwc_of(c, 0);
+  Tensor x = nhwc_of(c, 0, one_d);
   if (!is_floating(x.dtype())) c.fail("only float and double inputs are supported");
   Pool2DOptions o;
   o.pool_size = {w.k[0], w.k[1]};
@@ -306,32 +349,32 @@ void map_max_pool(NodeCtx& c) {
     w.pad_end[1] += extra[1];
     x = pad_spatial(x, w, -std::numeric_limits<double>::infinity());
   }
-  c.set_out(0, held_nhwc(max_pool2d(x, o)));
+  c.set_out(0, held_out(c, max_pool2d(x, o), one_d));
 }
 
 void map_average_pool(NodeCtx& c) {
-  require_rank4(c, 0);
-  const Shape xs = c.traced_shape(0);
-  const std::vector<bool> u = c.unknown_dims(0);
-  const auto ks = kernel_attr(c);
+  const bool one_d = is_1d(c);
+  const Shape xs = nchw_shape(c, one_d);
+  const std::vector<bool> u = nchw_unknown(c, one_d);
+  const auto ks = kernel_attr(c, one_d);
   const int64_t in[2] = {xs[2], xs[3]};
-  Window w = window_of(c, ks.data(), in, false);
+  Window w = window_of(c, ks.data(), in, false, one_d);
   int64_t extra[2];
   apply_ceil_mode(c, w, in, extra);
   const bool count_pad = c.attr_int("count_include_pad", 0) != 0;
-  Tensor x = nhwc_of(c, 0);
+  Tensor x = nhwc_of(c, 0, one_d);
   if (!is_floating(x.dtype())) c.fail("only float and double inputs are supported");
   Pool2DOptions o;
   o.pool_size = {w.k[0], w.k[1]};
   o.strides = {w.s[0], w.s[1]};
   const bool padded = !no_padding(w) || extra[0] || extra[1];
   if (!padded) {
-    c.set_out(0, held_nhwc(avg_pool2d(x, o)));
+    c.set_out(0, held_out(c, avg_pool2d(x, o), one_d));
     return;
   }
   if (w.same_upper && !count_pad && !extra[0] && !extra[1]) {
     o.padding = Padding::kSame;  // kiln averages over in-bounds elements: ONNX's default
-    c.set_out(0, held_nhwc(avg_pool2d(x, o)));
+    c.set_out(0, held_out(c, avg_pool2d(x, o), one_d));
     return;
   }
   if (u[2] || u[3]) c.fail("explicit padding of a symbolic spatial dim is not supported");
@@ -353,7 +396,7 @@ void map_average_pool(NodeCtx& c) {
     weight = pad_spatial(weight, tail, 0.0);
     share = avg_pool2d(weight, o);
   }
-  c.set_out(0, held_nhwc(div(y, share)));
+  c.set_out(0, held_out(c, div(y, share), one_d));
 }
 
 // GlobalAveragePool / GlobalMaxPool: over every spatial dim, kept as size 1.
@@ -364,15 +407,12 @@ void map_global_pool(NodeCtx& c) {
   const int r = v.t.rank();
   if (r < 3) c.fail("the input must have spatial dims");
   if (!is_floating(v.t.dtype())) c.fail("only float and double inputs are supported");
+  // Over the spatial dims wherever the held layout keeps them.
+  const std::vector<int> inv = v.perm.empty() ? std::vector<int>() : inverse_perm(v.perm);
   std::vector<int> axes;
-  if (v.perm == kToNhwc) {
-    axes = {1, 2};
-  } else {
-    for (int d = 2; d < r; ++d) axes.push_back(d);
-  }
-  const Tensor& t = v.perm == kToNhwc ? v.t : c.in(0);
-  Tensor y = Max ? max(t, axes, true) : mean(t, axes, true);
-  c.set_out(0, OValue{y, v.perm == kToNhwc ? kToNhwc : std::vector<int>{}});
+  for (int d = 2; d < r; ++d) axes.push_back(inv.empty() ? d : inv[d]);
+  Tensor y = Max ? max(v.t, axes, true) : mean(v.t, axes, true);
+  c.set_out(0, OValue{y, v.perm});
 }
 
 // ---- normalization ---------------------------------------------------------------------------
