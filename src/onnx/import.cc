@@ -598,8 +598,7 @@ void Importer::run() {
     for (int k = 0; k < node.output_size(); ++k) {
       if (!node.output(k).empty() && !defined(node.output(k))) {
         c.fail("output " + std::to_string(k) + " ('" + node.output(k) +
-               "') is not supported (only the first " +
-               std::to_string(k) + " outputs are)");
+               "') is not supported (kiln computes outputs 0 to " + std::to_string(k - 1) + ")");
       }
     }
   }

@@ -726,6 +726,262 @@ void map_gemm(NodeCtx& c) {
   c.set_out(0, y);
 }
 
+
+// ---- logic and tests ----------------------------------------------------------------------
+
+Tensor logical_and(const Tensor& a, const Tensor& b) { return where(a, b, scalar(0, boolean)); }
+Tensor logical_or(const Tensor& a, const Tensor& b) { return where(a, scalar(1, boolean), b); }
+
+template <BinaryFn F>
+void map_logic(NodeCtx& c) {
+  require_input_count(c, 2, 2);
+  if (c.value(0).t.dtype() != boolean || c.value(1).t.dtype() != boolean) c.fail("inputs must be bool");
+  c.set_out(0, binary(c, c.value(0), c.value(1), F));
+}
+
+void map_is_nan(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  c.set_out(0, not_equal(x, x));
+}
+
+void map_is_inf(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  const double inf = std::numeric_limits<double>::infinity();
+  const bool pos = c.attr_int("detect_positive", 1) != 0, neg_ = c.attr_int("detect_negative", 1) != 0;
+  Tensor y = pos && neg_ ? equal(abs(x), scalar_of(inf, x))
+             : pos        ? equal(x, scalar_of(inf, x))
+             : neg_       ? equal(x, scalar_of(-inf, x))
+                          : not_equal(x, x) ;
+  if (!pos && !neg_) y = logical_and(y, scalar(0, boolean));  // nothing detected
+  c.set_out(0, y);
+}
+
+void map_sign(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  OValue& v = c.value(0);
+  Tensor x = v.t;
+  if (x.dtype() == boolean) c.fail("bool inputs are not supported");
+  if (v.tainted && !c.folding()) c.in(0);
+  const Tensor zero = scalar_of(0, x);
+  Tensor y = where(greater(x, zero), scalar_of(1, x), where(less(x, zero), scalar_of(-1, x), zero));
+  c.set_out(0, OValue{y, v.perm});
+}
+
+void map_arg_min(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  if (c.attr_int("select_last_index", 0) != 0) c.fail("select_last_index=1 is not supported");
+  const int axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  c.set_out(0, argmax(neg(x), axis, c.attr_int("keepdims", 1) != 0));
+}
+
+void map_celu(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  OValue& v = c.value(0);
+  require_float(c, v.t);
+  const double alpha = c.attr_float("alpha", 1.0);
+  const Tensor& x = v.t;
+  Tensor negative = mul(sub(exp(div(minimum(x, scalar_of(0, x)), scalar_of(alpha, x))), scalar_of(1, x)),
+                        scalar_of(alpha, x));
+  c.set_out(0, OValue{add(relu(x), negative), v.perm});
+}
+
+void map_thresholded_relu(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  OValue& v = c.value(0);
+  require_float(c, v.t);
+  const Tensor& x = v.t;
+  c.set_out(0, OValue{where(greater(x, scalar_of(c.attr_float("alpha", 1.0), x)), x, scalar_of(0, x)),
+                      v.perm});
+}
+
+void map_shrink(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  OValue& v = c.value(0);
+  require_float(c, v.t);
+  const double bias = c.attr_float("bias", 0.0), lambd = c.attr_float("lambd", 0.5);
+  const Tensor& x = v.t;
+  Tensor y = where(less(x, scalar_of(-lambd, x)), add(x, scalar_of(bias, x)),
+                   where(greater(x, scalar_of(lambd, x)), sub(x, scalar_of(bias, x)), scalar_of(0, x)));
+  c.set_out(0, OValue{y, v.perm});
+}
+
+// ---- generators and copies ------------------------------------------------------------------
+
+void map_constant_of_shape(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  const std::vector<int64_t> dims = c.ints_in(0, "shape");
+  if (dims.size() > static_cast<size_t>(Shape::kMaxRank)) c.fail("the shape has too many dims");
+  Shape s;
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || d > kMaxDim || __builtin_mul_overflow(n, d, &n)) c.fail("the shape is out of range");
+    s.push_back(d);
+  }
+  Tensor value = scalar(0, float32);
+  if (const onnx::TensorProto* p = c.attr_tensor("value")) {
+    value = tensor_from_proto(*p, c.where());
+    if (value.numel() != 1) c.fail("value must hold one element");
+  }
+  c.charge(n, value.dtype());
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  c.set_out(0, broadcast_to(reshape(value, Shape{}), s).clone());
+}
+
+void map_range(NodeCtx& c) {
+  require_input_count(c, 3, 3);
+  const std::vector<double> v{c.floats_in(0, "start")[0], c.floats_in(1, "limit")[0],
+                              c.floats_in(2, "delta")[0]};
+  const DType dtype = c.value(0).t.dtype();
+  if (v[2] == 0 || !std::isfinite(v[0]) || !std::isfinite(v[1]) || !std::isfinite(v[2])) {
+    c.fail("delta must be non-zero and the bounds finite");
+  }
+  const double count = std::max(std::ceil((v[1] - v[0]) / v[2]), 0.0);
+  if (count > double(kMaxDim)) c.fail("the range is too long");
+  c.charge(static_cast<int64_t>(count), dtype);
+  std::vector<double> values(static_cast<size_t>(count));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = v[0] + v[2] * static_cast<double>(i);
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  c.set_out(0, cast(from_vector<double>(values), dtype));
+}
+
+void map_tile(NodeCtx& c) {
+  require_input_count(c, 2, 2);
+  Tensor x = c.in(0);
+  const std::vector<int64_t> repeats = c.ints_in(1, "repeats");
+  if (static_cast<int>(repeats.size()) != x.rank()) c.fail("repeats must hold one value per dim");
+  const std::vector<bool> u = c.unknown_dims(0);
+  for (int d = 0; d < x.rank(); ++d) {
+    if (repeats[d] < 0 || repeats[d] > kMaxDim) c.fail("repeats must be in [0, 2^31]");
+    if (repeats[d] == 1) continue;
+    if (u[d]) c.fail("tiling a symbolic dim is not supported");
+    const int64_t n = x.shape()[d];
+    int64_t total = 0;
+    if (__builtin_mul_overflow(n, repeats[d], &total)) c.fail("the result is too large");
+    c.charge(total, int64);
+    std::vector<int64_t> idx(static_cast<size_t>(total));
+    for (int64_t i = 0; i < total; ++i) idx[i] = i % n;
+    x = gather(x, from_vector<int64_t>(idx), d);
+  }
+  c.set_out(0, x);
+}
+
+void map_split(NodeCtx& c) {
+  require_input_count(c, 1, 2);
+  Tensor x = c.in(0);
+  const int axis = normalize_axis(c, c.attr_int("axis", 0), x.rank());
+  if (c.unknown_dims(0)[axis]) c.fail("splitting a symbolic dim is not supported");
+  std::vector<int64_t> parts;
+  if (c.opset() >= 13) {
+    if (c.has_input(1)) parts = c.ints_in(1, "split");
+  } else {
+    parts = c.attr_ints("split");
+  }
+  const int64_t n = x.shape()[axis];
+  const int outs = c.num_outputs();
+  if (outs < 1) c.fail("needs at least one output");
+  if (parts.empty()) {
+    if (n % outs != 0) c.fail("dim " + std::to_string(n) + " does not split into " + std::to_string(outs) + " equal parts");
+    parts.assign(outs, n / outs);
+  }
+  if (static_cast<int>(parts.size()) != outs) c.fail("split must hold one length per output");
+  int64_t at = 0;
+  for (int k = 0; k < outs; ++k) {
+    if (parts[k] < 0 || parts[k] > n - at) c.fail("the split lengths do not add up to the dim");
+    std::vector<int64_t> b(x.rank(), 0), e(x.rank(), std::numeric_limits<int64_t>::max());
+    b[axis] = at;
+    e[axis] = at + parts[k];
+    c.set_out(k, slice(x, b, e));
+    at += parts[k];
+  }
+  if (at != n) c.fail("the split lengths do not add up to the dim");
+}
+
+// DepthToSpace / SpaceToDepth: a reshape, a transpose and a reshape.
+template <bool ToSpace>
+void map_depth_space(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  Tensor x = c.in(0);
+  if (x.rank() != 4) c.fail("the input must be NCHW");
+  const int64_t b = c.attr_int("blocksize", 0);
+  if (b < 1 || b > (int64_t{1} << 16)) c.fail("blocksize must be >= 1");
+  const std::vector<bool> u = c.unknown_dims(0);
+  if (u[1] || u[2] || u[3]) c.fail("symbolic channel or spatial dims are not supported");
+  const int64_t n = x.shape()[0], ch = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const std::vector<bool> first{u[0], false, false, false, false, false};
+  Tensor y;
+  if (ToSpace) {
+    if (ch % (b * b) != 0) c.fail("channels must be a multiple of blocksize^2");
+    const bool crd = c.attr_string("mode", "DCR") == "CRD";
+    if (!crd && c.attr_string("mode", "DCR") != "DCR") c.fail("mode must be DCR or CRD");
+    const int64_t co = ch / (b * b);
+    y = crd ? transpose(reshape_to(c, x, Shape{n, co, b, b, h, w}, first), {0, 1, 4, 2, 5, 3})
+            : transpose(reshape_to(c, x, Shape{n, b, b, co, h, w}, first), {0, 3, 4, 1, 5, 2});
+    y = reshape_to(c, y, Shape{n, co, h * b, w * b}, {u[0], false, false, false});
+  } else {
+    if (h % b != 0 || w % b != 0) c.fail("height and width must be multiples of blocksize");
+    y = transpose(reshape_to(c, x, Shape{n, ch, h / b, b, w / b, b}, first), {0, 3, 5, 1, 2, 4});
+    y = reshape_to(c, y, Shape{n, ch * b * b, h / b, w / b}, {u[0], false, false, false});
+  }
+  c.set_out(0, y);
+}
+
+// ---- normalizations ---------------------------------------------------------------------------
+
+// (x - mean) / sqrt(var + eps) over `axes`, kept.
+Tensor normalized(const Tensor& x, const std::vector<int>& axes, double eps) {
+  Tensor m = mean(x, axes, true);
+  Tensor centered = sub(x, m);
+  Tensor var = mean(mul(centered, centered), axes, true);
+  return div(centered, sqrt(add(var, scalar_of(eps, x))));
+}
+
+void map_instance_norm(NodeCtx& c) {
+  require_input_count(c, 3, 3);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  if (x.rank() < 3) c.fail("the input must have spatial dims");
+  std::vector<int> axes;
+  for (int d = 2; d < x.rank(); ++d) axes.push_back(d);
+  Shape ps{x.shape()[1]};
+  for (int d = 2; d < x.rank(); ++d) ps.push_back(1);
+  Tensor scale = c.in(1), bias = c.in(2);
+  if (scale.numel() != x.shape()[1] || bias.numel() != x.shape()[1]) c.fail("scale and B must be [C]");
+  Tensor y = normalized(x, axes, c.attr_float("epsilon", 1e-5));
+  c.set_out(0, add(mul(y, reshape(scale, ps)), reshape(bias, ps)));
+}
+
+void map_layer_norm(NodeCtx& c) {
+  require_input_count(c, 2, 3);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  const int axis = normalize_axis(c, c.attr_int("axis", -1), x.rank());
+  std::vector<int> axes;
+  for (int d = axis; d < x.rank(); ++d) axes.push_back(d);
+  Tensor y = mul(normalized(x, axes, c.attr_float("epsilon", 1e-5)), c.in(1));
+  if (c.has_input(2)) y = add(y, c.in(2));
+  c.set_out(0, y);
+}
+
+void map_mean_variance_norm(NodeCtx& c) {
+  require_input_count(c, 1, 1);
+  Tensor x = c.in(0);
+  require_float(c, x);
+  std::vector<int64_t> axes = c.attr_ints("axes");
+  if (axes.empty() && !c.has_attr("axes")) axes = {0, 2, 3};
+  std::vector<int> ax;
+  for (int64_t a : axes) ax.push_back(normalize_axis(c, a, x.rank()));
+  // As ONNX's function: (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9).
+  Tensor m = mean(x, ax, true);
+  Tensor var = sub(mean(mul(x, x), ax, true), mul(m, m));
+  c.set_out(0, div(sub(x, m), add(sqrt(var), scalar_of(1e-9, x))));
+}
+
 }  // namespace
 
 std::vector<Mapping> basic_mappings() {
@@ -793,6 +1049,25 @@ std::vector<Mapping> basic_mappings() {
       {"ArgMax", map_argmax},
       {"MatMul", map_matmul},
       {"Gemm", map_gemm},
+      {"And", map_logic<logical_and>},
+      {"Or", map_logic<logical_or>},
+      {"Xor", map_logic<not_equal>},
+      {"IsNaN", map_is_nan},
+      {"IsInf", map_is_inf},
+      {"Sign", map_sign},
+      {"ArgMin", map_arg_min},
+      {"Celu", map_celu},
+      {"ThresholdedRelu", map_thresholded_relu},
+      {"Shrink", map_shrink},
+      {"ConstantOfShape", map_constant_of_shape},
+      {"Range", map_range},
+      {"Tile", map_tile},
+      {"Split", map_split},
+      {"DepthToSpace", map_depth_space<true>},
+      {"SpaceToDepth", map_depth_space<false>},
+      {"InstanceNormalization", map_instance_norm},
+      {"LayerNormalization", map_layer_norm},
+      {"MeanVarianceNormalization", map_mean_variance_norm},
   };
 }
 
