@@ -307,8 +307,11 @@ void map_identity(NodeCtx& c) {
 void map_dropout(NodeCtx& c) {
   require_input_count(c, 1, 3);
   if (c.has_input(2)) {
-    const std::vector<int64_t> training = c.ints_in(2, "training_mode");
-    if (!training.empty() && training[0] != 0) c.fail("training_mode=true is not supported");
+    const Tensor training = c.const_in(2, "training_mode");
+    graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+    if (training.numel() != 1 || cast(training, float64).to_vector<double>()[0] != 0) {
+      c.fail("training_mode=true is not supported");
+    }
   }
   if (c.opset() < 7 && c.attr_int("is_test", 0) == 0) c.fail("is_test=0 (training) is not supported");
   c.set_out(0, c.value(0));
@@ -963,9 +966,15 @@ void map_layer_norm(NodeCtx& c) {
   const int axis = normalize_axis(c, c.attr_int("axis", -1), x.rank());
   std::vector<int> axes;
   for (int d = axis; d < x.rank(); ++d) axes.push_back(d);
-  Tensor y = mul(normalized(x, axes, c.attr_float("epsilon", 1e-5)), c.in(1));
+  const double eps = c.attr_float("epsilon", 1e-5);
+  Tensor m = mean(x, axes, true);
+  Tensor centered = sub(x, m);
+  Tensor inv_std = div(scalar_of(1, x), sqrt(add(mean(mul(centered, centered), axes, true), scalar_of(eps, x))));
+  Tensor y = mul(mul(centered, inv_std), c.in(1));
   if (c.has_input(2)) y = add(y, c.in(2));
   c.set_out(0, y);
+  c.set_out(1, m);  // the optional Mean and InvStdDev outputs
+  c.set_out(2, inv_std);
 }
 
 void map_mean_variance_norm(NodeCtx& c) {
