@@ -475,6 +475,46 @@ TensorSpec spec_of(const onnx::ValueInfoProto& vi, const std::string& where) {
 
 bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
 
+// 1 where x is NaN (as float64), else 0.
+Tensor cast_nan_check(const Tensor& x) { return kiln::cast(not_equal(x, x), float64); }
+
+// Whether computing `node` on its constant inputs at import is free of C++ undefined behaviour
+// whatever the file holds: integer arithmetic that could overflow, integer division by zero
+// and float-to-integer casts of values out of range are left to run time instead (where a
+// later import-time use of the value is refused as not constant).
+bool safe_to_fold(Importer& im, const onnx::NodeProto& node) {
+  static const std::set<std::string> kIntArithmetic = {
+      "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Pow", "Sum", "Mean", "ReduceSum", "ReduceMean",
+      "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMin",
+      "Sign", "ArgMin", "Gemm", "MatMul", "Range", "Clip", "Max", "Min", "Expand", "Tile"};
+  const bool arithmetic = kIntArithmetic.count(node.op_type()) != 0;
+  const bool cast = node.op_type() == "Cast";
+  if (!arithmetic && !cast) return true;
+  graph::ScopedRecorders eager(nullptr, nullptr, nullptr);
+  for (int k = 0; k < node.input_size(); ++k) {
+    if (node.input(k).empty()) continue;
+    const Tensor t = logical_of(im.value(node.input(k), nullptr));
+    if (t.numel() == 0) continue;
+    if (cast && is_floating(t.dtype())) {
+      // Finite and within int32 (the narrowest signed target kiln casts floats to with UB).
+      const double lo = kiln::max(neg(t)).item_double(), hi = kiln::max(t).item_double();
+      if (!(hi < 2147483647.0 && -lo > -2147483648.0)) return false;
+      if (kiln::max(cast_nan_check(t)).item_double() != 0) return false;
+    }
+    if (arithmetic && (t.dtype() == int32 || t.dtype() == int64)) {
+      // Small enough that sums, products and reductions of the budget's elements fit.
+      const double limit = t.dtype() == int32 ? 16384.0 : 2147483648.0;
+      const Tensor d = kiln::cast(t, float64);
+      const double lo = kiln::max(neg(d)).item_double(), hi = kiln::max(d).item_double();
+      if (t.numel() > 65536 || hi > limit || lo > limit) return false;
+      if (node.op_type() == "Div" && k == 1 && kiln::max(kiln::cast(equal(t, scalar(0, t.dtype())), int32)).item<int32_t>() != 0) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 // Runs a mapping; an error from a kiln op (a ShapeError from its infer) gets the file and node
 // prepended, keeping its type.
 void call_mapping(MapFn fn, NodeCtx& c) {
@@ -570,6 +610,7 @@ void Importer::run() {
       if (node.input(k).empty()) continue;
       if (is_symbolic(value(node.input(k), &probe).t)) folding = false;
     }
+    if (folding && !safe_to_fold(*this, node)) folding = false;
     if (folding && node.input_size() > 0) {
       // Every input a constant: compute now, outside the trace, if what it computes fits the
       // budget (found by tracing it aside first); else it stays a node computed at run time.
