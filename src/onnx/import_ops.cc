@@ -498,7 +498,9 @@ void map_transpose(NodeCtx& c) {
     seen[p] = true;
     q.push_back(static_cast<int>(p));
   }
-  // Composed with the held layout: one transpose (none when they cancel).
+  // Nothing moves: the result is the held tensor under a new layout, composed with the held
+  // one, so a Transpose next to a conv (NCHW -> NHWC and back) cancels, and one that does not
+  // is done once where a value is read in the ONNX layout.
   std::vector<int> composed(r);
   const std::vector<int> inv = v.perm.empty() ? std::vector<int>() : inverse_perm(v.perm);
   bool identity = true;
@@ -506,7 +508,7 @@ void map_transpose(NodeCtx& c) {
     composed[i] = inv.empty() ? q[i] : inv[q[i]];
     identity = identity && composed[i] == i;
   }
-  c.set_out(0, identity ? v.t : transpose(v.t, composed));
+  c.set_out(0, OValue{v.t, identity ? std::vector<int>() : inverse_perm(composed)});
 }
 
 void map_concat(NodeCtx& c) {
