@@ -34,7 +34,8 @@ namespace kiln::onnx_import {
 // An ONNX value during import.
 struct OValue {
   OValue() = default;
-  OValue(Tensor tensor, std::vector<int> layout = {}) : t(std::move(tensor)), perm(std::move(layout)) {}
+  OValue(Tensor tensor, std::vector<int> layout = {})
+      : t(std::move(tensor)), perm(std::move(layout)) {}
 
   Tensor t;               // the tensor; held as transpose(logical, perm) when perm is not empty
   std::vector<int> perm;  // empty: t is in the ONNX layout
@@ -57,8 +58,8 @@ class NodeCtx {
   // Inputs: an absent optional input (missing or named "") is has_input false.
   int num_inputs() const { return node_.input_size(); }
   bool has_input(int k) const;
-  OValue& value(int k);                 // ValueError when absent
-  Tensor in(int k);                     // in the ONNX layout (a tainted constant is refused)
+  OValue& value(int k);                      // ValueError when absent
+  Tensor in(int k);                          // in the ONNX layout (a tainted constant is refused)
   Tensor const_in(int k, const char* what);  // must be a constant (ValueError otherwise)
   // A constant integer input as numbers; allow_tainted only where unknown dims are resolved.
   std::vector<int64_t> ints_in(int k, const char* what, bool allow_tainted = false);
@@ -106,32 +107,48 @@ MapFn find_mapping(const std::string& op_type);
 // Every mapped op type, sorted.
 std::vector<std::string> mapped_ops();
 
-// import_ops.cc / import_nn_ops.cc register their tables here.
+// Each mapping file's table.
 struct Mapping {
   const char* op;
   MapFn fn;
 };
-std::vector<Mapping> basic_mappings();  // import_ops.cc
-std::vector<Mapping> nn_mappings();     // import_nn_ops.cc
+std::vector<Mapping> elementwise_mappings();  // import_ops.cc
+std::vector<Mapping> shape_mappings();        // import_shape_ops.cc
+std::vector<Mapping> math_mappings();         // import_math_ops.cc
+std::vector<Mapping> nn_mappings();           // import_nn_ops.cc
+std::vector<Mapping> resample_mappings();     // import_resample_ops.cc
 
 // A TensorProto as a kiln tensor (FormatError naming `where` on malformed data).
 Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& where);
 // An ONNX TensorProto.DataType as a kiln dtype; ValueError naming `where` for unsupported ones.
 DType dtype_from_onnx(int32_t type, const std::string& where);
 
-// Helpers shared by the mappings.
+// Helpers shared by the mappings (import_ops.cc).
+// Larger dims are refused before anything multiplies them (no overflow, no huge allocation).
+inline constexpr int64_t kMaxDim = int64_t{1} << 31;
+// ValueError unless the node has lo..hi inputs (counting up to the last present one).
+void require_input_count(NodeCtx& c, int lo, int hi);
+// A rank-0 constant of `like`'s dtype.
+Tensor scalar_of(double v, const Tensor& like);
+// ValueError naming the dtype unless `t` is float32/float64.
+void require_float(NodeCtx& c, const Tensor& t);
 using BinaryFn = Tensor (*)(const Tensor&, const Tensor&);
 // f(a, b) with NumPy broadcasting; keeps a held-transposed operand's layout where the other
 // operand can follow it (same layout, a constant, or a symbolic tensor of the same rank).
 OValue binary(NodeCtx& c, OValue& a, OValue& b, BinaryFn f);
 // x reshaped to `target` (the traced sizes): dims unknown in `unknown` become -1 (at most one;
 // ValueError for more), so the graph serves every size of them.
-Tensor reshape_to(NodeCtx& c, const Tensor& x, const Shape& target, const std::vector<bool>& unknown);
+Tensor reshape_to(NodeCtx& c, const Tensor& x, const Shape& target,
+                  const std::vector<bool>& unknown);
 int normalize_axis(const NodeCtx& c, int64_t axis, int rank);  // ValueError when out of range
 std::vector<int> inverse_perm(const std::vector<int>& perm);
 // The tensor in the ONNX layout (transposing a held-transposed value once, cached).
 Tensor logical_of(OValue& v);
 bool is_symbolic(const Tensor& t);
+// The value's shape in the ONNX layout.
+Shape logical_shape(const OValue& v);
+// Per dim, whether a and b differ (all true when their ranks do).
+std::vector<bool> differing_dims(const Shape& a, const Shape& b);
 
 // The import state of a model (one per trace).
 class Importer {

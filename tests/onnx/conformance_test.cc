@@ -49,7 +49,8 @@ bool read_tensor(const fs::path& p, kiln::Tensor& out) {
 // "" when close (ONNX's np.testing.assert_allclose(rtol=1e-3, atol=1e-7)), else what differs.
 std::string compare(const kiln::Tensor& got, const kiln::Tensor& want) {
   if (got.shape() != want.shape()) {
-    return "shape " + kiln::to_string(got.shape()) + " vs expected " + kiln::to_string(want.shape());
+    return "shape " + kiln::to_string(got.shape()) + " vs expected " +
+           kiln::to_string(want.shape());
   }
   if (got.dtype() != want.dtype()) {
     return "dtype " + std::string(kiln::dtype_name(got.dtype())) + " vs expected " +
@@ -133,13 +134,15 @@ TEST(OnnxConformance, NodeTests) {
     }
     bool ok = true, ran = false;
     for (const auto& set : fs::directory_iterator(dir)) {
-      if (!set.is_directory() || set.path().filename().string().rfind("test_data_set", 0) != 0) continue;
+      if (!set.is_directory() || set.path().filename().string().rfind("test_data_set", 0) != 0)
+        continue;
       std::vector<kiln::Tensor> inputs, expected;
       bool readable = true;
       std::vector<std::string> input_names;
       for (const onnx::ValueInfoProto& vi : proto.graph().input()) {
         bool init = false;
-        for (const onnx::TensorProto& t : proto.graph().initializer()) init = init || t.name() == vi.name();
+        for (const onnx::TensorProto& t : proto.graph().initializer())
+          init = init || t.name() == vi.name();
         if (!init) input_names.push_back(vi.name());
       }
       std::map<std::string, kiln::Tensor> given;
@@ -192,7 +195,8 @@ TEST(OnnxConformance, NodeTests) {
           }
         }
       } catch (const std::exception& e) {
-        failures.push_back(name + " " + set.path().filename().string() + ": run failed: " + e.what());
+        failures.push_back(name + " " + set.path().filename().string() +
+                           ": run failed: " + e.what());
         ok = false;
       }
     }

@@ -138,7 +138,8 @@ TEST(OnnxImport, ConvChainTransposesOnlyAtItsEnds) {
 
   // The same in kiln's NHWC ops.
   const Tensor x = kiln::from_vector<float>(ramp(2 * 2 * 36, 0.2f), Shape{2, 2, 6, 6});
-  const Tensor w1 = kiln::transpose(kiln::from_vector<float>(ramp(54), Shape{3, 2, 3, 3}), {2, 3, 1, 0});
+  const Tensor w1 =
+      kiln::transpose(kiln::from_vector<float>(ramp(54), Shape{3, 2, 3, 3}), {2, 3, 1, 0});
   const Tensor w2 =
       kiln::transpose(kiln::from_vector<float>(ramp(108, 0.05f), Shape{4, 3, 3, 3}), {2, 3, 1, 0});
   Tensor h = kiln::transpose(x, {0, 2, 3, 1});
@@ -158,7 +159,8 @@ TEST(OnnxImport, ConstantInputsBecomeConstants) {
   b.input("shape", {2}, onnx::TensorProto::INT64);
   b.node("Reshape", {"x", "shape"}, {"y"}, "r");
   b.output("y");
-  EXPECT_NE(error_of<kiln::ValueError>(b).find("node 'r' (Reshape): shape (input 'shape') must be a constant"),
+  EXPECT_NE(error_of<kiln::ValueError>(b).find(
+                "node 'r' (Reshape): shape (input 'shape') must be a constant"),
             std::string::npos);
   kiln::OnnxImportOptions options;
   options.constant_inputs["shape"] = kiln::from_vector<int64_t>({3, 4});
@@ -169,11 +171,13 @@ TEST(OnnxImport, ConstantInputsBecomeConstants) {
 
   kiln::OnnxImportOptions wrong;
   wrong.constant_inputs["nope"] = kiln::from_vector<int64_t>({3, 4});
-  EXPECT_NE(error_of<kiln::ValueError>(b, wrong).find("m.onnx: constant input 'nope' is not a graph input"),
+  EXPECT_NE(error_of<kiln::ValueError>(b, wrong).find(
+                "m.onnx: constant input 'nope' is not a graph input"),
             std::string::npos);
   kiln::OnnxImportOptions bad_dtype;
   bad_dtype.constant_inputs["shape"] = kiln::from_vector<float>({3, 4});
-  EXPECT_NE(error_of<kiln::ValueError>(b, bad_dtype).find("constant input 'shape' does not fit its declaration"),
+  EXPECT_NE(error_of<kiln::ValueError>(b, bad_dtype)
+                .find("constant input 'shape' does not fit its declaration"),
             std::string::npos);
 }
 
@@ -192,7 +196,8 @@ TEST(OnnxImport, UnsupportedAttributeValueIsRefused) {
   auto* n = b.node("Resize", {"x", "", "scales"}, {"y"}, "up");
   ModelBuilder::attr_string(n, "mode", "cubic");
   b.output("y");
-  EXPECT_EQ(error_of<kiln::ValueError>(b), "m.onnx: node 'up' (Resize): mode 'cubic' is not supported");
+  EXPECT_EQ(error_of<kiln::ValueError>(b),
+            "m.onnx: node 'up' (Resize): mode 'cubic' is not supported");
 }
 
 TEST(OnnxImport, UnsupportedDtypeIsRefused) {
@@ -200,8 +205,9 @@ TEST(OnnxImport, UnsupportedDtypeIsRefused) {
   b.input("x", {2}, onnx::TensorProto::FLOAT16);
   b.node("Relu", {"x"}, {"y"});
   b.output("y");
-  EXPECT_NE(error_of<kiln::ValueError>(b).find("m.onnx: graph input 'x': dtype FLOAT16 is not supported"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of<kiln::ValueError>(b).find("m.onnx: graph input 'x': dtype FLOAT16 is not supported"),
+      std::string::npos);
 }
 
 TEST(OnnxImport, OpsetOutOfRangeIsRefused) {
@@ -276,13 +282,53 @@ TEST(OnnxImport, MalformedFilesAreFormatErrors) {
 
 TEST(OnnxImport, SupportedOpsListsTheIssuesCoverage) {
   const std::vector<std::string> ops = kiln::onnx_supported_ops();
-  for (const char* op :
-       {"Conv", "ConvTranspose", "BatchNormalization", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div",
-        "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Max", "Min", "Relu", "LeakyRelu", "Sigmoid",
-        "Tanh", "HardSigmoid", "HardSwish", "Clip", "Softmax", "LogSoftmax", "MaxPool",
-        "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Concat", "Slice",
-        "Squeeze", "Unsqueeze", "Gather", "Shape", "Cast", "Constant", "ReduceMean", "ReduceSum",
-        "ReduceMax", "Resize", "Pad", "Identity", "Dropout"}) {
+  for (const char* op : {"Conv",
+                         "ConvTranspose",
+                         "BatchNormalization",
+                         "Gemm",
+                         "MatMul",
+                         "Add",
+                         "Sub",
+                         "Mul",
+                         "Div",
+                         "Pow",
+                         "Sqrt",
+                         "Exp",
+                         "Log",
+                         "Neg",
+                         "Abs",
+                         "Max",
+                         "Min",
+                         "Relu",
+                         "LeakyRelu",
+                         "Sigmoid",
+                         "Tanh",
+                         "HardSigmoid",
+                         "HardSwish",
+                         "Clip",
+                         "Softmax",
+                         "LogSoftmax",
+                         "MaxPool",
+                         "AveragePool",
+                         "GlobalAveragePool",
+                         "Flatten",
+                         "Reshape",
+                         "Transpose",
+                         "Concat",
+                         "Slice",
+                         "Squeeze",
+                         "Unsqueeze",
+                         "Gather",
+                         "Shape",
+                         "Cast",
+                         "Constant",
+                         "ReduceMean",
+                         "ReduceSum",
+                         "ReduceMax",
+                         "Resize",
+                         "Pad",
+                         "Identity",
+                         "Dropout"}) {
     EXPECT_NE(std::find(ops.begin(), ops.end(), op), ops.end()) << op;
   }
 }

@@ -28,7 +28,8 @@ double median_ms(F f, int reps) {
   for (int i = 0; i < reps; ++i) {
     const auto a = std::chrono::steady_clock::now();
     f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -37,10 +38,14 @@ double median_ms(F f, int reps) {
 std::vector<float> values(const Tensor& t) { return t.to_vector<float>(); }
 
 TEST(OnnxLayout, HeldNhwcRunsLikeNativeNhwc) {
-  const Tensor w1 = kiln::random_normal({32, 1, 3, 3}, 0, 0.1, 1), b1 = kiln::random_normal({32}, 0, 0.1, 2);
-  const Tensor w2 = kiln::random_normal({64, 32, 3, 3}, 0, 0.1, 3), b2 = kiln::random_normal({64}, 0, 0.1, 4);
-  const Tensor w3 = kiln::random_normal({128, 3136}, 0, 0.02, 5), b3 = kiln::random_normal({128}, 0, 0.1, 6);
-  const Tensor w4 = kiln::random_normal({10, 128}, 0, 0.1, 7), b4 = kiln::random_normal({10}, 0, 0.1, 8);
+  const Tensor w1 = kiln::random_normal({32, 1, 3, 3}, 0, 0.1, 1),
+               b1 = kiln::random_normal({32}, 0, 0.1, 2);
+  const Tensor w2 = kiln::random_normal({64, 32, 3, 3}, 0, 0.1, 3),
+               b2 = kiln::random_normal({64}, 0, 0.1, 4);
+  const Tensor w3 = kiln::random_normal({128, 3136}, 0, 0.02, 5),
+               b3 = kiln::random_normal({128}, 0, 0.1, 6);
+  const Tensor w4 = kiln::random_normal({10, 128}, 0, 0.1, 7),
+               b4 = kiln::random_normal({10}, 0, 0.1, 8);
 
   ModelBuilder b;
   b.input("x", {-1, 1, 28, 28});
@@ -71,30 +76,29 @@ TEST(OnnxLayout, HeldNhwcRunsLikeNativeNhwc) {
   const Tensor f1 = kiln::transpose(w1, {2, 3, 1, 0}), f2 = kiln::transpose(w2, {2, 3, 1, 0});
   // The dense layer's weights in NHWC flattening order: no transpose at all.
   const Tensor w3_nhwc =
-      kiln::reshape(kiln::transpose(kiln::reshape(w3, {128, 64, 7, 7}), {0, 2, 3, 1}), {128, 3136}).clone();
+      kiln::reshape(kiln::transpose(kiln::reshape(w3, {128, 64, 7, 7}), {0, 2, 3, 1}), {128, 3136})
+          .clone();
   kiln::Conv2DOptions same;
   same.padding = kiln::Padding::kSame;
   const kiln::Pool2DOptions pool;
-  kiln::Function native = kiln::function(
-      [&](const Tensor& x) {
-        Tensor h = kiln::transpose(x, {0, 2, 3, 1});
-        h = kiln::max_pool2d(kiln::relu(kiln::conv2d(h, f1, same) + b1), pool);
-        h = kiln::max_pool2d(kiln::relu(kiln::conv2d(h, f2, same) + b2), pool);
-        h = kiln::relu(kiln::matmul(kiln::reshape(h, {h.shape()[0], 3136}), w3_nhwc, false, true) + b3);
-        return kiln::matmul(h, w4, false, true) + b4;
-      });
+  kiln::Function native = kiln::function([&](const Tensor& x) {
+    Tensor h = kiln::transpose(x, {0, 2, 3, 1});
+    h = kiln::max_pool2d(kiln::relu(kiln::conv2d(h, f1, same) + b1), pool);
+    h = kiln::max_pool2d(kiln::relu(kiln::conv2d(h, f2, same) + b2), pool);
+    h = kiln::relu(kiln::matmul(kiln::reshape(h, {h.shape()[0], 3136}), w3_nhwc, false, true) + b3);
+    return kiln::matmul(h, w4, false, true) + b4;
+  });
   auto to_nhwc = [](const Tensor& t) { return kiln::transpose(t, {0, 2, 3, 1}); };
   auto to_nchw = [](const Tensor& t) { return kiln::transpose(t, {0, 3, 1, 2}); };
   const Tensor b1c = kiln::reshape(b1, {32, 1, 1}), b2c = kiln::reshape(b2, {64, 1, 1});
-  kiln::Function around_each = kiln::function(
-      [&](const Tensor& x) {
-        Tensor h = kiln::relu(to_nchw(kiln::conv2d(to_nhwc(x), f1, same)) + b1c);
-        h = to_nchw(kiln::max_pool2d(to_nhwc(h), pool));
-        h = kiln::relu(to_nchw(kiln::conv2d(to_nhwc(h), f2, same)) + b2c);
-        h = to_nchw(kiln::max_pool2d(to_nhwc(h), pool));
-        h = kiln::relu(kiln::matmul(kiln::reshape(h, {h.shape()[0], 3136}), w3, false, true) + b3);
-        return kiln::matmul(h, w4, false, true) + b4;
-      });
+  kiln::Function around_each = kiln::function([&](const Tensor& x) {
+    Tensor h = kiln::relu(to_nchw(kiln::conv2d(to_nhwc(x), f1, same)) + b1c);
+    h = to_nchw(kiln::max_pool2d(to_nhwc(h), pool));
+    h = kiln::relu(to_nchw(kiln::conv2d(to_nhwc(h), f2, same)) + b2c);
+    h = to_nchw(kiln::max_pool2d(to_nhwc(h), pool));
+    h = kiln::relu(kiln::matmul(kiln::reshape(h, {h.shape()[0], 3136}), w3, false, true) + b3);
+    return kiln::matmul(h, w4, false, true) + b4;
+  });
 
   for (int64_t n : {1, 64}) {
     const Tensor x = kiln::random_normal({n, 1, 28, 28}, 0, 1, 9);
@@ -102,10 +106,11 @@ TEST(OnnxLayout, HeldNhwcRunsLikeNativeNhwc) {
     EXPECT_LT(kiln::max(kiln::abs(y - native(x))).item<float>(), 1e-4);
     EXPECT_LT(kiln::max(kiln::abs(y - around_each(x))).item<float>(), 1e-4);
     const int reps = n == 1 ? 200 : 30;
-    std::printf("batch %lld: imported (NHWC held) %.3f ms, native NHWC %.3f ms, transposes around "
-                "each conv/pool %.3f ms (medians of %d)\n",
-                static_cast<long long>(n), median_ms([&] { imported(x); }, reps),
-                median_ms([&] { native(x); }, reps), median_ms([&] { around_each(x); }, reps), reps);
+    std::printf(
+        "batch %lld: imported (NHWC held) %.3f ms, native NHWC %.3f ms, transposes around "
+        "each conv/pool %.3f ms (medians of %d)\n",
+        static_cast<long long>(n), median_ms([&] { imported(x); }, reps),
+        median_ms([&] { native(x); }, reps), median_ms([&] { around_each(x); }, reps), reps);
   }
 }
 

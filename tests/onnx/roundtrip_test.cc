@@ -22,7 +22,8 @@ void round_trip(kiln::Layer& model, size_t expected_transposes) {
   EXPECT_EQ(back.inputs()[0].spec.dims, frozen.inputs()[0].spec.dims);
   const std::string text = back.graph_text();
   size_t transposes = 0;
-  for (size_t at = text.find("transpose("); at != std::string::npos; at = text.find("transpose(", at + 1)) {
+  for (size_t at = text.find("transpose("); at != std::string::npos;
+       at = text.find("transpose(", at + 1)) {
     ++transposes;
   }
   EXPECT_EQ(transposes, expected_transposes) << text;
