@@ -334,3 +334,32 @@ TEST(OnnxImport, SupportedOpsListsTheIssuesCoverage) {
 }
 
 }  // namespace
+
+namespace {
+
+// Ops that build index tables or shape-only inputs at import (ConvTranspose, Resize, padded
+// AveragePool, opset-11 Softmax's flattening) under a symbolic batch: a batch of 3 gives what
+// each example gives alone.
+TEST(OnnxImport, SymbolicBatchGivesEachExamplesResult) {
+  ModelBuilder b(11);
+  b.input("x", {-1, 1, 3, 3});
+  b.init("w", ramp(1 * 2 * 3 * 3), {1, 2, 3, 3});
+  ModelBuilder::attr_ints(b.node("ConvTranspose", {"x", "w"}, {"t"}), "strides", {2, 2});
+  b.init("scales", {1, 1, 2, 1}, {4});
+  b.init("roi", {}, {0});
+  b.node("Resize", {"t", "roi", "scales"}, {"r"});
+  auto* pool = b.node("AveragePool", {"r"}, {"p"});
+  ModelBuilder::attr_ints(pool, "kernel_shape", {3, 3});
+  ModelBuilder::attr_ints(pool, "pads", {1, 1, 1, 1});
+  ModelBuilder::attr_int(b.node("Softmax", {"p"}, {"y"}), "axis", 1);
+  b.output("y");
+  kiln::GraphModel m = b.import();
+  EXPECT_EQ(m.outputs()[0].spec.dims[0], kiln::kUnknownDim);
+  const Tensor x = kiln::from_vector<float>(ramp(27, 0.37f), Shape{3, 1, 3, 3});
+  const Tensor all = m(x);
+  for (int64_t i = 0; i < 3; ++i) {
+    expect_close(kiln::slice(all, {i}, {i + 1}), m(kiln::slice(x, {i}, {i + 1})));
+  }
+}
+
+}  // namespace
