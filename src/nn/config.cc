@@ -25,6 +25,38 @@ struct Registry {
   std::map<std::string, LayerFactory> factories;
 };
 
+// Keras' class names registered beside kiln's type_name() for the same class.
+constexpr std::pair<const char*, const char*> kAliases[] = {
+    {"MaxPooling2D", "MaxPool2D"},
+    {"AveragePooling2D", "AvgPool2D"},
+};
+
+bool same_class(const std::string& class_name, const std::string& type_name) {
+  if (class_name == type_name) return true;
+  for (const auto& [alias, type] : kAliases) {
+    if (class_name == alias && type_name == type) return true;
+  }
+  return false;
+}
+
+// deserialize_layer recurses through nested models; a deeper config is refused rather than
+// overflowing the stack.
+constexpr int kMaxDepth = 64;
+thread_local int t_depth = 0;
+
+class DepthGuard {
+ public:
+  explicit DepthGuard(const std::string& who) {
+    if (++t_depth > kMaxDepth) {
+      --t_depth;
+      throw FormatError(who + ": layers nested more than " + std::to_string(kMaxDepth) + " deep");
+    }
+  }
+  ~DepthGuard() { --t_depth; }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
+};
+
 template <typename L>
 LayerFactory factory_of() {
   return [](const json& c) { return L::from_config(c); };
@@ -40,15 +72,14 @@ void register_builtins(std::map<std::string, LayerFactory>& f) {
   f["Embedding"] = factory_of<Embedding>();
   f["Conv2D"] = factory_of<Conv2D>();
   f["MaxPool2D"] = factory_of<MaxPool2D>();
-  f["MaxPooling2D"] = factory_of<MaxPool2D>();  // Keras' class name; MaxPool2D is its alias
   f["AvgPool2D"] = factory_of<AvgPool2D>();
-  f["AveragePooling2D"] = factory_of<AvgPool2D>();
   f["GlobalAveragePooling2D"] = factory_of<GlobalAveragePooling2D>();
   f["BatchNormalization"] = factory_of<BatchNormalization>();
   f["LayerNormalization"] = factory_of<LayerNormalization>();
   f["Add"] = factory_of<Add>();
   f["Concatenate"] = factory_of<Concatenate>();
   f["Sequential"] = factory_of<Sequential>();
+  for (const auto& [alias, type] : kAliases) f[alias] = f[type];
 }
 
 Registry& registry() {
@@ -96,23 +127,37 @@ json batchless_shape(const Shape& s) {
   return out;
 }
 
+constexpr int64_t kMaxConfigDim = (int64_t(1) << 31) - 1;
+
 // A build shape from [null, d1, ...] (null: batch 1, shapes alone build a layer).
 Shape shape_from_json(const json& j, const std::string& what) {
   if (!j.is_array() || j.empty()) {
     throw FormatError(what + ": expected a shape [null, d1, ...], got " + j.dump());
+  }
+  if (j.size() > size_t(Shape::kMaxRank)) {
+    throw FormatError(what + ": rank " + std::to_string(j.size()) + " is over kiln's maximum " +
+                      std::to_string(Shape::kMaxRank));
   }
   Shape s;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& d = j[i];
     if (d.is_null() && i == 0) {
       s.push_back(1);
-    } else if (d.is_number_integer() && d.get<int64_t>() >= 0 && (i > 0 || d.get<int64_t>() > 0)) {
+    } else if (d.is_number_integer() && d.get<int64_t>() >= 0 &&
+               d.get<int64_t>() <= kMaxConfigDim && (i > 0 || d.get<int64_t>() > 0)) {
       s.push_back(d.get<int64_t>());
     } else {
       throw FormatError(what + ": dim " + std::to_string(i) +
-                        " must be a non-negative integer (null for the batch dim 0), got " +
+                        " must be an integer in [0, 2^31) (null for the batch dim 0), got " +
                         j.dump());
     }
+  }
+  int64_t numel = 1;
+  bool too_large = false;
+  for (int i = 0; i < s.rank(); ++i)
+    too_large = too_large || __builtin_mul_overflow(numel, s[i], &numel);
+  if (too_large || numel > (int64_t(1) << 40)) {
+    throw FormatError(what + ": " + j.dump() + " has over 2^40 elements");
   }
   return s;
 }
@@ -222,7 +267,15 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
                       "' (a serialized layer has class_name, config, build_config, module, "
                       "registered_name)");
   }
-  std::shared_ptr<Layer> layer = find_factory(class_name, layer_name)(*config);
+  DepthGuard depth(who);
+  const LayerFactory factory = find_factory(class_name, layer_name);
+  std::shared_ptr<Layer> layer;
+  try {
+    layer = factory(*config);
+  } catch (const nlohmann::json::exception& e) {
+    // A user's from_config reading the json directly (config.at("units").get<int>()).
+    throw FormatError(who + ": bad config: " + e.what());
+  }
   if (!layer) throw FormatError(who + ": its registered factory returned no layer");
   if (layer->type_name() != class_name &&
       !(class_name == "MaxPooling2D" && layer->type_name() == "MaxPool2D") &&
@@ -258,7 +311,7 @@ bool has_config(const Layer& layer, std::string* why) {
   try {
     serialize_layer(layer);
     return true;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // kiln's errors, and a user get_config's json errors
     if (why) *why = e.what();
     return false;
   }

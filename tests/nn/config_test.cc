@@ -211,6 +211,41 @@ TEST(LayerConfig, KerasThreeFieldsAreAccepted) {
   EXPECT_EQ(d->count_params(), 12);
 }
 
+TEST(LayerConfig, ADropoutSeedKeepsAll64Bits) {
+  auto drop = std::make_shared<Dropout>(0.5, ~uint64_t(0));
+  expect_round_trip(drop, {random_tensor({4, 8}, float32, 5)}, /*training=*/true);
+  EXPECT_EQ(drop->get_config()["seed"].get<uint64_t>(), ~uint64_t(0));
+}
+
+TEST(LayerConfig, Keras2SequentialFormatLoads) {
+  // As tf.keras 2 writes it: batch_input_shape in the first layer, build_input_shape, Keras 2
+  // fields (activity_regularizer, renorm, fused) at their neutral values.
+  auto m = deserialize_layer(json::parse(R"({"class_name": "Sequential", "config": {
+      "name": "k2", "layers": [
+        {"class_name": "Flatten", "config": {"name": "flatten", "trainable": true,
+          "batch_input_shape": [null, 4, 4], "dtype": "float32", "data_format": "channels_last"}},
+        {"class_name": "Dense", "config": {"name": "dense", "trainable": true, "dtype": "float32",
+          "units": 3, "activation": "relu", "use_bias": true,
+          "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": null}},
+          "bias_initializer": {"class_name": "Zeros", "config": {}},
+          "kernel_regularizer": null, "bias_regularizer": null, "activity_regularizer": null,
+          "kernel_constraint": null, "bias_constraint": null}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": [-1],
+          "momentum": 0.99, "epsilon": 0.001, "renorm": false, "fused": null}}],
+      "build_input_shape": [null, 4, 4]}})"));
+  ASSERT_TRUE(m->built());
+  EXPECT_EQ(m->count_params(), 16 * 3 + 3 + 4 * 3);
+  EXPECT_EQ(m->get_config()["layers"][0]["class_name"], "InputLayer");
+}
+
+TEST(LayerConfig, BuildInputShapeAloneBuildsASequential) {
+  auto m = deserialize_layer(json::parse(R"({"class_name": "Sequential", "config": {
+      "name": "b", "layers": [{"class_name": "Dense", "config": {"units": 2}}],
+      "build_input_shape": [null, 6]}})"));
+  ASSERT_TRUE(m->built());
+  EXPECT_EQ(m->count_params(), 14);
+}
+
 // ---- initializers --------------------------------------------------------------------------
 
 TEST(InitializerConfig, EveryInitializerRoundTrips) {
@@ -638,6 +673,63 @@ TEST(ConfigErrors, SequentialEntriesNameTheirIndex) {
       R"({"class_name": "Sequential", "config": {"name": "s", "layers": [
           {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_first"}}]}})",
       {"Sequential config of layer 's': layers[0]", "Conv2D config of layer 'c'", "data_format"});
+}
+
+TEST(ConfigErrors, HugeOrDeepConfigsAreRefusedBeforeAllocating) {
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 4294967296]}})",
+      {"build_config.input_shape", "dim 1", "2^31"});
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 2000000000, 2000000000]}})",
+      {"build_config.input_shape", "2^40"});
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 1, 1, 1, 1, 1, 1, 1, 1]}})",
+      {"build_config.input_shape", "rank 9"});
+  expect_value_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 4000000000000}, "build_config": {"input_shape": [null, 1000000]}})",
+      {"layer 'd' (Dense)", "weight 'kernel'", "too large"});
+  expect_value_error(
+      R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 4611686018427387904, "kernel_size": 4611686018427387904}, "build_config": {"input_shape": [null, 1, 1, 1]}})",
+      {"layer 'c' (Conv2D)", "weight 'kernel'", "too large"});
+  expect_format_error(
+      R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer", "config": {"batch_shape": [null, 2000000000, 2000000000]}}]}})",
+      {"InputLayer", "batch_shape", "2^40"});
+  json deep = json::parse(R"({"class_name": "Dense", "config": {"units": 1}})");
+  for (int i = 0; i < 100; ++i) {
+    deep = json{{"class_name", "Sequential"}, {"config", {{"layers", json::array({deep})}}}};
+  }
+  expect_error<FormatError>([&] { deserialize_layer(deep); }, {"nested more than 64 deep"});
+}
+
+// A user's from_config that reads the json directly.
+class Careless : public Layer {
+ public:
+  explicit Careless(int64_t n) : Layer("", "careless"), n_(n) {}
+  std::string type_name() const override { return "Careless"; }
+  json get_config() const override {
+    json c = base_config();
+    c["n"] = n_;
+    return c;
+  }
+  static std::shared_ptr<Layer> from_config(const json& config) {
+    return std::make_shared<Careless>(config.at("n").get<int64_t>());
+  }
+
+ protected:
+  Tensor call(const Tensor& x, bool) override { return x; }
+
+ private:
+  int64_t n_;
+};
+KILN_REGISTER_LAYER(Careless);
+
+TEST(ConfigErrors, AUserFactorysJsonErrorBecomesAFormatError) {
+  expect_format_error(R"({"class_name": "Careless", "config": {"name": "c"}})",
+                      {"Careless layer 'c'", "bad config", "'n'"});
+  expect_format_error(R"({"class_name": "Careless", "config": {"name": "c", "n": "x"}})",
+                      {"Careless layer 'c'", "bad config"});
+  auto ok = deserialize_layer(json::parse(R"({"class_name": "Careless", "config": {"n": 3}})"));
+  EXPECT_EQ(ok->get_config()["n"], 3);
 }
 
 TEST(ConfigErrors, ModelFromJsonNamesTheFile) {
