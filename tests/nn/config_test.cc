@@ -230,7 +230,7 @@ TEST(LayerConfig, Keras2SequentialFormatLoads) {
           "bias_initializer": {"class_name": "Zeros", "config": {}},
           "kernel_regularizer": null, "bias_regularizer": null, "activity_regularizer": null,
           "kernel_constraint": null, "bias_constraint": null}},
-        {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": [-1],
+        {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": [1],
           "momentum": 0.99, "epsilon": 0.001, "renorm": false, "fused": null}}],
       "build_input_shape": [null, 4, 4]}})"));
   ASSERT_TRUE(m->built());
@@ -619,8 +619,16 @@ TEST(ConfigErrors, UnsupportedKerasValuesAreValueErrors) {
   expect_value_error(
       R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}})",
       {"Dense config of layer 'd'", "field 'kernel_regularizer'", "not supported"});
-  expect_value_error(R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1}})",
-                     {"BatchNormalization config of layer 'bn'", "field 'axis'", "last axis"});
+  expect_value_error(
+      R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -2}})",
+      {"BatchNormalization config of layer 'bn'", "field 'axis'", "last axis"});
+  expect_value_error(
+      R"({"class_name": "LayerNormalization", "config": {"name": "ln", "axis": [1, 2]}})",
+      {"LayerNormalization config of layer 'ln'", "field 'axis'", "last axis"});
+  // tf.keras 2 writes the last axis's index; another axis is refused when the layer builds.
+  expect_value_error(
+      R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1}, "build_config": {"input_shape": [null, 4, 3]}})",
+      {"layer 'bn' (BatchNormalization)", "configured with axis 1", "last axis only"});
   expect_value_error(
       R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": "float16"}})",
       {"Dense config of layer 'd'", "field 'dtype'", "float16"});
