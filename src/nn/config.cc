@@ -277,9 +277,7 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
     throw FormatError(who + ": bad config: " + e.what());
   }
   if (!layer) throw FormatError(who + ": its registered factory returned no layer");
-  if (layer->type_name() != class_name &&
-      !(class_name == "MaxPooling2D" && layer->type_name() == "MaxPool2D") &&
-      !(class_name == "AveragePooling2D" && layer->type_name() == "AvgPool2D")) {
+  if (!same_class(class_name, layer->type_name())) {
     throw FormatError(who + ": the factory registered for '" + class_name + "' made a " +
                       layer->type_name() + "; register the class under its type_name()");
   }

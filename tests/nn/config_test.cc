@@ -546,6 +546,13 @@ TEST(Registry, RegisteringTwiceOrEmptyIsRefused) {
       [] { register_layer("Dense", [](const json& c) { return Dense::from_config(c); }); },
       {"'Dense'", "already registered"});
   expect_error<ValueError>([] { register_layer("", nullptr); }, {"empty class name"});
+  // A factory must make the class it is registered for.
+  register_layer("NotADense", [](const json& c) { return Dense::from_config(c); });
+  expect_error<FormatError>(
+      [] {
+        deserialize_layer(json::parse(R"({"class_name": "NotADense", "config": {"units": 2}})"));
+      },
+      {"'NotADense'", "made a Dense", "type_name()"});
   std::vector<std::string> names = registered_layers();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   EXPECT_NE(std::find(names.begin(), names.end(), "Conv2D"), names.end());
