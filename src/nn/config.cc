@@ -296,10 +296,19 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
     }
   }
   if (build_shapes) {
-    if (build_shapes->size() == 1) {
-      layer->output_shape((*build_shapes)[0]);
-    } else {
-      layer->output_shape(*build_shapes);
+    std::string shapes;
+    for (const Shape& sh : *build_shapes) shapes += (shapes.empty() ? "" : ", ") + to_string(sh);
+    const std::string building = who + ": building for input shape " + shapes + ": ";
+    try {
+      if (build_shapes->size() == 1) {
+        layer->output_shape((*build_shapes)[0]);
+      } else {
+        layer->output_shape(*build_shapes);
+      }
+    } catch (const ShapeError& e) {
+      throw ShapeError(building + e.what());
+    } catch (const StateError& e) {  // e.g. a Sequential without layers: the file is wrong
+      throw FormatError(building + e.what());
     }
   }
   return layer;

@@ -747,6 +747,88 @@ TEST(ConfigErrors, AUserFactorysJsonErrorBecomesAFormatError) {
   EXPECT_EQ(ok->get_config()["n"], 3);
 }
 
+TEST(ConfigErrors, EveryOtherFieldCheck) {
+  struct Case {
+    const char* text;
+    std::vector<std::string> parts;
+  };
+  const Case format_errors[] = {
+      {R"({"class_name": "Dense", "config": {"units": 2}, "module": 3})", {"'module'", "string"}},
+      {R"({"class_name": "Dense", "config": {"units": 2}, "build_config": [1]})",
+       {"build_config must be"}},
+      {R"({"class_name": "Dense", "config": {"units": 2}, "build_config": {"input_shape": [null, 2], "x": 1}})",
+       {"build_config must be"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": 3}})",
+       {"Dense config of layer 'd'", "field 'dtype'", "DTypePolicy"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "activation": 1}})",
+       {"field 'activation'", "a string"}},
+      {R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3, "padding": 0}})",
+       {"field 'padding'", "a string"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": 0.5, "seed": -1}})",
+       {"Dropout config of layer 'dr'", "field 'seed'", "[0, 2^64)"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": "half"}})",
+       {"field 'rate'", "a number"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [3]}})",
+       {"layers[0]", "string 'class_name'"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer"}]}})",
+       {"layers[0]", "InputLayer must come first and have a config"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Dense", "shared_with": 3}]}})",
+       {"layers[0]", "a shared entry is"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Dense", "config": {"units": 1}, "share_weights_with": 3}]}})",
+       {"layers[0]", "'share_weights_with' must be a layer name"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [], "build_input_shape": "x"}})",
+       {"field 'build_input_shape'", "shape"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Flatten", "config": {"batch_input_shape": [null, -1]}}]}})",
+       {"layers[0]", "batch_input_shape", "dim 1"}},
+  };
+  for (const Case& c : format_errors) expect_format_error(c.text, c.parts);
+  expect_format_error(
+      R"({"class_name": "Sequential", "config": {"name": "s", "layers": [], "build_input_shape": [null, 3]}})",
+      {"Sequential layer 's'", "building for input shape [1, 3]", "has no layers"});
+  expect_error<ShapeError>(
+      [] {
+        deserialize_layer(json::parse(
+            R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3}, "build_config": {"input_shape": [null, 5]}})"));
+      },
+      {"Conv2D layer 'c'", "building for input shape [1, 5]", "rank 4"});
+  const Case value_errors[] = {
+      {R"({"class_name": "Flatten", "config": {"name": "f", "data_format": "channels_first"}})",
+       {"Flatten config of layer 'f'", "data_format"}},
+      {R"({"class_name": "MaxPool2D", "config": {"name": "m", "padding": "full"}})",
+       {"MaxPool2D config of layer 'm'", "field 'padding'", "full"}},
+      {R"({"class_name": "AvgPool2D", "config": {"name": "m", "pool_size": 0}})",
+       {"'m'", "pool_size must be positive"}},
+      {R"({"class_name": "GlobalAveragePooling2D", "config": {"name": "g", "keepdims": true}})",
+       {"GlobalAveragePooling2D config of layer 'g'", "field 'keepdims'"}},
+      {R"({"class_name": "Embedding", "config": {"name": "e", "input_dim": 3, "output_dim": 2, "mask_zero": true}})",
+       {"Embedding config of layer 'e'", "field 'mask_zero'"}},
+      {R"({"class_name": "Concatenate", "config": {"name": "c", "axis": 100}})",
+       {"Concatenate config of layer 'c'", "field 'axis'", "out of range"}},
+      {R"({"class_name": "LayerNormalization", "config": {"name": "l", "rms_scaling": true}})",
+       {"LayerNormalization config of layer 'l'", "field 'rms_scaling'"}},
+      {R"({"class_name": "BatchNormalization", "config": {"name": "b", "synchronized": true}})",
+       {"BatchNormalization config of layer 'b'", "field 'synchronized'"}},
+      {R"({"class_name": "BatchNormalization", "config": {"name": "b", "momentum": 2}})",
+       {"'b'", "momentum must be in [0, 1]"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": 0.5, "noise_shape": [1, 2]}})",
+       {"Dropout config of layer 'dr'", "field 'noise_shape'"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}}})",
+       {"Dense config of layer 'd'", "field 'dtype'", "mixed_float16"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer", "config": {"batch_shape": [null, 3], "sparse": true}}]}})",
+       {"layers[0]", "InputLayer", "field 'sparse'"}},
+  };
+  for (const Case& c : value_errors) expect_value_error(c.text, c.parts);
+  expect_error<ValueError>([] { register_layer("Empty", nullptr); },
+                           {"register_layer('Empty')", "empty factory"});
+  // A user initializer has no config, so neither has its layer.
+  Dense d(2,
+          DenseOptions{.kernel_initializer = Initializer(
+                           "mine", [](const Shape& s, DType t, uint64_t) { return zeros(s, t); })});
+  std::string why;
+  EXPECT_FALSE(has_config(d, &why));
+  EXPECT_NE(why.find("'mine'"), std::string::npos) << why;
+}
+
 TEST(ConfigErrors, ModelFromJsonNamesTheFile) {
   expect_error<FormatError>([] { model_from_json("/nonexistent/model.json"); },
                             {"'/nonexistent/model.json'", "cannot open"});
