@@ -132,7 +132,7 @@ constexpr int64_t kMaxConfigDim = (int64_t(1) << 31) - 1;
 // A build shape from [null, d1, ...] (null: batch 1, shapes alone build a layer).
 Shape shape_from_json(const json& j, const std::string& what) {
   if (!j.is_array() || j.empty()) {
-    throw FormatError(what + ": expected a shape [null, d1, ...], got " + j.dump());
+    throw FormatError(what + ": expected a shape [null, d1, ...], got " + ConfigReader::excerpt(j));
   }
   if (j.size() > size_t(Shape::kMaxRank)) {
     throw FormatError(what + ": rank " + std::to_string(j.size()) + " is over kiln's maximum " +
@@ -149,7 +149,7 @@ Shape shape_from_json(const json& j, const std::string& what) {
     } else {
       throw FormatError(what + ": dim " + std::to_string(i) +
                         " must be an integer in [0, 2^31) (null for the batch dim 0), got " +
-                        j.dump());
+                        ConfigReader::excerpt(j));
     }
   }
   int64_t numel = 1;
@@ -157,7 +157,7 @@ Shape shape_from_json(const json& j, const std::string& what) {
   for (int i = 0; i < s.rank(); ++i)
     too_large = too_large || __builtin_mul_overflow(numel, s[i], &numel);
   if (too_large || numel > (int64_t(1) << 40)) {
-    throw FormatError(what + ": " + j.dump() + " has over 2^40 elements");
+    throw FormatError(what + ": " + ConfigReader::excerpt(j) + " has over 2^40 elements");
   }
   return s;
 }
@@ -165,7 +165,7 @@ Shape shape_from_json(const json& j, const std::string& what) {
 std::string class_of(const json& serialized) {
   auto it = serialized.find("class_name");
   if (it == serialized.end() || !it->is_string()) {
-    throw FormatError("layer entry " + serialized.dump().substr(0, 200) +
+    throw FormatError("layer entry " + ConfigReader::excerpt(serialized) +
                       ": needs a string field 'class_name'");
   }
   return it->get<std::string>();
@@ -244,7 +244,7 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
     if (key == "module" || key == "registered_name") {
       if (!value.is_string() && !value.is_null()) {
         throw FormatError(who + ": field '" + key + "' must be a string or null, got " +
-                          value.dump());
+                          ConfigReader::excerpt(value));
       }
       continue;
     }
@@ -252,7 +252,7 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
       auto shape = value.is_object() ? value.find("input_shape") : value.end();
       if (!value.is_object() || shape == value.end() || value.size() != 1) {
         throw FormatError(who + ": build_config must be {\"input_shape\": [...]}, got " +
-                          value.dump());
+                          ConfigReader::excerpt(value));
       }
       const std::string what = who + ": build_config.input_shape";
       build_shapes.emplace();
@@ -283,7 +283,8 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
   }
   if (auto t = config->find("trainable"); t != config->end()) {
     if (!t->is_boolean()) {
-      throw FormatError(who + ": field 'trainable' must be a boolean, got " + t->dump());
+      throw FormatError(who + ": field 'trainable' must be a boolean, got " +
+                        ConfigReader::excerpt(*t));
     }
     if (!t->get<bool>()) layer->set_trainable(false);
   }
@@ -345,7 +346,7 @@ std::shared_ptr<Layer> model_from_json(const std::string& text_or_path, Variable
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a huge number
     throw FormatError(source + ": not valid JSON: " + e.what());
   }
   try {
@@ -381,10 +382,17 @@ ConfigReader::ConfigReader(const json& config, std::string class_name)
     }
     if (!dtype->is_string()) type_error("dtype", "a string or a DTypePolicy object");
     if (dtype->get<std::string>() != "float32") {
-      throw ValueError(where() + ": field 'dtype' " + d->dump() +
+      throw ValueError(where() + ": field 'dtype' " + ConfigReader::excerpt(*d) +
                        " is not supported: kiln layers are configured in float32");
     }
   }
+}
+
+std::string ConfigReader::excerpt(const json& value) {
+  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text.size() > 120)
+    text = text.substr(0, 100) + "... (" + std::to_string(text.size()) + " characters)";
+  return text;
 }
 
 std::string ConfigReader::where() const {
@@ -400,7 +408,7 @@ const json* ConfigReader::find(const char* key) {
 
 void ConfigReader::type_error(const char* key, const char* expected) const {
   throw FormatError(where() + ": field '" + key + "' must be " + expected + ", got " +
-                    config_.at(key).dump());
+                    ConfigReader::excerpt(config_.at(key)));
 }
 
 bool ConfigReader::has(const char* key) const {
@@ -504,8 +512,8 @@ const json& ConfigReader::raw(const char* key) {
 void ConfigReader::only(const char* key, const json& allowed) {
   const json* v = find(key);
   if (!v || *v == allowed) return;
-  throw ValueError(where() + ": field '" + key + "' = " + v->dump() +
-                   " is not supported by kiln (only " + allowed.dump() + ")");
+  throw ValueError(where() + ": field '" + key + "' = " + ConfigReader::excerpt(*v) +
+                   " is not supported by kiln (only " + ConfigReader::excerpt(allowed) + ")");
 }
 
 void ConfigReader::finish() const {

@@ -228,10 +228,11 @@ void require_unique_name(const Sequential& seq, const Layer& layer) {
 Shape example_shape(const nlohmann::json& dims, const std::string& what) {
   if (!dims.is_array() || dims.empty() || dims.size() > size_t(Shape::kMaxRank)) {
     throw FormatError(what + " must be a shape [null, d1, ...] of rank 1 to " +
-                      std::to_string(Shape::kMaxRank) + ", got " + dims.dump());
+                      std::to_string(Shape::kMaxRank) + ", got " + ConfigReader::excerpt(dims));
   }
   if (!dims[0].is_null() && !dims[0].is_number_integer()) {
-    throw FormatError(what + ": the batch dim must be null or an integer, got " + dims.dump());
+    throw FormatError(what + ": the batch dim must be null or an integer, got " +
+                      ConfigReader::excerpt(dims));
   }
   Shape shape;
   int64_t numel = 1;
@@ -243,7 +244,7 @@ Shape example_shape(const nlohmann::json& dims, const std::string& what) {
       throw FormatError(what + ": dim " + std::to_string(i) +
                         " must be an integer in [0, 2^31) (and the shape within 2^40 elements), "
                         "got " +
-                        dims.dump());
+                        ConfigReader::excerpt(dims));
     }
     shape.push_back(d.get<int64_t>());
   }
@@ -307,7 +308,8 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
   ConfigReader r(config, "Sequential");
   const nlohmann::json& entries = r.raw("layers");
   if (!entries.is_array()) {
-    throw FormatError(r.where() + ": field 'layers' must be a list, got " + entries.dump());
+    throw FormatError(r.where() + ": field 'layers' must be a list, got " +
+                      ConfigReader::excerpt(entries));
   }
   auto seq = std::make_shared<Sequential>(r.name());
   std::map<std::string, std::shared_ptr<Layer>> by_name;  // the first layer of each name
@@ -317,7 +319,7 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
     const nlohmann::json& entry = entries[i];
     if (!entry.is_object() || !entry.contains("class_name") || !entry["class_name"].is_string()) {
       throw FormatError(where + ": must be an object with a string 'class_name', got " +
-                        entry.dump().substr(0, 200));
+                        ConfigReader::excerpt(entry));
     }
     const std::string class_name = entry["class_name"].get<std::string>();
     if (class_name == "InputLayer") {
@@ -338,7 +340,7 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
         throw FormatError(where +
                           ": a shared entry is {\"class_name\", \"shared_with\": "
                           "\"<name>\"}, got " +
-                          entry.dump().substr(0, 200));
+                          ConfigReader::excerpt(entry));
       }
       auto it = by_name.find(shared->get<std::string>());
       if (it == by_name.end()) {
@@ -365,7 +367,7 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
     if (auto s = entry.find("share_weights_with"); s != entry.end()) {
       if (!s->is_string()) {
         throw FormatError(where + ": field 'share_weights_with' must be a layer name, got " +
-                          s->dump());
+                          ConfigReader::excerpt(*s));
       }
       share_source = s->get<std::string>();
       layer_entry.erase("share_weights_with");

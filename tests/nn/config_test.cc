@@ -818,6 +818,16 @@ TEST(ConfigErrors, EveryOtherFieldCheck) {
        {"layers[0]", "InputLayer", "field 'sparse'"}},
   };
   for (const Case& c : value_errors) expect_value_error(c.text, c.parts);
+  // A huge value is cut in the message.
+  const std::string huge = R"({"class_name": "Dense", "config": {"name": "d", "units": ")" +
+                           std::string(100000, 'x') + "\"}}";
+  try {
+    deserialize_layer(json::parse(huge));
+    ADD_FAILURE() << "no error";
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("100002 characters"), std::string::npos) << e.what();
+  }
   expect_error<ValueError>([] { register_layer("Empty", nullptr); },
                            {"register_layer('Empty')", "empty factory"});
   // A user initializer has no config, so neither has its layer.
@@ -841,6 +851,9 @@ TEST(ConfigErrors, ModelFromJsonNamesTheFile) {
                             {path.string(), "missing field 'units'"});
   std::filesystem::remove(path);
   expect_error<FormatError>([] { model_from_json("{\"class_name\": "); }, {"not valid JSON"});
+  // nlohmann reports a number too large for a double as out_of_range, not parse_error.
+  expect_error<FormatError>([] { model_from_json("{\"units\": 1" + std::string(400, '0') + "}"); },
+                            {"not valid JSON", "number overflow"});
 }
 
 }  // namespace

@@ -77,8 +77,8 @@ class VariableStore;
 using LayerFactory = std::function<std::shared_ptr<Layer>(const nlohmann::json& config)>;
 
 // Registers `factory` for `class_name`. Built-in classes are registered before any look-up
-// (from one function, so static linking cannot drop them). ValueError if `class_name` is empty
-// or already registered to another factory (built-in names included).
+// (from one function, so static linking cannot drop them). ValueError if `class_name` is empty,
+// `factory` is empty or `class_name` is already registered (built-in names included).
 void register_layer(const std::string& class_name, LayerFactory factory);
 bool is_layer_registered(const std::string& class_name);
 // Every registered class name, sorted.
@@ -169,6 +169,9 @@ class ConfigReader {
 
   // "Dense config of layer 'dense_1'": the prefix of every message.
   std::string where() const;
+  // `value` as JSON text for an error message, cut to about 120 characters (a bad file may
+  // hold megabytes where a number belongs; invalid UTF-8 is replaced, never thrown on).
+  static std::string excerpt(const nlohmann::json& value);
 
  private:
   const nlohmann::json* find(const char* key);

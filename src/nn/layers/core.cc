@@ -222,7 +222,7 @@ std::shared_ptr<Layer> Dropout::from_config(const nlohmann::json& config) {
     const nlohmann::json& v = r.raw("seed");
     if (!v.is_number_unsigned()) {  // nlohmann reads non-negative integers as unsigned
       throw FormatError(r.where() + ": field 'seed' must be null or an integer in [0, 2^64), got " +
-                        v.dump());
+                        ConfigReader::excerpt(v));
     }
     seed = v.get<uint64_t>();
   } else {

@@ -26,7 +26,7 @@ int read_last_axis(ConfigReader& r) {
   const nlohmann::json* a = &axis;
   if (axis.is_array() && axis.size() == 1) a = &axis[0];
   if (!a->is_number_integer() || a->get<int64_t>() < -1 || a->get<int64_t>() > 7) {
-    throw ValueError(r.where() + ": field 'axis' = " + axis.dump() +
+    throw ValueError(r.where() + ": field 'axis' = " + ConfigReader::excerpt(axis) +
                      " is not supported: kiln normalizes the last axis only (-1, or the last "
                      "axis's index)");
   }
