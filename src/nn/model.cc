@@ -259,6 +259,7 @@ Shape read_input_layer(const nlohmann::json& config, std::string& name) {
   Shape shape = example_shape(r.raw(key), r.where() + ": field '" + key + "'");
   r.only("sparse", false);
   r.only("ragged", false);
+  r.only("optional", false);  // Keras 3.6+
   r.finish();
   return shape;
 }
