@@ -253,6 +253,17 @@ Variable Layer::add_weight(const std::string& name, const Shape& shape,
   for (const auto& [n, v] : own_weights_) {
     if (n == name) throw ValueError("layer '" + name_ + "': weight '" + name + "' added twice");
   }
+  // Sizes can come from a config file: refuse a weight whose element count overflows or
+  // exceeds 2^40 (4 TiB of float32) before anything is allocated.
+  int64_t numel = 1;
+  bool too_large = false;
+  for (int i = 0; i < shape.rank(); ++i) {
+    too_large = too_large || shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel);
+  }
+  if (too_large || numel > (int64_t(1) << 40)) {
+    throw ValueError("layer '" + name_ + "' (" + type_name() + "): weight '" + name +
+                     "' of shape " + to_string(shape) + " is too large (over 2^40 elements)");
+  }
   Variable v;
   if (share_from_ != nullptr) {
     v = share_from_->weight(name);

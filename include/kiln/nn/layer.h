@@ -191,6 +191,8 @@ class Layer {
 
   // Creates (or, when sharing, looks up) weight `name` under this layer's scope. Only valid
   // inside build() (StateError otherwise). A trainable weight's tensor has requires_grad set.
+  // A shape over 2^40 elements (sizes may come from a config file) is a ValueError naming the
+  // layer, the weight and the shape, raised before allocating.
   Variable add_weight(const std::string& name, const Shape& shape,
                       const Initializer& initializer = initializers::glorot_uniform(),
                       bool trainable = true, DType dtype = float32);
