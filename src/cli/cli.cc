@@ -116,7 +116,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
                "run each step as a traced graph function (forward, gradients and update)");
 
   CLI::App* ev = app.add_subcommand("eval", "evaluate a model file (or weights) on test data");
-  ev->add_option("file", o.file, "a model file (.kiln)")->check(CLI::ExistingFile);
+  ev->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->check(CLI::ExistingFile);
   CLI::Option* ev_model =
       ev->add_option("--model", o.model, "with --weights: mlp or cnn")->check(CLI::IsMember(models));
   CLI::Option* ev_weights = ev->add_option("--weights", o.weights, "a weights file (.safetensors)")
@@ -129,7 +129,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_xy(ev);
 
   CLI::App* pr = app.add_subcommand("predict", "run a model file on .npy inputs");
-  pr->add_option("file", o.file, "a model file (.kiln)")->required()->check(CLI::ExistingFile);
+  pr->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->required()->check(CLI::ExistingFile);
   pr->add_option("--input", o.inputs, "an input as .npy; repeat for several (in the model's "
                                       "order, or NAME=FILE.npy)")
       ->required();
@@ -138,7 +138,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_threads(pr);
 
   CLI::App* su = app.add_subcommand("summary", "print a model's layers, parameters and graph");
-  su->add_option("file", o.file, "a model file (.kiln)")->check(CLI::ExistingFile);
+  su->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->check(CLI::ExistingFile);
   CLI::Option* su_model =
       su->add_option("--model", o.model, "a built-in model: mlp or cnn")->check(CLI::IsMember(models));
 
@@ -146,16 +146,25 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   fr->add_option("file", o.file, "a model file (.kiln)")->required()->check(CLI::ExistingFile);
   fr->add_option("-o,--out", o.out, "the frozen model file to write")->required();
 
+  CLI::App* ex = app.add_subcommand("export", "write a model file's frozen graph as ONNX");
+  ex->add_option("file", o.file, "a model file (.kiln)")->required()->check(CLI::ExistingFile);
+  ex->add_option("--onnx", o.onnx, "the .onnx file to write")->required();
+  ex->add_option("--opset", o.opset, "ONNX opset, 13 (default) to 17")->check(CLI::Range(13, 17));
+
+  CLI::App* im = app.add_subcommand("import", "import an ONNX model as a kiln model file");
+  im->add_option("file", o.file, "an ONNX model (.onnx)")->required()->check(CLI::ExistingFile);
+  im->add_option("-o,--out", o.out, "the model file to write (.kiln)")->required();
+
   InspectOptions io;
   CLI::App* in = add_inspect_command(app, io);
 
   const std::string first = argc > 1 ? argv[1] : "";
-  static const std::vector<std::string> kCommands = {"train",   "eval",   "predict",
-                                                     "summary", "freeze", "inspect"};
+  static const std::vector<std::string> kCommands = {
+      "train", "eval", "predict", "summary", "freeze", "export", "import", "inspect"};
   if (!first.empty() && first[0] != '-' &&
       std::find(kCommands.begin(), kCommands.end(), first) == kCommands.end()) {
     err << "kiln: unknown command '" << argv[1]
-        << "' (commands: train, eval, predict, summary, freeze, inspect; see --help)\n";
+        << "' (commands: train, eval, predict, summary, freeze, export, import, inspect; see --help)\n";
     return 2;
   }
   try {
@@ -179,6 +188,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     if (ev->parsed()) return eval(o, out);
     if (pr->parsed()) return predict(o, out);
     if (fr->parsed()) return freeze_file(o, out);
+    if (ex->parsed()) return export_file(o, out);
+    if (im->parsed()) return import_file(o, out);
     if (in->parsed()) return run_inspect(io, out);
     return summary(o, out);
   } catch (const std::exception& e) {

@@ -31,6 +31,8 @@ struct Options {
   std::string x, y;                    // --x / --y: .npy data of one's own
   std::vector<std::string> inputs;     // predict --input (repeatable; NAME=FILE or FILE)
   std::vector<std::string> outputs;    // predict --output
+  std::string onnx;                    // export --onnx
+  int opset = 13;
   bool distributed = false;
   bool graph = false;
   double bucket_mb = 25;
@@ -54,5 +56,7 @@ int eval(const Options& o, std::ostream& out);        // model_commands.cc
 int predict(const Options& o, std::ostream& out);     // model_commands.cc
 int summary(const Options& o, std::ostream& out);     // model_commands.cc
 int freeze_file(const Options& o, std::ostream& out); // model_commands.cc
+int export_file(const Options& o, std::ostream& out); // model_commands.cc: .kiln -> .onnx
+int import_file(const Options& o, std::ostream& out); // model_commands.cc: .onnx -> .kiln
 
 }  // namespace kiln::cli

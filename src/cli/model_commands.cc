@@ -10,10 +10,37 @@
 #include "kiln/error.h"
 #include "kiln/io.h"
 #include "kiln/model_file.h"
+#include "kiln/onnx.h"
 #include "kiln/nn.h"
 
 namespace kiln::cli {
 namespace {
+
+bool is_onnx(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
+}
+
+// A model file, or an ONNX model imported as a graph-only model.
+LoadedModel open_model(const std::string& path) {
+  if (!is_onnx(path)) return load_model(path);
+  LoadedModel m;
+  m.graph = import_onnx(path);
+  m.info.model_name = m.graph.name();
+  m.info.class_name = "ONNX model";
+  m.info.has_graph = true;
+  for (const GraphPort& p : m.graph.inputs()) m.info.input_signature.push_back(p.spec);
+  return m;
+}
+
+// "input: [?, 28, 28, 1] float32".
+std::string port_str(const GraphPort& p) {
+  std::string s = p.name + ": [";
+  for (size_t d = 0; d < p.spec.dims.size(); ++d) {
+    s += (d ? ", " : "") + (p.spec.dims[d] == kUnknownDim ? std::string("?")
+                                                         : std::to_string(p.spec.dims[d]));
+  }
+  return s + "] " + std::string(dtype_name(p.spec.dtype));
+}
 
 // The file's frozen graph, or the model frozen now.
 GraphModel inference_graph(LoadedModel& m) {
@@ -156,7 +183,7 @@ int eval(const Options& o, std::ostream& out) {
     SparseCategoricalCrossentropy loss;
     logs = evaluate(*model, loss, Dataset(x, y).batch(o.batch_size), true, o.graph);
   } else {
-    LoadedModel m = load_model(o.file);
+    LoadedModel m = open_model(o.file);
     GraphModel g = inference_graph(m);
     Tensor logits = run_batched(g, {x}, o.batch_size)[0];
     SparseCategoricalCrossentropy loss;
@@ -174,7 +201,7 @@ int eval(const Options& o, std::ostream& out) {
 
 int predict(const Options& o, std::ostream& out) {
   apply_threads(o.threads);
-  LoadedModel m = load_model(o.file);
+  LoadedModel m = open_model(o.file);
   GraphModel g = inference_graph(m);
   std::vector<Tensor> inputs = read_inputs(g, o.inputs);
   std::vector<Tensor> results = run_batched(g, inputs, o.batch_size);
@@ -203,8 +230,15 @@ int summary(const Options& o, std::ostream& out) {
     out << model->summary(Shape{28, 28, 1});
     return 0;
   }
-  LoadedModel m = load_model(o.file);
+  LoadedModel m = open_model(o.file);
   const ModelFileInfo& i = m.info;
+  if (is_onnx(o.file)) {
+    out << o.file << ": ONNX model '" << i.model_name << "', imported as a kiln graph\n";
+    for (const GraphPort& p : m.graph.inputs()) out << "input  " << port_str(p) << "\n";
+    for (const GraphPort& p : m.graph.outputs()) out << "output " << port_str(p) << "\n";
+    out << "graph: " << m.graph.summary().to_text();
+    return 0;
+  }
   out << o.file << ": kiln model file, format " << i.format_version << " (kiln " << i.kiln_version
       << "), model '" << i.model_name << "' (" << i.class_name << ")\n";
   out << "contains: " << (i.has_config ? "config + weights" : "no config (inference only)")
@@ -223,11 +257,30 @@ int summary(const Options& o, std::ostream& out) {
 }
 
 int freeze_file(const Options& o, std::ostream& out) {
-  LoadedModel m = load_model(o.file);
+  LoadedModel m = open_model(o.file);
   GraphModel g = m.model ? freeze(*m.model) : m.graph;
   save_model(g, o.out, m.info.training);
   GraphSummary s = g.summary();
   out << "frozen " << o.file << " -> " << o.out << ": " << s.nodes << " nodes, " << s.parameters
+      << " parameters, " << s.flops_per_sample << " FLOPs per sample\n";
+  return 0;
+}
+
+int export_file(const Options& o, std::ostream& out) {
+  LoadedModel m = open_model(o.file);
+  GraphModel g = inference_graph(m);
+  OnnxExportOptions eo;
+  eo.opset = o.opset;
+  export_onnx(g, o.onnx, eo);
+  out << "exported " << o.file << " -> " << o.onnx << " (opset " << o.opset << ")\n";
+  return 0;
+}
+
+int import_file(const Options& o, std::ostream& out) {
+  GraphModel g = import_onnx(o.file);
+  save_model(g, o.out, {{"imported_from", o.file}});
+  GraphSummary s = g.summary();
+  out << "imported " << o.file << " -> " << o.out << ": " << s.nodes << " nodes, " << s.parameters
       << " parameters, " << s.flops_per_sample << " FLOPs per sample\n";
   return 0;
 }

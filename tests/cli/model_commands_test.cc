@@ -191,3 +191,38 @@ TEST_F(ModelCommands, BadInputsGetOneLineAndExit1Or2) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST_F(ModelCommands, ExportImportAndPredictOnnx) {
+  ASSERT_EQ(train({"--model", "cnn", "--epochs", "1", "--out", path("c.kiln")}).code, 0);
+  auto ex = run_cli({"export", path("c.kiln"), "--onnx", path("c.onnx"), "--opset", "17"});
+  ASSERT_EQ(ex.code, 0) << ex.err;
+  Tensor x = random_uniform({3, 28, 28, 1}, 0, 1, 6);
+  save_npy(path("x.npy"), x);
+  auto a = run_cli({"predict", path("c.kiln"), "--input", path("x.npy"), "--output", path("a.npy")});
+  auto b = run_cli({"predict", path("c.onnx"), "--input", "input=" + path("x.npy"), "--output",
+                    path("b.npy")});
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  Tensor ya = load_npy(path("a.npy")), yb = load_npy(path("b.npy"));
+  ASSERT_EQ(ya.shape(), yb.shape());
+  for (int64_t i = 0; i < ya.numel(); ++i) EXPECT_NEAR(ya.data<float>()[i], yb.data<float>()[i], 1e-5);
+  auto im = run_cli({"import", path("c.onnx"), "-o", path("i.kiln")});
+  ASSERT_EQ(im.code, 0) << im.err;
+  auto s = run_cli({"summary", path("c.onnx")});
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_NE(s.out.find("input  input: [?, 28, 28, 1] float32"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("FLOPs per sample"), std::string::npos) << s.out;
+  auto e = run_cli({"eval", path("i.kiln"), "--data", dir_.path()});
+  ASSERT_EQ(e.code, 0) << e.err;
+  // A bad opset and a wrong input name.
+  EXPECT_EQ(run_cli({"export", path("c.kiln"), "--onnx", path("d.onnx"), "--opset", "9"}).code, 2);
+  auto bad = run_cli({"predict", path("c.onnx"), "--input", "pixels=" + path("x.npy")});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("no input named 'pixels'"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace kiln
