@@ -24,7 +24,7 @@ from kiln._kiln import (  # noqa: F401  (the public names)
     square, equal, not_equal, less, less_equal, greater, greater_equal, where, cast,
     broadcast_to, relu, sigmoid, tanh, softmax, log_softmax, reduce_sum, reduce_mean,
     reduce_max, argmax, matmul, reshape, transpose, concat, slice, gather, one_hot, pad,
-    stop_gradient, assign, assign_add, arange, set_global_seed, global_seed, set_num_threads, num_threads,
+    stop_gradient, assign, assign_add, arange, set_global_seed, reset_layer_names, global_seed, set_num_threads, num_threads,
     clear_caches, set_instance_cache_limits, load_fashion_mnist, Dataset,
 )
 
