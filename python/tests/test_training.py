@@ -128,3 +128,12 @@ def test_custom_training_loop_with_apply_gradients():
         losses.append(loss.item())
     assert losses[-1] < losses[0] and opt.iterations == 20
     assert opt.slot(model.trainable_weights[0], "momentum") is not None
+
+
+def test_float64_numpy_features_train_as_float32_like_keras():
+    x, y = blobs(64)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype(np.float64), y, verbose=0)
+    assert model.weights[0].dtype == tf.float32
+    assert model.predict(x.astype(np.float64)).dtype == np.float32
