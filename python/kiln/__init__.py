@@ -69,7 +69,7 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
     setattr(Variable, _name, _variable_operator(_name))
 del _name
 
-from kiln import random, nn, math  # noqa: E402
+from kiln import random, nn, math, ops  # noqa: E402
 from kiln._function import function, TensorSpec  # noqa: E402
 from kiln._cache import cached_per_instance, cache_report, CacheReport  # noqa: E402
 from kiln import keras  # noqa: E402

@@ -99,3 +99,20 @@ def test_random_seeds():
     assert not np.array_equal(c, d)  # unseeded draws differ
     u = tf.random.uniform((1000,), minval=2, maxval=3, seed=1).numpy()
     assert u.min() >= 2 and u.max() < 3
+
+
+def test_kiln_ops_names_and_keyed_random():
+    x = tf.constant([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(tf.ops.sub(x, 1.0).numpy(), [[0, 1], [2, 3]])
+    np.testing.assert_allclose(tf.ops.sum(x, [0]).numpy(), [4, 6])
+    np.testing.assert_allclose(tf.ops.mean(x).numpy(), 2.5)
+    gen = tf.ops.SeedGenerator(7)
+    k1, k2 = gen.next(), gen.next()
+    assert gen.counter == 2 and k1.dtype == tf.int64 and k1.shape == (2,)
+    a = tf.ops.random_normal((4,), 0.0, 1.0, k1).numpy()
+    b = tf.ops.random_normal((4,), 0.0, 1.0, k2).numpy()
+    assert not np.array_equal(a, b)
+    # key {seed, 0} draws what the seeded creator draws
+    np.testing.assert_array_equal(
+        tf.ops.random_normal((4,), 0.0, 1.0, tf.constant([7, 0], tf.int64)).numpy(),
+        tf.random.normal((4,), seed=7).numpy())
