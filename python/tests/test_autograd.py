@@ -16,17 +16,20 @@ class Affine(tf.keras.layers.Layer):
         return tf.tanh(x @ self.w + self.b) * tf.sigmoid(x[:, :1])
 
 
-def numeric_grad(f, a, eps=1e-6):
+def numeric_grad(f, values, write, eps=1e-6):
+    """Central differences of f() over `values`, each perturbed value stored with write()."""
+    a = values.copy()
     g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
+    for i in np.ndindex(a.shape):
         old = a[i]
         a[i] = old + eps
+        write(a)
         up = f()
         a[i] = old - eps
+        write(a)
         down = f()
         a[i] = old
+        write(a)
         g[i] = (up - down) / (2 * eps)
     return g
 
@@ -44,10 +47,13 @@ def test_gradient_check_through_a_python_layer_float64():
     def loss_value():
         return tf.reduce_sum(tf.square(layer(x))).item()
 
-    # The arrays view the tensors' memory: perturbing them perturbs what the layer reads.
-    for grad, arr in ((gx, x.numpy()), (gw, layer.w.numpy()), (gb, layer.b.numpy())):
-        np.testing.assert_allclose(grad.numpy(), numeric_grad(loss_value, arr), rtol=1e-6,
-                                   atol=1e-8)
+    def write_x(a):
+        x.numpy()[...] = a  # x.numpy() views x's memory: the layer reads the new values
+
+    for grad, values, write in ((gx, x.numpy(), write_x), (gw, layer.w.numpy(), layer.w.assign),
+                                (gb, layer.b.numpy(), layer.b.assign)):
+        np.testing.assert_allclose(grad.numpy(), numeric_grad(loss_value, values, write),
+                                   rtol=1e-6, atol=1e-8)
 
 
 def test_tape_semantics():
