@@ -137,3 +137,23 @@ def test_float64_numpy_features_train_as_float32_like_keras():
     model.fit(x.astype(np.float64), y, verbose=0)
     assert model.weights[0].dtype == tf.float32
     assert model.predict(x.astype(np.float64)).dtype == np.float32
+
+
+def test_python_errors_inside_a_layer_reach_fit_unchanged():
+    class Broken(tf.keras.layers.Layer):
+        def call(self, x):
+            raise ZeroDivisionError("broken layer")
+
+    model = tf.keras.Sequential([Broken()])
+    model.compile("adam", "mse")
+    with pytest.raises(ZeroDivisionError, match="broken layer"):
+        model.fit(np.ones((4, 2), np.float32), np.ones((4, 2), np.float32), verbose=0)
+
+
+def test_summary_of_an_unbuilt_model_needs_an_input_shape():
+    model = tf.keras.Sequential([tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+    with pytest.raises(tf.StateError):
+        model.summary()
+    lines = []
+    model.summary(input_shape=(28, 28, 1), print_fn=lines.append)
+    assert "Total params: 7,850" in lines[0]
