@@ -157,3 +157,23 @@ def test_summary_of_an_unbuilt_model_needs_an_input_shape():
     lines = []
     model.summary(input_shape=(28, 28, 1), print_fn=lines.append)
     assert "Total params: 7,850" in lines[0]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_dataset_map_with_a_python_function(prefetch):
+    x, y = blobs(64)
+    ds = tf.Dataset(x, y).batch(16).map(lambda bx, by: (bx * 2.0, by)).prefetch(prefetch)
+    first = next(iter(ds))
+    np.testing.assert_allclose(first[0].numpy(), x[:16] * 2.0)
+    it = iter(ds)
+    next(it)
+    del it  # an early stop joins the prefetch thread without deadlocking on the GIL
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert len(model.fit(ds, epochs=2, verbose=0).history["loss"]) == 2
+
+    def bad(bx, by):
+        raise KeyError("in the map")
+
+    with pytest.raises(KeyError, match="in the map"):
+        list(tf.Dataset(x, y).batch(16).map(bad).prefetch(prefetch))
