@@ -44,10 +44,15 @@ struct OnnxExportOptions {
 };
 
 // Writes `model`'s stored (unfused) graph to `path` as an ONNX model, atomically (an existing
-// file is untouched on any error). Throws
+// file is untouched on any error). Mapped: every op of an inference graph of the built-in
+// layers (matmul -> Gemm/MatMul, conv2d -> Conv, max/avg_pool2d -> MaxPool/AveragePool,
+// elementwise, comparisons, where, cast, activations (gelu as its erf/tanh formula), softmax,
+// log_softmax, sum/mean/max/argmax, reshape, transpose, concat, slice, rows, pad, gather,
+// broadcast_to, copy, dropout (dropped)). Throws
 //  - ValueError naming the op and the node ("export_onnx: op 'sgd_update' (node 12) has no
 //    ONNX mapping") for an op that ONNX cannot express here (training and gradient ops,
 //    fused ops, one_hot), and for an opset outside 13..17;
+//  - ValueError for an empty or repeated port name (ONNX names values by string);
 //  - StateError for an empty GraphModel; kiln::Error when the file cannot be written.
 void export_onnx(const GraphModel& model, const std::string& path,
                  const OnnxExportOptions& options = {});
