@@ -158,7 +158,7 @@ Tensor logical_of(OValue& v) {
 }
 
 int normalize_axis(const NodeCtx& c, int64_t axis, int rank) {
-  if (axis < -rank || axis >= std::max(rank, 1)) {
+  if (axis < -rank || axis >= rank) {  // a scalar has no axis
     c.fail("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   }
   return static_cast<int>(axis < 0 ? axis + rank : axis);

@@ -140,7 +140,8 @@ OValue binary(NodeCtx& c, OValue& a, OValue& b, BinaryFn f);
 // ValueError for more), so the graph serves every size of them.
 Tensor reshape_to(NodeCtx& c, const Tensor& x, const Shape& target,
                   const std::vector<bool>& unknown);
-int normalize_axis(const NodeCtx& c, int64_t axis, int rank);  // ValueError when out of range
+// axis in [-rank, rank) as a dim index; ValueError otherwise (every axis of a scalar).
+int normalize_axis(const NodeCtx& c, int64_t axis, int rank);
 std::vector<int> inverse_perm(const std::vector<int>& perm);
 // The tensor in the ONNX layout (transposing a held-transposed value once, cached).
 Tensor logical_of(OValue& v);

@@ -133,6 +133,13 @@ const Case kCases[] = {
        b.node("Gather", {"x", "i"}, {"y"}, "g");
      },
      "node 'g' (Gather): index 5 is out of range for dim 3"},
+    {"GatherFromAScalar",  // found by onnx_fuzz
+     [](ModelBuilder& b) {
+       b.input("x", {});
+       b.init_ints("i", {0});
+       b.node("Gather", {"x", "i"}, {"y"}, "g");
+     },
+     "node 'g' (Gather): axis 0 is out of range for rank 0"},
     {"NegativeIndicesIntoSymbolicDim",
      [](ModelBuilder& b) {
        b.input("x", {-1, 2});
