@@ -204,6 +204,16 @@ class CachedPerInstance {
   detail::InstanceCacheCore core_;
 };
 
+// kiln::cached_per_instance: the public, documented name of CachedPerInstance, and the answer to
+// TensorFlow's private `layer_utils.cached_per_instance` (which vanished and broke its callers):
+// one value per live object, empty results cached too, computed once under races, recomputed
+// when the version changes, dropped when the object dies. The class above is the same type.
+//
+//   static kiln::cached_per_instance<std::string> cache("layerish.text");
+//   std::string s = cache.get(token_, [&] { return render(); }, version_);
+template <typename V>
+using cached_per_instance = CachedPerInstance<V>;
+
 // Sets the limits of every per-instance cache, and the default of those created later.
 // ValueError when max_entries is 0 (a cache of nothing would recompute every call).
 void set_instance_cache_limits(CacheLimits limits);

@@ -76,4 +76,24 @@ void save_safetensors(const std::string& path,
 // bounds; allocates only what the file really holds.
 SafetensorsFile load_safetensors(const std::string& path);
 
+// ---- .npy (NumPy) ---------------------------------------------------------------------------
+
+// Writes `t` as a .npy file (format 1.0, C order, little-endian; descr <f4 <f8 <i4 <i8 |i1 |u1
+// |b1 for float32 float64 int32 int64 int8 uint8 bool), atomically. numpy.load reads it.
+void save_npy(const std::string& path, const Tensor& t);
+// The bytes save_npy writes.
+std::string npy_bytes(const Tensor& t);
+
+// Reads a .npy file of format 1.0, 2.0 or 3.0 holding one of kiln's dtypes (little-endian or
+// byte-order-free descr). Everything is checked before it is trusted: the magic, the version,
+// the header length against the file, the header as a dict of exactly 'descr',
+// 'fortran_order' and 'shape' (a strict parser), the descr (big-endian, object and other
+// dtypes refused by name), C order (Fortran order refused: "save with np.ascontiguousarray"),
+// the shape against the data bytes without overflow (too few and too many refused), bool
+// bytes 0 or 1. Throws FormatError naming the file and what was wrong. Never reads past the
+// file; allocates only what the file holds.
+Tensor load_npy(const std::string& path);
+// The same for bytes in memory; `name` stands for the file in messages.
+Tensor parse_npy(std::string_view bytes, const std::string& name);
+
 }  // namespace kiln

@@ -1,0 +1,130 @@
+"""compile / fit / evaluate / predict on NumPy arrays and kiln datasets, callbacks, optimizers."""
+
+import numpy as np
+import pytest
+
+import kiln as tf
+
+
+def blobs(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n).astype(np.int32)
+    centers = np.array([[2, 0], [-2, 0], [0, 2]], np.float32)
+    x = centers[y] + rng.normal(scale=0.5, size=(n, 2)).astype(np.float32)
+    return x, y
+
+
+class Scale(tf.keras.layers.Layer):
+    def build(self, input_shape):
+        self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.s
+
+
+class Net(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.scale = Scale()
+        self.hidden = tf.keras.layers.Dense(16, activation="relu")
+        self.out = tf.keras.layers.Dense(3)
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(self.scale(x)))
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_fit_evaluate_predict_on_numpy(graph, capfd):
+    x, y = blobs()
+    model = Net()
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.01),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], run_eagerly=not graph)
+    epochs_seen = []
+    history = model.fit(x, y, batch_size=32, epochs=5, verbose=0,
+                        validation_data=(x, y),
+                        callbacks=[lambda epoch, logs: epochs_seen.append((epoch, logs["loss"]))])
+    assert history.epoch == [0, 1, 2, 3, 4]
+    assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert [e for e, _ in epochs_seen] == [0, 1, 2, 3, 4]
+    loss, acc = model.evaluate(x, y, batch_size=64)
+    assert acc > 0.9 and loss == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+    p = model.predict(x[:10])
+    assert isinstance(p, np.ndarray) and p.shape == (10, 3)
+    assert model.scale.s.numpy().tolist() != [1.0, 1.0]  # the Python layer's weight trained
+    assert model.evaluate(x, y, return_dict=True)["accuracy"] == acc
+
+
+def test_sequential_with_keras_names_and_dataset():
+    x, y = blobs(128, seed=1)
+    model = tf.keras.Sequential([
+        tf.keras.layers.Dense(8, activation="relu"),
+        tf.keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    ds = tf.Dataset(x, y).shuffle(0).batch(16)
+    h = model.fit(ds, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
+    assert model.predict(ds).shape == (128, 3)
+    assert len(ds) == 8 and sum(1 for _ in ds) == 8
+
+
+def test_python_callback_subclass_can_stop_training():
+    class StopAfterTwo(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def on_train_begin(self, logs):
+            self.events.append("begin")
+            assert self.model is not None
+
+        def on_epoch_end(self, epoch, logs):
+            self.events.append(epoch)
+            if epoch == 1:
+                self.stop_training = True
+
+    x, y = blobs(64)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = StopAfterTwo()
+    h = model.fit(x, y, epochs=10, verbose=0, callbacks=[cb, tf.keras.callbacks.EarlyStopping(
+        monitor="loss", patience=5)])
+    assert cb.events == ["begin", 0, 1] and h.epoch == [0, 1]
+
+
+def test_errors_in_training_are_clear():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    with pytest.raises(tf.StateError, match="compile"):
+        model.fit(np.ones((4, 2), np.float32), np.zeros(4, np.int32))
+    with pytest.raises(tf.ValueError, match="unknown optimizer"):
+        model.compile("adamax", "mse")
+    with pytest.raises(tf.ValueError, match="unknown metric"):
+        model.compile("adam", "mse", metrics=["auc"])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(tf.ShapeError):
+        model.fit(np.ones((4, 2), np.float32), np.zeros(5, np.int32), verbose=0)
+
+    def broken(epoch, logs):
+        raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        model.fit(np.ones((4, 2), np.float32), np.zeros(4, np.int32), verbose=0,
+                  callbacks=[broken])
+
+
+def test_custom_training_loop_with_apply_gradients():
+    x, y = blobs(64)
+    model = Net()
+    opt = tf.keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    losses = []
+    for _ in range(20):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_weights)
+        opt.apply_gradients(zip(grads, model.trainable_weights))
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] and opt.iterations == 20
+    assert opt.slot(model.trainable_weights[0], "momentum") is not None
