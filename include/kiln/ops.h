@@ -138,6 +138,8 @@ struct QuantizedLinear {
 };
 // x uint8 [M, K] -> [M, N].
 Tensor quantized_matmul(const Tensor& x, const QuantizedLinear& params);
+// Whether this CPU's int8 kernels use VNNI (oneDNN's effective ISA, read once at run time).
+bool int8_has_vnni();
 // x uint8 NHWC -> NHWC, with conv2d's options and shape rules.
 Tensor quantized_conv2d(const Tensor& x, const QuantizedLinear& params,
                         const Conv2DOptions& options = {});

@@ -229,8 +229,9 @@ __attribute__((noinline)) void run_epilogue(const Epilogue& e, const int32_t* ac
   }
 }
 
-// Whether oneDNN's int8 kernels on this CPU use VNNI (no int16 saturation).
-bool cpu_has_vnni() {
+}  // namespace
+
+bool int8_has_vnni() {
   static const bool vnni = [] {
     using isa = dnnl::cpu_isa;
     switch (dnnl::get_effective_cpu_isa()) {
@@ -246,9 +247,11 @@ bool cpu_has_vnni() {
   return vnni;
 }
 
+namespace {
+
 // Whether oneDNN may run these weights: always with VNNI, else only 7-bit ones (see the top).
 bool weights_safe(const Tensor& w) {
-  if (cpu_has_vnni()) return true;
+  if (int8_has_vnni()) return true;
   const int8_t* p = detail::ptr<int8_t>(w);
   int8_t lo = 0, hi = 0;
   for (int64_t i = 0, n = w.numel(); i < n; ++i) {
