@@ -27,7 +27,9 @@
 // time) and leave other weights to the reference.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/tensor_impl.h"
 #include "kernels/onednn/primitive_cache.h"
@@ -205,6 +207,27 @@ Epilogue make_epilogue(const char* op, const KernelArgs& k, bool relu) {
   return e;
 }
 
+// One row of accumulators into uint8 / float32: loops the compiler vectorizes (restrict
+// pointers, the relu choice outside the loop).
+template <bool kRelu>
+void row_u8(const int32_t* __restrict a, const float* __restrict mult,
+            const float* __restrict bias, int64_t n, float inv_y, int32_t zp,
+            uint8_t* __restrict y) {
+  for (int64_t j = 0; j < n; ++j) {
+    float v = static_cast<float>(a[j]) * mult[j] + bias[j];
+    if (kRelu) v = std::max(v, 0.f);
+    y[j] = static_cast<uint8_t>(to_int(v * inv_y, zp, 0, 255));
+  }
+}
+template <bool kRelu>
+void row_f32(const int32_t* __restrict a, const float* __restrict mult,
+             const float* __restrict bias, int64_t n, float* __restrict y) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = static_cast<float>(a[j]) * mult[j] + bias[j];
+    y[j] = kRelu ? std::max(v, 0.f) : v;
+  }
+}
+
 // Rows [r0, r1) of the [rows, n] accumulators into the output. The one epilogue both kernels
 // run (never inlined into either), so they agree bit for bit.
 __attribute__((noinline)) void run_epilogue(const Epilogue& e, const int32_t* acc, int64_t r0,
@@ -214,17 +237,10 @@ __attribute__((noinline)) void run_epilogue(const Epilogue& e, const int32_t* ac
     const int32_t* a = acc + r * n;
     if (e.to_u8) {
       uint8_t* y = detail::ptr<uint8_t>(out) + r * n;
-      for (int64_t j = 0; j < n; ++j) {
-        float v = static_cast<float>(a[j]) * mult[j] + e.bias[j];
-        if (e.relu) v = std::max(v, 0.f);
-        y[j] = static_cast<uint8_t>(to_int(v * e.inv_y, e.y_zp, 0, 255));
-      }
+      (e.relu ? row_u8<true> : row_u8<false>)(a, mult, e.bias, n, e.inv_y, e.y_zp, y);
     } else {
       float* y = detail::ptr<float>(out) + r * n;
-      for (int64_t j = 0; j < n; ++j) {
-        float v = static_cast<float>(a[j]) * mult[j] + e.bias[j];
-        y[j] = e.relu ? std::max(v, 0.f) : v;
-      }
+      (e.relu ? row_f32<true> : row_f32<false>)(a, mult, e.bias, n, y);
     }
   }
 }
@@ -267,20 +283,32 @@ constexpr double kSingleThreadMacs = 5.0e5;  // as matmul.cc: small problems sta
 
 // An int8 primitive producing int32 accumulators, with its memories; `ok` false when oneDNN
 // refused the case (cached too, so it is asked once).
+//
+// The weights in oneDNN's layout are kept from the last call with a copy of the user weights
+// they came from: a call with byte-equal weights (a frozen graph's constants, every call)
+// skips the reorder. Comparing bytes, not identities or versions, so no write can go unseen.
 struct QuantizedEntry : onednn::Entry {
   bool ok = false;
   dnnl::primitive prim, reorder;
   dnnl::memory src, user_w, w, dst, zp;
   bool needs_reorder = false;
   onednn::ExecArgs args, reorder_args;
+  std::vector<int8_t> reordered_from;  // the user weights w holds, when needs_reorder
 
-  void run(const void* s, const void* weights, void* d, int32_t src_zp) {
+  void run(const void* s, const Tensor& weights, void* d, int32_t src_zp) {
     std::lock_guard<std::mutex> lock(mu);
     src.set_data_handle(const_cast<void*>(s));
-    user_w.set_data_handle(const_cast<void*>(weights));
+    user_w.set_data_handle(weights.impl()->bytes());
     dst.set_data_handle(d);
     if (zp) *static_cast<int32_t*>(zp.get_data_handle()) = src_zp;
-    if (needs_reorder) onednn::execute(reorder, reorder_args);
+    if (needs_reorder) {
+      const int8_t* wp = detail::ptr<int8_t>(weights);
+      const size_t n = static_cast<size_t>(weights.numel());
+      if (reordered_from.size() != n || std::memcmp(reordered_from.data(), wp, n) != 0) {
+        onednn::execute(reorder, reorder_args);
+        reordered_from.assign(wp, wp + n);
+      }
+    }
     onednn::execute(prim, args);
   }
 };
@@ -359,8 +387,8 @@ bool qmatmul_fast(const KernelArgs& k) {
     auto en = std::make_shared<QuantizedEntry>();
     try {
       const dnnl::memory::desc src({m, kk}, dt::u8, tag::ab), w({kk, n}, dt::s8, tag::ab),
-          dst({m, n}, dt::s32, tag::ab);
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, w, dst), zp_attr(zp != 0),
+          any_w({kk, n}, dt::s8, tag::any), dst({m, n}, dt::s32, tag::ab);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any_w, dst), zp_attr(zp != 0),
                                       onednn::engine());
       en->prim = dnnl::matmul(pd);
       bind_common(*en, src, w, pd.weights_desc(), dst, zp != 0);
@@ -372,7 +400,7 @@ bool qmatmul_fast(const KernelArgs& k) {
   });
   if (!entry->ok) return false;
   Tensor acc = empty(Shape{m, n}, DType::kInt32);
-  entry->run(k.in[0].impl()->bytes(), k.in[3].impl()->bytes(), acc.impl()->bytes(), zp);
+  entry->run(k.in[0].impl()->bytes(), k.in[3], acc.impl()->bytes(), zp);
   run_epilogue(e, detail::ptr<int32_t>(acc), 0, m, n, k.out[0]);
   return true;
 }
@@ -504,7 +532,7 @@ bool qconv_fast(const KernelArgs& k) {
   if (!entry->ok) return false;
   const int64_t rows = g.n * g.oh * g.ow;
   Tensor acc = empty(Shape{rows, g.o}, DType::kInt32);
-  entry->run(k.in[0].impl()->bytes(), k.in[3].impl()->bytes(), acc.impl()->bytes(), zp);
+  entry->run(k.in[0].impl()->bytes(), k.in[3], acc.impl()->bytes(), zp);
   run_epilogue(e, detail::ptr<int32_t>(acc), 0, rows, g.o, k.out[0]);
   return true;
 }
