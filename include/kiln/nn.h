@@ -4,6 +4,7 @@
 
 #include "kiln/nn/callbacks.h"
 #include "kiln/nn/checkpoint.h"
+#include "kiln/nn/config.h"
 #include "kiln/nn/initializers.h"
 #include "kiln/nn/layer.h"
 #include "kiln/nn/layers.h"

@@ -6,6 +6,8 @@
 #include <optional>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "cache/registry.h"
 #include "core/context.h"
 #include "kiln/error.h"
@@ -79,6 +81,18 @@ Layer::Layer(std::string name, const std::string& default_base)
 }
 
 Layer::~Layer() { cache::layer_destroyed(this); }
+
+nlohmann::json Layer::get_config() const {
+  throw StateError("layer '" + name_ + "' (" + type_name() +
+                   ") has no get_config: override get_config and give the class a static "
+                   "from_config registered with KILN_REGISTER_LAYER (kiln/nn/config.h) to save "
+                   "its architecture; without one a model holding it is saved as its traced "
+                   "graph, which predicts but cannot be trained further");
+}
+
+nlohmann::json Layer::base_config() const {
+  return nlohmann::json{{"name", name_}, {"trainable", trainable_}, {"dtype", "float32"}};
+}
 
 Tensor Layer::operator()(const Tensor& x, bool training) { return run({x}, false, training); }
 

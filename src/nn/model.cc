@@ -5,8 +5,13 @@
 #include <ostream>
 #include <unordered_set>
 
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include "kiln/cache.h"
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 
 namespace kiln {
 
@@ -200,6 +205,175 @@ std::vector<Shape> Sequential::sublayer_output_shapes(const Shape& input_shape) 
     shapes.push_back(s);
   }
   return shapes;
+}
+
+// ---- Sequential's config -----------------------------------------------------------------
+
+namespace {
+
+// A name written into the config must pick out one layer instance of the model.
+void require_unique_name(const Sequential& seq, const Layer& layer) {
+  for (const auto& l : seq.layers()) {
+    if (l.get() != &layer && l->name() == layer.name()) {
+      throw ValueError("sequential model '" + seq.name() + "': two different layers are named '" +
+                       layer.name() +
+                       "', so the config cannot say which one is shared; give them distinct names");
+    }
+  }
+}
+
+// The shape of a Keras InputLayer entry: Keras 3's batch_shape or Keras 2's batch_input_shape,
+// [null, d1, ...]; returns the example shape (batch dim dropped).
+Shape read_input_layer(const nlohmann::json& config, std::string& name) {
+  ConfigReader r(config, "InputLayer");
+  name = r.name();
+  const char* key = r.has("batch_shape") ? "batch_shape" : "batch_input_shape";
+  const nlohmann::json& dims = r.raw(key);
+  Shape shape;
+  if (!dims.is_array() || dims.empty()) {
+    throw FormatError(r.where() + ": field '" + key + "' must be a shape [null, d1, ...], got " +
+                      dims.dump());
+  }
+  for (size_t i = 1; i < dims.size(); ++i) {
+    if (!dims[i].is_number_integer() || dims[i].get<int64_t>() < 0) {
+      throw FormatError(r.where() + ": field '" + key + "': dim " + std::to_string(i) +
+                        " must be a non-negative integer, got " + dims.dump());
+    }
+    shape.push_back(dims[i].get<int64_t>());
+  }
+  if (!dims[0].is_null() && !dims[0].is_number_integer()) {
+    throw FormatError(r.where() + ": field '" + key +
+                      "': the batch dim must be null or an integer, got " + dims.dump());
+  }
+  r.only("sparse", false);
+  r.only("ragged", false);
+  r.finish();
+  return shape;
+}
+
+}  // namespace
+
+nlohmann::json Sequential::get_config() const {
+  nlohmann::json c = base_config();
+  nlohmann::json entries = nlohmann::json::array();
+  if (input_shape_) {
+    nlohmann::json batch_shape = {nullptr};
+    for (int i = 0; i < input_shape_->rank(); ++i) batch_shape.push_back((*input_shape_)[i]);
+    entries.push_back({{"class_name", "InputLayer"},
+                       {"config",
+                        {{"batch_shape", batch_shape},
+                         {"dtype", "float32"},
+                         {"sparse", false},
+                         {"name", input_layer_name_}}}});
+  }
+  std::vector<const Layer*> written;
+  for (const auto& l : layers()) {
+    if (std::find(written.begin(), written.end(), l.get()) != written.end()) {
+      require_unique_name(*this, *l);  // sharing way (a): the same instance again
+      entries.push_back({{"class_name", l->type_name()}, {"shared_with", l->name()}});
+      continue;
+    }
+    nlohmann::json entry = serialize_layer(*l, /*with_build_config=*/false);
+    if (const Layer* source = l->weights_shared_from()) {  // sharing way (b)
+      bool inside = false;
+      for (const auto& other : layers()) inside = inside || other.get() == source;
+      if (!inside) {
+        throw ValueError("layer '" + l->name() + "' shares weights with layer '" + source->name() +
+                         "', which is not a layer of sequential model '" + name() +
+                         "': the config cannot re-link them");
+      }
+      require_unique_name(*this, *source);
+      entry["share_weights_with"] = source->name();
+    }
+    entries.push_back(std::move(entry));
+    written.push_back(l.get());
+  }
+  c["layers"] = std::move(entries);
+  return c;
+}
+
+std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Sequential");
+  const nlohmann::json& entries = r.raw("layers");
+  if (!entries.is_array()) {
+    throw FormatError(r.where() + ": field 'layers' must be a list, got " + entries.dump());
+  }
+  auto seq = std::make_shared<Sequential>(r.name());
+  std::map<std::string, std::shared_ptr<Layer>> by_name;  // the first layer of each name
+  std::vector<std::pair<std::shared_ptr<Layer>, std::string>> links;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string where = r.where() + ": layers[" + std::to_string(i) + "]";
+    const nlohmann::json& entry = entries[i];
+    if (!entry.is_object() || !entry.contains("class_name") || !entry["class_name"].is_string()) {
+      throw FormatError(where + ": must be an object with a string 'class_name', got " +
+                        entry.dump().substr(0, 200));
+    }
+    const std::string class_name = entry["class_name"].get<std::string>();
+    if (class_name == "InputLayer") {
+      if (i != 0 || !entry.contains("config")) {
+        throw FormatError(where + ": an InputLayer must come first and have a config");
+      }
+      try {
+        seq->input_shape_ = read_input_layer(entry["config"], seq->input_layer_name_);
+      } catch (const FormatError& e) {
+        throw FormatError(where + ": " + e.what());
+      } catch (const ValueError& e) {
+        throw ValueError(where + ": " + e.what());
+      }
+      continue;
+    }
+    if (auto shared = entry.find("shared_with"); shared != entry.end()) {
+      if (!shared->is_string() || entry.size() != 2) {
+        throw FormatError(where +
+                          ": a shared entry is {\"class_name\", \"shared_with\": "
+                          "\"<name>\"}, got " +
+                          entry.dump().substr(0, 200));
+      }
+      auto it = by_name.find(shared->get<std::string>());
+      if (it == by_name.end()) {
+        throw FormatError(where + ": shared_with '" + shared->get<std::string>() +
+                          "' names no earlier layer of the model");
+      }
+      if (it->second->type_name() != class_name) {
+        throw FormatError(where + ": shared_with '" + it->first + "' is a " +
+                          it->second->type_name() + ", not a " + class_name);
+      }
+      seq->add(it->second);
+      continue;
+    }
+    nlohmann::json layer_entry = entry;
+    layer_entry.erase("build_config");  // the model builds its layers
+    std::optional<std::string> share_source;
+    if (auto s = entry.find("share_weights_with"); s != entry.end()) {
+      if (!s->is_string()) {
+        throw FormatError(where + ": field 'share_weights_with' must be a layer name, got " +
+                          s->dump());
+      }
+      share_source = s->get<std::string>();
+      layer_entry.erase("share_weights_with");
+    }
+    std::shared_ptr<Layer> layer;
+    try {
+      layer = deserialize_layer(layer_entry);
+    } catch (const FormatError& e) {
+      throw FormatError(where + ": " + e.what());
+    } catch (const ValueError& e) {
+      throw ValueError(where + ": " + e.what());
+    }
+    by_name.emplace(layer->name(), layer);
+    if (share_source) links.emplace_back(layer, *share_source);
+    seq->add(layer);
+  }
+  for (const auto& [layer, source] : links) {
+    auto it = by_name.find(source);
+    if (it == by_name.end()) {
+      throw FormatError(r.where() + ": layer '" + layer->name() + "': share_weights_with '" +
+                        source + "' names no layer of the model");
+    }
+    layer->share_weights_from(*it->second);
+  }
+  r.finish();
+  return seq;
 }
 
 }  // namespace kiln

@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "kiln/tensor.h"
 
@@ -18,7 +21,13 @@ class Initializer {
   using Fn = std::function<Tensor(const Shape& shape, DType dtype, uint64_t seed)>;
 
   Initializer() = default;  // undefined: defined() is false
+  // A user's initializer: it has no Keras config, so a layer using it has no config either
+  // (initializers::serialize throws ValueError naming it).
   Initializer(std::string name, Fn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  // As above, with Keras' serialized form {"class_name": ..., "config": {...}} it was built from
+  // (every initializer in kiln::initializers carries one).
+  Initializer(std::string name, Fn fn, std::shared_ptr<const nlohmann::json> keras_config)
+      : name_(std::move(name)), fn_(std::move(fn)), keras_config_(std::move(keras_config)) {}
 
   bool defined() const { return static_cast<bool>(fn_); }
   // e.g. "glorot_uniform", "constant(0.5)".
@@ -26,10 +35,13 @@ class Initializer {
   // A new tensor of `shape` and `dtype` (floating dtypes; zeros/ones/constant take any).
   // Throws StateError when undefined.
   Tensor operator()(const Shape& shape, DType dtype, uint64_t seed) const;
+  // Keras' serialized form, or null for a user's initializer made from a bare function.
+  const nlohmann::json* keras_config() const { return keras_config_.get(); }
 
  private:
   std::string name_;
   Fn fn_;
+  std::shared_ptr<const nlohmann::json> keras_config_;
 };
 
 // Keras' fan computation: [in, out] for rank 2; for conv kernels (HWIO) the receptive field
@@ -98,6 +110,20 @@ Initializer identity(double gain = 1.0);
 // aliases "uniform", "normal", "one", "zero". Case-sensitive, as in Keras. ValueError listing
 // the valid names otherwise.
 Initializer get(const std::string& name);
+
+// Keras' serialized form: {"class_name": "GlorotUniform", "config": {"seed": null}},
+// {"class_name": "RandomUniform", "config": {"minval": -0.05, "maxval": 0.05, "seed": null}},
+// ... (Keras' class names and config fields). ValueError naming the initializer when it was
+// made from a bare function (it has no config).
+nlohmann::json serialize(const Initializer& initializer);
+// The inverse, as Keras' initializers.deserialize: a name string (get(name)) or an object
+// {"class_name": ..., "config": {...}} ("module" and "registered_name" are accepted and
+// ignored; a missing "config" means Keras' defaults). Every config field is checked: an
+// unknown class, an unknown field or one of the wrong JSON type is a FormatError naming it; a
+// non-null "seed" is a ValueError (kiln seeds every initializer from its VariableStore and the
+// variable's name, so a Keras seed cannot be honoured); out-of-range values are the
+// ValueErrors of the factories above.
+Initializer deserialize(const nlohmann::json& config);
 
 }  // namespace initializers
 }  // namespace kiln

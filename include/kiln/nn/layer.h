@@ -38,6 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "kiln/instance_token.h"
 #include "kiln/nn/initializers.h"
 #include "kiln/nn/variable.h"
@@ -76,8 +78,15 @@ class Layer {
   Layer& operator=(const Layer&) = delete;
 
   const std::string& name() const { return name_; }
-  // The class name shown by summary(): "Dense", "Conv2D", ...
+  // The class name shown by summary(): "Dense", "Conv2D", ...; also the class name a config
+  // is registered under (kiln/nn/config.h).
   virtual std::string type_name() const = 0;
+
+  // Keras' get_config: the arguments that rebuild this layer (kiln/nn/config.h), starting from
+  // base_config(). Every built-in layer and Sequential override it. The default throws
+  // StateError "layer 'x' (MyType) has no get_config: ...", so a model holding such a layer is
+  // saved as its traced graph instead (has_config in kiln/nn/config.h asks without throwing).
+  virtual nlohmann::json get_config() const;
 
   // Single-input call. Builds on the first call, checks the input shape (see above).
   Tensor operator()(const Tensor& x, bool training = false);
@@ -114,6 +123,8 @@ class Layer {
   // `other` is built first for the same input shape. `other` must outlive this layer's build.
   // StateError if this layer is already built.
   void share_weights_from(Layer& other);
+  // The layer given to share_weights_from, or null.
+  Layer* weights_shared_from() const { return share_from_; }
 
   // The store weights are created in (default: VariableStore::default_store()). Applies to the
   // sublayers too; StateError once built.
@@ -138,6 +149,9 @@ class Layer {
   virtual std::vector<std::pair<std::string, Tensor>> state_tensors() const { return {}; }
 
  protected:
+  // Keras' base fields: {"name": name(), "trainable": trainable(), "dtype": "float32"}.
+  nlohmann::json base_config() const;
+
   // Creates weights for `input_shape` (batch dim included); runs once. Default: nothing.
   virtual void build(const Shape& input_shape);
   // Multi-input build; default: build(shapes[0]) for one input, nothing for several.

@@ -3,6 +3,10 @@
 // Activations are given by name: "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu",
 // "linear" (or ""); an unknown name is a ValueError listing the valid ones.
 //
+// Every layer has Keras' get_config and a static from_config (kiln/nn/config.h), registered
+// under its type_name(); MaxPool2D and AvgPool2D also under Keras' MaxPooling2D and
+// AveragePooling2D. from_config checks every field (ConfigReader) and returns an unbuilt layer.
+//
 //   auto d = std::make_shared<kiln::Dense>(128, "relu");
 //   auto c = std::make_shared<kiln::Conv2D>(32, std::array<int64_t, 2>{3, 3},
 //                                           kiln::Conv2DLayerOptions{.padding =
@@ -13,9 +17,12 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "kiln/nn/initializers.h"
 #include "kiln/nn/layer.h"
@@ -46,6 +53,8 @@ class Dense : public Layer {
   explicit Dense(int64_t units, DenseOptions options = {});
   Dense(int64_t units, const std::string& activation, bool use_bias = true);
   std::string type_name() const override { return "Dense"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
   int64_t units() const { return units_; }
   // Undefined before build / without bias.
   Variable kernel() const { return kernel_; }
@@ -68,12 +77,15 @@ class Activation : public Layer {
  public:
   explicit Activation(const std::string& activation, std::string name = "");
   std::string type_name() const override { return "Activation"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   Tensor call(const Tensor& x, bool training) override;
   Shape compute_output_shape(const Shape& input_shape) override { return input_shape; }
 
  private:
+  std::string activation_;
   ActivationFn fn_;
 };
 
@@ -82,6 +94,8 @@ class Flatten : public Layer {
  public:
   explicit Flatten(std::string name = "");
   std::string type_name() const override { return "Flatten"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   Tensor call(const Tensor& x, bool training) override;
@@ -97,6 +111,8 @@ class Dropout : public Layer {
  public:
   explicit Dropout(double rate, std::optional<uint64_t> seed = std::nullopt, std::string name = "");
   std::string type_name() const override { return "Dropout"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
   double rate() const { return rate_; }
   // {"seed_generator": its generator's state}.
   std::vector<std::pair<std::string, Tensor>> state_tensors() const override;
@@ -107,6 +123,7 @@ class Dropout : public Layer {
 
  private:
   double rate_;
+  std::optional<uint64_t> seed_;  // as given (config)
   SeedGenerator generator_;
 };
 
@@ -121,6 +138,8 @@ class Embedding : public Layer {
  public:
   Embedding(int64_t input_dim, int64_t output_dim, EmbeddingOptions options = {});
   std::string type_name() const override { return "Embedding"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
   Variable embeddings() const { return embeddings_; }
 
  protected:
@@ -155,6 +174,8 @@ class Conv2D : public Layer {
  public:
   Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DLayerOptions options = {});
   std::string type_name() const override { return "Conv2D"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
   Variable kernel() const { return kernel_; }
   Variable bias() const { return bias_; }
 
@@ -182,6 +203,8 @@ class MaxPool2D : public Layer {
  public:
   explicit MaxPool2D(Pool2DLayerOptions options = {});
   std::string type_name() const override { return "MaxPool2D"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   Tensor call(const Tensor& x, bool training) override;
@@ -195,6 +218,8 @@ class AvgPool2D : public Layer {
  public:
   explicit AvgPool2D(Pool2DLayerOptions options = {});
   std::string type_name() const override { return "AvgPool2D"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   Tensor call(const Tensor& x, bool training) override;
@@ -209,6 +234,8 @@ class GlobalAveragePooling2D : public Layer {
  public:
   explicit GlobalAveragePooling2D(std::string name = "");
   std::string type_name() const override { return "GlobalAveragePooling2D"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   Tensor call(const Tensor& x, bool training) override;
@@ -223,6 +250,10 @@ struct BatchNormOptions {
   bool center = true;  // beta
   bool scale = true;   // gamma
   std::string name;
+  Initializer beta_initializer = initializers::zeros();
+  Initializer gamma_initializer = initializers::ones();
+  Initializer moving_mean_initializer = initializers::zeros();
+  Initializer moving_variance_initializer = initializers::ones();
 };
 
 // Normalizes over the last axis (Keras axis=-1). Weights [C]: gamma, beta (trainable),
@@ -233,6 +264,8 @@ class BatchNormalization : public Layer {
  public:
   explicit BatchNormalization(BatchNormOptions options = {});
   std::string type_name() const override { return "BatchNormalization"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
   Variable moving_mean() const { return moving_mean_; }
   Variable moving_variance() const { return moving_variance_; }
   Variable gamma() const { return gamma_; }
@@ -253,6 +286,8 @@ struct LayerNormOptions {
   bool center = true;
   bool scale = true;
   std::string name;
+  Initializer beta_initializer = initializers::zeros();
+  Initializer gamma_initializer = initializers::ones();
 };
 
 // Normalizes each example over the last axis: (x - mean) / sqrt(var + epsilon) * gamma + beta.
@@ -260,6 +295,8 @@ class LayerNormalization : public Layer {
  public:
   explicit LayerNormalization(LayerNormOptions options = {});
   std::string type_name() const override { return "LayerNormalization"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   void build(const Shape& input_shape) override;
@@ -287,6 +324,8 @@ class Add : public MergeLayer {
  public:
   explicit Add(std::string name = "");
   std::string type_name() const override { return "Add"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   void build_multi(const std::vector<Shape>& input_shapes) override;
@@ -299,6 +338,8 @@ class Concatenate : public MergeLayer {
  public:
   explicit Concatenate(int axis = -1, std::string name = "");
   std::string type_name() const override { return "Concatenate"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
  protected:
   void build_multi(const std::vector<Shape>& input_shapes) override;

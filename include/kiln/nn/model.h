@@ -27,13 +27,18 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "kiln/nn/layer.h"
 
 namespace kiln {
 
+// A Model subclass has no config unless it writes one (get_config + a registered static
+// from_config, kiln/nn/config.h); without it save_model keeps the traced graph.
 class Model : public Layer {
  public:
   explicit Model(std::string name = "", const std::string& default_base = "model");
@@ -64,6 +69,11 @@ class Sequential : public Model {
   explicit Sequential(std::string name = "");
   Sequential(std::vector<std::shared_ptr<Layer>> layers, std::string name = "");
   std::string type_name() const override { return "Sequential"; }
+  // Keras' {"name", "trainable", "dtype", "layers": [...]}, with kiln's sharing fields
+  // (kiln/nn/config.h). ValueError when a layer shares weights with one outside this model, or
+  // a name it must refer to is used by two different layers of the model.
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
 
   // Appends a layer; StateError once the model is built (the stack is then fixed).
   Sequential& add(std::shared_ptr<Layer> layer);
@@ -76,6 +86,10 @@ class Sequential : public Model {
   }
   size_t size() const { return layers().size(); }
 
+  // The example shape (batch dim excluded) declared by a Keras "InputLayer" entry of the
+  // config this model was made from (deserialize_layer builds the model for it), else nullopt.
+  const std::optional<Shape>& input_shape() const { return input_shape_; }
+
  protected:
   // StateError when there are no layers.
   void build(const Shape& input_shape) override;
@@ -83,6 +97,10 @@ class Sequential : public Model {
   // Chains the layers' output_shape(), so summary needs no data at all.
   Shape compute_output_shape(const Shape& input_shape) override;
   std::vector<Shape> sublayer_output_shapes(const Shape& input_shape) override;
+
+ private:
+  std::optional<Shape> input_shape_;
+  std::string input_layer_name_;
 };
 
 }  // namespace kiln

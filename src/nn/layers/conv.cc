@@ -1,5 +1,8 @@
 // Conv2D on NHWC inputs with HWIO kernels.
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 #include "kiln/nn/layers.h"
 
 namespace kiln {
@@ -11,6 +14,17 @@ int64_t nn_window_output_size(int64_t n, int64_t k, int64_t stride, int64_t dila
   if (p == Padding::kSame) return (n + stride - 1) / stride;
   const int64_t eff = dilation * (k - 1) + 1;
   return n < eff ? 0 : (n - eff) / stride + 1;
+}
+
+// Keras' padding names; shared with pooling.cc.
+const char* nn_padding_name(Padding p) { return p == Padding::kSame ? "same" : "valid"; }
+
+Padding nn_read_padding(ConfigReader& r) {
+  const std::string p = r.string("padding", "valid");
+  if (p == "valid") return Padding::kValid;
+  if (p == "same") return Padding::kSame;
+  throw ValueError(r.where() + ": field 'padding' must be \"valid\" or \"same\", got \"" + p +
+                   "\"");
 }
 }  // namespace detail
 
@@ -69,6 +83,52 @@ Shape Conv2D::compute_output_shape(const Shape& in) {
       detail::nn_window_output_size(in[1], kernel_size_[0], o.strides[0], o.dilation[0], o.padding),
       detail::nn_window_output_size(in[2], kernel_size_[1], o.strides[1], o.dilation[1], o.padding),
       filters_};
+}
+
+nlohmann::json Conv2D::get_config() const {
+  const auto& o = options_;
+  nlohmann::json c = base_config();
+  c["filters"] = filters_;
+  c["kernel_size"] = {kernel_size_[0], kernel_size_[1]};
+  c["strides"] = {o.strides[0], o.strides[1]};
+  c["padding"] = detail::nn_padding_name(o.padding);
+  c["data_format"] = "channels_last";
+  c["dilation_rate"] = {o.dilation[0], o.dilation[1]};
+  c["groups"] = o.groups;
+  c["activation"] = o.activation.empty() ? "linear" : o.activation;
+  c["use_bias"] = o.use_bias;
+  c["kernel_initializer"] = initializers::serialize(o.kernel_initializer);
+  c["bias_initializer"] = initializers::serialize(o.bias_initializer);
+  c["kernel_regularizer"] = nullptr;
+  c["bias_regularizer"] = nullptr;
+  c["activity_regularizer"] = nullptr;
+  c["kernel_constraint"] = nullptr;
+  c["bias_constraint"] = nullptr;
+  return c;
+}
+
+std::shared_ptr<Layer> Conv2D::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Conv2D");
+  Conv2DLayerOptions o;
+  o.name = r.name();
+  const int64_t filters = r.integer("filters");
+  if (!r.has("kernel_size")) r.integer("kernel_size");  // required: names the missing field
+  const std::array<int64_t, 2> kernel_size = r.pair("kernel_size", {0, 0});
+  o.strides = r.pair("strides", o.strides);
+  o.padding = detail::nn_read_padding(r);
+  r.only("data_format", "channels_last");
+  o.dilation = r.pair("dilation_rate", o.dilation);
+  o.groups = r.integer("groups", 1);
+  o.activation = r.activation("activation");
+  o.use_bias = r.boolean("use_bias", true);
+  o.kernel_initializer = r.initializer("kernel_initializer", o.kernel_initializer);
+  o.bias_initializer = r.initializer("bias_initializer", o.bias_initializer);
+  for (const char* k : {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                        "kernel_constraint", "bias_constraint", "lora_rank"}) {
+    r.only(k, nullptr);
+  }
+  r.finish();
+  return std::make_shared<Conv2D>(filters, kernel_size, std::move(o));
 }
 
 }  // namespace kiln

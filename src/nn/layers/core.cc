@@ -1,7 +1,10 @@
 // Core layers: Dense, Activation, Flatten, Dropout, Embedding; activations by name.
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 #include "kiln/nn/layers.h"
 
 namespace kiln {
@@ -26,6 +29,13 @@ void require_rank_at_least(const Layer& l, const Shape& s, int rank, const char*
     throw ShapeError("layer '" + l.name() + "' (" + l.type_name() + ") needs an input of rank >= " +
                      std::to_string(rank) + " (" + what + "), got " + to_string(s));
   }
+}
+
+std::string activation_name(const std::string& a) { return a.empty() ? "linear" : a; }
+
+// Keras fields kiln has no use for, accepted only at Keras' null.
+void only_null(ConfigReader& r, std::initializer_list<const char*> keys) {
+  for (const char* k : keys) r.only(k, nullptr);
 }
 
 }  // namespace
@@ -95,12 +105,57 @@ Shape Dense::compute_output_shape(const Shape& input_shape) {
   return out;
 }
 
+nlohmann::json Dense::get_config() const {
+  nlohmann::json c = base_config();
+  c["units"] = units_;
+  c["activation"] = activation_name(options_.activation);
+  c["use_bias"] = options_.use_bias;
+  c["kernel_initializer"] = initializers::serialize(options_.kernel_initializer);
+  c["bias_initializer"] = initializers::serialize(options_.bias_initializer);
+  c["kernel_regularizer"] = nullptr;
+  c["bias_regularizer"] = nullptr;
+  c["kernel_constraint"] = nullptr;
+  c["bias_constraint"] = nullptr;
+  return c;
+}
+
+std::shared_ptr<Layer> Dense::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Dense");
+  DenseOptions o;
+  o.name = r.name();
+  const int64_t units = r.integer("units");
+  o.activation = r.activation("activation");
+  o.use_bias = r.boolean("use_bias", true);
+  o.kernel_initializer = r.initializer("kernel_initializer", o.kernel_initializer);
+  o.bias_initializer = r.initializer("bias_initializer", o.bias_initializer);
+  only_null(r, {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                "kernel_constraint", "bias_constraint", "lora_rank", "quantization_config"});
+  r.finish();
+  return std::make_shared<Dense>(units, std::move(o));
+}
+
 // ---- Activation ------------------------------------------------------------------------------
 
 Activation::Activation(const std::string& activation, std::string name)
-    : Layer(std::move(name), "activation"), fn_(get_activation(activation)) {}
+    : Layer(std::move(name), "activation"),
+      activation_(activation_name(activation)),
+      fn_(get_activation(activation)) {}
 
 Tensor Activation::call(const Tensor& x, bool) { return fn_(x); }
+
+nlohmann::json Activation::get_config() const {
+  nlohmann::json c = base_config();
+  c["activation"] = activation_;
+  return c;
+}
+
+std::shared_ptr<Layer> Activation::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Activation");
+  if (!r.has("activation")) r.string("activation");  // required: names the missing field
+  std::string activation = r.activation("activation");
+  r.finish();
+  return std::make_shared<Activation>(activation, r.name());
+}
 
 // ---- Flatten ---------------------------------------------------------------------------------
 
@@ -121,10 +176,23 @@ Shape Flatten::compute_output_shape(const Shape& input_shape) {
   return Shape{input_shape[0], rest};
 }
 
+nlohmann::json Flatten::get_config() const {
+  nlohmann::json c = base_config();
+  c["data_format"] = "channels_last";
+  return c;
+}
+
+std::shared_ptr<Layer> Flatten::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Flatten");
+  r.only("data_format", "channels_last");
+  r.finish();
+  return std::make_shared<Flatten>(r.name());
+}
+
 // ---- Dropout ---------------------------------------------------------------------------------
 
 Dropout::Dropout(double rate, std::optional<uint64_t> seed, std::string name)
-    : Layer(std::move(name), "dropout"), rate_(rate), generator_(seed.value_or(0)) {
+    : Layer(std::move(name), "dropout"), rate_(rate), seed_(seed), generator_(seed.value_or(0)) {
   if (!(rate >= 0.0 && rate < 1.0)) {
     throw ValueError("layer '" + this->name() + "' (Dropout): rate must be in [0, 1), got " +
                      std::to_string(rate));
@@ -140,6 +208,27 @@ Tensor Dropout::call(const Tensor& x, bool training) {
   if (!training || rate_ == 0.0) return x;
   // A fresh mask per training call, reproducible from the seed and the call count.
   return dropout(x, rate_, generator_.next(), true);
+}
+
+nlohmann::json Dropout::get_config() const {
+  nlohmann::json c = base_config();
+  c["rate"] = rate_;
+  c["seed"] = seed_ ? nlohmann::json(*seed_) : nlohmann::json(nullptr);
+  c["noise_shape"] = nullptr;
+  return c;
+}
+
+std::shared_ptr<Layer> Dropout::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Dropout");
+  const double rate = r.number("rate");
+  std::optional<int64_t> seed = r.optional_integer("seed");
+  if (seed && *seed < 0) {
+    throw ValueError(r.where() + ": field 'seed' must be >= 0, got " + std::to_string(*seed));
+  }
+  r.only("noise_shape", nullptr);
+  r.finish();
+  return std::make_shared<Dropout>(
+      rate, seed ? std::optional<uint64_t>(uint64_t(*seed)) : std::nullopt, r.name());
 }
 
 // ---- Embedding -------------------------------------------------------------------------------
@@ -172,6 +261,33 @@ Shape Embedding::compute_output_shape(const Shape& input_shape) {
   Shape out = input_shape;
   out.push_back(output_dim_);
   return out;
+}
+
+nlohmann::json Embedding::get_config() const {
+  nlohmann::json c = base_config();
+  c["input_dim"] = input_dim_;
+  c["output_dim"] = output_dim_;
+  c["embeddings_initializer"] = initializers::serialize(options_.embeddings_initializer);
+  c["embeddings_regularizer"] = nullptr;
+  c["activity_regularizer"] = nullptr;
+  c["embeddings_constraint"] = nullptr;
+  c["mask_zero"] = false;
+  return c;
+}
+
+std::shared_ptr<Layer> Embedding::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Embedding");
+  EmbeddingOptions o;
+  o.name = r.name();
+  const int64_t input_dim = r.integer("input_dim");
+  const int64_t output_dim = r.integer("output_dim");
+  o.embeddings_initializer = r.initializer("embeddings_initializer", o.embeddings_initializer);
+  only_null(
+      r, {"embeddings_regularizer", "activity_regularizer", "embeddings_constraint", "lora_rank"});
+  r.only("mask_zero", false);
+  r.optional_integer("input_length");  // Keras 2: informational only
+  r.finish();
+  return std::make_shared<Embedding>(input_dim, output_dim, std::move(o));
 }
 
 }  // namespace kiln

@@ -1,5 +1,8 @@
 // Multi-input layers: Add, Concatenate.
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 #include "kiln/nn/layers.h"
 
 namespace kiln {
@@ -30,6 +33,14 @@ Add::Add(std::string name) : MergeLayer(std::move(name), "add") {}
 
 void Add::build_multi(const std::vector<Shape>& in) { compute_output_shape_multi(in); }
 
+nlohmann::json Add::get_config() const { return base_config(); }
+
+std::shared_ptr<Layer> Add::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Add");
+  r.finish();
+  return std::make_shared<Add>(r.name());
+}
+
 Tensor Add::call_multi(const std::vector<Tensor>& xs, bool) {
   Tensor y = xs[0];
   for (size_t i = 1; i < xs.size(); ++i) y = add(y, xs[i]);
@@ -52,6 +63,22 @@ Concatenate::Concatenate(int axis, std::string name)
     : MergeLayer(std::move(name), "concatenate"), axis_(axis) {}
 
 void Concatenate::build_multi(const std::vector<Shape>& in) { compute_output_shape_multi(in); }
+
+nlohmann::json Concatenate::get_config() const {
+  nlohmann::json c = base_config();
+  c["axis"] = axis_;
+  return c;
+}
+
+std::shared_ptr<Layer> Concatenate::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "Concatenate");
+  const int64_t axis = r.integer("axis", -1);
+  if (axis < -64 || axis > 64) {
+    throw ValueError(r.where() + ": field 'axis' = " + std::to_string(axis) + " is out of range");
+  }
+  r.finish();
+  return std::make_shared<Concatenate>(static_cast<int>(axis), r.name());
+}
 
 Tensor Concatenate::call_multi(const std::vector<Tensor>& xs, bool) {
   return concat(xs, normalize_axis(axis_, xs[0].rank(), "Concatenate"));

@@ -1,6 +1,9 @@
 // BatchNormalization and LayerNormalization over the last axis, from kiln ops.
+#include <nlohmann/json.hpp>
+
 #include "kiln/autograd.h"
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 #include "kiln/nn/layers.h"
 
 namespace kiln {
@@ -12,6 +15,37 @@ void require_channels(const Layer& l, const Shape& in) {
                      ") normalizes the last axis and needs it non-empty, got " + to_string(in));
   }
 }
+// kiln normalizes the last axis only: Keras' -1 (or [-1]).
+void read_last_axis(ConfigReader& r) {
+  if (!r.has("axis")) {
+    r.optional_integer("axis");
+    return;
+  }
+  const nlohmann::json& axis = r.raw("axis");
+  const bool last = (axis.is_number_integer() && axis.get<int64_t>() == -1) ||
+                    (axis.is_array() && axis.size() == 1 && axis[0].is_number_integer() &&
+                     axis[0].get<int64_t>() == -1);
+  if (!last) {
+    throw ValueError(r.where() + ": field 'axis' = " + axis.dump() +
+                     " is not supported: kiln normalizes the last axis only (axis -1)");
+  }
+}
+
+nlohmann::json regularizers_off(nlohmann::json c) {
+  c["beta_regularizer"] = nullptr;
+  c["gamma_regularizer"] = nullptr;
+  c["beta_constraint"] = nullptr;
+  c["gamma_constraint"] = nullptr;
+  return c;
+}
+
+void read_regularizers_off(ConfigReader& r) {
+  for (const char* k :
+       {"beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"}) {
+    r.only(k, nullptr);
+  }
+}
+
 }  // namespace
 
 // ---- BatchNormalization ----------------------------------------------------------------------
@@ -31,10 +65,11 @@ void BatchNormalization::build(const Shape& in) {
   require_channels(*this, in);
   const Shape c{in.dim(-1)};
   const DType dt = build_dtype();
-  if (options_.scale) gamma_ = add_weight("gamma", c, initializers::ones(), true, dt);
-  if (options_.center) beta_ = add_weight("beta", c, initializers::zeros(), true, dt);
-  moving_mean_ = add_weight("moving_mean", c, initializers::zeros(), false, dt);
-  moving_variance_ = add_weight("moving_variance", c, initializers::ones(), false, dt);
+  if (options_.scale) gamma_ = add_weight("gamma", c, options_.gamma_initializer, true, dt);
+  if (options_.center) beta_ = add_weight("beta", c, options_.beta_initializer, true, dt);
+  moving_mean_ = add_weight("moving_mean", c, options_.moving_mean_initializer, false, dt);
+  moving_variance_ =
+      add_weight("moving_variance", c, options_.moving_variance_initializer, false, dt);
 }
 
 Tensor BatchNormalization::call(const Tensor& x, bool training) {
@@ -58,6 +93,44 @@ Tensor BatchNormalization::call(const Tensor& x, bool training) {
   return y;
 }
 
+nlohmann::json BatchNormalization::get_config() const {
+  const auto& o = options_;
+  nlohmann::json c = base_config();
+  c["axis"] = -1;
+  c["momentum"] = o.momentum;
+  c["epsilon"] = o.epsilon;
+  c["center"] = o.center;
+  c["scale"] = o.scale;
+  c["beta_initializer"] = initializers::serialize(o.beta_initializer);
+  c["gamma_initializer"] = initializers::serialize(o.gamma_initializer);
+  c["moving_mean_initializer"] = initializers::serialize(o.moving_mean_initializer);
+  c["moving_variance_initializer"] = initializers::serialize(o.moving_variance_initializer);
+  c["synchronized"] = false;
+  return regularizers_off(std::move(c));
+}
+
+std::shared_ptr<Layer> BatchNormalization::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "BatchNormalization");
+  BatchNormOptions o;
+  o.name = r.name();
+  read_last_axis(r);
+  o.momentum = r.number("momentum", o.momentum);
+  o.epsilon = r.number("epsilon", o.epsilon);
+  o.center = r.boolean("center", o.center);
+  o.scale = r.boolean("scale", o.scale);
+  o.beta_initializer = r.initializer("beta_initializer", o.beta_initializer);
+  o.gamma_initializer = r.initializer("gamma_initializer", o.gamma_initializer);
+  o.moving_mean_initializer = r.initializer("moving_mean_initializer", o.moving_mean_initializer);
+  o.moving_variance_initializer =
+      r.initializer("moving_variance_initializer", o.moving_variance_initializer);
+  r.only("synchronized", false);
+  r.only("renorm", false);  // Keras 2
+  r.only("fused", nullptr);
+  read_regularizers_off(r);
+  r.finish();
+  return std::make_shared<BatchNormalization>(std::move(o));
+}
+
 // ---- LayerNormalization ----------------------------------------------------------------------
 
 LayerNormalization::LayerNormalization(LayerNormOptions options)
@@ -71,8 +144,12 @@ LayerNormalization::LayerNormalization(LayerNormOptions options)
 void LayerNormalization::build(const Shape& in) {
   require_channels(*this, in);
   const Shape c{in.dim(-1)};
-  if (options_.scale) gamma_ = add_weight("gamma", c, initializers::ones(), true, build_dtype());
-  if (options_.center) beta_ = add_weight("beta", c, initializers::zeros(), true, build_dtype());
+  if (options_.scale) {
+    gamma_ = add_weight("gamma", c, options_.gamma_initializer, true, build_dtype());
+  }
+  if (options_.center) {
+    beta_ = add_weight("beta", c, options_.beta_initializer, true, build_dtype());
+  }
 }
 
 Tensor LayerNormalization::call(const Tensor& x, bool) {
@@ -83,6 +160,35 @@ Tensor LayerNormalization::call(const Tensor& x, bool) {
   if (options_.scale) y = y * gamma_.value();
   if (options_.center) y = y + beta_.value();
   return y;
+}
+
+nlohmann::json LayerNormalization::get_config() const {
+  const auto& o = options_;
+  nlohmann::json c = base_config();
+  c["axis"] = -1;
+  c["epsilon"] = o.epsilon;
+  c["center"] = o.center;
+  c["scale"] = o.scale;
+  c["rms_scaling"] = false;
+  c["beta_initializer"] = initializers::serialize(o.beta_initializer);
+  c["gamma_initializer"] = initializers::serialize(o.gamma_initializer);
+  return regularizers_off(std::move(c));
+}
+
+std::shared_ptr<Layer> LayerNormalization::from_config(const nlohmann::json& config) {
+  ConfigReader r(config, "LayerNormalization");
+  LayerNormOptions o;
+  o.name = r.name();
+  read_last_axis(r);
+  o.epsilon = r.number("epsilon", o.epsilon);
+  o.center = r.boolean("center", o.center);
+  o.scale = r.boolean("scale", o.scale);
+  r.only("rms_scaling", false);
+  o.beta_initializer = r.initializer("beta_initializer", o.beta_initializer);
+  o.gamma_initializer = r.initializer("gamma_initializer", o.gamma_initializer);
+  read_regularizers_off(r);
+  r.finish();
+  return std::make_shared<LayerNormalization>(std::move(o));
 }
 
 }  // namespace kiln
