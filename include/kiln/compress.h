@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -92,5 +93,47 @@ struct ActivationRange {
 };
 ActivationRange calibrate_range(const Tensor& values, Calibration method,
                                 double percentile = 99.99);
+
+// ---- structured pruning (src/compress/prune.cc) ---------------------------------------------
+//
+// Removes whole Dense units and Conv2D filters (those with the smallest weight norms) and the
+// weights that read them in the layers after (BatchNormalization's four vectors, the next
+// Dense/Conv2D's input rows/channels, through MaxPool2D/AvgPool2D/Dropout/Activation and
+// Flatten's fan-out), so parameters, FLOPs and latency really drop. Fine-tune the result with
+// the same fit.
+//
+//   auto small = kiln::prune_structured(*model, {.fraction = 0.5});
+//   kiln::fit(*small, opt, loss, train_x, train_y, fit_options);   // recover accuracy
+
+enum class PruneNorm { kL1, kL2 };
+
+struct PruneOptions {
+  double fraction = 0.5;  // of each prunable layer's units/filters removed, in [0, 1)
+  PruneNorm norm = PruneNorm::kL1;
+};
+
+struct PrunedLayerReport {
+  std::string name;  // the layer's name
+  int64_t units_before = 0, units_after = 0;
+};
+
+struct PruneReport {
+  std::vector<PrunedLayerReport> layers;
+  int64_t params_before = 0, params_after = 0;
+  std::string to_text() const;
+};
+
+class Sequential;
+
+// A new Sequential (fresh variables in the default store, under a new unique name) holding
+// `model`'s surviving weights. Prunable: every Dense and Conv2D (groups 1) except the last
+// Dense/Conv2D of the model (its units are the outputs); each keeps at least one unit and its
+// units' order. `model` must be a built Sequential of Dense, Conv2D, BatchNormalization,
+// Flatten, MaxPool2D, AvgPool2D, Dropout and Activation layers (ValueError naming the first
+// other layer; StateError if not built); it is left unchanged. ValueError for a fraction
+// outside [0, 1).
+std::shared_ptr<Sequential> prune_structured(const Sequential& model,
+                                             const PruneOptions& options = {},
+                                             PruneReport* report = nullptr);
 
 }  // namespace kiln
