@@ -6,7 +6,9 @@
 // latency (p50/p99). One JSON line per model and variant, then the per-layer table.
 //   kiln_compress_bench [--models mlp,cnn] [--epochs N] [--threads T] [--calibrate N]
 //                       [--calibration minmax|percentile|mse] [--max-drop P] [--data DIR]
-//                       [--reps N]
+//                       [--reps N] [--finetune-epochs N]
+// Then the same after 50% structured pruning (kiln::prune_structured, fine-tuned for
+// --finetune-epochs, default 1) in float and in int8.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,6 +43,15 @@ int64_t stored_bytes(const kiln::GraphModel& g) {
   int64_t bytes = static_cast<int64_t>(json.size());
   for (const auto& c : constants) bytes += static_cast<int64_t>(c.second.nbytes());
   return bytes;
+}
+
+// Elements of every captured constant (int8 weights included; GraphSummary counts float only).
+int64_t stored_params(const kiln::GraphModel& g) {
+  int64_t n = 0;
+  for (const auto& v : g.graph().values) {
+    if (v.kind == kiln::graph::ValueKind::kConstant) n += v.captured.numel();
+  }
+  return n;
 }
 
 double accuracy(const kiln::GraphModel& g, const kiln::Tensor& x, const kiln::Tensor& y) {
@@ -86,13 +97,19 @@ Timing time_model(const kiln::GraphModel& g, const kiln::Tensor& x, int reps) {
   return t;
 }
 
-void print(const std::string& model, const char* variant, int64_t bytes, double acc,
-           const Timing& t, int threads) {
+void print(const std::string& model, const char* variant, const kiln::GraphModel& g,
+           const kiln::Tensor& x, const kiln::Tensor& y, int reps, int threads) {
+  const int64_t bytes = stored_bytes(g);
+  const double acc = accuracy(g, x, y);
+  const Timing t = time_model(g, x, reps);
   std::printf(
-      "{\"model\":\"%s\",\"variant\":\"%s\",\"stored_bytes\":%lld,\"test_accuracy\":%.2f,"
+      "{\"model\":\"%s\",\"variant\":\"%s\",\"stored_bytes\":%lld,\"params\":%lld,"
+      "\"flops_per_sample\":%lld,\"test_accuracy\":%.2f,"
       "\"batch64_images_per_s\":%.0f,\"batch1_p50_ms\":%.4f,\"batch1_p99_ms\":%.4f,"
       "\"threads\":%d,\"cpu_model\":\"%s\",\"cpu_isa\":\"%s\",\"int8_vnni\":%s}\n",
-      model.c_str(), variant, static_cast<long long>(bytes), acc, t.images_per_s_64, t.p50_ms_1,
+      model.c_str(), variant, static_cast<long long>(bytes),
+      static_cast<long long>(stored_params(g)),
+      static_cast<long long>(g.summary().flops_per_sample), acc, t.images_per_s_64, t.p50_ms_1,
       t.p99_ms_1, threads, kiln_bench::cpu_model().c_str(), kiln_bench::cpu_isa(),
       kiln::int8_has_vnni() ? "true" : "false");
   std::fflush(stdout);
@@ -102,7 +119,7 @@ void print(const std::string& model, const char* variant, int64_t bytes, double 
 
 int main(int argc, char** argv) {
   std::string models = "mlp,cnn", data_dir, calibration = "minmax";
-  int epochs = 2, threads = 1, reps = 5;
+  int epochs = 2, threads = 1, reps = 5, finetune = 1;
   int64_t calibrate = 512;
   double max_drop = 0.5;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -115,6 +132,7 @@ int main(int argc, char** argv) {
     else if (a == "--max-drop") max_drop = std::atof(v.c_str());
     else if (a == "--data") data_dir = v;
     else if (a == "--reps") reps = std::atoi(v.c_str());
+    else if (a == "--finetune-epochs") finetune = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "kiln_compress_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -123,7 +141,8 @@ int main(int argc, char** argv) {
   if (argc % 2 == 0) {
     std::fprintf(stderr,
                  "usage: %s [--models mlp,cnn] [--epochs N] [--threads T] [--calibrate N] "
-                 "[--calibration minmax|percentile|mse] [--max-drop P] [--data DIR] [--reps N]\n",
+                 "[--calibration minmax|percentile|mse] [--max-drop P] [--data DIR] [--reps N] "
+                 "[--finetune-epochs N]\n",
                  argv[0]);
     return 2;
   }
@@ -166,11 +185,25 @@ int main(int argc, char** argv) {
                                &report);
       std::fprintf(stderr, "%s: quantized in %.1f s\n", name.c_str(), ms_since(t1) / 1e3);
 
-      print(name, "float", stored_bytes(f), accuracy(f, d.test_images, d.test_labels),
-            time_model(f, d.test_images, reps), threads);
-      print(name, "int8", stored_bytes(q), accuracy(q, d.test_images, d.test_labels),
-            time_model(q, d.test_images, reps), threads);
+      print(name, "float", f, d.test_images, d.test_labels, reps, threads);
+      print(name, "int8", q, d.test_images, d.test_labels, reps, threads);
       std::printf("%s", report.to_text().c_str());
+      std::fflush(stdout);
+
+      // 50% structured pruning, fine-tuned for one epoch with the same fit, then int8 on top.
+      kiln::PruneReport pr;
+      auto pruned = kiln::prune_structured(*model, {.fraction = 0.5}, &pr);
+      kiln::Adam opt2(1e-3);
+      kiln::FitOptions fo2 = fo;
+      fo2.epochs = finetune;
+      if (finetune > 0) kiln::fit(*pruned, opt2, loss, train_x, train_y, fo2);
+      kiln::GraphModel pf = kiln::freeze(*pruned);
+      kiln::QuantizeReport prq;
+      kiln::GraphModel pq = kiln::quantize_model(
+          pf, train_x.rows(0, std::min(calibrate, train_x.shape()[0])), o, &prq);
+      print(name, "pruned50", pf, d.test_images, d.test_labels, reps, threads);
+      print(name, "pruned50+int8", pq, d.test_images, d.test_labels, reps, threads);
+      std::printf("%s%s", pr.to_text().c_str(), prq.to_text().c_str());
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

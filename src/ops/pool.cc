@@ -221,6 +221,13 @@ void avg_grad_reference(const KernelArgs& k) {
 
 // ---- fast kernels: whole channel rows at a time ------------------------------------------------
 
+// o = max(o, x) over a channel row; restrict so uint8 rows vectorize too (char-typed pointers
+// may alias anything otherwise). Keeps o where x is NaN, as `x > o ? x : o`.
+template <typename T>
+inline void max_into(T* __restrict o, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) o[c] = x[c] > o[c] ? x[c] : o[c];
+}
+
 // Forward: rows (n, oy) split across threads; out[c] built from contiguous x rows.
 template <bool kMax>
 bool pool_fast(const KernelArgs& k) {
@@ -243,7 +250,7 @@ bool pool_fast(const KernelArgs& k) {
                 std::copy(xi, xi + C, o);
                 first = false;
               } else if (kMax) {
-                for (int64_t c = 0; c < C; ++c) o[c] = xi[c] > o[c] ? xi[c] : o[c];
+                max_into(o, xi, C);
               } else {
                 for (int64_t c = 0; c < C; ++c) o[c] += xi[c];
               }
