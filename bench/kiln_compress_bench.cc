@@ -20,8 +20,8 @@
 
 #include <kiln/compress.h>
 #include <kiln/data.h>
-#include <kiln/model_file.h>
 #include <kiln/kiln.h>
+#include <kiln/model_file.h>
 #include <kiln/nn.h>
 
 #include "graph/graph.h"
@@ -124,15 +124,24 @@ int main(int argc, char** argv) {
   double max_drop = 0.5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--models") models = v;
-    else if (a == "--epochs") epochs = std::atoi(v.c_str());
-    else if (a == "--threads") threads = std::atoi(v.c_str());
-    else if (a == "--calibrate") calibrate = std::atoll(v.c_str());
-    else if (a == "--calibration") calibration = v;
-    else if (a == "--max-drop") max_drop = std::atof(v.c_str());
-    else if (a == "--data") data_dir = v;
-    else if (a == "--reps") reps = std::atoi(v.c_str());
-    else if (a == "--finetune-epochs") finetune = std::atoi(v.c_str());
+    if (a == "--models")
+      models = v;
+    else if (a == "--epochs")
+      epochs = std::atoi(v.c_str());
+    else if (a == "--threads")
+      threads = std::atoi(v.c_str());
+    else if (a == "--calibrate")
+      calibrate = std::atoll(v.c_str());
+    else if (a == "--calibration")
+      calibration = v;
+    else if (a == "--max-drop")
+      max_drop = std::atof(v.c_str());
+    else if (a == "--data")
+      data_dir = v;
+    else if (a == "--reps")
+      reps = std::atoi(v.c_str());
+    else if (a == "--finetune-epochs")
+      finetune = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "kiln_compress_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -180,9 +189,8 @@ int main(int argc, char** argv) {
       o.max_drop = max_drop;
       kiln::QuantizeReport report;
       const auto t1 = Clock::now();
-      kiln::GraphModel q =
-          kiln::quantize_model(f, train_x.rows(0, std::min(calibrate, train_x.shape()[0])), o,
-                               &report);
+      kiln::GraphModel q = kiln::quantize_model(
+          f, train_x.rows(0, std::min(calibrate, train_x.shape()[0])), o, &report);
       std::fprintf(stderr, "%s: quantized in %.1f s\n", name.c_str(), ms_since(t1) / 1e3);
 
       print(name, "float", f, d.test_images, d.test_labels, reps, threads);

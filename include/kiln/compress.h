@@ -60,9 +60,9 @@ struct QuantizeOptions {
 struct QuantizedLayerReport {
   std::string name;  // "dense 1 [784, 256]" / "conv2d 0 [3, 3, 1, 32]": op, index, weights
   bool int8 = false;
-  double error = 0;                    // relative RMS output error against float
-  double float_us = 0, int8_us = 0;    // median time of one call at timing_batch
-  std::string reason;                  // why it stayed float; empty when int8
+  double error = 0;                  // relative RMS output error against float
+  double float_us = 0, int8_us = 0;  // median time of one call at timing_batch
+  std::string reason;                // why it stayed float; empty when int8
 };
 
 struct QuantizeReport {

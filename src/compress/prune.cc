@@ -145,8 +145,7 @@ std::shared_ptr<Sequential> prune_structured(const Sequential& model, const Prun
         if (static_cast<int>(i) == last_linear) break;  // the model's outputs stay
         const Tensor& k = kernel_of(l).value();
         const int64_t units = k.shape()[k.shape().rank() - 1];
-        const int64_t keep =
-            std::max<int64_t>(1, std::llround(double(units) * (1.0 - o.fraction)));
+        const int64_t keep = std::max<int64_t>(1, std::llround(double(units) * (1.0 - o.fraction)));
         out_keep[i] = strongest_units(k, keep, o.norm);
         flow = out_keep[i];
         cfg[kinds[i] == Kind::kDense ? "units" : "filters"] = keep;

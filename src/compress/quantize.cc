@@ -38,8 +38,8 @@ struct Layer {
   std::vector<int> nodes;
   int x = -1, y = -1;  // value ids: input and final output
   bool conv = false, relu = false;
-  Attrs conv_attrs;    // conv2d's six
-  Tensor w, bias;      // float32 weights ([K, N] or HWIO) and bias [N] (zeros when absent)
+  Attrs conv_attrs;  // conv2d's six
+  Tensor w, bias;    // float32 weights ([K, N] or HWIO) and bias [N] (zeros when absent)
   // The int8 parameters
   Tensor wq, w_scales;
   bool int8 = false;
@@ -125,9 +125,9 @@ std::vector<Layer> find_layers(const Graph& g) {
       L.last = u;
       L.nodes.push_back(u);
     }
-    L.report.name = (conv ? "conv2d " + std::to_string(convs++) : "dense " +
-                                                                      std::to_string(dense++)) +
-                    " " + to_string(L.w.shape());
+    L.report.name =
+        (conv ? "conv2d " + std::to_string(convs++) : "dense " + std::to_string(dense++)) + " " +
+        to_string(L.w.shape());
     layers.push_back(std::move(L));
   }
   return layers;
@@ -198,24 +198,27 @@ double median_us(const std::function<void()>& fn, int repeats) {
   for (int r = 0; r < std::max(repeats, 1); ++r) {
     const auto a = std::chrono::steady_clock::now();
     fn();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a)
-                    .count());
+    t.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
 
-Tensor first_rows(const Tensor& x, int64_t n) {
-  return x.shape()[0] <= n ? x : x.rows(0, n);
-}
+Tensor first_rows(const Tensor& x, int64_t n) { return x.shape()[0] <= n ? x : x.rows(0, n); }
 
 // ---- the rewrite ------------------------------------------------------------------------------
 
 class Rewriter {
  public:
   Rewriter(const Graph& g, const std::vector<Layer>& layers, const std::map<int, QParams>& ranges)
-      : g_(g), layers_(layers), ranges_(ranges), fmap_(g.values.size(), -1),
-        qmap_(g.values.size(), -1), qp_(g.values.size()), users_(users_of(g)) {
+      : g_(g),
+        layers_(layers),
+        ranges_(ranges),
+        fmap_(g.values.size(), -1),
+        qmap_(g.values.size(), -1),
+        qp_(g.values.size()),
+        users_(users_of(g)) {
     layer_at_.assign(g.nodes.size(), -1);
     for (size_t l = 0; l < layers.size(); ++l)
       for (int n : layers[l].nodes) layer_at_[n] = static_cast<int>(l);
@@ -504,8 +507,8 @@ GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inp
       std::snprintf(why, sizeof why, "error %.4f > tolerance %.4f", L.report.error,
                     o.layer_tolerance);
     } else if (o.keep_slower_float && L.report.int8_us >= L.report.float_us) {
-      std::snprintf(why, sizeof why, "not faster: int8 %.1f us >= float %.1f us",
-                    L.report.int8_us, L.report.float_us);
+      std::snprintf(why, sizeof why, "not faster: int8 %.1f us >= float %.1f us", L.report.int8_us,
+                    L.report.float_us);
     }
     L.report.reason = why;
     L.int8 = L.report.reason.empty();

@@ -210,9 +210,8 @@ Epilogue make_epilogue(const char* op, const KernelArgs& k, bool relu) {
 // One row of accumulators into uint8 / float32: loops the compiler vectorizes (restrict
 // pointers, the relu choice outside the loop).
 template <bool kRelu>
-void row_u8(const int32_t* __restrict a, const float* __restrict mult,
-            const float* __restrict bias, int64_t n, float inv_y, int32_t zp,
-            uint8_t* __restrict y) {
+void row_u8(const int32_t* __restrict a, const float* __restrict mult, const float* __restrict bias,
+            int64_t n, float inv_y, int32_t zp, uint8_t* __restrict y) {
   for (int64_t j = 0; j < n; ++j) {
     float v = static_cast<float>(a[j]) * mult[j] + bias[j];
     if (kRelu) v = std::max(v, 0.f);
@@ -439,8 +438,8 @@ Shape conv_out_shape(std::span<const Meta> in, const Attrs& a) {
 }
 
 Geom conv_geom(const Shape& x, const Shape& f, const Shape& y, const Attrs& a) {
-  Geom g{x[0], x[1], x[2], x[3], f[0], f[1], f[2], f[3], y[1], y[2], a.i(0), a.i(1), a.i(3),
-         a.i(4), 0,    0,    0,    0,    a.i(5)};
+  Geom g{x[0],   x[1],   x[2],   x[3],   f[0], f[1], f[2], f[3], y[1],  y[2],
+         a.i(0), a.i(1), a.i(3), a.i(4), 0,    0,    0,    0,    a.i(5)};
   pads(g.h, g.oh, g.kh, g.sh, g.dh, a.i(2) == 1, g.pt, g.pb);
   pads(g.w, g.ow, g.kw, g.sw, g.dw, a.i(2) == 1, g.pl, g.pr);
   return g;
@@ -516,10 +515,9 @@ bool qconv_fast(const KernelArgs& k) {
                     {ogr, 1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
         any_w = md({g.groups, ogr, g.cg, g.kh, g.kw}, dt::s8, tag::any);
       }
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
-                                        dnnl::algorithm::convolution_direct, src, any_w, dst,
-                                        {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl},
-                                        {g.pb, g.pr});
+      dnnl::convolution_forward::desc d(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, any_w, dst,
+          {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr});
       dnnl::convolution_forward::primitive_desc pd(d, zp_attr(zp != 0), onednn::engine());
       en->prim = dnnl::convolution_forward(pd);
       bind_common(*en, src, user_w, pd.weights_desc(), dst, zp != 0);
@@ -549,10 +547,8 @@ int64_t qconv_flops(std::span<const Meta> in, const Attrs&, std::span<const Meta
 constexpr AttrField kQMatmulFields[] = {{"relu", AttrType::kBool}};
 constexpr AttrSchema kQMatmulSchema{kQMatmulFields};
 constexpr AttrField kQConvFields[] = {
-    {"strides", AttrType::kInt, 2},
-    {"padding", AttrType::kEnum, 1, "valid|same"},
-    {"dilation", AttrType::kInt, 2},
-    {"groups", AttrType::kInt},
+    {"strides", AttrType::kInt, 2},  {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2}, {"groups", AttrType::kInt},
     {"relu", AttrType::kBool},
 };
 constexpr AttrSchema kQConvSchema{kQConvFields};
@@ -623,7 +619,7 @@ Tensor quantized_matmul(const Tensor& x, const QuantizedLinear& p) {
 }
 
 Tensor quantized_conv2d(const Tensor& x, const QuantizedLinear& p, const Conv2DOptions& o) {
-  Attrs a{o.strides[0],  o.strides[1], o.padding == Padding::kSame ? 1 : 0,
+  Attrs a{o.strides[0],  o.strides[1],  o.padding == Padding::kSame ? 1 : 0,
           o.dilation[0], o.dilation[1], o.groups,
           p.relu ? 1 : 0};
   return run_linear(ops::kQuantizedConv2D, p, x, a);

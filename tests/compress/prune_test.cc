@@ -59,15 +59,14 @@ TEST(PruneStructured, RemovingDeadUnitsKeepsTheOutputs) {
   Tensor mask = from_vector<float>({1, 1e-3f, 1, 1, 1e-3f, 1, 1e-3f, 1e-3f});
   conv->kernel().assign(mul(k, mask));
   Tensor dk = d0->kernel().value().clone();  // [16 * 8, 6], rows p * 8 + c
-  Tensor row_mask = reshape(broadcast_to(reshape(from_vector<float>({1, 0, 1, 1, 0, 1, 0, 0}),
-                                                 {1, 8}),
-                                         {16, 8}),
-                            {128, 1});
+  Tensor row_mask =
+      reshape(broadcast_to(reshape(from_vector<float>({1, 0, 1, 1, 0, 1, 0, 0}), {1, 8}), {16, 8}),
+              {128, 1});
   Tensor col_mask = from_vector<float>({1e-3f, 1, 1e-3f, 1, 1, 1e-3f});
   d0->kernel().assign(mul(mul(dk, row_mask), col_mask));
   auto* d1 = dynamic_cast<Dense*>(m->layers()[5].get());
-  d1->kernel().assign(mul(d1->kernel().value(),
-                          reshape(from_vector<float>({0, 1, 0, 1, 1, 0}), {6, 1})));
+  d1->kernel().assign(
+      mul(d1->kernel().value(), reshape(from_vector<float>({0, 1, 0, 1, 1, 0}), {6, 1})));
   PruneReport report;
   auto p = prune_structured(*m, {.fraction = 0.5}, &report);
   ASSERT_EQ(report.layers.size(), 2u);

@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <map>
 
+#include "graph/serialize.h"
 #include "kiln/compress.h"
 #include "kiln/data.h"
-#include "graph/serialize.h"
 #include "kiln/model_file.h"
 #include "kiln/nn.h"
 #include "kiln/nn/models.h"
@@ -93,8 +93,8 @@ TEST(QuantizeModel, CnnRunsInInt8BetweenOneQuantizeAndFloatLogits) {
     Tensor x = data().test.rows(0, n);
     Tensor yf = f(x), yq = q(x);
     EXPECT_EQ(yq.dtype(), float32);
-    const double rel = sqrt(mean(square(sub(yq, yf)))).item<double>() /
-                       sqrt(mean(square(yf))).item<double>();
+    const double rel =
+        sqrt(mean(square(sub(yq, yf)))).item<double>() / sqrt(mean(square(yf))).item<double>();
     EXPECT_LT(rel, 0.1) << "batch " << n;
   }
   EXPECT_GT(agreement(q(data().test), f(data().test)), 0.9);
@@ -189,8 +189,11 @@ TEST(QuantizeModel, Int8GraphRoundTripsThroughGraphJson) {
 TEST(QuantizeModel, Errors) {
   auto model = make_mlp();
   GraphModel f = freeze(*model);
-  expect_error<ValueError>([&] { quantize_model(f, zeros({0, 28, 28, 1})); },
-                           {"quantize_model", "calibration batch is empty"});
+  expect_error<ValueError>(
+      [&] {
+        quantize_model(f, zeros({0, 28, 28, 1}));
+      },
+      {"quantize_model", "calibration batch is empty"});
   QuantizeOptions o;
   o.weight_bits = 4;
   expect_error<ValueError>([&] { quantize_model(f, data().train.rows(0, 8), o); },
@@ -205,8 +208,11 @@ TEST(QuantizeModel, Errors) {
   o.validation_labels = data().test_labels.rows(0, 9);
   expect_error<ValueError>([&] { quantize_model(f, data().train.rows(0, 8), o); },
                            {"quantize_model", "10 validation images but 9 labels"});
-  expect_error<ShapeError>([&] { quantize_model(f, zeros({4, 28, 28, 3})); },
-                           {"quantize_model", "[4, 28, 28, 3] float32 do not fit input"});
+  expect_error<ShapeError>(
+      [&] {
+        quantize_model(f, zeros({4, 28, 28, 3}));
+      },
+      {"quantize_model", "[4, 28, 28, 3] float32 do not fit input"});
   expect_error<StateError>([&] { quantize_model(GraphModel(), data().train.rows(0, 8)); },
                            {"GraphModel", "empty"});
 }

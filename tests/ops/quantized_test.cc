@@ -87,12 +87,10 @@ TEST(Quantize, Errors) {
                            {"quantize", "scale must be positive and finite", "0.0"});
   expect_error<DTypeError>([&] { dequantize(x, f32(1), u8(0)); },
                            {"dequantize", "q must be uint8 or int8", "float32"});
-  expect_error<DTypeError>(
-      [&] { dequantize(quantize(x, f32(1), u8(0)), f32(1), s8(0)); },
-      {"dequantize", "zero_point must be uint8", "int8"});
-  expect_error<ValueError>(
-      [&] { dequantize(quantize(x, f32(1), u8(0)), f32(-1), u8(0)); },
-      {"dequantize", "scale must be positive and finite", "-1"});
+  expect_error<DTypeError>([&] { dequantize(quantize(x, f32(1), u8(0)), f32(1), s8(0)); },
+                           {"dequantize", "zero_point must be uint8", "int8"});
+  expect_error<ValueError>([&] { dequantize(quantize(x, f32(1), u8(0)), f32(-1), u8(0)); },
+                           {"dequantize", "scale must be positive and finite", "-1"});
 }
 
 // ---- quantized_matmul --------------------------------------------------------------------------
@@ -103,8 +101,9 @@ struct MatmulCase {
 };
 
 TEST(QuantizedMatmul, FastMatchesReferenceBitForBit) {
-  const MatmulCase cases[] = {{1, 1, 1, 0},   {1, 7, 5, 3},     {3, 17, 9, 0},   {5, 33, 1, 200},
-                              {1, 784, 128, 0}, {64, 784, 128, 17}, {13, 128, 10, 0}, {2, 3, 70, 255}};
+  const MatmulCase cases[] = {{1, 1, 1, 0},     {1, 7, 5, 3},     {3, 17, 9, 0},
+                              {5, 33, 1, 200},  {1, 784, 128, 0}, {64, 784, 128, 17},
+                              {13, 128, 10, 0}, {2, 3, 70, 255}};
   uint64_t seed = 10;
   for (const MatmulCase& c : cases) {
     for (bool relu : {false, true}) {
@@ -141,10 +140,16 @@ TEST(QuantizedMatmul, AgreesWithFloatMath) {
 TEST(QuantizedMatmul, Errors) {
   QuantizedLinear p = layer({4, 3}, 3, 1, 0, false, false);
   Tensor x = random_tensor({2, 4}, DType::kUInt8, 2, 0, 256);
-  expect_error<DTypeError>([&] { quantized_matmul(ones({2, 4}), p); },
-                           {"quantized_matmul", "the input must be uint8", "float32"});
-  expect_error<ShapeError>([&] { quantized_matmul(random_tensor({2, 5}, DType::kUInt8), p); },
-                           {"quantized_matmul", "[2, 5]", "[4, 3]", "[M, K]"});
+  expect_error<DTypeError>(
+      [&] {
+        quantized_matmul(ones({2, 4}), p);
+      },
+      {"quantized_matmul", "the input must be uint8", "float32"});
+  expect_error<ShapeError>(
+      [&] {
+        quantized_matmul(random_tensor({2, 5}, DType::kUInt8), p);
+      },
+      {"quantized_matmul", "[2, 5]", "[4, 3]", "[M, K]"});
   QuantizedLinear bad = p;
   bad.weights = cast(p.weights, DType::kUInt8);
   expect_error<DTypeError>([&] { quantized_matmul(x, bad); },
@@ -223,8 +228,7 @@ TEST(QuantizedConv2D, FastMatchesReferenceBitForBit) {
       for (bool u8_out : {false, true}) {
         SCOPED_TRACE(to_string(c.x) + " * " + to_string(c.f) + " zp " + std::to_string(c.zp) +
                      (relu ? " relu" : "") + (u8_out ? " u8" : " f32"));
-        QuantizedLinear p =
-            layer(c.f, c.f[3], seed++, c.zp, relu, u8_out, vnni() ? 127 : 63);
+        QuantizedLinear p = layer(c.f, c.f[3], seed++, c.zp, relu, u8_out, vnni() ? 127 : 63);
         Tensor x = random_tensor(c.x, DType::kUInt8, seed++, 0, 256);
         check_fast_matches_reference([&] { return quantized_conv2d(x, p, c.o); }, 0, 0);
       }
@@ -246,10 +250,14 @@ TEST(QuantizedConv2D, Errors) {
   QuantizedLinear p = layer({3, 3, 2, 4}, 4, 1, 0, false, false);
   Tensor x = random_tensor({1, 5, 5, 2}, DType::kUInt8, 2, 0, 256);
   expect_error<ShapeError>(
-      [&] { quantized_conv2d(random_tensor({1, 5, 5, 3}, DType::kUInt8), p); },
+      [&] {
+        quantized_conv2d(random_tensor({1, 5, 5, 3}, DType::kUInt8), p);
+      },
       {"quantized_conv2d", "conv2d: shapes [1, 5, 5, 3]", "[3, 3, 2, 4]"});
   expect_error<ShapeError>(
-      [&] { quantized_conv2d(random_tensor({1, 2, 2, 2}, DType::kUInt8), p); },
+      [&] {
+        quantized_conv2d(random_tensor({1, 2, 2, 2}, DType::kUInt8), p);
+      },
       {"quantized_conv2d", "larger than the input"});
   expect_error<ValueError>([&] { quantized_conv2d(x, p, opts(0, Padding::kValid)); },
                            {"quantized_conv2d", "strides", ">= 1"});
@@ -261,7 +269,8 @@ TEST(QuantizedConv2D, Errors) {
                            {"quantized_conv2d", "the bias must be [4]"});
 }
 
-// ---- the non-VNNI path ---------------------------------------------------------------------------
+// ---- the non-VNNI path
+// ---------------------------------------------------------------------------
 
 // Without VNNI (oneDNN's effective ISA; DNNL_MAX_CPU_ISA=AVX2 on this machine) oneDNN's
 // vpmaddubsw saturates: 8-bit weights must go to the reference, 7-bit ones may run fast.
@@ -289,7 +298,8 @@ TEST(QuantizedIsa, Avx2RunPasses) {
   char self[4096] = {};
   ASSERT_GT(readlink("/proc/self/exe", self, sizeof self - 1), 0);
   const std::string cmd =
-      "DNNL_MAX_CPU_ISA=AVX2 '" + std::string(self) + "' "
+      "DNNL_MAX_CPU_ISA=AVX2 '" + std::string(self) +
+      "' "
       "--gtest_filter='QuantizedMatmul.*:QuantizedConv2D.*:QuantizedIsa.*:QuantizedPool.*' "
       "> /dev/null 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << "rerun by hand: " << cmd;
@@ -311,8 +321,11 @@ TEST(QuantizedPool, MaxPoolInUInt8AndInt8) {
       EXPECT_TRUE(all_close(cast(got, float32), want, 0, 0));
     }
   }
-  expect_error<DTypeError>([] { avg_pool2d(zeros({1, 4, 4, 1}, DType::kUInt8)); },
-                           {"avg_pool2d", "uint8"});
+  expect_error<DTypeError>(
+      [] {
+        avg_pool2d(zeros({1, 4, 4, 1}, DType::kUInt8));
+      },
+      {"avg_pool2d", "uint8"});
 }
 
 TEST(QuantizedPool, ReshapeKeepsInt8) {
