@@ -5,10 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
 
+#include "graph/graph.h"
 #include "graph/serialize.h"
 #include "kiln/compress.h"
 #include "kiln/data.h"
@@ -166,6 +168,27 @@ TEST(QuantizeModel, AccuracyBudgetRevertsTheWorstLayers) {
     EXPECT_NE(l.reason.find("reverted: model accuracy drop"), std::string::npos) << l.reason;
   }
   EXPECT_EQ(count(q.graph_text(), "quantize"), 0);
+}
+
+// 7-bit weights (what a CPU without VNNI gets by default) stay in [-63, 63]; 8-bit use +-127.
+TEST(QuantizeModel, WeightBitsFollowTheCpuOrTheOption) {
+  auto model = make_mlp();
+  GraphModel f = freeze(*model);
+  for (int bits : {0, 7, 8}) {
+    QuantizeOptions o = all_int8();
+    o.weight_bits = bits;
+    QuantizeReport report;
+    GraphModel q = quantize_model(f, data().train.rows(0, 64), o, &report);
+    const int want = bits ? bits : (int8_has_vnni() ? 8 : 7);
+    EXPECT_EQ(report.weight_bits, want);
+    int lo = 0, hi = 0;
+    for (const auto& v : q.graph().values) {
+      if (v.kind != graph::ValueKind::kConstant || v.meta.dtype != DType::kInt8) continue;
+      for (int w : v.captured.to_vector<int>()) lo = std::min(lo, w), hi = std::max(hi, w);
+    }
+    EXPECT_EQ(hi, want == 8 ? 127 : 63) << bits;  // each channel's largest weight hits the top
+    EXPECT_GE(lo, -hi) << bits;
+  }
 }
 
 // The graph as model files store it: JSON by op name and attribute schema, constants beside it.
