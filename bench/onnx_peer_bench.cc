@@ -1,23 +1,24 @@
 // onnx_peer_bench: kiln's side of the ONNX Runtime comparison (bench/onnx_vs_ort.sh).
 //
-//   onnx_peer_bench OUT_DIR [--runs N]
+//   onnx_peer_bench OUT_DIR [--runs N] [--only MODEL BATCH THREADS]
 //
 // Builds the mlp and the cnn (seeded), freezes them, exports OUT_DIR/<model>.onnx (the files
 // ONNX Runtime runs) and writes the inputs OUT_DIR/x<batch>.npy (Fashion-MNIST test images when
 // the data set is installed, else uniform noise), then times kiln's frozen graph on the same
 // inputs: batch 1 and 64, 1 and 2 threads, N timed calls (default 500 at batch 1, 200 at 64)
 // after N/10 warm-up calls, each one allocation-free GraphModel::call. Prints one JSON line per
-// case: median, p99 and min in ms, and the CPU.
+// case: median, p99 and min in ms, and the CPU. --only times one case (the files are written
+// every time), so a script can alternate kiln and ONNX Runtime case by case.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "kiln/data.h"
+#include "kiln/io.h"
 #include "kiln/model_file.h"
 #include "kiln/nn/models.h"
 #include "kiln/onnx.h"
@@ -25,20 +26,6 @@
 #include "machine.h"
 
 namespace {
-
-void write_npy(const std::string& path, const kiln::Tensor& t) {
-  std::string shape;
-  for (int d = 0; d < t.rank(); ++d) shape += std::to_string(t.shape()[d]) + ", ";
-  if (t.rank() > 1) shape.resize(shape.size() - 2);
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
-  header += std::string((64 - (10 + header.size() + 1) % 64) % 64, ' ') + "\n";
-  std::ofstream f(path, std::ios::binary);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f << header;
-  f.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-}
 
 kiln::Tensor images(int64_t n) {
   const std::string file = kiln::default_fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz";
@@ -59,12 +46,29 @@ int main(int argc, char** argv) {
   }
   const std::string out = argv[1];
   int runs_override = 0;
-  for (int i = 2; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--runs") runs_override = std::stoi(argv[i + 1]);
+  std::string only_model;
+  int64_t only_batch = 0;
+  int only_threads = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc) {
+      runs_override = std::stoi(argv[++i]);
+    } else if (a == "--only" && i + 3 < argc) {
+      only_model = argv[i + 1], only_batch = std::stoll(argv[i + 2]);
+      only_threads = std::stoi(argv[i + 3]);
+      i += 3;
+    } else {
+      std::fprintf(stderr, "onnx_peer_bench: unknown or incomplete argument %s\n", a.c_str());
+      return 2;
+    }
   }
+  auto wanted = [&](const char* model, int64_t b, int threads) {
+    return only_model.empty() ||
+           (only_model == model && only_batch == b && only_threads == threads);
+  };
   std::filesystem::create_directories(out);
   const int64_t batches[] = {1, 64};
-  for (int64_t b : batches) write_npy(out + "/x" + std::to_string(b) + ".npy", images(b));
+  for (int64_t b : batches) kiln::save_npy(out + "/x" + std::to_string(b) + ".npy", images(b));
 
   struct Case {
     const char* name;
@@ -78,6 +82,7 @@ int main(int argc, char** argv) {
     for (int64_t b : batches) {
       const kiln::Tensor x = images(b);
       for (int threads : {1, 2}) {
+        if (!wanted(c.name, b, threads)) continue;
         kiln::set_num_threads(threads);
         const int runs = runs_override > 0 ? runs_override : (b == 1 ? 500 : 200);
         std::vector<kiln::Tensor> outs(1);

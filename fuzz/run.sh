@@ -16,7 +16,7 @@ if [[ $# -ne 2 || ! $2 =~ ^[0-9]+$ ]]; then
 fi
 build=$(cd "$1" && pwd)
 seconds=$2
-targets=(idx safetensors checkpoint model npy)
+targets=(idx safetensors checkpoint model npy onnx)
 
 # One thread: the readers do not need more, and the machine is shared. A small ASan
 # quarantine keeps the RSS of the checkpoint target (1.7 MB inputs) under the limit.

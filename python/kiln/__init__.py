@@ -24,7 +24,7 @@ from kiln._kiln import (  # noqa: F401  (the public names)
     square, equal, not_equal, less, less_equal, greater, greater_equal, where, cast,
     broadcast_to, relu, sigmoid, tanh, softmax, log_softmax, reduce_sum, reduce_mean,
     reduce_max, argmax, matmul, reshape, transpose, concat, slice, gather, one_hot, pad,
-    stop_gradient, assign, assign_add, arange, set_global_seed, global_seed, set_num_threads, num_threads,
+    stop_gradient, assign, assign_add, arange, set_global_seed, reset_layer_names, global_seed, set_num_threads, num_threads,
     clear_caches, set_instance_cache_limits, load_fashion_mnist, Dataset,
 )
 
@@ -69,7 +69,7 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
     setattr(Variable, _name, _variable_operator(_name))
 del _name
 
-from kiln import random, nn, math  # noqa: E402
+from kiln import random, nn, math, ops  # noqa: E402
 from kiln._function import function, TensorSpec  # noqa: E402
 from kiln._cache import cached_per_instance, cache_report, CacheReport  # noqa: E402
 from kiln import keras  # noqa: E402

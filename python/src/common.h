@@ -60,6 +60,16 @@ std::shared_ptr<T> shared_keep(py::handle obj) {
   });
 }
 
+// A Python object referenced from C++ state that may be released without the GIL held: copies
+// need no GIL, the last one takes it to release the object (nothing at interpreter exit).
+inline std::shared_ptr<py::object> gil_safe(py::object o) {
+  return std::shared_ptr<py::object>(new py::object(std::move(o)), [](py::object* p) {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+}
+
 // A Python tuple of a shape's dims.
 py::tuple shape_tuple(const Shape& s);
 // A Shape from a tuple, list, TensorShape-like sequence or int; None dims are refused.

@@ -92,6 +92,11 @@ class PyLayer : public Base {
 
 using PyModel = PyLayer<Model>;
 
+py::array read_only(py::array a) {
+  a.attr("flags").attr("writeable") = false;
+  return a;
+}
+
 py::object var_or_none(const Variable& v) { return v.defined() ? py::cast(v) : py::none(); }
 
 py::list variable_list(const std::vector<Variable>& vs) {
@@ -161,11 +166,13 @@ equal; assign() writes in place and bumps version.)doc")
       .def_property_readonly("dtype", &Variable::dtype)
       .def_property_readonly("version", &Variable::version)
       .def_property_readonly("ndim", [](const Variable& v) { return v.shape().rank(); })
-      .def("numpy", [](const Variable& v) { return tensor_to_numpy(v.value()); })
+      // Read-only views: a variable is written through assign(), which bumps its version (the
+      // key of caches such as conv's reordered filters); a write through NumPy would not.
+      .def("numpy", [](const Variable& v) { return read_only(tensor_to_numpy(v.value())); })
       .def(
           "__array__",
           [](const Variable& v, py::handle dtype) {
-            py::array a = tensor_to_numpy(v.value());
+            py::array a = read_only(tensor_to_numpy(v.value()));
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));
           },
           py::arg("dtype") = py::none())

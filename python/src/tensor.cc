@@ -10,6 +10,12 @@ namespace {
 
 constexpr const char* kTensorCapsule = "kiln.Tensor";
 
+// NumPy, imported once and kept for the process's life (never released at exit).
+py::handle numpy() {
+  static py::handle np = py::module_::import("numpy").release();
+  return np;
+}
+
 // What a NumPy array that views kiln memory refers to: the tensor, kept alive by the capsule.
 const Tensor* capsule_tensor(py::handle base) {
   if (!base || !PyCapsule_CheckExact(base.ptr())) return nullptr;
@@ -49,7 +55,7 @@ Tensor shared_view(const py::array& arr) {
 // A new kiln tensor holding `arr`'s values converted to `dt` (NumPy's conversion rules).
 Tensor copy_array(const py::array& arr, DType dt) {
   // asarray(order="C"), not ascontiguousarray: the latter turns rank 0 into rank 1.
-  py::array c = py::module_::import("numpy").attr("asarray")(arr, numpy_dtype(dt), "C");
+  py::array c = numpy().attr("asarray")(arr, numpy_dtype(dt), "C");
   std::vector<int64_t> dims(c.shape(), c.shape() + c.ndim());
   Tensor t = empty(Shape(dims), dt);
   if (t.nbytes()) std::memcpy(t.raw_data(), c.data(), t.nbytes());
@@ -126,9 +132,9 @@ Tensor to_tensor(py::handle h, std::optional<DType> dtype) {
     return dtype && *dtype != t.dtype() ? cast(t, *dtype) : t;
   }
   if (py::isinstance<Variable>(h)) return to_tensor(py::cast(h.cast<Variable>().value()), dtype);
-  const bool from_numpy = py::isinstance<py::array>(h) ||
-                          py::isinstance(h, py::module_::import("numpy").attr("generic"));
-  py::array arr = py::module_::import("numpy").attr("asarray")(h);
+  const bool from_numpy =
+      py::isinstance<py::array>(h) || py::isinstance(h, numpy().attr("generic"));
+  py::array arr = numpy().attr("asarray")(h);
   if (from_numpy && !dtype) {
     if (Tensor shared = shared_view(arr); shared.defined()) return shared;
   }

@@ -52,8 +52,18 @@ py::dict history_dict(const History& h) {
   return d;
 }
 
+// One epoch's batches. Destroying the iterator joins the prefetch thread, which may be waiting
+// for the GIL to run a Python map: so it is destroyed with the GIL released.
 struct PyDatasetIterator {
   std::unique_ptr<DatasetIterator> it;
+  PyDatasetIterator(std::unique_ptr<DatasetIterator> i) : it(std::move(i)) {}
+  PyDatasetIterator(PyDatasetIterator&&) = default;
+  ~PyDatasetIterator() {
+    if (it && Py_IsInitialized() && PyGILState_Check()) {
+      py::gil_scoped_release nogil;
+      it.reset();
+    }
+  }
 };
 
 }  // namespace
@@ -174,6 +184,21 @@ logs), on_train_end(logs); set self.stop_training = True to stop after this epoc
       .def("batch", &Dataset::batch, py::arg("batch_size"), py::arg("drop_remainder") = false)
       .def("shard", &Dataset::shard, py::arg("num_shards"), py::arg("index"))
       .def("normalize", &Dataset::normalize, py::arg("mean"), py::arg("stddev"))
+      .def(
+          "map",
+          [](const Dataset& d, py::function fn) {
+            auto f = gil_safe(std::move(fn));
+            return d.map([f](Batch b) {
+              py::gil_scoped_acquire gil;
+              py::tuple r = (*f)(b.x, b.y).cast<py::tuple>();
+              if (r.size() != 2)
+                throw py::value_error("Dataset.map: the function must return (x, y)");
+              return Batch{r[0].cast<TensorArg>().tensor, r[1].cast<TensorArg>().tensor};
+            });
+          },
+          py::arg("map_func"), R"doc(
+fn(x, y) -> (x, y) per batch, after batching (on the prefetch thread when prefetching; it takes
+the GIL there). Exceptions reach the consumer.)doc")
       .def("prefetch", &Dataset::prefetch, py::arg("buffer_size"))
       .def_property_readonly("num_examples", &Dataset::num_examples)
       .def("__len__", &Dataset::num_batches)

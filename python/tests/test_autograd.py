@@ -16,17 +16,20 @@ class Affine(tf.keras.layers.Layer):
         return tf.tanh(x @ self.w + self.b) * tf.sigmoid(x[:, :1])
 
 
-def numeric_grad(f, a, eps=1e-6):
+def numeric_grad(f, values, write, eps=1e-6):
+    """Central differences of f() over `values`, each perturbed value stored with write()."""
+    a = values.copy()
     g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
+    for i in np.ndindex(a.shape):
         old = a[i]
         a[i] = old + eps
+        write(a)
         up = f()
         a[i] = old - eps
+        write(a)
         down = f()
         a[i] = old
+        write(a)
         g[i] = (up - down) / (2 * eps)
     return g
 
@@ -44,10 +47,13 @@ def test_gradient_check_through_a_python_layer_float64():
     def loss_value():
         return tf.reduce_sum(tf.square(layer(x))).item()
 
-    # The arrays view the tensors' memory: perturbing them perturbs what the layer reads.
-    for grad, arr in ((gx, x.numpy()), (gw, layer.w.numpy()), (gb, layer.b.numpy())):
-        np.testing.assert_allclose(grad.numpy(), numeric_grad(loss_value, arr), rtol=1e-6,
-                                   atol=1e-8)
+    def write_x(a):
+        x.numpy()[...] = a  # x.numpy() views x's memory: the layer reads the new values
+
+    for grad, values, write in ((gx, x.numpy(), write_x), (gw, layer.w.numpy(), layer.w.assign),
+                                (gb, layer.b.numpy(), layer.b.assign)):
+        np.testing.assert_allclose(grad.numpy(), numeric_grad(loss_value, values, write),
+                                   rtol=1e-6, atol=1e-8)
 
 
 def test_tape_semantics():
@@ -99,3 +105,20 @@ def test_random_seeds():
     assert not np.array_equal(c, d)  # unseeded draws differ
     u = tf.random.uniform((1000,), minval=2, maxval=3, seed=1).numpy()
     assert u.min() >= 2 and u.max() < 3
+
+
+def test_kiln_ops_names_and_keyed_random():
+    x = tf.constant([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(tf.ops.sub(x, 1.0).numpy(), [[0, 1], [2, 3]])
+    np.testing.assert_allclose(tf.ops.sum(x, [0]).numpy(), [4, 6])
+    np.testing.assert_allclose(tf.ops.mean(x).numpy(), 2.5)
+    gen = tf.ops.SeedGenerator(7)
+    k1, k2 = gen.next(), gen.next()
+    assert gen.counter == 2 and k1.dtype == tf.int64 and k1.shape == (2,)
+    a = tf.ops.random_normal((4,), 0.0, 1.0, k1).numpy()
+    b = tf.ops.random_normal((4,), 0.0, 1.0, k2).numpy()
+    assert not np.array_equal(a, b)
+    # key {seed, 0} draws what the seeded creator draws
+    np.testing.assert_array_equal(
+        tf.ops.random_normal((4,), 0.0, 1.0, tf.constant([7, 0], tf.int64)).numpy(),
+        tf.random.normal((4,), seed=7).numpy())

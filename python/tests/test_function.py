@@ -98,3 +98,24 @@ def test_cache_report_as_dict_and_text():
     assert any(fn["name"] == "report_probe" for fn in r["functions"])
     assert "report_probe" in str(r) and r.text == str(r)
     assert r.cache_bytes >= 0
+
+
+def test_reduce_retracing_relaxes_changing_dims():
+    @tf.function(reduce_retracing=True)
+    def f(x):
+        return x * 2
+
+    for n in (2, 3, 4, 5):
+        f(tf.ones((n, 3)))
+    info = f.cache_info()
+    assert info.traces == 2  # the second shape traces once more with the batch dim unknown
+    assert info.signatures[0]["args"][0][0] == (None, 3)
+
+
+def test_warn_policy_records_a_suggestion():
+    f = tf.function(lambda x: x + 1, retrace_budget=1, policy="warn", name="warned")
+    for n in (1, 2, 3):
+        f(tf.ones(n))
+    info = f.cache_info()
+    assert info.traces == 3 and info.warnings
+    assert "warned" in info.warnings[0]

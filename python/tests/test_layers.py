@@ -158,3 +158,27 @@ def test_python_layer_inside_a_traced_function():
     np.testing.assert_allclose(f(x).numpy(), eager, rtol=1e-6)
     np.testing.assert_allclose(f(x).numpy(), eager, rtol=1e-6)
     assert layer.calls == calls + 1  # traced once; the second call ran the graph
+
+
+def test_multi_input_python_layer():
+    class Bilinear(tf.keras.layers.Layer):
+        def build(self, input_shapes):
+            (_, n), (_, m) = input_shapes
+            self.w = self.add_weight(shape=(n, m), initializer="ones")
+
+        def call(self, inputs):
+            a, b = inputs
+            return tf.reduce_sum(tf.matmul(a, self.w) * b, axis=1)
+
+    layer = Bilinear()
+    y = layer([tf.ones((2, 3)), tf.ones((2, 4))])
+    np.testing.assert_allclose(y.numpy(), [12.0, 12.0])
+    assert layer.weights[0].shape == (3, 4)
+
+
+def test_trainable_flag_and_weights_lists():
+    layer = Linear(2)
+    layer(tf.ones((1, 3)))
+    layer.trainable = False
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 2
+    assert layer.get_weight("variable") == layer.w and layer.get_weight("nope") is None

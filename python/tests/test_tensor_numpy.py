@@ -137,3 +137,13 @@ def test_repr_and_properties():
     assert repr(t).startswith("tensor([[1, 2],")
     assert t.ndim == 2 and t.size == 4 and t.nbytes == 16
     assert repr(kiln.float32) == "kiln.float32" and str(kiln.int64) == "int64"
+
+
+def test_variable_arrays_are_read_only_views():
+    v = kiln.Variable(kiln.zeros((2,)), name="ro")
+    a = v.numpy()
+    with pytest.raises(ValueError, match="read-only"):
+        a[0] = 1.0  # writes go through assign(), which bumps the version caches key on
+    version = v.version
+    v.assign(kiln.ones((2,)))
+    assert a[0] == 1.0 and v.version == version + 1  # the view sees the assignment

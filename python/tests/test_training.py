@@ -128,3 +128,52 @@ def test_custom_training_loop_with_apply_gradients():
         losses.append(loss.item())
     assert losses[-1] < losses[0] and opt.iterations == 20
     assert opt.slot(model.trainable_weights[0], "momentum") is not None
+
+
+def test_float64_numpy_features_train_as_float32_like_keras():
+    x, y = blobs(64)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype(np.float64), y, verbose=0)
+    assert model.weights[0].dtype == tf.float32
+    assert model.predict(x.astype(np.float64)).dtype == np.float32
+
+
+def test_python_errors_inside_a_layer_reach_fit_unchanged():
+    class Broken(tf.keras.layers.Layer):
+        def call(self, x):
+            raise ZeroDivisionError("broken layer")
+
+    model = tf.keras.Sequential([Broken()])
+    model.compile("adam", "mse")
+    with pytest.raises(ZeroDivisionError, match="broken layer"):
+        model.fit(np.ones((4, 2), np.float32), np.ones((4, 2), np.float32), verbose=0)
+
+
+def test_summary_of_an_unbuilt_model_needs_an_input_shape():
+    model = tf.keras.Sequential([tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+    with pytest.raises(tf.StateError):
+        model.summary()
+    lines = []
+    model.summary(input_shape=(28, 28, 1), print_fn=lines.append)
+    assert "Total params: 7,850" in lines[0]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_dataset_map_with_a_python_function(prefetch):
+    x, y = blobs(64)
+    ds = tf.Dataset(x, y).batch(16).map(lambda bx, by: (bx * 2.0, by)).prefetch(prefetch)
+    first = next(iter(ds))
+    np.testing.assert_allclose(first[0].numpy(), x[:16] * 2.0)
+    it = iter(ds)
+    next(it)
+    del it  # an early stop joins the prefetch thread without deadlocking on the GIL
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert len(model.fit(ds, epochs=2, verbose=0).history["loss"]) == 2
+
+    def bad(bx, by):
+        raise KeyError("in the map")
+
+    with pytest.raises(KeyError, match="in the map"):
+        list(tf.Dataset(x, y).batch(16).map(bad).prefetch(prefetch))

@@ -25,6 +25,38 @@ struct Registry {
   std::map<std::string, LayerFactory> factories;
 };
 
+// Keras' class names registered beside kiln's type_name() for the same class.
+constexpr std::pair<const char*, const char*> kAliases[] = {
+    {"MaxPooling2D", "MaxPool2D"},
+    {"AveragePooling2D", "AvgPool2D"},
+};
+
+bool same_class(const std::string& class_name, const std::string& type_name) {
+  if (class_name == type_name) return true;
+  for (const auto& [alias, type] : kAliases) {
+    if (class_name == alias && type_name == type) return true;
+  }
+  return false;
+}
+
+// deserialize_layer recurses through nested models; a deeper config is refused rather than
+// overflowing the stack.
+constexpr int kMaxDepth = 64;
+thread_local int t_depth = 0;
+
+class DepthGuard {
+ public:
+  explicit DepthGuard(const std::string& who) {
+    if (++t_depth > kMaxDepth) {
+      --t_depth;
+      throw FormatError(who + ": layers nested more than " + std::to_string(kMaxDepth) + " deep");
+    }
+  }
+  ~DepthGuard() { --t_depth; }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
+};
+
 template <typename L>
 LayerFactory factory_of() {
   return [](const json& c) { return L::from_config(c); };
@@ -40,15 +72,14 @@ void register_builtins(std::map<std::string, LayerFactory>& f) {
   f["Embedding"] = factory_of<Embedding>();
   f["Conv2D"] = factory_of<Conv2D>();
   f["MaxPool2D"] = factory_of<MaxPool2D>();
-  f["MaxPooling2D"] = factory_of<MaxPool2D>();  // Keras' class name; MaxPool2D is its alias
   f["AvgPool2D"] = factory_of<AvgPool2D>();
-  f["AveragePooling2D"] = factory_of<AvgPool2D>();
   f["GlobalAveragePooling2D"] = factory_of<GlobalAveragePooling2D>();
   f["BatchNormalization"] = factory_of<BatchNormalization>();
   f["LayerNormalization"] = factory_of<LayerNormalization>();
   f["Add"] = factory_of<Add>();
   f["Concatenate"] = factory_of<Concatenate>();
   f["Sequential"] = factory_of<Sequential>();
+  for (const auto& [alias, type] : kAliases) f[alias] = f[type];
 }
 
 Registry& registry() {
@@ -96,23 +127,37 @@ json batchless_shape(const Shape& s) {
   return out;
 }
 
+constexpr int64_t kMaxConfigDim = (int64_t(1) << 31) - 1;
+
 // A build shape from [null, d1, ...] (null: batch 1, shapes alone build a layer).
 Shape shape_from_json(const json& j, const std::string& what) {
   if (!j.is_array() || j.empty()) {
-    throw FormatError(what + ": expected a shape [null, d1, ...], got " + j.dump());
+    throw FormatError(what + ": expected a shape [null, d1, ...], got " + ConfigReader::excerpt(j));
+  }
+  if (j.size() > size_t(Shape::kMaxRank)) {
+    throw FormatError(what + ": rank " + std::to_string(j.size()) + " is over kiln's maximum " +
+                      std::to_string(Shape::kMaxRank));
   }
   Shape s;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& d = j[i];
     if (d.is_null() && i == 0) {
       s.push_back(1);
-    } else if (d.is_number_integer() && d.get<int64_t>() >= 0 && (i > 0 || d.get<int64_t>() > 0)) {
+    } else if (d.is_number_integer() && d.get<int64_t>() >= 0 &&
+               d.get<int64_t>() <= kMaxConfigDim && (i > 0 || d.get<int64_t>() > 0)) {
       s.push_back(d.get<int64_t>());
     } else {
       throw FormatError(what + ": dim " + std::to_string(i) +
-                        " must be a non-negative integer (null for the batch dim 0), got " +
-                        j.dump());
+                        " must be an integer in [0, 2^31) (null for the batch dim 0), got " +
+                        ConfigReader::excerpt(j));
     }
+  }
+  int64_t numel = 1;
+  bool too_large = false;
+  for (int i = 0; i < s.rank(); ++i)
+    too_large = too_large || __builtin_mul_overflow(numel, s[i], &numel);
+  if (too_large || numel > (int64_t(1) << 40)) {
+    throw FormatError(what + ": " + ConfigReader::excerpt(j) + " has over 2^40 elements");
   }
   return s;
 }
@@ -120,7 +165,7 @@ Shape shape_from_json(const json& j, const std::string& what) {
 std::string class_of(const json& serialized) {
   auto it = serialized.find("class_name");
   if (it == serialized.end() || !it->is_string()) {
-    throw FormatError("layer entry " + serialized.dump().substr(0, 200) +
+    throw FormatError("layer entry " + ConfigReader::excerpt(serialized) +
                       ": needs a string field 'class_name'");
   }
   return it->get<std::string>();
@@ -199,7 +244,7 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
     if (key == "module" || key == "registered_name") {
       if (!value.is_string() && !value.is_null()) {
         throw FormatError(who + ": field '" + key + "' must be a string or null, got " +
-                          value.dump());
+                          ConfigReader::excerpt(value));
       }
       continue;
     }
@@ -207,7 +252,7 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
       auto shape = value.is_object() ? value.find("input_shape") : value.end();
       if (!value.is_object() || shape == value.end() || value.size() != 1) {
         throw FormatError(who + ": build_config must be {\"input_shape\": [...]}, got " +
-                          value.dump());
+                          ConfigReader::excerpt(value));
       }
       const std::string what = who + ": build_config.input_shape";
       build_shapes.emplace();
@@ -222,17 +267,24 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
                       "' (a serialized layer has class_name, config, build_config, module, "
                       "registered_name)");
   }
-  std::shared_ptr<Layer> layer = find_factory(class_name, layer_name)(*config);
+  DepthGuard depth(who);
+  const LayerFactory factory = find_factory(class_name, layer_name);
+  std::shared_ptr<Layer> layer;
+  try {
+    layer = factory(*config);
+  } catch (const nlohmann::json::exception& e) {
+    // A user's from_config reading the json directly (config.at("units").get<int>()).
+    throw FormatError(who + ": bad config: " + e.what());
+  }
   if (!layer) throw FormatError(who + ": its registered factory returned no layer");
-  if (layer->type_name() != class_name &&
-      !(class_name == "MaxPooling2D" && layer->type_name() == "MaxPool2D") &&
-      !(class_name == "AveragePooling2D" && layer->type_name() == "AvgPool2D")) {
+  if (!same_class(class_name, layer->type_name())) {
     throw FormatError(who + ": the factory registered for '" + class_name + "' made a " +
                       layer->type_name() + "; register the class under its type_name()");
   }
   if (auto t = config->find("trainable"); t != config->end()) {
     if (!t->is_boolean()) {
-      throw FormatError(who + ": field 'trainable' must be a boolean, got " + t->dump());
+      throw FormatError(who + ": field 'trainable' must be a boolean, got " +
+                        ConfigReader::excerpt(*t));
     }
     if (!t->get<bool>()) layer->set_trainable(false);
   }
@@ -245,10 +297,19 @@ std::shared_ptr<Layer> deserialize_layer(const json& serialized, VariableStore* 
     }
   }
   if (build_shapes) {
-    if (build_shapes->size() == 1) {
-      layer->output_shape((*build_shapes)[0]);
-    } else {
-      layer->output_shape(*build_shapes);
+    std::string shapes;
+    for (const Shape& sh : *build_shapes) shapes += (shapes.empty() ? "" : ", ") + to_string(sh);
+    const std::string building = who + ": building for input shape " + shapes + ": ";
+    try {
+      if (build_shapes->size() == 1) {
+        layer->output_shape((*build_shapes)[0]);
+      } else {
+        layer->output_shape(*build_shapes);
+      }
+    } catch (const ShapeError& e) {
+      throw ShapeError(building + e.what());
+    } catch (const StateError& e) {  // e.g. a Sequential without layers: the file is wrong
+      throw FormatError(building + e.what());
     }
   }
   return layer;
@@ -258,7 +319,7 @@ bool has_config(const Layer& layer, std::string* why) {
   try {
     serialize_layer(layer);
     return true;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // kiln's errors, and a user get_config's json errors
     if (why) *why = e.what();
     return false;
   }
@@ -285,7 +346,7 @@ std::shared_ptr<Layer> model_from_json(const std::string& text_or_path, Variable
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a huge number
     throw FormatError(source + ": not valid JSON: " + e.what());
   }
   try {
@@ -321,10 +382,17 @@ ConfigReader::ConfigReader(const json& config, std::string class_name)
     }
     if (!dtype->is_string()) type_error("dtype", "a string or a DTypePolicy object");
     if (dtype->get<std::string>() != "float32") {
-      throw ValueError(where() + ": field 'dtype' " + d->dump() +
+      throw ValueError(where() + ": field 'dtype' " + ConfigReader::excerpt(*d) +
                        " is not supported: kiln layers are configured in float32");
     }
   }
+}
+
+std::string ConfigReader::excerpt(const json& value) {
+  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text.size() > 120)
+    text = text.substr(0, 100) + "... (" + std::to_string(text.size()) + " characters)";
+  return text;
 }
 
 std::string ConfigReader::where() const {
@@ -340,7 +408,7 @@ const json* ConfigReader::find(const char* key) {
 
 void ConfigReader::type_error(const char* key, const char* expected) const {
   throw FormatError(where() + ": field '" + key + "' must be " + expected + ", got " +
-                    config_.at(key).dump());
+                    ConfigReader::excerpt(config_.at(key)));
 }
 
 bool ConfigReader::has(const char* key) const {
@@ -444,8 +512,8 @@ const json& ConfigReader::raw(const char* key) {
 void ConfigReader::only(const char* key, const json& allowed) {
   const json* v = find(key);
   if (!v || *v == allowed) return;
-  throw ValueError(where() + ": field '" + key + "' = " + v->dump() +
-                   " is not supported by kiln (only " + allowed.dump() + ")");
+  throw ValueError(where() + ": field '" + key + "' = " + ConfigReader::excerpt(*v) +
+                   " is not supported by kiln (only " + ConfigReader::excerpt(allowed) + ")");
 }
 
 void ConfigReader::finish() const {

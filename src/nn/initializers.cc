@@ -11,6 +11,7 @@
 
 #include "core/random.h"
 #include "kiln/error.h"
+#include "kiln/nn/config.h"
 #include "kiln/ops.h"
 
 namespace kiln {
@@ -395,7 +396,7 @@ class InitConfig {
     auto it = config_.find("seed");
     if (it == config_.end() || it->is_null()) return;
     throw ValueError("initializer " + class_name_ + ": field 'seed' must be null, got " +
-                     it->dump() +
+                     ConfigReader::excerpt(*it) +
                      " (kiln seeds initializers from the VariableStore and the variable's name)");
   }
   void finish() const {
@@ -412,7 +413,7 @@ class InitConfig {
  private:
   [[noreturn]] void fail(const char* key, const char* expected, const nlohmann::json& got) const {
     throw FormatError("initializer " + class_name_ + ": field '" + key + "' must be " + expected +
-                      ", got " + got.dump());
+                      ", got " + ConfigReader::excerpt(got));
   }
   std::string class_name_;
   const nlohmann::json& config_;
@@ -492,11 +493,12 @@ Initializer deserialize(const nlohmann::json& config) {
   if (!config.is_object()) {
     throw FormatError(
         "initializer: expected a name or an object {\"class_name\", \"config\"}, got " +
-        config.dump());
+        ConfigReader::excerpt(config));
   }
   auto cls = config.find("class_name");
   if (cls == config.end() || !cls->is_string()) {
-    throw FormatError("initializer " + config.dump() + ": needs a string field 'class_name'");
+    throw FormatError("initializer " + ConfigReader::excerpt(config) +
+                      ": needs a string field 'class_name'");
   }
   const std::string class_name = cls->get<std::string>();
   for (const auto& [key, value] : config.items()) {
@@ -504,14 +506,14 @@ Initializer deserialize(const nlohmann::json& config) {
     if ((key == "module" || key == "registered_name") && (value.is_string() || value.is_null()))
       continue;
     throw FormatError("initializer " + class_name + ": unexpected field '" + key +
-                      "' = " + value.dump());
+                      "' = " + ConfigReader::excerpt(value));
   }
   static const nlohmann::json kEmpty = nlohmann::json::object();
   const nlohmann::json* body = &kEmpty;
   if (auto it = config.find("config"); it != config.end() && !it->is_null()) {
     if (!it->is_object()) {
       throw FormatError("initializer " + class_name + ": field 'config' must be an object, got " +
-                        it->dump());
+                        ConfigReader::excerpt(*it));
     }
     body = &*it;
   }

@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -51,10 +52,30 @@ class NoTape {
 
 }  // namespace
 
+namespace {
+using NameCounts = std::unordered_map<std::string, int>;
+thread_local NameCounts* t_scope_names = nullptr;  // the innermost LayerNameScope's counters
+}  // namespace
+
+LayerNameScope::LayerNameScope() : saved_(t_scope_names), counts_(new NameCounts) {
+  t_scope_names = static_cast<NameCounts*>(counts_);
+}
+
+LayerNameScope::~LayerNameScope() {
+  t_scope_names = static_cast<NameCounts*>(saved_);
+  delete static_cast<NameCounts*>(counts_);
+}
+
 std::string unique_layer_name(const std::string& base) {
   if (detail::TraceScope* ts = detail::thread_context().trace_scope) {
     // Inside a traced function: counted per trace, so every trace names its layers alike.
     int& n = ts->layer_names[base];
+    std::string name = n == 0 ? base : base + "_" + std::to_string(n);
+    ++n;
+    return name;
+  }
+  if (t_scope_names) {
+    int& n = (*t_scope_names)[base];
     std::string name = n == 0 ? base : base + "_" + std::to_string(n);
     ++n;
     return name;
@@ -231,6 +252,17 @@ Variable Layer::add_weight(const std::string& name, const Shape& shape,
   }
   for (const auto& [n, v] : own_weights_) {
     if (n == name) throw ValueError("layer '" + name_ + "': weight '" + name + "' added twice");
+  }
+  // Sizes can come from a config file: refuse a weight whose element count overflows or
+  // exceeds 2^40 (4 TiB of float32) before anything is allocated.
+  int64_t numel = 1;
+  bool too_large = false;
+  for (int i = 0; i < shape.rank(); ++i) {
+    too_large = too_large || shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel);
+  }
+  if (too_large || numel > (int64_t(1) << 40)) {
+    throw ValueError("layer '" + name_ + "' (" + type_name() + "): weight '" + name +
+                     "' of shape " + to_string(shape) + " is too large (over 2^40 elements)");
   }
   Variable v;
   if (share_from_ != nullptr) {

@@ -222,31 +222,44 @@ void require_unique_name(const Sequential& seq, const Layer& layer) {
   }
 }
 
-// The shape of a Keras InputLayer entry: Keras 3's batch_shape or Keras 2's batch_input_shape,
-// [null, d1, ...]; returns the example shape (batch dim dropped).
+// An example shape (batch dim dropped) from Keras' [null, d1, ...] (the batch dim may also be
+// an integer); FormatError naming `what` unless each dim is in [0, 2^31), the rank fits kiln's
+// shapes and the batch-1 size stays within 2^40 elements.
+Shape example_shape(const nlohmann::json& dims, const std::string& what) {
+  if (!dims.is_array() || dims.empty() || dims.size() > size_t(Shape::kMaxRank)) {
+    throw FormatError(what + " must be a shape [null, d1, ...] of rank 1 to " +
+                      std::to_string(Shape::kMaxRank) + ", got " + ConfigReader::excerpt(dims));
+  }
+  if (!dims[0].is_null() && !dims[0].is_number_integer()) {
+    throw FormatError(what + ": the batch dim must be null or an integer, got " +
+                      ConfigReader::excerpt(dims));
+  }
+  Shape shape;
+  int64_t numel = 1;
+  for (size_t i = 1; i < dims.size(); ++i) {
+    const nlohmann::json& d = dims[i];
+    if (!d.is_number_integer() || d.get<int64_t>() < 0 ||
+        d.get<int64_t>() > (int64_t(1) << 31) - 1 ||
+        __builtin_mul_overflow(numel, d.get<int64_t>(), &numel) || numel > (int64_t(1) << 40)) {
+      throw FormatError(what + ": dim " + std::to_string(i) +
+                        " must be an integer in [0, 2^31) (and the shape within 2^40 elements), "
+                        "got " +
+                        ConfigReader::excerpt(dims));
+    }
+    shape.push_back(d.get<int64_t>());
+  }
+  return shape;
+}
+
+// A Keras InputLayer entry: Keras 3's batch_shape or Keras 2's batch_input_shape.
 Shape read_input_layer(const nlohmann::json& config, std::string& name) {
   ConfigReader r(config, "InputLayer");
   name = r.name();
   const char* key = r.has("batch_shape") ? "batch_shape" : "batch_input_shape";
-  const nlohmann::json& dims = r.raw(key);
-  Shape shape;
-  if (!dims.is_array() || dims.empty()) {
-    throw FormatError(r.where() + ": field '" + key + "' must be a shape [null, d1, ...], got " +
-                      dims.dump());
-  }
-  for (size_t i = 1; i < dims.size(); ++i) {
-    if (!dims[i].is_number_integer() || dims[i].get<int64_t>() < 0) {
-      throw FormatError(r.where() + ": field '" + key + "': dim " + std::to_string(i) +
-                        " must be a non-negative integer, got " + dims.dump());
-    }
-    shape.push_back(dims[i].get<int64_t>());
-  }
-  if (!dims[0].is_null() && !dims[0].is_number_integer()) {
-    throw FormatError(r.where() + ": field '" + key +
-                      "': the batch dim must be null or an integer, got " + dims.dump());
-  }
+  Shape shape = example_shape(r.raw(key), r.where() + ": field '" + key + "'");
   r.only("sparse", false);
   r.only("ragged", false);
+  r.only("optional", false);  // Keras 3.6+
   r.finish();
   return shape;
 }
@@ -296,7 +309,8 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
   ConfigReader r(config, "Sequential");
   const nlohmann::json& entries = r.raw("layers");
   if (!entries.is_array()) {
-    throw FormatError(r.where() + ": field 'layers' must be a list, got " + entries.dump());
+    throw FormatError(r.where() + ": field 'layers' must be a list, got " +
+                      ConfigReader::excerpt(entries));
   }
   auto seq = std::make_shared<Sequential>(r.name());
   std::map<std::string, std::shared_ptr<Layer>> by_name;  // the first layer of each name
@@ -306,7 +320,7 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
     const nlohmann::json& entry = entries[i];
     if (!entry.is_object() || !entry.contains("class_name") || !entry["class_name"].is_string()) {
       throw FormatError(where + ": must be an object with a string 'class_name', got " +
-                        entry.dump().substr(0, 200));
+                        ConfigReader::excerpt(entry));
     }
     const std::string class_name = entry["class_name"].get<std::string>();
     if (class_name == "InputLayer") {
@@ -327,7 +341,7 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
         throw FormatError(where +
                           ": a shared entry is {\"class_name\", \"shared_with\": "
                           "\"<name>\"}, got " +
-                          entry.dump().substr(0, 200));
+                          ConfigReader::excerpt(entry));
       }
       auto it = by_name.find(shared->get<std::string>());
       if (it == by_name.end()) {
@@ -343,11 +357,18 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
     }
     nlohmann::json layer_entry = entry;
     layer_entry.erase("build_config");  // the model builds its layers
+    // Keras 2 writes the model's input shape into its first layer's config.
+    if (i == 0 && layer_entry.contains("config") && layer_entry["config"].is_object() &&
+        layer_entry["config"].contains("batch_input_shape")) {
+      seq->input_shape_ = example_shape(layer_entry["config"]["batch_input_shape"],
+                                        where + ": field 'batch_input_shape'");
+      layer_entry["config"].erase("batch_input_shape");
+    }
     std::optional<std::string> share_source;
     if (auto s = entry.find("share_weights_with"); s != entry.end()) {
       if (!s->is_string()) {
         throw FormatError(where + ": field 'share_weights_with' must be a layer name, got " +
-                          s->dump());
+                          ConfigReader::excerpt(*s));
       }
       share_source = s->get<std::string>();
       layer_entry.erase("share_weights_with");
@@ -363,6 +384,14 @@ std::shared_ptr<Layer> Sequential::from_config(const nlohmann::json& config) {
     by_name.emplace(layer->name(), layer);
     if (share_source) links.emplace_back(layer, *share_source);
     seq->add(layer);
+  }
+  // Keras 2 and 3 also write the input shape as "build_input_shape".
+  if (r.has("build_input_shape")) {
+    Shape shape =
+        example_shape(r.raw("build_input_shape"), r.where() + ": field 'build_input_shape'");
+    if (!seq->input_shape_) seq->input_shape_ = shape;
+  } else {
+    r.optional_integer("build_input_shape");  // absent or null: read
   }
   for (const auto& [layer, source] : links) {
     auto it = by_name.find(source);

@@ -211,6 +211,41 @@ TEST(LayerConfig, KerasThreeFieldsAreAccepted) {
   EXPECT_EQ(d->count_params(), 12);
 }
 
+TEST(LayerConfig, ADropoutSeedKeepsAll64Bits) {
+  auto drop = std::make_shared<Dropout>(0.5, ~uint64_t(0));
+  expect_round_trip(drop, {random_tensor({4, 8}, float32, 5)}, /*training=*/true);
+  EXPECT_EQ(drop->get_config()["seed"].get<uint64_t>(), ~uint64_t(0));
+}
+
+TEST(LayerConfig, Keras2SequentialFormatLoads) {
+  // As tf.keras 2 writes it: batch_input_shape in the first layer, build_input_shape, Keras 2
+  // fields (activity_regularizer, renorm, fused) at their neutral values.
+  auto m = deserialize_layer(json::parse(R"({"class_name": "Sequential", "config": {
+      "name": "k2", "layers": [
+        {"class_name": "Flatten", "config": {"name": "flatten", "trainable": true,
+          "batch_input_shape": [null, 4, 4], "dtype": "float32", "data_format": "channels_last"}},
+        {"class_name": "Dense", "config": {"name": "dense", "trainable": true, "dtype": "float32",
+          "units": 3, "activation": "relu", "use_bias": true,
+          "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": null}},
+          "bias_initializer": {"class_name": "Zeros", "config": {}},
+          "kernel_regularizer": null, "bias_regularizer": null, "activity_regularizer": null,
+          "kernel_constraint": null, "bias_constraint": null}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": [1],
+          "momentum": 0.99, "epsilon": 0.001, "renorm": false, "fused": null}}],
+      "build_input_shape": [null, 4, 4]}})"));
+  ASSERT_TRUE(m->built());
+  EXPECT_EQ(m->count_params(), 16 * 3 + 3 + 4 * 3);
+  EXPECT_EQ(m->get_config()["layers"][0]["class_name"], "InputLayer");
+}
+
+TEST(LayerConfig, BuildInputShapeAloneBuildsASequential) {
+  auto m = deserialize_layer(json::parse(R"({"class_name": "Sequential", "config": {
+      "name": "b", "layers": [{"class_name": "Dense", "config": {"units": 2}}],
+      "build_input_shape": [null, 6]}})"));
+  ASSERT_TRUE(m->built());
+  EXPECT_EQ(m->count_params(), 14);
+}
+
 // ---- initializers --------------------------------------------------------------------------
 
 TEST(InitializerConfig, EveryInitializerRoundTrips) {
@@ -511,6 +546,13 @@ TEST(Registry, RegisteringTwiceOrEmptyIsRefused) {
       [] { register_layer("Dense", [](const json& c) { return Dense::from_config(c); }); },
       {"'Dense'", "already registered"});
   expect_error<ValueError>([] { register_layer("", nullptr); }, {"empty class name"});
+  // A factory must make the class it is registered for.
+  register_layer("NotADense", [](const json& c) { return Dense::from_config(c); });
+  expect_error<FormatError>(
+      [] {
+        deserialize_layer(json::parse(R"({"class_name": "NotADense", "config": {"units": 2}})"));
+      },
+      {"'NotADense'", "made a Dense", "type_name()"});
   std::vector<std::string> names = registered_layers();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   EXPECT_NE(std::find(names.begin(), names.end(), "Conv2D"), names.end());
@@ -584,8 +626,16 @@ TEST(ConfigErrors, UnsupportedKerasValuesAreValueErrors) {
   expect_value_error(
       R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}})",
       {"Dense config of layer 'd'", "field 'kernel_regularizer'", "not supported"});
-  expect_value_error(R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1}})",
-                     {"BatchNormalization config of layer 'bn'", "field 'axis'", "last axis"});
+  expect_value_error(
+      R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -2}})",
+      {"BatchNormalization config of layer 'bn'", "field 'axis'", "last axis"});
+  expect_value_error(
+      R"({"class_name": "LayerNormalization", "config": {"name": "ln", "axis": [1, 2]}})",
+      {"LayerNormalization config of layer 'ln'", "field 'axis'", "last axis"});
+  // tf.keras 2 writes the last axis's index; another axis is refused when the layer builds.
+  expect_value_error(
+      R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1}, "build_config": {"input_shape": [null, 4, 3]}})",
+      {"layer 'bn' (BatchNormalization)", "configured with axis 1", "last axis only"});
   expect_value_error(
       R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": "float16"}})",
       {"Dense config of layer 'd'", "field 'dtype'", "float16"});
@@ -640,6 +690,155 @@ TEST(ConfigErrors, SequentialEntriesNameTheirIndex) {
       {"Sequential config of layer 's': layers[0]", "Conv2D config of layer 'c'", "data_format"});
 }
 
+TEST(ConfigErrors, HugeOrDeepConfigsAreRefusedBeforeAllocating) {
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 4294967296]}})",
+      {"build_config.input_shape", "dim 1", "2^31"});
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 2000000000, 2000000000]}})",
+      {"build_config.input_shape", "2^40"});
+  expect_format_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [null, 1, 1, 1, 1, 1, 1, 1, 1]}})",
+      {"build_config.input_shape", "rank 9"});
+  expect_value_error(
+      R"({"class_name": "Dense", "config": {"name": "d", "units": 4000000000000}, "build_config": {"input_shape": [null, 1000000]}})",
+      {"layer 'd' (Dense)", "weight 'kernel'", "too large"});
+  expect_value_error(
+      R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 4611686018427387904, "kernel_size": 4611686018427387904}, "build_config": {"input_shape": [null, 1, 1, 1]}})",
+      {"layer 'c' (Conv2D)", "weight 'kernel'", "too large"});
+  expect_format_error(
+      R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer", "config": {"batch_shape": [null, 2000000000, 2000000000]}}]}})",
+      {"InputLayer", "batch_shape", "2^40"});
+  json deep = json::parse(R"({"class_name": "Dense", "config": {"units": 1}})");
+  for (int i = 0; i < 100; ++i) {
+    deep = json{{"class_name", "Sequential"}, {"config", {{"layers", json::array({deep})}}}};
+  }
+  expect_error<FormatError>([&] { deserialize_layer(deep); }, {"nested more than 64 deep"});
+}
+
+// A user's from_config that reads the json directly.
+class Careless : public Layer {
+ public:
+  explicit Careless(int64_t n) : Layer("", "careless"), n_(n) {}
+  std::string type_name() const override { return "Careless"; }
+  json get_config() const override {
+    json c = base_config();
+    c["n"] = n_;
+    return c;
+  }
+  static std::shared_ptr<Layer> from_config(const json& config) {
+    return std::make_shared<Careless>(config.at("n").get<int64_t>());
+  }
+
+ protected:
+  Tensor call(const Tensor& x, bool) override { return x; }
+
+ private:
+  int64_t n_;
+};
+KILN_REGISTER_LAYER(Careless);
+
+TEST(ConfigErrors, AUserFactorysJsonErrorBecomesAFormatError) {
+  expect_format_error(R"({"class_name": "Careless", "config": {"name": "c"}})",
+                      {"Careless layer 'c'", "bad config", "'n'"});
+  expect_format_error(R"({"class_name": "Careless", "config": {"name": "c", "n": "x"}})",
+                      {"Careless layer 'c'", "bad config"});
+  auto ok = deserialize_layer(json::parse(R"({"class_name": "Careless", "config": {"n": 3}})"));
+  EXPECT_EQ(ok->get_config()["n"], 3);
+}
+
+TEST(ConfigErrors, EveryOtherFieldCheck) {
+  struct Case {
+    const char* text;
+    std::vector<std::string> parts;
+  };
+  const Case format_errors[] = {
+      {R"({"class_name": "Dense", "config": {"units": 2}, "module": 3})", {"'module'", "string"}},
+      {R"({"class_name": "Dense", "config": {"units": 2}, "build_config": [1]})",
+       {"build_config must be"}},
+      {R"({"class_name": "Dense", "config": {"units": 2}, "build_config": {"input_shape": [null, 2], "x": 1}})",
+       {"build_config must be"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": 3}})",
+       {"Dense config of layer 'd'", "field 'dtype'", "DTypePolicy"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "activation": 1}})",
+       {"field 'activation'", "a string"}},
+      {R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3, "padding": 0}})",
+       {"field 'padding'", "a string"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": 0.5, "seed": -1}})",
+       {"Dropout config of layer 'dr'", "field 'seed'", "[0, 2^64)"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": "half"}})",
+       {"field 'rate'", "a number"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [3]}})",
+       {"layers[0]", "string 'class_name'"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer"}]}})",
+       {"layers[0]", "InputLayer must come first and have a config"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Dense", "shared_with": 3}]}})",
+       {"layers[0]", "a shared entry is"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Dense", "config": {"units": 1}, "share_weights_with": 3}]}})",
+       {"layers[0]", "'share_weights_with' must be a layer name"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [], "build_input_shape": "x"}})",
+       {"field 'build_input_shape'", "shape"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Flatten", "config": {"batch_input_shape": [null, -1]}}]}})",
+       {"layers[0]", "batch_input_shape", "dim 1"}},
+  };
+  for (const Case& c : format_errors) expect_format_error(c.text, c.parts);
+  expect_format_error(
+      R"({"class_name": "Sequential", "config": {"name": "s", "layers": [], "build_input_shape": [null, 3]}})",
+      {"Sequential layer 's'", "building for input shape [1, 3]", "has no layers"});
+  expect_error<ShapeError>(
+      [] {
+        deserialize_layer(json::parse(
+            R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3}, "build_config": {"input_shape": [null, 5]}})"));
+      },
+      {"Conv2D layer 'c'", "building for input shape [1, 5]", "rank 4"});
+  const Case value_errors[] = {
+      {R"({"class_name": "Flatten", "config": {"name": "f", "data_format": "channels_first"}})",
+       {"Flatten config of layer 'f'", "data_format"}},
+      {R"({"class_name": "MaxPool2D", "config": {"name": "m", "padding": "full"}})",
+       {"MaxPool2D config of layer 'm'", "field 'padding'", "full"}},
+      {R"({"class_name": "AvgPool2D", "config": {"name": "m", "pool_size": 0}})",
+       {"'m'", "pool_size must be positive"}},
+      {R"({"class_name": "GlobalAveragePooling2D", "config": {"name": "g", "keepdims": true}})",
+       {"GlobalAveragePooling2D config of layer 'g'", "field 'keepdims'"}},
+      {R"({"class_name": "Embedding", "config": {"name": "e", "input_dim": 3, "output_dim": 2, "mask_zero": true}})",
+       {"Embedding config of layer 'e'", "field 'mask_zero'"}},
+      {R"({"class_name": "Concatenate", "config": {"name": "c", "axis": 100}})",
+       {"Concatenate config of layer 'c'", "field 'axis'", "out of range"}},
+      {R"({"class_name": "LayerNormalization", "config": {"name": "l", "rms_scaling": true}})",
+       {"LayerNormalization config of layer 'l'", "field 'rms_scaling'"}},
+      {R"({"class_name": "BatchNormalization", "config": {"name": "b", "synchronized": true}})",
+       {"BatchNormalization config of layer 'b'", "field 'synchronized'"}},
+      {R"({"class_name": "BatchNormalization", "config": {"name": "b", "momentum": 2}})",
+       {"'b'", "momentum must be in [0, 1]"}},
+      {R"({"class_name": "Dropout", "config": {"name": "dr", "rate": 0.5, "noise_shape": [1, 2]}})",
+       {"Dropout config of layer 'dr'", "field 'noise_shape'"}},
+      {R"({"class_name": "Dense", "config": {"name": "d", "units": 2, "dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}}})",
+       {"Dense config of layer 'd'", "field 'dtype'", "mixed_float16"}},
+      {R"({"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "InputLayer", "config": {"batch_shape": [null, 3], "sparse": true}}]}})",
+       {"layers[0]", "InputLayer", "field 'sparse'"}},
+  };
+  for (const Case& c : value_errors) expect_value_error(c.text, c.parts);
+  // A huge value is cut in the message.
+  const std::string huge = R"({"class_name": "Dense", "config": {"name": "d", "units": ")" +
+                           std::string(100000, 'x') + "\"}}";
+  try {
+    deserialize_layer(json::parse(huge));
+    ADD_FAILURE() << "no error";
+  } catch (const FormatError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("100002 characters"), std::string::npos) << e.what();
+  }
+  expect_error<ValueError>([] { register_layer("Empty", nullptr); },
+                           {"register_layer('Empty')", "empty factory"});
+  // A user initializer has no config, so neither has its layer.
+  Dense d(2,
+          DenseOptions{.kernel_initializer = Initializer(
+                           "mine", [](const Shape& s, DType t, uint64_t) { return zeros(s, t); })});
+  std::string why;
+  EXPECT_FALSE(has_config(d, &why));
+  EXPECT_NE(why.find("'mine'"), std::string::npos) << why;
+}
+
 TEST(ConfigErrors, ModelFromJsonNamesTheFile) {
   expect_error<FormatError>([] { model_from_json("/nonexistent/model.json"); },
                             {"'/nonexistent/model.json'", "cannot open"});
@@ -652,6 +851,9 @@ TEST(ConfigErrors, ModelFromJsonNamesTheFile) {
                             {path.string(), "missing field 'units'"});
   std::filesystem::remove(path);
   expect_error<FormatError>([] { model_from_json("{\"class_name\": "); }, {"not valid JSON"});
+  // nlohmann reports a number too large for a double as out_of_range, not parse_error.
+  expect_error<FormatError>([] { model_from_json("{\"units\": 1" + std::string(400, '0') + "}"); },
+                            {"not valid JSON", "number overflow"});
 }
 
 }  // namespace

@@ -356,3 +356,30 @@ TEST(Layer, MultiInputLayersRejectOneTensorAndOneInputLayersRejectLists) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST(LayerNameScope, CountsNamesFromScratchAndLeavesTheGlobalCountersAlone) {
+  Dense before(3);
+  const std::string next_global = Dense(3).name();
+  {
+    LayerNameScope scope;
+    VariableStore store;
+    Dense a(3), b(3);
+    EXPECT_EQ(a.name(), "dense");
+    EXPECT_EQ(b.name(), "dense_1");
+    {
+      LayerNameScope inner;
+      EXPECT_EQ(Dense(3).name(), "dense");
+    }
+    EXPECT_EQ(Dense(3).name(), "dense_2");
+  }
+  // The process-wide counter went on from where it was, untouched by the scope.
+  const std::string after = Dense(3).name();
+  EXPECT_NE(after, next_global);
+  EXPECT_NE(after, "dense");
+}
+
+}  // namespace
+}  // namespace kiln

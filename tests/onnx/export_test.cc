@@ -18,10 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "graph/fusion.h"
 #include "graph/graph.h"
 #include "graph/tracer.h"
 #include "kiln/data.h"
 #include "kiln/error.h"
+#include "kiln/io.h"
 #include "kiln/model_file.h"
 #include "kiln/nn/layers.h"
 #include "kiln/nn/model.h"
@@ -53,45 +55,6 @@ CommandResult run(const std::string& cmd) {
   const int status = pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
-}
-
-// ---- a minimal .npy (v1.0, little-endian float32) writer and reader -------------------------
-
-void write_npy(const std::string& path, const Tensor& t) {
-  ASSERT_EQ(t.dtype(), float32);
-  std::string shape;
-  for (int d = 0; d < t.rank(); ++d) shape += std::to_string(t.shape()[d]) + ", ";
-  if (t.rank() > 1) shape.resize(shape.size() - 2);
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
-  header += std::string((64 - (10 + header.size() + 1) % 64) % 64, ' ') + "\n";
-  std::ofstream f(path, std::ios::binary);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f << header;
-  f.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-}
-
-// The float32 data of a .npy written by run.mjs; its shape goes to `dims`.
-std::vector<float> read_npy(const std::string& path, std::vector<int64_t>& dims) {
-  std::ifstream f(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) return {};
-  uint16_t len;
-  std::memcpy(&len, bytes.data() + 8, 2);
-  const std::string header = bytes.substr(10, len);
-  if (header.find("'<f4'") == std::string::npos) return {};
-  dims.clear();
-  const size_t open = header.find("'shape': (");
-  for (size_t k = open + 10; header[k] != ')';) {
-    size_t end;
-    dims.push_back(std::stoll(header.substr(k), &end));
-    k += end;
-    while (header[k] == ',' || header[k] == ' ') ++k;
-  }
-  std::vector<float> out((bytes.size() - 10 - len) / 4);
-  std::memcpy(out.data(), bytes.data() + 10 + len, out.size() * 4);
-  return out;
 }
 
 // ---- the peers ----------------------------------------------------------------------------
@@ -161,23 +124,23 @@ void expect_ort_matches(const std::string& dir, const std::string& onnx_file, co
                         const Tensor& want) {
   const std::string tag = std::to_string(x.shape()[0]);
   const std::string xin = dir + "/x" + tag + ".npy", yout = dir + "/y" + tag + ".npy";
-  write_npy(xin, x);
+  save_npy(xin, x);
   CommandResult r = run("node " + kSource + "/bench/peers/ort/run.mjs --ort " + kOrtDir +
                         " --model " + onnx_file + " --input " + xin + " --output " + yout);
   ASSERT_EQ(r.rc, 0) << r.out;
-  std::vector<int64_t> dims;
-  std::vector<float> got = read_npy(yout, dims);
-  ASSERT_EQ(dims, want.shape().vec()) << onnx_file;
+  const Tensor got = load_npy(yout);  // kiln's reader: checks what run.mjs wrote
+  ASSERT_EQ(got.dtype(), float32);
+  ASSERT_EQ(got.shape(), want.shape()) << onnx_file;
+  const float* g = static_cast<const float*>(got.raw_data());
   const float* w = static_cast<const float*>(want.raw_data());
   double worst = 0;
-  for (size_t k = 0; k < got.size(); ++k) {
-    worst =
-        std::max(worst, std::abs(double(got[k]) - w[k]) / std::max(1.0, std::abs(double(w[k]))));
+  for (int64_t k = 0; k < got.numel(); ++k) {
+    worst = std::max(worst, std::abs(double(g[k]) - w[k]) / std::max(1.0, std::abs(double(w[k]))));
   }
   EXPECT_LE(worst, 1e-5) << onnx_file << " at batch " << tag;
-  EXPECT_EQ(got.size(), static_cast<size_t>(want.numel()));
   std::printf("  %s at batch %s: %zu outputs, largest difference %.3g\n",
-              std::filesystem::path(onnx_file).filename().c_str(), tag.c_str(), got.size(), worst);
+              std::filesystem::path(onnx_file).filename().c_str(), tag.c_str(),
+              static_cast<size_t>(got.numel()), worst);
 }
 
 // Exports `frozen`, checks it with ONNX's checker and runs it in ONNX Runtime at batch 1 and
@@ -414,7 +377,7 @@ TEST(OnnxExportPeer, PortsThatShareValues) {
   export_onnx(m, file);
   nlohmann::json s = onnx_check(file);
   EXPECT_EQ(count(s, "Identity"), 2) << s.dump();
-  write_npy(x, peers().x64);
+  save_npy(x, peers().x64);
   // By position, except "negated" by name (run.mjs binds NAME=FILE first).
   CommandResult r =
       run("node " + kSource + "/bench/peers/ort/run.mjs --ort " + kOrtDir + " --model " + file +
@@ -424,10 +387,9 @@ TEST(OnnxExportPeer, PortsThatShareValues) {
   const std::vector<Tensor> want = m(std::vector<Tensor>{peers().x64});
   const char* files[] = {"a", "b", "c", "d"};
   for (int k = 0; k < 4; ++k) {
-    std::vector<int64_t> dims;
-    std::vector<float> got = read_npy(d + "/" + files[k] + ".npy", dims);
-    ASSERT_EQ(dims, want[k].shape().vec()) << files[k];
-    EXPECT_EQ(0, std::memcmp(got.data(), want[k].raw_data(), want[k].nbytes())) << files[k];
+    const Tensor got = load_npy(d + "/" + files[k] + ".npy");
+    ASSERT_EQ(got.shape(), want[k].shape()) << files[k];
+    EXPECT_EQ(0, std::memcmp(got.raw_data(), want[k].raw_data(), want[k].nbytes())) << files[k];
   }
 }
 
@@ -464,6 +426,37 @@ TEST(OnnxExport, UnmappedOpIsRefusedByName) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/m.onnx"));
 }
 
+TEST(OnnxExport, FusedGraphIsRefusedPointingAtTheStoredOne) {
+  const Tensor w = random_normal({3, 4}, 0, 1, 1), b = random_normal({4}, 0, 1, 2);
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    t.set_outputs({relu(matmul(t.add_input(Shape{2, 3}, float32), w) + b)});
+    g = t.take();
+  }
+  ASSERT_GT(graph::fuse(g), 0);
+  GraphModel m(std::move(g), {{"x", {{kUnknownDim, 3}, float32}}},
+               {{"y", {{kUnknownDim, 4}, float32}}});
+  EXPECT_EQ(error_of<ValueError>([&] { export_onnx_bytes(m); }),
+            "export_onnx: op 'fused_matmul' (node 0) has no ONNX mapping: fused ops appear only "
+            "in the graph that runs; export the stored graph");
+}
+
+TEST(OnnxExport, Int8MatmulIsRefused) {
+  const Tensor w = cast(ones({3, 4}), int8);
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    Tensor x = t.add_input(Shape{2, 3}, int8);
+    t.set_outputs({matmul(x, w)});
+    g = t.take();
+  }
+  GraphModel m(std::move(g), {{"x", {{kUnknownDim, 3}, int8}}}, {{"y", {{kUnknownDim, 4}, int8}}});
+  EXPECT_EQ(error_of<ValueError>([&] { export_onnx_bytes(m); }),
+            "export_onnx: op 'matmul' (node 0) has no ONNX mapping for int8: ONNX's MatMul takes "
+            "no 8-bit integers (MatMulInteger widens to int32)");
+}
+
 TEST(OnnxExport, FailedExportLeavesAnExistingFileUntouched) {
   testing::TempDir dir("kiln_onnx_export_");
   const std::string file = dir.path() + "/m.onnx";
@@ -482,6 +475,27 @@ TEST(OnnxExport, OpsetOutsideTheWrittenRangeIsRefused) {
             "export_onnx: opset 12 is not supported; kiln writes opsets 13 to 17");
   EXPECT_EQ(error_of<ValueError>([&] { export_onnx_bytes(g, {.opset = 18}); }),
             "export_onnx: opset 18 is not supported; kiln writes opsets 13 to 17");
+}
+
+// A GraphModel y = relu(x) with the given port names.
+GraphModel relu_model(const std::string& in, const std::string& out) {
+  graph::Graph g;
+  {
+    graph::Tracer t;
+    t.set_outputs({relu(t.add_input(Shape{2, 3}, float32))});
+    g = t.take();
+  }
+  return GraphModel(std::move(g), {{in, {{kUnknownDim, 3}, float32}}},
+                    {{out, {{kUnknownDim, 3}, float32}}});
+}
+
+TEST(OnnxExport, PortNamesMustBeUniqueAndNonEmpty) {
+  EXPECT_EQ(error_of<ValueError>([] { export_onnx_bytes(relu_model("x", "x")); }),
+            "export_onnx: the port name 'x' is used twice; ONNX needs unique input and output "
+            "names");
+  EXPECT_EQ(error_of<ValueError>([] { export_onnx_bytes(relu_model("x", "")); }),
+            "export_onnx: a port of the model has no name");
+  EXPECT_FALSE(export_onnx_bytes(relu_model("x", "y")).empty());
 }
 
 TEST(OnnxExport, EmptyGraphModelIsAStateError) {

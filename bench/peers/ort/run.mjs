@@ -8,7 +8,8 @@
 // Sessions use graphOptimizationLevel 'all', one inter-op thread and --threads intra-op threads
 // (default 1). --bench N times N runs after N/10 (at least 5) warm-up runs and prints one JSON
 // line: median / p99 / min in ms, and the same for an Identity model over the same inputs (the
-// harness's own cost: feeding tensors in and out of the session). --ort DIR (or $KILN_ORT_DIR)
+// harness's own cost: feeding tensors in and out of the session; an upper bound, as Identity
+// copies an input-sized output back to JavaScript where a classifier returns a few logits). --ort DIR (or $KILN_ORT_DIR)
 // is the npm prefix holding node_modules/onnxruntime-node (default build/peers/ort). Exit code
 // 77 when the package is absent (CTest's skip), 1 on any error.
 import { createRequire } from 'node:module';

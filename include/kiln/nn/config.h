@@ -21,8 +21,11 @@
 //     the same Sequential, carries "share_weights_with": "<other's name>" beside its config and
 //     is re-linked on load. A source outside the model cannot be written (ValueError).
 // Way (c), VariableStore scope reuse, leaves no trace in configs: the weights' names tie them
-// again when weights are loaded. A Keras "InputLayer" entry (first in Keras 3 Sequential
-// configs) gives the input shape: the model is built for it, like a build_config.
+// again when weights are loaded (two layers of one name in a model are fine then; a name that
+// "shared_with" or "share_weights_with" refers to must pick out one layer, else ValueError).
+// The model's input shape, when the config gives one, builds it like a build_config: Keras 3's
+// "InputLayer" entry (first in the list, written back by get_config), tf.keras 2's
+// "batch_input_shape" in the first layer's config, or "build_input_shape".
 //
 // A user's layer or subclassed model gets a config by overriding Layer::get_config (starting
 // from base_config()) and giving the class a static from_config, then registering it once in
@@ -52,8 +55,14 @@
 // layer and the field; a well-formed value kiln does not support (Keras' data_format
 // "channels_first", a non-null kernel_regularizer, a BatchNormalization axis other than -1) is a
 // ValueError naming the class, the layer and the field; values a layer's constructor refuses
-// keep the constructor's ValueError. The registry is thread-safe; serializing reads a layer
-// and must not race with a build of that layer.
+// keep the constructor's ValueError. Building from a config prefixes the layer and the shape
+// to a ShapeError, and turns a StateError (a Sequential without layers) into a FormatError. A
+// user factory's nlohmann::json exception becomes a FormatError naming the class and layer.
+// Limits, so a hostile file fails before allocating: shape dims below 2^31, at most
+// Shape::kMaxRank dims, input shapes and every weight (Layer::add_weight) within 2^40
+// elements, models nested at most 64 deep. Every message quotes at most ~120 characters of a
+// bad value. The registry is thread-safe; serializing reads a layer and must not race with a
+// build of that layer.
 #pragma once
 
 #include <array>
@@ -77,8 +86,8 @@ class VariableStore;
 using LayerFactory = std::function<std::shared_ptr<Layer>(const nlohmann::json& config)>;
 
 // Registers `factory` for `class_name`. Built-in classes are registered before any look-up
-// (from one function, so static linking cannot drop them). ValueError if `class_name` is empty
-// or already registered to another factory (built-in names included).
+// (from one function, so static linking cannot drop them). ValueError if `class_name` is empty,
+// `factory` is empty or `class_name` is already registered (built-in names included).
 void register_layer(const std::string& class_name, LayerFactory factory);
 bool is_layer_registered(const std::string& class_name);
 // Every registered class name, sorted.
@@ -169,6 +178,9 @@ class ConfigReader {
 
   // "Dense config of layer 'dense_1'": the prefix of every message.
   std::string where() const;
+  // `value` as JSON text for an error message, cut to about 120 characters (a bad file may
+  // hold megabytes where a number belongs; invalid UTF-8 is replaced, never thrown on).
+  static std::string excerpt(const nlohmann::json& value);
 
  private:
   const nlohmann::json* find(const char* key);

@@ -54,6 +54,24 @@ std::string unique_layer_name(const std::string& base);
 // names of earlier ones: use a fresh VariableStore for them.
 void reset_layer_names();
 
+// While alive, layers made on this thread without a name count names from scratch ("dense",
+// "dense_1", ...) as in a fresh program, in counters of their own: the process-wide counters
+// are neither read nor changed, so layers made elsewhere never clash with earlier names. Used
+// where a run must not depend on what the process did before (the CLI, so a model's weights
+// depend only on its seed). Put the variables in a fresh VariableStore: names may repeat
+// those of layers made before the scope. Scopes nest; not shared between threads.
+class LayerNameScope {
+ public:
+  LayerNameScope();
+  ~LayerNameScope();
+  LayerNameScope(const LayerNameScope&) = delete;
+  LayerNameScope& operator=(const LayerNameScope&) = delete;
+
+ private:
+  void* saved_;
+  void* counts_;
+};
+
 // What per-instance caches hold for a layer (Layer::cache_info()).
 struct LayerCacheInfo {
   std::string layer;
@@ -173,6 +191,8 @@ class Layer {
 
   // Creates (or, when sharing, looks up) weight `name` under this layer's scope. Only valid
   // inside build() (StateError otherwise). A trainable weight's tensor has requires_grad set.
+  // A shape over 2^40 elements (sizes may come from a config file) is a ValueError naming the
+  // layer, the weight and the shape, raised before allocating.
   Variable add_weight(const std::string& name, const Shape& shape,
                       const Initializer& initializer = initializers::glorot_uniform(),
                       bool trainable = true, DType dtype = float32);

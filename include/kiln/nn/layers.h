@@ -245,6 +245,9 @@ class GlobalAveragePooling2D : public Layer {
 // ---- normalization (src/nn/layers/normalization.cc) ----------------------------------------
 
 struct BatchNormOptions {
+  // -1: the last axis. A config may give the last axis's index instead (tf.keras 2 writes it
+  // so); build then checks that it is the last (ValueError naming the layer otherwise).
+  int axis = -1;
   double momentum = 0.99;
   double epsilon = 1e-3;
   bool center = true;  // beta
@@ -282,6 +285,7 @@ class BatchNormalization : public Layer {
 };
 
 struct LayerNormOptions {
+  int axis = -1;  // as BatchNormOptions::axis
   double epsilon = 1e-3;
   bool center = true;
   bool scale = true;

@@ -2,6 +2,8 @@
 Keras' summary / compile / fit / evaluate / predict over NumPy arrays, kiln tensors or
 kiln.Dataset. Training runs in C++ (kiln::fit) with the GIL released."""
 
+import numpy as np
+
 from kiln import _kiln
 from kiln.keras import callbacks as _callbacks
 from kiln.keras import losses as _losses
@@ -18,6 +20,14 @@ class History:
 
     def __repr__(self):
         return f"<History epochs={self.epoch} keys={sorted(self.history)}>"
+
+
+def _inputs(x):
+    """NumPy float64 features become float32, Keras' default float type (its layers cast them
+    too); kiln tensors and datasets pass as they are."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64:
+        return x.astype(np.float32)
+    return x
 
 
 def _accuracy_metric(metrics):
@@ -65,9 +75,10 @@ class TrainingMixin:
                 validation = validation_data
             else:
                 vx, vy = validation_data[:2]
+                vx = _inputs(vx)
                 validation = _kiln.Dataset(vx, vy).batch(validation_batch_size or batch_size)
         cbs = [_callbacks.wrap(c) for c in (callbacks or [])]
-        history = _kiln._fit(self, self._kiln_optimizer, self._kiln_loss, x, y, epochs,
+        history = _kiln._fit(self, self._kiln_optimizer, self._kiln_loss, _inputs(x), y, epochs,
                              initial_epoch, batch_size, seed if shuffle else None, validation, cbs,
                              self._kiln_accuracy, 1 if verbose == "auto" else int(verbose),
                              self._kiln_graph)
@@ -78,7 +89,7 @@ class TrainingMixin:
         """The loss (and accuracy when compiled with it): a scalar, [loss, accuracy], or a
         dict with return_dict."""
         self._require_compiled("evaluate")
-        data = x if isinstance(x, _kiln.Dataset) else _kiln.Dataset(x, y).batch(batch_size or 32)
+        data = x if isinstance(x, _kiln.Dataset) else _kiln.Dataset(_inputs(x), y).batch(batch_size or 32)
         logs = _kiln._evaluate(self, self._kiln_loss, data, self._kiln_accuracy,
                                getattr(self, "_kiln_graph", False))
         if return_dict:
@@ -89,7 +100,7 @@ class TrainingMixin:
 
     def predict(self, x, batch_size=None, verbose="auto"):
         """Outputs for every example, as a NumPy array."""
-        out = _kiln._predict(self, x, batch_size or 32, getattr(self, "_kiln_graph", False))
+        out = _kiln._predict(self, _inputs(x), batch_size or 32, getattr(self, "_kiln_graph", False))
         return out.numpy()
 
     def summary(self, input_shape=None, print_fn=None):

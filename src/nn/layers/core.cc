@@ -221,14 +221,20 @@ nlohmann::json Dropout::get_config() const {
 std::shared_ptr<Layer> Dropout::from_config(const nlohmann::json& config) {
   ConfigReader r(config, "Dropout");
   const double rate = r.number("rate");
-  std::optional<int64_t> seed = r.optional_integer("seed");
-  if (seed && *seed < 0) {
-    throw ValueError(r.where() + ": field 'seed' must be >= 0, got " + std::to_string(*seed));
+  std::optional<uint64_t> seed;
+  if (r.has("seed")) {
+    const nlohmann::json& v = r.raw("seed");
+    if (!v.is_number_unsigned()) {  // nlohmann reads non-negative integers as unsigned
+      throw FormatError(r.where() + ": field 'seed' must be null or an integer in [0, 2^64), got " +
+                        ConfigReader::excerpt(v));
+    }
+    seed = v.get<uint64_t>();
+  } else {
+    r.optional_integer("seed");
   }
   r.only("noise_shape", nullptr);
   r.finish();
-  return std::make_shared<Dropout>(
-      rate, seed ? std::optional<uint64_t>(uint64_t(*seed)) : std::nullopt, r.name());
+  return std::make_shared<Dropout>(rate, seed, r.name());
 }
 
 // ---- Embedding -------------------------------------------------------------------------------

@@ -15,19 +15,32 @@ void require_channels(const Layer& l, const Shape& in) {
                      ") normalizes the last axis and needs it non-empty, got " + to_string(in));
   }
 }
-// kiln normalizes the last axis only: Keras' -1 (or [-1]).
-void read_last_axis(ConfigReader& r) {
+// kiln normalizes the last axis only: Keras' -1, or (as tf.keras 2 writes it once built) the
+// last axis's index, checked when the layer builds; an int or a one-element list.
+int read_last_axis(ConfigReader& r) {
   if (!r.has("axis")) {
     r.optional_integer("axis");
-    return;
+    return -1;
   }
   const nlohmann::json& axis = r.raw("axis");
-  const bool last = (axis.is_number_integer() && axis.get<int64_t>() == -1) ||
-                    (axis.is_array() && axis.size() == 1 && axis[0].is_number_integer() &&
-                     axis[0].get<int64_t>() == -1);
-  if (!last) {
-    throw ValueError(r.where() + ": field 'axis' = " + axis.dump() +
-                     " is not supported: kiln normalizes the last axis only (axis -1)");
+  const nlohmann::json* a = &axis;
+  if (axis.is_array() && axis.size() == 1) a = &axis[0];
+  if (!a->is_number_integer() || a->get<int64_t>() < -1 || a->get<int64_t>() > 7) {
+    throw ValueError(r.where() + ": field 'axis' = " + ConfigReader::excerpt(axis) +
+                     " is not supported: kiln normalizes the last axis only (-1, or the last "
+                     "axis's index)");
+  }
+  return static_cast<int>(a->get<int64_t>());
+}
+
+// A positive axis from a config must be the last one.
+void require_last_axis(const Layer& l, int axis, const Shape& in) {
+  if (axis >= 0 && axis != in.rank() - 1) {
+    throw ValueError("layer '" + l.name() + "' (" + l.type_name() + ") was configured with axis " +
+                     std::to_string(axis) +
+                     ", but kiln normalizes the last axis only and the "
+                     "input " +
+                     to_string(in) + " has rank " + std::to_string(in.rank()));
   }
 }
 
@@ -52,6 +65,12 @@ void read_regularizers_off(ConfigReader& r) {
 
 BatchNormalization::BatchNormalization(BatchNormOptions options)
     : Layer(options.name, "batch_normalization"), options_(std::move(options)) {
+  if (options_.axis < -1) {
+    throw ValueError("layer '" + name() +
+                     "' (BatchNormalization): axis must be -1 (the last) or "
+                     "the last axis's index, got " +
+                     std::to_string(options_.axis));
+  }
   if (!(options_.momentum >= 0 && options_.momentum <= 1) || !(options_.epsilon > 0)) {
     throw ValueError("layer '" + name() +
                      "' (BatchNormalization): momentum must be in [0, 1] "
@@ -63,6 +82,7 @@ BatchNormalization::BatchNormalization(BatchNormOptions options)
 
 void BatchNormalization::build(const Shape& in) {
   require_channels(*this, in);
+  require_last_axis(*this, options_.axis, in);
   const Shape c{in.dim(-1)};
   const DType dt = build_dtype();
   if (options_.scale) gamma_ = add_weight("gamma", c, options_.gamma_initializer, true, dt);
@@ -96,7 +116,7 @@ Tensor BatchNormalization::call(const Tensor& x, bool training) {
 nlohmann::json BatchNormalization::get_config() const {
   const auto& o = options_;
   nlohmann::json c = base_config();
-  c["axis"] = -1;
+  c["axis"] = o.axis;
   c["momentum"] = o.momentum;
   c["epsilon"] = o.epsilon;
   c["center"] = o.center;
@@ -113,7 +133,7 @@ std::shared_ptr<Layer> BatchNormalization::from_config(const nlohmann::json& con
   ConfigReader r(config, "BatchNormalization");
   BatchNormOptions o;
   o.name = r.name();
-  read_last_axis(r);
+  o.axis = read_last_axis(r);
   o.momentum = r.number("momentum", o.momentum);
   o.epsilon = r.number("epsilon", o.epsilon);
   o.center = r.boolean("center", o.center);
@@ -135,6 +155,12 @@ std::shared_ptr<Layer> BatchNormalization::from_config(const nlohmann::json& con
 
 LayerNormalization::LayerNormalization(LayerNormOptions options)
     : Layer(options.name, "layer_normalization"), options_(std::move(options)) {
+  if (options_.axis < -1) {
+    throw ValueError("layer '" + name() +
+                     "' (LayerNormalization): axis must be -1 (the last) or "
+                     "the last axis's index, got " +
+                     std::to_string(options_.axis));
+  }
   if (!(options_.epsilon > 0)) {
     throw ValueError("layer '" + name() + "' (LayerNormalization): epsilon must be > 0, got " +
                      std::to_string(options_.epsilon));
@@ -143,6 +169,7 @@ LayerNormalization::LayerNormalization(LayerNormOptions options)
 
 void LayerNormalization::build(const Shape& in) {
   require_channels(*this, in);
+  require_last_axis(*this, options_.axis, in);
   const Shape c{in.dim(-1)};
   if (options_.scale) {
     gamma_ = add_weight("gamma", c, options_.gamma_initializer, true, build_dtype());
@@ -165,7 +192,7 @@ Tensor LayerNormalization::call(const Tensor& x, bool) {
 nlohmann::json LayerNormalization::get_config() const {
   const auto& o = options_;
   nlohmann::json c = base_config();
-  c["axis"] = -1;
+  c["axis"] = o.axis;
   c["epsilon"] = o.epsilon;
   c["center"] = o.center;
   c["scale"] = o.scale;
@@ -179,7 +206,7 @@ std::shared_ptr<Layer> LayerNormalization::from_config(const nlohmann::json& con
   ConfigReader r(config, "LayerNormalization");
   LayerNormOptions o;
   o.name = r.name();
-  read_last_axis(r);
+  o.axis = read_last_axis(r);
   o.epsilon = r.number("epsilon", o.epsilon);
   o.center = r.boolean("center", o.center);
   o.scale = r.boolean("scale", o.scale);

@@ -1,0 +1,62 @@
+// The commands of the `kiln` program (cli.cc parses the arguments and calls one of them). Each
+// throws kiln::Error on failure; cli.cc prints it as one "kiln: error: ..." line and exits 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kiln/tensor.h"
+
+namespace kiln::cli {
+
+struct Options {
+  std::string model = "mlp";  // built-in model, when neither --config nor --resume is given
+  std::string config;         // --config: a Keras-style JSON model config
+  std::string resume;         // --resume: a model file to continue training
+  std::string file;           // the model file of eval/predict/summary/freeze
+  int epochs = 1;
+  int64_t batch_size = 64;
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: the number of cores
+  std::string data;
+  std::string out;
+  std::string metrics_out;
+  std::string weights;
+  std::string x, y;                    // --x / --y: .npy data of one's own
+  std::vector<std::string> inputs;     // predict --input (repeatable; NAME=FILE or FILE)
+  std::vector<std::string> outputs;    // predict --output
+  std::string onnx;                    // export --onnx
+  int opset = 13;
+  bool distributed = false;
+  bool graph = false;
+  double bucket_mb = 25;
+  double timeout = 60;
+};
+
+// CLI11 check: a positive (whole) number, with a message that says so.
+CLI::Validator positive(bool integer);
+// `threads` (0: the cores, shared by the ranks mpirun started on this machine).
+void apply_threads(int threads);
+
+// Images and labels from --x / --y (.npy), checked: same first dim, floating images, integer
+// labels; ValueError / DTypeError naming the flag and the file otherwise.
+struct XY {
+  Tensor x, y;
+};
+XY load_xy(const std::string& x_path, const std::string& y_path);
+
+int train(const Options& o, std::ostream& out);       // train.cc
+int eval(const Options& o, std::ostream& out);        // model_commands.cc
+int predict(const Options& o, std::ostream& out);     // model_commands.cc
+int summary(const Options& o, std::ostream& out);     // model_commands.cc
+int freeze_file(const Options& o, std::ostream& out); // model_commands.cc
+int export_file(const Options& o, std::ostream& out); // model_commands.cc: .kiln -> .onnx
+int import_file(const Options& o, std::ostream& out); // model_commands.cc: .onnx -> .kiln
+
+}  // namespace kiln::cli
