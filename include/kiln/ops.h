@@ -111,6 +111,39 @@ Tensor dropout(const Tensor& x, double rate, const Tensor& key, bool training = 
 // in [0, C) (else ValueError) -> [N].
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 
+// ---- int8 (src/ops/quantized.cc) -----------------------------------------------------------
+// Per-tensor affine quantization: scale is a float32 scalar > 0, zero_point a uint8 or int8
+// scalar whose dtype is the result's. q = clamp(round_half_even(x / scale) + zero_point) to the
+// dtype's range (ONNX QuantizeLinear); dequantize gives (q - zero_point) * scale in float32.
+// DTypeError/ShapeError for wrong dtypes or non-scalar parameters; ValueError for a scale that
+// is not positive and finite. Neither carries a gradient.
+Tensor quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_point);
+Tensor dequantize(const Tensor& q, const Tensor& scale, const Tensor& zero_point);
+
+// A quantized Dense or Conv2D: uint8 activations (x_scale, x_zero_point: float32 and uint8
+// scalars), int8 weights symmetric per output channel (weight_scales float32 [O]), float32
+// bias [O] and an optional fused ReLU. Its output is
+//   v = sum((x - x_zero_point) * weights) * x_scale * weight_scales[o] + bias[o]  (ReLU'd),
+// float32 when y_scale and y_zero_point are undefined, else uint8
+//   clamp(round_half_even(v * (1 / y_scale)) + y_zero_point, 0, 255).
+// Accumulation is int32 and exact; the fast (oneDNN) and reference kernels agree bit for bit.
+// On CPUs without VNNI, weights outside [-64, 63] run on the reference kernel (see
+// src/ops/quantized.cc). Tensors are shared, not copied.
+struct QuantizedLinear {
+  Tensor x_scale, x_zero_point;
+  Tensor weights;  // int8: [K, N] for quantized_matmul, HWIO [KH, KW, C/groups, O] for conv
+  Tensor weight_scales, bias;
+  bool relu = false;
+  Tensor y_scale, y_zero_point;  // both or neither (ValueError otherwise)
+};
+// x uint8 [M, K] -> [M, N].
+Tensor quantized_matmul(const Tensor& x, const QuantizedLinear& params);
+// Whether this CPU's int8 kernels use VNNI (oneDNN's effective ISA, read once at run time).
+bool int8_has_vnni();
+// x uint8 NHWC -> NHWC, with conv2d's options and shape rules.
+Tensor quantized_conv2d(const Tensor& x, const QuantizedLinear& params,
+                        const Conv2DOptions& options = {});
+
 // ---- random (src/ops/random.cc) -----------------------------------------------------------
 // Random tensors named by a key (int64 [2], e.g. SeedGenerator::next()): ops, so a traced
 // function drawing with a fresh key per call draws new numbers per call. Key {seed, 0} draws

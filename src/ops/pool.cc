@@ -10,7 +10,8 @@
 // pool attrs, every op's = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}.
 // Averages count only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written
 // NHWC loops whose inner loop runs over contiguous channels (vectorized), split across threads
-// over images/rows.
+// over images/rows. max_pool2d also takes uint8 and int8 (quantized activations: the max of
+// quantized values is the quantized max, so int8 networks pool without leaving int8).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -28,6 +29,8 @@ namespace {
 struct Geom {
   int64_t n, h, w, c, ph, pw, sh, sw, oh, ow, pt, pl;
 };
+
+constexpr char kMaxName[] = "max_pool2d", kAvgName[] = "avg_pool2d";
 
 Geom geom(const char* op, const Shape& x, const Attrs& a) {
   if (x.rank() != 4) {
@@ -73,9 +76,21 @@ Window window(const Geom& g, int64_t oy, int64_t ox) {
           std::min(xs + g.pw, g.w)};
 }
 
+bool is_int8(DType t) { return t == DType::kUInt8 || t == DType::kInt8; }
+
+// Floating types, plus uint8/int8 for max pooling (forward only).
+template <bool kMax, typename F>
+void visit_pooled(DType t, F&& f) {
+  if constexpr (kMax) {
+    if (t == DType::kUInt8) return f.template operator()<uint8_t>();
+    if (t == DType::kInt8) return f.template operator()<int8_t>();
+  }
+  detail::visit_floating(t, f);
+}
+
 template <const char* Name>
 void pool_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
-  require_floating(Name, in[0].dtype);
+  if (!(Name == kMaxName && is_int8(in[0].dtype))) require_floating(Name, in[0].dtype);
   out[0] = {out_shape(geom(Name, in[0].shape, a)), in[0].dtype};
 }
 
@@ -139,7 +154,7 @@ void for_each_out(const Geom& g, Fn&& fn) {
 
 void max_reference(const KernelArgs& k) {
   const Geom g = geom("max_pool2d", k.in[0].shape(), k.attrs);
-  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+  visit_pooled<true>(k.in[0].dtype(), [&]<typename T>() {
     const T* x = detail::ptr<T>(k.in[0]);
     T* y = detail::ptr<T>(k.out[0]);
     for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
@@ -206,11 +221,18 @@ void avg_grad_reference(const KernelArgs& k) {
 
 // ---- fast kernels: whole channel rows at a time ------------------------------------------------
 
+// o = max(o, x) over a channel row; restrict so uint8 rows vectorize too (char-typed pointers
+// may alias anything otherwise). Keeps o where x is NaN, as `x > o ? x : o`.
+template <typename T>
+inline void max_into(T* __restrict o, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) o[c] = x[c] > o[c] ? x[c] : o[c];
+}
+
 // Forward: rows (n, oy) split across threads; out[c] built from contiguous x rows.
 template <bool kMax>
 bool pool_fast(const KernelArgs& k) {
   const Geom g = geom(kMax ? "max_pool2d" : "avg_pool2d", k.in[0].shape(), k.attrs);
-  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+  visit_pooled<kMax>(k.in[0].dtype(), [&]<typename T>() {
     const T* x = detail::ptr<T>(k.in[0]);
     T* y = detail::ptr<T>(k.out[0]);
     const int64_t C = g.c;
@@ -228,7 +250,7 @@ bool pool_fast(const KernelArgs& k) {
                 std::copy(xi, xi + C, o);
                 first = false;
               } else if (kMax) {
-                for (int64_t c = 0; c < C; ++c) o[c] = xi[c] > o[c] ? xi[c] : o[c];
+                max_into(o, xi, C);
               } else {
                 for (int64_t c = 0; c < C; ++c) o[c] += xi[c];
               }
@@ -320,8 +342,6 @@ void max_select_grad(const GradArgs& g) {
 void avg_grad_grad(const GradArgs& g) {
   g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, g.attrs);
 }
-
-constexpr char kMaxName[] = "max_pool2d", kAvgName[] = "avg_pool2d";
 
 constexpr AttrField kPoolFields[] = {
     {"pool_size", AttrType::kInt, 2},

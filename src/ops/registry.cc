@@ -81,6 +81,10 @@ const OpDef* const kAll[] = {
     &kFusedMatmul,
     &kFusedConv2D,
     &kFusedElementwise,
+    &kQuantize,
+    &kDequantize,
+    &kQuantizedMatmul,
+    &kQuantizedConv2D,
 };
 }  // namespace
 

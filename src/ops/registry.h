@@ -35,6 +35,9 @@ extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
 // random.cc (pure functions of a key input)
 extern const OpDef kRandomUniform, kRandomNormal;
 
+// quantized.cc (int8 inference; not differentiable)
+extern const OpDef kQuantize, kDequantize, kQuantizedMatmul, kQuantizedConv2D;
+
 // fused.cc, fused_elementwise.cc: emitted by graph/fusion.cc only
 extern const OpDef kFusedMatmul, kFusedConv2D, kFusedElementwise;
 

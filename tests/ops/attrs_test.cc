@@ -121,6 +121,17 @@ void run_every_op() {
   fused([&](const V& v) { return gelu(add(conv2d(v[0], v[1], co), v[2]), true); },
         {r64({1, 4, 3, 2}, 6), r64({2, 2, 2, 2}, 7), r64({2}, 11)});
   fused([](const V& v) { return tanh(v[0] * 2.0 + v[1]); }, {a, b});
+  // int8 (ops/quantized.cc)
+  const Tensor scale = scalar(0.1), zp = scalar(3, DType::kUInt8);
+  const Tensor q = quantize(cast(a, float32), scale, zp);
+  dequantize(q, scale, zp);
+  QuantizedLinear lin{scale, zp, zeros({3, 2}, DType::kInt8), ones({2}), zeros({2})};
+  lin.relu = true;
+  quantized_matmul(q, lin);
+  lin.weights = zeros({1, 1, 3, 2}, DType::kInt8);
+  lin.y_scale = scale;
+  lin.y_zero_point = zp;
+  quantized_conv2d(reshape(q, {1, 2, 1, 3}), lin, co);
 }
 
 TEST(AttrSchema, EveryRegisteredOpHasOne) {

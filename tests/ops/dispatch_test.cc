@@ -85,7 +85,11 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
   // declared not differentiable. A new op lands here only with a reason (else: give it a rule).
   const std::set<std::string> none = {"equal",      "not_equal", "less",
                                       "less_equal", "greater",   "greater_equal",
-                                      "argmax",     "one_hot",   "stop_gradient"};
+                                      "argmax",     "one_hot",   "stop_gradient",
+                                      // int8 inference ops: their only float inputs are
+                                      // quantization parameters (training uses fake-quant)
+                                      "quantize", "dequantize", "quantized_matmul",
+                                      "quantized_conv2d"};
   // Stateful ops (assign, optimizer updates, next_key) and random creators (random_uniform,
   // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {

@@ -34,6 +34,8 @@ enum class Kind : int64_t {
   kConvBackwardWeights,
   kMatmulPostOps,       // ops/fused.cc: matmul with bias and an eltwise post-op
   kConvForwardPostOps,  // ops/fused.cc: conv forward with bias and an eltwise post-op
+  kQuantizedMatmul,     // ops/quantized.cc: u8 x s8 -> s32 matmul
+  kQuantizedConv,       // ops/quantized.cc: u8 x s8 -> s32 conv forward
 };
 
 // A cache key: a kind plus up to kMax integers. Fixed size, so building one never allocates.
