@@ -1,6 +1,8 @@
 #include "graph/serialize.h"
 
 #include <nlohmann/json.hpp>
+#include <cmath>
+#include <limits>
 #include <string_view>
 
 #include "kiln/error.h"
@@ -76,6 +78,26 @@ int64_t parse_int(const AttrField& f, const json& v, const std::string& where) {
   }
 }
 
+// JSON has no infinities or NaN: they are written as the strings "inf", "-inf", "nan" (a pad
+// value of -inf is how max pooling pads).
+json float_value(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+
+double parse_float(const AttrField& f, const json& v, const std::string& where) {
+  if (v.is_number()) return v.get<double>();
+  if (v.is_string()) {
+    const std::string t = v.get<std::string>();
+    if (t == "inf") return std::numeric_limits<double>::infinity();
+    if (t == "-inf") return -std::numeric_limits<double>::infinity();
+    if (t == "nan") return std::numeric_limits<double>::quiet_NaN();
+  }
+  throw FormatError(where + ": attribute '" + f.name + "' must be a number (or \"inf\", "
+                    "\"-inf\", \"nan\"), got " + clip(v.dump()));
+}
+
 }  // namespace
 
 json attrs_to_json(const OpDef& op, const Attrs& a) {
@@ -88,7 +110,7 @@ json attrs_to_json(const OpDef& op, const Attrs& a) {
   int i = 0, fl = 0;
   for (const AttrField& f : op.attrs->fields) {
     if (f.type == AttrType::kFloat) {
-      j[f.name] = a.f(fl++);
+      j[f.name] = float_value(a.f(fl++));
       continue;
     }
     const int n = f.count == kRest ? a.num_ints() - fixed : f.count;
@@ -121,11 +143,7 @@ Attrs attrs_from_json(const OpDef& op, const json& j, const std::string& where_i
       }
       const json& v = j.at(f.name);
       if (f.type == AttrType::kFloat) {
-        if (!v.is_number()) {
-          throw FormatError(where + ": attribute '" + f.name + "' must be a number, got " +
-                            clip(v.dump()));
-        }
-        a.add_float(v.get<double>());
+        a.add_float(parse_float(f, v, where));
       } else if (f.count == 1) {
         a.add_int(parse_int(f, v, where));
       } else {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <nlohmann/json.hpp>
 
 #include "graph/tracer.h"
@@ -59,6 +61,17 @@ TEST(GraphJson, AttrsOfEveryOpRoundTrip) {
   json c = attrs_to_json(ops::kCast, cast);
   EXPECT_EQ(c.dump(), R"({"dtype":"int64"})");
   EXPECT_TRUE(attrs_from_json(ops::kCast, c, "t") == cast);
+}
+
+TEST(GraphJson, NonFiniteFloatAttrsRoundTrip) {
+  Attrs a;
+  for (int k = 0; k < 4; ++k) a.add_int(k % 2);
+  a.add_float(-std::numeric_limits<double>::infinity());
+  json j = attrs_to_json(ops::kPad, a);
+  EXPECT_EQ(j["value"], "-inf");
+  EXPECT_TRUE(attrs_from_json(ops::kPad, json::parse(j.dump()), "t") == a);
+  j["value"] = "minus infinity";
+  expect_error<FormatError>([&] { attrs_from_json(ops::kPad, j, "t"); }, {"'value'", "\"-inf\""});
 }
 
 TEST(GraphJson, BadFilesAreFormatErrorsNamingWhatIsWrong) {
