@@ -186,8 +186,6 @@ GraphModel graph_from_part(const json& j, const SafetensorsFile& file, const std
   GraphModel model;
   try {
     model = GraphModel(std::move(g), std::move(in), std::move(out), name);
-  } catch (const FormatError&) {
-    throw;
   } catch (const Error& e) {
     throw FormatError(where + ": " + e.what());
   }

@@ -184,6 +184,15 @@ TEST(ModelFile, BadFilesGetOneErrorNamingFileAndField) {
   });
   expect_error<FormatError>([&] { load_model(bad); }, {bad, "unknown op \"teleport\""});
 
+  // Ports that do not fit the graph (found by model_fuzz: the message lacked the file).
+  fresh();
+  edit_metadata(bad, [](auto& md) {
+    nlohmann::json g = nlohmann::json::parse(md["kiln.graph"]);
+    g["output_ports"][0]["shape"] = {nullptr, 4};
+    md["kiln.graph"] = g.dump();
+  });
+  expect_error<FormatError>([&] { load_model(bad); }, {bad, "output 'output'", "[?, 4]"});
+
   fresh();
   edit_metadata(bad, [](auto& md) { md.erase("kiln.format"); });
   expect_error<FormatError>([&] { load_model(bad); }, {bad, "not a kiln model file"});
