@@ -26,6 +26,8 @@ from kiln._kiln import (  # noqa: F401  (the public names)
     reduce_max, argmax, matmul, reshape, transpose, concat, slice, gather, one_hot, pad,
     stop_gradient, assign, assign_add, arange, set_global_seed, reset_layer_names, global_seed, set_num_threads, num_threads,
     clear_caches, set_instance_cache_limits, load_fashion_mnist, Dataset,
+    GraphModel, save_model, load_model, load_optimizer, freeze, export_onnx, import_onnx,
+    save_npy, load_npy,
 )
 
 bool = _kiln.bool  # noqa: A001  (TensorFlow's tf.bool)

@@ -92,6 +92,7 @@ void bind_layers(py::module_& m);
 void bind_training(py::module_& m);
 void bind_function(py::module_& m);
 void bind_cache(py::module_& m);
+void bind_model_files(py::module_& m);  // model_files.cc
 
 }  // namespace kiln::python
 

@@ -56,4 +56,5 @@ PYBIND11_MODULE(_kiln, m) {
   bind_training(m);
   bind_function(m);
   bind_cache(m);
+  bind_model_files(m);
 }

@@ -10,6 +10,11 @@ from kiln.keras import losses as _losses
 from kiln.keras import optimizers as _optimizers
 from kiln.keras.layers import LayerMixin
 
+# Keras' kiln.keras.models.save_model / load_model: one .kiln file (config, weights, optimizer
+# state, frozen graph); a model whose class has no config loads as a GraphModel.
+save_model = _kiln.save_model
+load_model = _kiln.load_model
+
 
 class History:
     """Keras' History: .history maps "loss", "accuracy", "val_loss", ... to per-epoch values."""
