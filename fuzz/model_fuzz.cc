@@ -28,9 +28,9 @@ std::shared_ptr<kiln::Sequential> dense_model() {
 
 std::shared_ptr<kiln::Sequential> conv_model() {
   auto m = std::make_shared<kiln::Sequential>("conv_model");
-  m->emplace<kiln::Conv2D>(2, std::array<int64_t, 2>{3, 3},
-                           kiln::Conv2DLayerOptions{.padding = kiln::Padding::kSame,
-                                                    .activation = "relu"});
+  m->emplace<kiln::Conv2D>(
+      2, std::array<int64_t, 2>{3, 3},
+      kiln::Conv2DLayerOptions{.padding = kiln::Padding::kSame, .activation = "relu"});
   m->emplace<kiln::MaxPool2D>();
   m->emplace<kiln::Flatten>();
   m->emplace<kiln::Dense>(3);
@@ -59,7 +59,8 @@ void write_seeds(const std::string& dir) {
   fo.verbose = 0;
   fo.batch_size = 4;
   kiln::fit(*d, adam, loss, kiln::zeros({4, 4}), kiln::zeros({4}, kiln::DType::kInt32), fo);
-  kiln::save_model(*d, dir + "/dense.kiln", {.optimizer = &adam, .training = {{"epochs_done", "1"}}});
+  kiln::save_model(*d, dir + "/dense.kiln",
+                   {.optimizer = &adam, .training = {{"epochs_done", "1"}}});
   kiln::save_model(*conv_model(), dir + "/conv.kiln");
   Scaled s;
   s.output_shape(kiln::Shape{1, 4});
@@ -87,7 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (v.meta.shape.numel() > (1 << 16)) return;
     }
     std::vector<kiln::Tensor> args;
-    for (int32_t v : g.inputs) args.push_back(kiln::zeros(g.values[v].meta.shape, g.values[v].meta.dtype));
+    for (int32_t v : g.inputs)
+      args.push_back(kiln::zeros(g.values[v].meta.shape, g.values[v].meta.dtype));
     try {
       kiln::graph::execute(g, args);
     } catch (const kiln::Error&) {

@@ -13,10 +13,11 @@ namespace {
 
 void write_seeds(const std::string& dir) {
   int n = 0;
-  for (kiln::DType t : {kiln::DType::kFloat32, kiln::DType::kFloat64, kiln::DType::kInt32,
-                        kiln::DType::kInt64, kiln::DType::kInt8, kiln::DType::kUInt8,
-                        kiln::DType::kBool}) {
-    for (const kiln::Shape& s : {kiln::Shape{}, kiln::Shape{0, 3}, kiln::Shape{5}, kiln::Shape{2, 1, 3, 2}}) {
+  for (kiln::DType t :
+       {kiln::DType::kFloat32, kiln::DType::kFloat64, kiln::DType::kInt32, kiln::DType::kInt64,
+        kiln::DType::kInt8, kiln::DType::kUInt8, kiln::DType::kBool}) {
+    for (const kiln::Shape& s :
+         {kiln::Shape{}, kiln::Shape{0, 3}, kiln::Shape{5}, kiln::Shape{2, 1, 3, 2}}) {
       kiln::save_npy(dir + "/seed" + std::to_string(n++) + ".npy",
                      kiln::cast(kiln::random_uniform(s, 0, 2, 1, kiln::DType::kFloat64), t));
     }

@@ -15,7 +15,8 @@ py::list specs_of(const std::vector<GraphPort>& ports) {
   py::list out;
   for (const GraphPort& p : ports) {
     py::list dims;
-    for (int64_t d : p.spec.dims) dims.append(d == kUnknownDim ? py::object(py::none()) : py::int_(d));
+    for (int64_t d : p.spec.dims)
+      dims.append(d == kUnknownDim ? py::object(py::none()) : py::int_(d));
     out.append(py::make_tuple(p.name, py::tuple(dims), std::string(dtype_name(p.spec.dtype))));
   }
   return out;
@@ -27,22 +28,22 @@ void bind_model_files(py::module_& m) {
   py::class_<GraphModel>(m, "GraphModel", R"doc(
 A frozen inference graph (kiln.freeze, a model file without a config, kiln.import_onnx): call it
 on tensors or NumPy arrays; one trace serves every batch size.)doc")
-      .def(
-          "__call__",
-          [](const GraphModel& g, py::args args) {
-            std::vector<Tensor> in;
-            for (py::handle a : args) in.push_back(to_tensor(a));
-            std::vector<Tensor> out;
-            {
-              py::gil_scoped_release release;
-              out = g(in);
-            }
-            if (out.size() == 1) return py::cast(out[0]);
-            return py::cast(out);
-          })
+      .def("__call__",
+           [](const GraphModel& g, py::args args) {
+             std::vector<Tensor> in;
+             for (py::handle a : args) in.push_back(to_tensor(a));
+             std::vector<Tensor> out;
+             {
+               py::gil_scoped_release release;
+               out = g(in);
+             }
+             if (out.size() == 1) return py::cast(out[0]);
+             return py::cast(out);
+           })
       .def_property_readonly("name", &GraphModel::name)
-      .def_property_readonly("inputs", [](const GraphModel& g) { return specs_of(g.inputs()); },
-                             "[(name, shape with None for unknown dims, dtype)]")
+      .def_property_readonly(
+          "inputs", [](const GraphModel& g) { return specs_of(g.inputs()); },
+          "[(name, shape with None for unknown dims, dtype)]")
       .def_property_readonly("outputs", [](const GraphModel& g) { return specs_of(g.outputs()); })
       .def("graph_text", &GraphModel::graph_text, py::arg("fused") = false)
       .def("summary", [](const GraphModel& g) { return g.summary().to_text(); });
@@ -78,8 +79,9 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
         if (!loaded.optimizer) return py::none();
         return py::cast(std::shared_ptr<Optimizer>(std::move(loaded.optimizer)));
       },
-      py::arg("path"), "The optimizer saved in a .kiln file (None if none); its slots are tied "
-                       "to a model loaded by the same call only, so use it for inspection.");
+      py::arg("path"),
+      "The optimizer saved in a .kiln file (None if none); its slots are tied "
+      "to a model loaded by the same call only, so use it for inspection.");
   m.def(
       "freeze", [](Layer& model) { return freeze(model); }, py::arg("model"),
       "The model's inference graph with variables folded to constants and BatchNorm folded.");
@@ -97,8 +99,9 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
       py::arg("model"), py::arg("path"), py::arg("opset") = 13);
   m.def(
       "import_onnx", [](const std::string& path) { return import_onnx(path); }, py::arg("path"));
-  m.def("save_npy", [](const std::string& path, py::handle t) { save_npy(path, to_tensor(t)); },
-        py::arg("path"), py::arg("tensor"));
+  m.def(
+      "save_npy", [](const std::string& path, py::handle t) { save_npy(path, to_tensor(t)); },
+      py::arg("path"), py::arg("tensor"));
   m.def("load_npy", &load_npy, py::arg("path"));
 }
 

@@ -43,9 +43,9 @@ void for_each_instance_cache(const std::function<void(detail::InstanceCacheCore&
 
 // ---- Functions (src/graph/function.cc registers each Function's state) ----
 struct FoldedConstants {
-  std::string signature;   // the concrete function's signature
-  uint64_t constants = 0;  // captured constants in its optimized graph
-  uint64_t bytes = 0;      // Graph::constant_bytes()
+  std::string signature;                              // the concrete function's signature
+  uint64_t constants = 0;                             // captured constants in its optimized graph
+  uint64_t bytes = 0;                                 // Graph::constant_bytes()
   std::map<std::string, uint64_t> variable_versions;  // frozen from: variable -> version
 };
 struct FunctionReport {

@@ -69,10 +69,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
         ->check(CLI::ExistingDirectory);
   };
   auto add_xy = [&](CLI::App* c) {
-    CLI::Option* x = c->add_option("--x", o.x, "examples as .npy (float32 [N, ...])")
-                         ->check(CLI::ExistingFile);
-    CLI::Option* y = c->add_option("--y", o.y, "integer labels as .npy ([N])")
-                         ->check(CLI::ExistingFile);
+    CLI::Option* x =
+        c->add_option("--x", o.x, "examples as .npy (float32 [N, ...])")->check(CLI::ExistingFile);
+    CLI::Option* y =
+        c->add_option("--y", o.y, "integer labels as .npy ([N])")->check(CLI::ExistingFile);
     x->needs(y);
     y->needs(x);
   };
@@ -86,10 +86,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
           ->check(CLI::IsMember(models));
   CLI::Option* config_opt = tr->add_option("--config", o.config, "a Keras-style JSON model config")
                                 ->check(CLI::ExistingFile);
-  CLI::Option* resume_opt =
-      tr->add_option("--resume", o.resume, "a model file to continue training (its optimizer "
+  CLI::Option* resume_opt = tr->add_option("--resume", o.resume,
+                                           "a model file to continue training (its optimizer "
                                            "state, epochs and seed)")
-          ->check(CLI::ExistingFile);
+                                ->check(CLI::ExistingFile);
   model_opt->excludes(config_opt)->excludes(resume_opt);
   config_opt->excludes(resume_opt);
   tr->add_option("--epochs", o.epochs, "epochs in all, counted from the start (default 1)")
@@ -116,9 +116,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
                "run each step as a traced graph function (forward, gradients and update)");
 
   CLI::App* ev = app.add_subcommand("eval", "evaluate a model file (or weights) on test data");
-  ev->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->check(CLI::ExistingFile);
-  CLI::Option* ev_model =
-      ev->add_option("--model", o.model, "with --weights: mlp or cnn")->check(CLI::IsMember(models));
+  ev->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")
+      ->check(CLI::ExistingFile);
+  CLI::Option* ev_model = ev->add_option("--model", o.model, "with --weights: mlp or cnn")
+                              ->check(CLI::IsMember(models));
   CLI::Option* ev_weights = ev->add_option("--weights", o.weights, "a weights file (.safetensors)")
                                 ->check(CLI::ExistingFile);
   ev_weights->needs(ev_model);
@@ -129,18 +130,22 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_xy(ev);
 
   CLI::App* pr = app.add_subcommand("predict", "run a model file on .npy inputs");
-  pr->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->required()->check(CLI::ExistingFile);
-  pr->add_option("--input", o.inputs, "an input as .npy; repeat for several (in the model's "
-                                      "order, or NAME=FILE.npy)")
+  pr->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  pr->add_option("--input", o.inputs,
+                 "an input as .npy; repeat for several (in the model's "
+                 "order, or NAME=FILE.npy)")
       ->required();
   pr->add_option("--output", o.outputs, "write an output as .npy; repeat for several");
   add_batch(pr, "rows per call (default 64)");
   add_threads(pr);
 
   CLI::App* su = app.add_subcommand("summary", "print a model's layers, parameters and graph");
-  su->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")->check(CLI::ExistingFile);
-  CLI::Option* su_model =
-      su->add_option("--model", o.model, "a built-in model: mlp or cnn")->check(CLI::IsMember(models));
+  su->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")
+      ->check(CLI::ExistingFile);
+  CLI::Option* su_model = su->add_option("--model", o.model, "a built-in model: mlp or cnn")
+                              ->check(CLI::IsMember(models));
 
   CLI::App* fr = app.add_subcommand("freeze", "write a model file holding only its frozen graph");
   fr->add_option("file", o.file, "a model file (.kiln)")->required()->check(CLI::ExistingFile);
@@ -159,12 +164,13 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   CLI::App* in = add_inspect_command(app, io);
 
   const std::string first = argc > 1 ? argv[1] : "";
-  static const std::vector<std::string> kCommands = {
-      "train", "eval", "predict", "summary", "freeze", "export", "import", "inspect"};
+  static const std::vector<std::string> kCommands = {"train",  "eval",   "predict", "summary",
+                                                     "freeze", "export", "import",  "inspect"};
   if (!first.empty() && first[0] != '-' &&
       std::find(kCommands.begin(), kCommands.end(), first) == kCommands.end()) {
     err << "kiln: unknown command '" << argv[1]
-        << "' (commands: train, eval, predict, summary, freeze, export, import, inspect; see --help)\n";
+        << "' (commands: train, eval, predict, summary, freeze, export, import, inspect; see "
+           "--help)\n";
     return 2;
   }
   try {

@@ -28,10 +28,10 @@ struct Options {
   std::string out;
   std::string metrics_out;
   std::string weights;
-  std::string x, y;                    // --x / --y: .npy data of one's own
-  std::vector<std::string> inputs;     // predict --input (repeatable; NAME=FILE or FILE)
-  std::vector<std::string> outputs;    // predict --output
-  std::string onnx;                    // export --onnx
+  std::string x, y;                  // --x / --y: .npy data of one's own
+  std::vector<std::string> inputs;   // predict --input (repeatable; NAME=FILE or FILE)
+  std::vector<std::string> outputs;  // predict --output
+  std::string onnx;                  // export --onnx
   int opset = 13;
   bool distributed = false;
   bool graph = false;
@@ -51,12 +51,12 @@ struct XY {
 };
 XY load_xy(const std::string& x_path, const std::string& y_path);
 
-int train(const Options& o, std::ostream& out);       // train.cc
-int eval(const Options& o, std::ostream& out);        // model_commands.cc
-int predict(const Options& o, std::ostream& out);     // model_commands.cc
-int summary(const Options& o, std::ostream& out);     // model_commands.cc
-int freeze_file(const Options& o, std::ostream& out); // model_commands.cc
-int export_file(const Options& o, std::ostream& out); // model_commands.cc: .kiln -> .onnx
-int import_file(const Options& o, std::ostream& out); // model_commands.cc: .onnx -> .kiln
+int train(const Options& o, std::ostream& out);        // train.cc
+int eval(const Options& o, std::ostream& out);         // model_commands.cc
+int predict(const Options& o, std::ostream& out);      // model_commands.cc
+int summary(const Options& o, std::ostream& out);      // model_commands.cc
+int freeze_file(const Options& o, std::ostream& out);  // model_commands.cc
+int export_file(const Options& o, std::ostream& out);  // model_commands.cc: .kiln -> .onnx
+int import_file(const Options& o, std::ostream& out);  // model_commands.cc: .onnx -> .kiln
 
 }  // namespace kiln::cli

@@ -10,8 +10,8 @@
 #include "kiln/error.h"
 #include "kiln/io.h"
 #include "kiln/model_file.h"
-#include "kiln/onnx.h"
 #include "kiln/nn.h"
+#include "kiln/onnx.h"
 
 namespace kiln::cli {
 namespace {
@@ -36,8 +36,8 @@ LoadedModel open_model(const std::string& path) {
 std::string port_str(const GraphPort& p) {
   std::string s = p.name + ": [";
   for (size_t d = 0; d < p.spec.dims.size(); ++d) {
-    s += (d ? ", " : "") + (p.spec.dims[d] == kUnknownDim ? std::string("?")
-                                                         : std::to_string(p.spec.dims[d]));
+    s += (d ? ", " : "") +
+         (p.spec.dims[d] == kUnknownDim ? std::string("?") : std::to_string(p.spec.dims[d]));
   }
   return s + "] " + std::string(dtype_name(p.spec.dtype));
 }
@@ -78,8 +78,8 @@ std::vector<Tensor> run_batched(const GraphModel& g, const std::vector<Tensor>& 
     }
     for (size_t k = 0; k < out.size(); ++k) {
       const size_t row_bytes = out[k].nbytes() / static_cast<size_t>(std::max<int64_t>(rows, 1));
-      std::memcpy(static_cast<char*>(results[k].raw_data()) + row_bytes * start,
-                  out[k].raw_data(), out[k].nbytes());
+      std::memcpy(static_cast<char*>(results[k].raw_data()) + row_bytes * start, out[k].raw_data(),
+                  out[k].nbytes());
     }
     if (n == 0) break;
   }
@@ -206,8 +206,8 @@ int predict(const Options& o, std::ostream& out) {
   std::vector<Tensor> inputs = read_inputs(g, o.inputs);
   std::vector<Tensor> results = run_batched(g, inputs, o.batch_size);
   if (!o.outputs.empty() && o.outputs.size() != results.size()) {
-    throw ValueError("predict: the model has " + std::to_string(results.size()) +
-                     " outputs, got " + std::to_string(o.outputs.size()) + " --output");
+    throw ValueError("predict: the model has " + std::to_string(results.size()) + " outputs, got " +
+                     std::to_string(o.outputs.size()) + " --output");
   }
   for (size_t k = 0; k < results.size(); ++k) {
     const GraphPort& port = g.outputs()[k];
@@ -242,9 +242,9 @@ int summary(const Options& o, std::ostream& out) {
   out << o.file << ": kiln model file, format " << i.format_version << " (kiln " << i.kiln_version
       << "), model '" << i.model_name << "' (" << i.class_name << ")\n";
   out << "contains: " << (i.has_config ? "config + weights" : "no config (inference only)")
-      << (i.has_optimizer ? ", optimizer state (" + std::to_string(i.optimizer_iterations) +
-                                " steps)"
-                          : "")
+      << (i.has_optimizer
+              ? ", optimizer state (" + std::to_string(i.optimizer_iterations) + " steps)"
+              : "")
       << (i.has_graph ? ", frozen graph" : "") << "\n";
   for (const auto& [k, v] : i.training) out << "training " << k << ": " << v << "\n";
   if (m.model) {

@@ -107,7 +107,8 @@ int train(const Options& given, std::ostream& real_out) {
     resumed = load_model(o.resume);
     resumed.trainable_model();  // throws, naming why, for a graph-only file
     initial_epoch = static_cast<int>(training_int(resumed.info, "epochs_done", 0));
-    o.seed = static_cast<uint64_t>(training_int(resumed.info, "seed", static_cast<int64_t>(o.seed)));
+    o.seed =
+        static_cast<uint64_t>(training_int(resumed.info, "seed", static_cast<int64_t>(o.seed)));
     if (given.batch_size == Options{}.batch_size) {
       o.batch_size = training_int(resumed.info, "batch_size", o.batch_size);
     }
@@ -167,8 +168,7 @@ int train(const Options& given, std::ostream& real_out) {
   if (lead && !o.metrics_out.empty()) {
     fo.callbacks.push_back(std::make_shared<MetricsWriter>(o.metrics_out));
   }
-  out << "kiln train: " << model_name << " on " << data_name << " (" << train_x.dim(0)
-      << " train";
+  out << "kiln train: " << model_name << " on " << data_name << " (" << train_x.dim(0) << " train";
   if (validation) out << ", " << validation->num_batches() * 500 << " test";
   out << "), " << opt->name() << " lr " << opt->learning_rate() << ", batch " << o.batch_size;
   if (o.distributed) {
@@ -187,10 +187,11 @@ int train(const Options& given, std::ostream& real_out) {
   } else {
     SaveModelOptions so;
     so.optimizer = opt.get();
-    so.training = {{"epochs_done", std::to_string(h.epochs.empty() ? initial_epoch : h.epochs.back() + 1)},
-                   {"seed", std::to_string(o.seed)},
-                   {"batch_size", std::to_string(o.batch_size)},
-                   {"data", data_name}};
+    so.training = {
+        {"epochs_done", std::to_string(h.epochs.empty() ? initial_epoch : h.epochs.back() + 1)},
+        {"seed", std::to_string(o.seed)},
+        {"batch_size", std::to_string(o.batch_size)},
+        {"data", data_name}};
     save_model(*model, path, so);
   }
   if (h.history.count("val_accuracy")) {

@@ -43,7 +43,8 @@ std::string function_name(const std::string& name) {
 std::string spec_str(const TensorSpec& s) {
   std::string r = "[";
   for (size_t d = 0; d < s.dims.size(); ++d) {
-    r += (d ? ", " : "") + (s.dims[d] == kUnknownDim ? std::string("?") : std::to_string(s.dims[d]));
+    r +=
+        (d ? ", " : "") + (s.dims[d] == kUnknownDim ? std::string("?") : std::to_string(s.dims[d]));
   }
   return r + "] " + std::string(dtype_name(s.dtype));
 }
@@ -101,8 +102,9 @@ GraphModel::GraphModel(graph::Graph g, std::vector<GraphPort> inputs,
   std::vector<TensorSpec> signature;
   for (const GraphPort& p : inputs) signature.push_back(p.spec);
   options.input_signature = std::move(signature);
-  impl_ = std::make_shared<Impl>(std::move(name), std::make_shared<const graph::Graph>(std::move(g)),
-                                 std::move(inputs), std::move(outputs), std::move(options));
+  impl_ =
+      std::make_shared<Impl>(std::move(name), std::make_shared<const graph::Graph>(std::move(g)),
+                             std::move(inputs), std::move(outputs), std::move(options));
 }
 
 const std::string& GraphModel::name() const { return require(impl_).name; }
@@ -114,7 +116,8 @@ namespace {
 
 // Throws naming the port unless `t` fits it.
 void check_input(const std::string& model, const GraphPort& p, const Tensor& t) {
-  if (!t.defined()) throw ValueError("graph model '" + model + "': input '" + p.name + "' is undefined");
+  if (!t.defined())
+    throw ValueError("graph model '" + model + "': input '" + p.name + "' is undefined");
   if (t.dtype() != p.spec.dtype) {
     throw DTypeError("graph model '" + model + "': input '" + p.name + "' takes " +
                      std::string(dtype_name(p.spec.dtype)) + ", got " +

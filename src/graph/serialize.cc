@@ -1,8 +1,8 @@
 #include "graph/serialize.h"
 
-#include <nlohmann/json.hpp>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "kiln/error.h"
@@ -94,8 +94,10 @@ double parse_float(const AttrField& f, const json& v, const std::string& where) 
     if (t == "-inf") return -std::numeric_limits<double>::infinity();
     if (t == "nan") return std::numeric_limits<double>::quiet_NaN();
   }
-  throw FormatError(where + ": attribute '" + f.name + "' must be a number (or \"inf\", "
-                    "\"-inf\", \"nan\"), got " + clip(v.dump()));
+  throw FormatError(where + ": attribute '" + f.name +
+                    "' must be a number (or \"inf\", "
+                    "\"-inf\", \"nan\"), got " +
+                    clip(v.dump()));
 }
 
 }  // namespace
@@ -148,14 +150,14 @@ Attrs attrs_from_json(const OpDef& op, const json& j, const std::string& where_i
         a.add_int(parse_int(f, v, where));
       } else {
         if (!v.is_array() || (f.count != kRest && v.size() != static_cast<size_t>(f.count))) {
-          throw FormatError(where + ": attribute '" + f.name + "' must be a list of " +
-                            (f.count == kRest ? std::string("values")
-                                              : std::to_string(f.count) + " values") +
-                            ", got " + clip(v.dump()));
+          throw FormatError(
+              where + ": attribute '" + f.name + "' must be a list of " +
+              (f.count == kRest ? std::string("values") : std::to_string(f.count) + " values") +
+              ", got " + clip(v.dump()));
         }
         if (v.size() > static_cast<size_t>(Attrs::kMaxInts)) {
-          throw FormatError(where + ": attribute '" + f.name + "' has " +
-                            std::to_string(v.size()) + " values, more than an op takes");
+          throw FormatError(where + ": attribute '" + f.name + "' has " + std::to_string(v.size()) +
+                            " values, more than an op takes");
         }
         for (const json& e : v) a.add_int(parse_int(f, e, where));
       }
@@ -174,8 +176,7 @@ json graph_to_json(const Graph& g, const std::string& prefix,
   json values = json::array();
   for (size_t v = 0; v < g.values.size(); ++v) {
     const Value& val = g.values[v];
-    json e = {{"dtype", std::string(dtype_name(val.meta.dtype))},
-              {"shape", val.meta.shape.vec()}};
+    json e = {{"dtype", std::string(dtype_name(val.meta.dtype))}, {"shape", val.meta.shape.vec()}};
     switch (val.kind) {
       case ValueKind::kInput:
         e["kind"] = "input";
@@ -245,8 +246,8 @@ Meta parse_meta(const json& e, const std::string& where) {
   if (!found) throw FormatError(where + ": dtype " + clip(dt.dump()) + " is not a kiln dtype");
   const json& sh = field(e, "shape", where);
   if (!sh.is_array() || sh.size() > static_cast<size_t>(Shape::kMaxRank)) {
-    throw FormatError(where + ": shape must be a list of at most " + std::to_string(Shape::kMaxRank) +
-                      " dims, got " + clip(sh.dump()));
+    throw FormatError(where + ": shape must be a list of at most " +
+                      std::to_string(Shape::kMaxRank) + " dims, got " + clip(sh.dump()));
   }
   std::vector<int64_t> dims;
   for (const json& d : sh) {
@@ -302,7 +303,8 @@ Graph graph_from_json(const json& j, const std::map<std::string, Tensor>& consta
   }
   g.inputs = id_list(j, "inputs", where, g.values.size());
   g.outputs = id_list(j, "outputs", where, g.values.size());
-  for (size_t k = 0; k < g.inputs.size(); ++k) g.values[g.inputs[k]].input_index = static_cast<int32_t>(k);
+  for (size_t k = 0; k < g.inputs.size(); ++k)
+    g.values[g.inputs[k]].input_index = static_cast<int32_t>(k);
   const json& nodes = field(j, "nodes", where);
   if (!nodes.is_array()) throw FormatError(where + ": field 'nodes' must be a list");
   for (size_t i = 0; i < nodes.size(); ++i) {

@@ -124,7 +124,8 @@ void validate(const Graph& g, const std::string& where) {
     }
   }
   if (g.outputs.empty()) fail("the graph has no outputs");
-  for (size_t k = 0; k < g.outputs.size(); ++k) check_id(g.outputs[k], "output " + std::to_string(k));
+  for (size_t k = 0; k < g.outputs.size(); ++k)
+    check_id(g.outputs[k], "output " + std::to_string(k));
 }
 
 }  // namespace kiln::graph

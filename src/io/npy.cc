@@ -24,9 +24,9 @@ struct Descr {
   const char* text;  // without the byte-order character
   DType dtype;
 };
-constexpr Descr kDescrs[] = {{"f4", DType::kFloat32}, {"f8", DType::kFloat64}, {"i4", DType::kInt32},
-                             {"i8", DType::kInt64},   {"i1", DType::kInt8},    {"u1", DType::kUInt8},
-                             {"b1", DType::kBool}};
+constexpr Descr kDescrs[] = {
+    {"f4", DType::kFloat32}, {"f8", DType::kFloat64}, {"i4", DType::kInt32}, {"i8", DType::kInt64},
+    {"i1", DType::kInt8},    {"u1", DType::kUInt8},   {"b1", DType::kBool}};
 
 std::string descr_of(DType t) {
   for (const Descr& d : kDescrs) {
@@ -166,15 +166,18 @@ DType parse_descr(const std::string& d, const std::string& where) {
     for (const Descr& k : kDescrs) {
       if (body != k.text) continue;
       const bool one_byte = size_of(k.dtype) == 1;
-      if (order == '|' || order == '=' || order == '<' || (one_byte && order == '>')) return k.dtype;
+      if (order == '|' || order == '=' || order == '<' || (one_byte && order == '>'))
+        return k.dtype;
       if (order == '>') {
-        throw FormatError(where + ": descr '" + d + "' is big-endian; kiln reads little-endian "
+        throw FormatError(where + ": descr '" + d +
+                          "' is big-endian; kiln reads little-endian "
                           ".npy files (save with arr.astype(arr.dtype.newbyteorder('<')))");
       }
     }
   }
   if (d.find('O') != std::string::npos) {
-    throw FormatError(where + ": object arrays ('" + clip(d) + "') cannot be read; save a numeric array");
+    throw FormatError(where + ": object arrays ('" + clip(d) +
+                      "') cannot be read; save a numeric array");
   }
   throw FormatError(where + ": descr '" + clip(d) +
                     "' is not a kiln dtype (float32 <f4, float64 <f8, int32 <i4, int64 <i8, int8 "
@@ -235,7 +238,8 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
   }
   HeaderParser::Fields f = HeaderParser(bytes.substr(8 + len_bytes, header_len), name).parse();
   if (f.fortran) {
-    throw FormatError(name + ": Fortran-order arrays are not supported: save with "
+    throw FormatError(name +
+                      ": Fortran-order arrays are not supported: save with "
                       "np.ascontiguousarray");
   }
   const DType dtype = parse_descr(f.descr, name);

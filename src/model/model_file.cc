@@ -3,17 +3,17 @@
 // JSON part before anything is built, and assigns weights only after all of them fit.
 #include "kiln/model_file.h"
 
-#include <nlohmann/json.hpp>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_set>
 
 #include "graph/serialize.h"
 #include "kiln/error.h"
 #include "kiln/io.h"
-#include "kiln/ops.h"
 #include "kiln/nn/config.h"
 #include "kiln/nn/variable_store.h"
+#include "kiln/ops.h"
 #include "nn/weight_keys.h"
 
 namespace kiln {
@@ -214,8 +214,8 @@ void restore_states(const Layer& model, const SafetensorsFile& file, const std::
     if (!file.contains(name)) throw FormatError(path + ": layer state '" + name + "' is missing");
     const Tensor& saved = file.at(name);
     if (saved.shape() != t.shape() || saved.dtype() != t.dtype()) {
-      throw FormatError(path + ": layer state '" + name + "' is " + to_string(saved.shape()) +
-                        " " + std::string(dtype_name(saved.dtype())) + ", expected " +
+      throw FormatError(path + ": layer state '" + name + "' is " + to_string(saved.shape()) + " " +
+                        std::string(dtype_name(saved.dtype())) + ", expected " +
                         to_string(t.shape()) + " " + std::string(dtype_name(t.dtype())));
     }
   }
@@ -314,7 +314,8 @@ void save_model(Layer& model, const std::string& path, const SaveModelOptions& o
     meta[kGraphKey] = graph_part(frozen, weight_values, tensors).dump();
   }
   meta[kMetadataKey] =
-      metadata_part(model.name(), model.type_name(), signature, to_strings(options.training)).dump();
+      metadata_part(model.name(), model.type_name(), signature, to_strings(options.training))
+          .dump();
   write_file(path, tensors, meta);
 }
 
@@ -345,8 +346,9 @@ Parsed parse_file(const std::string& path) {
   const auto& md = p.file.metadata;
   auto it = md.find(kFormatKey);
   if (it == md.end() || it->second != kFormatName) {
-    throw FormatError(path + ": not a kiln model file (no '" + std::string(kFormatKey) + "': " +
-                      kFormatName + " in its metadata; a weights checkpoint loads with "
+    throw FormatError(path + ": not a kiln model file (no '" + std::string(kFormatKey) +
+                      "': " + kFormatName +
+                      " in its metadata; a weights checkpoint loads with "
                       "load_weights)");
   }
   it = md.find(kVersionKey);
@@ -359,7 +361,8 @@ Parsed parse_file(const std::string& path) {
   } catch (const std::exception&) {
     throw FormatError(path + ": " + kVersionKey + " '" + clip(it->second) + "' is not a number");
   }
-  if (version < 1) throw FormatError(path + ": format version " + std::to_string(version) + " is not valid");
+  if (version < 1)
+    throw FormatError(path + ": format version " + std::to_string(version) + " is not valid");
   if (version > kModelFormatVersion) {
     throw FormatError(path + ": format version " + std::to_string(version) +
                       " is newer than this kiln reads (" + std::to_string(kModelFormatVersion) +
@@ -442,8 +445,8 @@ std::shared_ptr<Layer> build_model(const Parsed& p, const std::string& path) {
       model->output_shape(shapes);
     }
   } catch (const Error& e) {
-    throw FormatError(path + ": the model config does not build for its input signature: " +
-                      e.what());
+    throw FormatError(path +
+                      ": the model config does not build for its input signature: " + e.what());
   }
   assign_keyed(weight_keys(*model), p.file, kWeightsPrefix, path);
   restore_states(*model, p.file, path);
@@ -471,8 +474,8 @@ std::unique_ptr<Optimizer> build_optimizer(const Parsed& p, const Layer& model,
       const Tensor& t = p.file.at(name);
       if (t.shape() != v.shape() || t.dtype() != v.dtype()) {
         throw FormatError(path + ": optimizer slot '" + name + "' is " + to_string(t.shape()) +
-                          " " + std::string(dtype_name(t.dtype())) + " but variable '" +
-                          v.name() + "' is " + to_string(v.shape()) + " " +
+                          " " + std::string(dtype_name(t.dtype())) + " but variable '" + v.name() +
+                          "' is " + to_string(v.shape()) + " " +
                           std::string(dtype_name(v.dtype())));
       }
       slots.push_back({v, {s, t}});

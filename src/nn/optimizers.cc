@@ -107,7 +107,8 @@ std::unique_ptr<Optimizer> deserialize_optimizer(const nlohmann::json& j) {
   if (cls == "SGD") {
     bool nesterov = false;
     if (c.contains("nesterov")) {
-      if (!c.at("nesterov").is_boolean()) throw ValueError("optimizer SGD: 'nesterov' must be a bool");
+      if (!c.at("nesterov").is_boolean())
+        throw ValueError("optimizer SGD: 'nesterov' must be a bool");
       nesterov = c.at("nesterov").get<bool>();
     }
     return std::make_unique<SGD>(number(c, n, "learning_rate", 0.01), number(c, n, "momentum", 0),

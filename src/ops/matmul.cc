@@ -194,7 +194,9 @@ void matmul_grad(const GradArgs& g) {
 // 2 * output elements * K, K read from a (transposed when transpose_a).
 int64_t matmul_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
   const Shape& s = in[0].shape;
-  const int64_t k = s.rank() == 0 ? 1 : a.i(0) ? (s.rank() >= 2 ? s[s.rank() - 2] : 1) : s[s.rank() - 1];
+  const int64_t k = s.rank() == 0 ? 1
+                    : a.i(0)      ? (s.rank() >= 2 ? s[s.rank() - 2] : 1)
+                                  : s[s.rank() - 1];
   return 2 * out[0].shape.numel() * k;
 }
 

@@ -104,8 +104,8 @@ CacheReport cache_report() {
   }
   for (cache::FunctionReport& f : cache::function_reports()) {
     for (const cache::FoldedConstants& c : f.folded) {
-      r.folded_constants.push_back({f.name, c.signature, c.constants, c.bytes,
-                                    c.variable_versions});
+      r.folded_constants.push_back(
+          {f.name, c.signature, c.constants, c.bytes, c.variable_versions});
     }
     r.functions.push_back({f.name, std::move(f.info), f.max_entries});
   }

@@ -122,7 +122,9 @@ TEST(Inspect, ASliceOfARealDataSet) {
 TEST(Inspect, UnknownCommandListsInspect) {
   Result r = run_cli({"inspekt"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, inspect"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, inspect"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

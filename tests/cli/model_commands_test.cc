@@ -32,8 +32,8 @@ class ModelCommands : public ::testing::Test {
   }
   std::string path(const std::string& name) const { return dir_.path(name); }
   testing::CliResult train(std::vector<std::string> extra) {
-    std::vector<std::string> args = {"train", "--batch-size", "32", "--threads", "1", "--data",
-                                     dir_.path()};
+    std::vector<std::string> args = {"train", "--batch-size", "32",       "--threads",
+                                     "1",     "--data",       dir_.path()};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_cli(args);
   }
@@ -81,10 +81,12 @@ TEST_F(ModelCommands, TrainWritesAModelFileThatEvalPredictAndSummaryRead) {
 
   auto f = run_cli({"freeze", path("m.kiln"), "-o", path("f.kiln")});
   ASSERT_EQ(f.code, 0) << f.err;
-  auto pf = run_cli({"predict", path("f.kiln"), "--input", path("x.npy"), "--output", path("yf.npy")});
+  auto pf =
+      run_cli({"predict", path("f.kiln"), "--input", path("x.npy"), "--output", path("yf.npy")});
   ASSERT_EQ(pf.code, 0) << pf.err;
   Tensor yf = load_npy(path("yf.npy"));
-  for (int64_t i = 0; i < y1.numel(); ++i) EXPECT_NEAR(yf.data<float>()[i], y64.data<float>()[i], 1e-5);
+  for (int64_t i = 0; i < y1.numel(); ++i)
+    EXPECT_NEAR(yf.data<float>()[i], y64.data<float>()[i], 1e-5);
   auto sf = run_cli({"summary", path("f.kiln")});
   EXPECT_NE(sf.out.find("no config (inference only)"), std::string::npos) << sf.out;
   // A frozen-only file cannot be trained further: one line saying why.
@@ -95,9 +97,13 @@ TEST_F(ModelCommands, TrainWritesAModelFileThatEvalPredictAndSummaryRead) {
 
 TEST_F(ModelCommands, ResumeContinuesTheSameLossCurve) {
   ASSERT_EQ(train({"--model", "mlp", "--epochs", "3", "--out", path("full.kiln"), "--metrics-out",
-                   path("full.jsonl")}).code, 0);
+                   path("full.jsonl")})
+                .code,
+            0);
   ASSERT_EQ(train({"--model", "mlp", "--epochs", "1", "--out", path("part.kiln"), "--metrics-out",
-                   path("part1.jsonl")}).code, 0);
+                   path("part1.jsonl")})
+                .code,
+            0);
   auto r = train({"--resume", path("part.kiln"), "--epochs", "3", "--out", path("part.kiln"),
                   "--metrics-out", path("part2.jsonl")});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -201,14 +207,16 @@ TEST_F(ModelCommands, ExportImportAndPredictOnnx) {
   ASSERT_EQ(ex.code, 0) << ex.err;
   Tensor x = random_uniform({3, 28, 28, 1}, 0, 1, 6);
   save_npy(path("x.npy"), x);
-  auto a = run_cli({"predict", path("c.kiln"), "--input", path("x.npy"), "--output", path("a.npy")});
-  auto b = run_cli({"predict", path("c.onnx"), "--input", "input=" + path("x.npy"), "--output",
-                    path("b.npy")});
+  auto a =
+      run_cli({"predict", path("c.kiln"), "--input", path("x.npy"), "--output", path("a.npy")});
+  auto b = run_cli(
+      {"predict", path("c.onnx"), "--input", "input=" + path("x.npy"), "--output", path("b.npy")});
   ASSERT_EQ(a.code, 0) << a.err;
   ASSERT_EQ(b.code, 0) << b.err;
   Tensor ya = load_npy(path("a.npy")), yb = load_npy(path("b.npy"));
   ASSERT_EQ(ya.shape(), yb.shape());
-  for (int64_t i = 0; i < ya.numel(); ++i) EXPECT_NEAR(ya.data<float>()[i], yb.data<float>()[i], 1e-5);
+  for (int64_t i = 0; i < ya.numel(); ++i)
+    EXPECT_NEAR(ya.data<float>()[i], yb.data<float>()[i], 1e-5);
   auto im = run_cli({"import", path("c.onnx"), "-o", path("i.kiln")});
   ASSERT_EQ(im.code, 0) << im.err;
   auto s = run_cli({"summary", path("c.onnx")});

@@ -66,42 +66,57 @@ TEST(GraphModel, ValidationNamesTheNodeAndWhatIsWrong) {
     graph::Graph g = dense_graph(w, b);
     g.values[g.nodes[0].outputs[0]].meta.shape = Shape{2, 7};
     expect_error<FormatError>(
-        [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+        [&] {
+          GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+        },
         {"node 0 (matmul)", "declared [2, 7]", "infers [2, 3]"});
   }
   {
     graph::Graph g = dense_graph(w, b);
     g.nodes[1].inputs[1] = 99;
     expect_error<FormatError>(
-        [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+        [&] {
+          GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+        },
         {"node 1 (add)", "%99"});
   }
   {
     graph::Graph g = dense_graph(w, b);
     std::swap(g.nodes[0], g.nodes[1]);
     expect_error<FormatError>(
-        [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+        [&] {
+          GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+        },
         {"before it is defined"});
   }
   {
     graph::Graph g = dense_graph(w, b);
     g.nodes[0].attrs = Attrs{1, 1, 1};
     expect_error<FormatError>(
-        [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+        [&] {
+          GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+        },
         {"node 0 (matmul)", "schema"});
   }
   {
     graph::Graph g = dense_graph(w, b);
     g.nodes[2].inputs.push_back(g.nodes[2].inputs[0]);
     expect_error<FormatError>(
-        [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+        [&] {
+          GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+        },
         {"node 2 (relu)", "has 2 inputs", "takes 1"});
   }
   expect_error<FormatError>(
-      [&] { GraphModel(dense_graph(w, b), {{"x", {{-1, 5}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+      [&] {
+        GraphModel(dense_graph(w, b), {{"x", {{-1, 5}, float32}}}, {{"y", {{-1, 3}, float32}}});
+      },
       {"input 'x'", "[?, 5] float32", "[2, 4] float32"});
-  expect_error<FormatError>([&] { GraphModel(dense_graph(w, b), {}, {{"y", {{-1, 3}, float32}}}); },
-                            {"0 input and 1 output ports"});
+  expect_error<FormatError>(
+      [&] {
+        GraphModel(dense_graph(w, b), {}, {{"y", {{-1, 3}, float32}}});
+      },
+      {"0 input and 1 output ports"});
 }
 
 TEST(GraphModel, RefusesVariables) {
@@ -109,7 +124,9 @@ TEST(GraphModel, RefusesVariables) {
   graph::Graph g = dense_graph(w, b);
   g.values[g.nodes[0].inputs[1]].kind = graph::ValueKind::kVariable;
   expect_error<ValueError>(
-      [&] { GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}}); },
+      [&] {
+        GraphModel(std::move(g), {{"x", {{-1, 4}, float32}}}, {{"y", {{-1, 3}, float32}}});
+      },
       {"is a variable", "freeze"});
 }
 

@@ -96,10 +96,15 @@ TEST(GraphJson, BadFilesAreFormatErrorsNamingWhatIsWrong) {
   expect_bad([](json& j) { j["nodes"][0]["attrs"]["spin"] = 1; }, {"unknown attribute 'spin'"});
   expect_bad([](json& j) { j["nodes"][0]["attrs"].erase("groups"); }, {"'groups' is missing"});
   expect_bad([](json& j) { j["nodes"][0]["inputs"] = {0, 999}; }, {"999", "not a value id"});
-  expect_bad([](json& j) { j["values"][1]["tensor"] = "graph/nope"; }, {"graph/nope", "not in the file"});
-  expect_bad([](json& j) { j["values"][1]["shape"] = {3, 3, 3, 5}; },
-             {"value %1", "[3, 3, 3, 4]", "declared [3, 3, 3, 5]"});
-  expect_bad([](json& j) { j["values"][0]["dtype"] = "complex64"; }, {"complex64", "not a kiln dtype"});
+  expect_bad([](json& j) { j["values"][1]["tensor"] = "graph/nope"; },
+             {"graph/nope", "not in the file"});
+  expect_bad(
+      [](json& j) {
+        j["values"][1]["shape"] = {3, 3, 3, 5};
+      },
+      {"value %1", "[3, 3, 3, 4]", "declared [3, 3, 3, 5]"});
+  expect_bad([](json& j) { j["values"][0]["dtype"] = "complex64"; },
+             {"complex64", "not a kiln dtype"});
   expect_bad([](json& j) { j["values"][0]["shape"] = {-2, 8}; }, {"not >= 0"});
   expect_bad([](json& j) { j["values"][0]["kind"] = "ghost"; }, {"kind \"ghost\""});
   expect_bad([](json& j) { j["nodes"][2]["outputs"] = j["nodes"][1]["outputs"]; },

@@ -55,9 +55,9 @@ TEST(Npy, ReadsWhatNumpyWrites) {
                        "a.npy");
   ASSERT_EQ(a.shape(), (Shape{2, 3}));
   EXPECT_EQ(a.data<float>()[5], 5.0f);
-  Tensor b = parse_npy(numpy_file("'descr': '|b1', 'fortran_order': False, 'shape': ()",
-                                  std::string("\x01", 1)),
-                       "b.npy");
+  Tensor b = parse_npy(
+      numpy_file("'descr': '|b1', 'fortran_order': False, 'shape': ()", std::string("\x01", 1)),
+      "b.npy");
   EXPECT_EQ(b.dtype(), DType::kBool);
   EXPECT_EQ(b.rank(), 0);
   // Version 2.0 (4-byte header length) and a byte-order-free descr.
@@ -68,23 +68,26 @@ TEST(Npy, ReadsWhatNumpyWrites) {
 }
 
 TEST(Npy, NumpyReadsWhatKilnWrites) {
-  if (std::system("ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) {
+  if (std::system("ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 -c 'import numpy' 2>/dev/null") !=
+      0) {
     GTEST_SKIP() << "python3 with numpy is absent (apt-get install python3-numpy)";
   }
   TempDir dir;
   save_npy(dir.path() + "/k.npy", cast(random_uniform({2, 3}, 0, 9, 2), DType::kInt64));
   save_npy(dir.path() + "/b.npy", cast(random_uniform({4}, 0, 2, 3), DType::kBool));
-  const std::string cmd = "ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 -c \"import numpy as np; a = np.load('" + dir.path() +
-                          "/k.npy'); b = np.load('" + dir.path() +
-                          "/b.npy'); assert a.dtype == np.int64 and a.shape == (2, 3); "
-                          "assert b.dtype == np.bool_ and b.shape == (4,)\"";
+  const std::string cmd =
+      "ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 -c \"import numpy as np; a = np.load('" +
+      dir.path() + "/k.npy'); b = np.load('" + dir.path() +
+      "/b.npy'); assert a.dtype == np.int64 and a.shape == (2, 3); "
+      "assert b.dtype == np.bool_ and b.shape == (4,)\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
 }
 
 TEST(Npy, BadFilesNameWhatIsWrong) {
   auto file = [](const std::string& header, const std::string& data = "") {
     std::string h = header + "\n";
-    return std::string("\x93NUMPY\x01\x00", 8) + char(h.size() & 0xff) + char(h.size() >> 8) + h + data;
+    return std::string("\x93NUMPY\x01\x00", 8) + char(h.size() & 0xff) + char(h.size() >> 8) + h +
+           data;
   };
   auto bad = [](const std::string& bytes, const std::vector<std::string>& parts) {
     std::vector<std::string> all = parts;

@@ -18,7 +18,8 @@ using testing::random_tensor;
 // BatchNormalization's statistics and scales set away from their initial values.
 std::shared_ptr<Sequential> bn_dropout_cnn() {
   auto m = std::make_shared<Sequential>("bn_cnn");
-  m->emplace<Conv2D>(8, std::array<int64_t, 2>{3, 3}, Conv2DLayerOptions{.padding = Padding::kSame});
+  m->emplace<Conv2D>(8, std::array<int64_t, 2>{3, 3},
+                     Conv2DLayerOptions{.padding = Padding::kSame});
   auto& bn = m->emplace<BatchNormalization>();
   m->emplace<Activation>("relu");
   m->emplace<MaxPool2D>();
@@ -88,7 +89,9 @@ TEST(Freeze, BatchNormFoldsIntoTheConvAndDenseBeforeIt) {
 
   FreezeOptions keep;
   keep.fold_batch_norm = false;
-  EXPECT_GT(count(freeze(*model, keep).graph_text(), "sqrt(") + count(freeze(*model, keep).graph_text(), "div("), 0);
+  EXPECT_GT(count(freeze(*model, keep).graph_text(), "sqrt(") +
+                count(freeze(*model, keep).graph_text(), "div("),
+            0);
 }
 
 TEST(Freeze, CopiesVariablesAndTheReportSaysWhichVersion) {

@@ -23,7 +23,8 @@ using testing::TempDir;
 
 std::shared_ptr<Sequential> bn_dropout_cnn() {
   auto m = std::make_shared<Sequential>("bn_cnn");
-  m->emplace<Conv2D>(8, std::array<int64_t, 2>{3, 3}, Conv2DLayerOptions{.padding = Padding::kSame});
+  m->emplace<Conv2D>(8, std::array<int64_t, 2>{3, 3},
+                     Conv2DLayerOptions{.padding = Padding::kSame});
   m->emplace<BatchNormalization>();
   m->emplace<Activation>("relu");
   m->emplace<MaxPool2D>();
@@ -55,7 +56,8 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 
 TEST(ModelFile, RoundTripsArchitectureWeightsOptimizerAndGraph) {
   TempDir dir;
-  for (auto make : {+[] { return make_mlp(); }, +[] { return make_cnn(); }, +[] { return bn_dropout_cnn(); }}) {
+  for (auto make :
+       {+[] { return make_mlp(); }, +[] { return make_cnn(); }, +[] { return bn_dropout_cnn(); }}) {
     std::shared_ptr<Sequential> model = make();
     Adam adam(1e-3);
     train_a_little(*model, adam);
@@ -121,9 +123,9 @@ TEST(ModelFile, ModelWithoutConfigIsSavedAsItsGraph) {
   EXPECT_FALSE(m.info.has_config);
   Tensor x = random_tensor({7, 3});
   EXPECT_TRUE(all_close(m.predict(x), model(x, false)));
-  expect_error<StateError>([&] { m.trainable_model(); },
-                           {"'doubler'", "inference graph", "cannot be trained further",
-                            "KILN_REGISTER_LAYER"});
+  expect_error<StateError>(
+      [&] { m.trainable_model(); },
+      {"'doubler'", "inference graph", "cannot be trained further", "KILN_REGISTER_LAYER"});
   Adam adam;
   expect_error<ValueError>([&] { save_model(model, path, {.optimizer = &adam}); },
                            {"no config", "optimizer state cannot be saved"});
@@ -146,7 +148,9 @@ TEST(ModelFile, BadFilesGetOneErrorNamingFileAndField) {
   const std::string good = dir.path() + "/good.kiln";
   save_model(*model, good, {.optimizer = &adam});
   const std::string bad = dir.path() + "/bad.kiln";
-  auto fresh = [&] { std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing); };
+  auto fresh = [&] {
+    std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing);
+  };
 
   fresh();
   std::filesystem::resize_file(bad, std::filesystem::file_size(bad) - 100);
@@ -165,7 +169,8 @@ TEST(ModelFile, BadFilesGetOneErrorNamingFileAndField) {
   expect_error<FormatError>([&] { load_model(bad); }, {bad, "kiln.metadata", "not valid JSON"});
 
   fresh();
-  edit_metadata(bad, [](auto& md) { md["kiln.metadata"] = std::string(200, '[') + std::string(200, ']'); });
+  edit_metadata(
+      bad, [](auto& md) { md["kiln.metadata"] = std::string(200, '[') + std::string(200, ']'); });
   expect_error<FormatError>([&] { load_model(bad); }, {bad, "nests deeper"});
 
   fresh();

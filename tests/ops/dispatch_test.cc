@@ -83,9 +83,8 @@ TEST(Dispatch, TapesRecordWhileTracing) {
 TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
   // Comparisons and argmax give bool/int results; one_hot reads integers; stop_gradient is
   // declared not differentiable. A new op lands here only with a reason (else: give it a rule).
-  const std::set<std::string> none = {"equal",      "not_equal", "less",
-                                      "less_equal", "greater",   "greater_equal",
-                                      "argmax",     "one_hot",   "stop_gradient",
+  const std::set<std::string> none = {"equal", "not_equal", "less", "less_equal", "greater",
+                                      "greater_equal", "argmax", "one_hot", "stop_gradient",
                                       // int8 inference ops: their only float inputs are
                                       // quantization parameters (training uses fake-quant)
                                       "quantize", "dequantize", "quantized_matmul",
