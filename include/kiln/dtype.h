@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace kiln {
@@ -35,6 +36,8 @@ constexpr bool is_floating(DType t) { return t == DType::kFloat32 || t == DType:
 
 // "float32", "int64", ... (the names NumPy and safetensors' lower-case spelling use).
 std::string_view dtype_name(DType t);
+// The dtype named `name` (dtype_name's spelling), or nullopt: file readers use it.
+std::optional<DType> dtype_from_name(std::string_view name);
 
 // The C++ type of each dtype, for kernels: CType<DType::kFloat32> is float.
 template <DType D>

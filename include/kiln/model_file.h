@@ -34,6 +34,10 @@ namespace kiln {
 // The file format version this kiln writes; a newer file is refused with a FormatError.
 inline constexpr int kModelFormatVersion = 1;
 
+// The model's built input shapes with the batch dim unknown (float32): the signature freeze()
+// and save_model() use by default. StateError naming the model when it is not built.
+std::vector<TensorSpec> inference_signature(const Layer& model);
+
 struct FreezeOptions {
   // The inputs' specs. Default: the model's built input shapes with the batch dim unknown.
   std::optional<std::vector<TensorSpec>> input_signature;

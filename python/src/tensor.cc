@@ -102,9 +102,7 @@ DType to_dtype(py::handle h) {
   if (py::isinstance<DType>(h)) return h.cast<DType>();
   if (py::isinstance<py::str>(h)) {
     const std::string name = h.cast<std::string>();
-    for (DType t : {float32, float64, int32, int64, int8, uint8, boolean}) {
-      if (dtype_name(t) == name) return t;
-    }
+    if (std::optional<DType> t = dtype_from_name(name)) return *t;
     throw py::type_error("unknown dtype '" + name +
                          "' (kiln: float32, float64, int32, int64, int8, uint8, bool)");
   }

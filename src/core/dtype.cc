@@ -22,4 +22,12 @@ std::string_view dtype_name(DType t) {
   return "unknown";
 }
 
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (DType t : {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64, DType::kInt8,
+                  DType::kUInt8, DType::kBool}) {
+    if (dtype_name(t) == name) return t;
+  }
+  return std::nullopt;
+}
+
 }  // namespace kiln

@@ -14,9 +14,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr DType kAllDTypes[] = {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64,
-                                DType::kInt8,    DType::kUInt8,   DType::kBool};
-
 std::vector<std::string_view> choices_of(const AttrField& f) {
   std::vector<std::string_view> out;
   std::string_view c = f.choices ? f.choices : "";
@@ -58,8 +55,8 @@ int64_t parse_int(const AttrField& f, const json& v, const std::string& where) {
       return v.get<bool>() ? 1 : 0;
     case AttrType::kDType:
       if (v.is_string()) {
-        for (DType t : kAllDTypes) {
-          if (dtype_name(t) == v.get<std::string>()) return static_cast<int64_t>(t);
+        if (std::optional<DType> t = dtype_from_name(v.get<std::string>())) {
+          return static_cast<int64_t>(*t);
         }
       }
       return bad("a dtype name (float32, float64, int32, int64, int8, uint8, bool)");
@@ -239,11 +236,10 @@ std::vector<int32_t> id_list(const json& j, const char* name, const std::string&
 Meta parse_meta(const json& e, const std::string& where) {
   const json& dt = field(e, "dtype", where);
   Meta m;
-  bool found = false;
-  for (DType t : kAllDTypes) {
-    if (dt.is_string() && dtype_name(t) == dt.get<std::string>()) m.dtype = t, found = true;
-  }
-  if (!found) throw FormatError(where + ": dtype " + clip(dt.dump()) + " is not a kiln dtype");
+  const std::optional<DType> t =
+      dt.is_string() ? dtype_from_name(dt.get<std::string>()) : std::nullopt;
+  if (!t) throw FormatError(where + ": dtype " + clip(dt.dump()) + " is not a kiln dtype");
+  m.dtype = *t;
   const json& sh = field(e, "shape", where);
   if (!sh.is_array() || sh.size() > static_cast<size_t>(Shape::kMaxRank)) {
     throw FormatError(where + ": shape must be a list of at most " +

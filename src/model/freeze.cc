@@ -14,22 +14,6 @@
 namespace kiln {
 namespace {
 
-// The model's built input shapes with the batch dim unknown.
-std::vector<TensorSpec> default_signature(const Layer& model) {
-  if (!model.built()) {
-    throw StateError("freeze: model '" + model.name() +
-                     "' is not built; call it once or give FreezeOptions::input_signature");
-  }
-  std::vector<TensorSpec> specs;
-  for (const Shape& s : model.built_input_shapes()) {
-    TensorSpec t;
-    t.dims = s.vec();
-    if (!t.dims.empty()) t.dims[0] = kUnknownDim;
-    specs.push_back(t);
-  }
-  return specs;
-}
-
 // Traces model(inputs, training = false) with unknown dims at `size`.
 graph::Graph trace_inference(Layer& model, const std::vector<TensorSpec>& specs, int64_t size) {
   detail::TraceScope scope;
@@ -75,9 +59,23 @@ std::string name_of(const Tensor& value, void* ctx) {
 
 }  // namespace
 
+std::vector<TensorSpec> inference_signature(const Layer& model) {
+  if (!model.built()) {
+    throw StateError("freeze: model '" + model.name() +
+                     "' is not built; call it once or give FreezeOptions::input_signature");
+  }
+  std::vector<TensorSpec> specs;
+  for (const Shape& s : model.built_input_shapes()) {
+    TensorSpec t{s.vec(), DType::kFloat32};
+    if (!t.dims.empty()) t.dims[0] = kUnknownDim;
+    specs.push_back(t);
+  }
+  return specs;
+}
+
 GraphModel freeze(Layer& model, const FreezeOptions& options) {
   const std::vector<TensorSpec> specs =
-      options.input_signature ? *options.input_signature : default_signature(model);
+      options.input_signature ? *options.input_signature : inference_signature(model);
   if (specs.empty()) throw ValueError("freeze: the input signature is empty");
   bool unknown = false;
   for (const TensorSpec& s : specs) {

@@ -47,14 +47,10 @@ json spec_to_json(const TensorSpec& s) {
 }
 
 DType parse_dtype(const json& j, const std::string& where) {
-  static constexpr DType kAll[] = {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64,
-                                   DType::kInt8,    DType::kUInt8,   DType::kBool};
-  if (j.is_string()) {
-    for (DType t : kAll) {
-      if (dtype_name(t) == j.get<std::string>()) return t;
-    }
-  }
-  throw FormatError(where + ": dtype " + clip(j.dump()) + " is not a kiln dtype");
+  const std::optional<DType> t =
+      j.is_string() ? dtype_from_name(j.get<std::string>()) : std::nullopt;
+  if (!t) throw FormatError(where + ": dtype " + clip(j.dump()) + " is not a kiln dtype");
+  return *t;
 }
 
 TensorSpec spec_from_json(const json& j, const std::string& where) {
@@ -253,14 +249,7 @@ void write_file(const std::string& path, std::vector<std::pair<std::string, Tens
 }
 
 std::vector<TensorSpec> signature_of(Layer& model, const SaveModelOptions& options) {
-  if (options.input_signature) return *options.input_signature;
-  std::vector<TensorSpec> specs;
-  for (const Shape& s : model.built_input_shapes()) {
-    TensorSpec t{s.vec(), DType::kFloat32};
-    if (!t.dims.empty()) t.dims[0] = kUnknownDim;
-    specs.push_back(t);
-  }
-  return specs;
+  return options.input_signature ? *options.input_signature : inference_signature(model);
 }
 
 }  // namespace
