@@ -50,15 +50,19 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
 
   m.def(
       "save_model",
-      [](Layer& model, const std::string& path, std::shared_ptr<Optimizer> optimizer, bool frozen) {
+      [](Layer& model, const std::string& path, std::shared_ptr<Optimizer> optimizer, bool frozen,
+         std::map<std::string, std::string> training) {
         SaveModelOptions o;
         o.optimizer = optimizer.get();
         o.frozen = frozen;
+        o.training = std::move(training);
         py::gil_scoped_release release;
         save_model(model, path, o);
       },
       py::arg("model"), py::arg("path"), py::arg("optimizer") = nullptr, py::arg("frozen") = true,
-      "Writes the model (config, weights, optimizer state, frozen graph) to one .kiln file.");
+      py::arg("training") = std::map<std::string, std::string>{}, R"doc(
+Writes the model (config, weights, optimizer state, frozen graph) to one .kiln file; `training`
+is free-form metadata (str -> str; kiln.keras keeps compile()'s settings there).)doc");
   m.def(
       "load_model",
       [](const std::string& path) -> py::object {
@@ -72,6 +76,21 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
       },
       py::arg("path"),
       "The model rebuilt from a .kiln file, or its GraphModel when the file has no config.");
+  m.def(
+      "_load_model_parts",
+      [](const std::string& path) {
+        LoadedModel loaded;
+        {
+          py::gil_scoped_release release;
+          loaded = load_model(path);
+        }
+        py::object optimizer = py::none();
+        if (loaded.optimizer) optimizer = py::cast(std::shared_ptr<Optimizer>(std::move(loaded.optimizer)));
+        py::object model = loaded.model ? py::cast(loaded.model) : py::cast(loaded.graph);
+        return py::make_tuple(model, optimizer, loaded.info.training);
+      },
+      py::arg("path"),
+      "(model or GraphModel, its optimizer or None, the training metadata) from one load.");
   m.def(
       "load_optimizer",
       [](const std::string& path) -> py::object {

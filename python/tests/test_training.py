@@ -177,3 +177,22 @@ def test_dataset_map_with_a_python_function(prefetch):
 
     with pytest.raises(KeyError, match="in the map"):
         list(tf.Dataset(x, y).batch(16).map(bad).prefetch(prefetch))
+
+
+def test_fit_validation_split_holds_out_the_last_examples_like_keras():
+    x, y = blobs(100, seed=3)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_split=0.2, shuffle=False)
+    # Keras validates on the last 20 examples: the same numbers as evaluate() on them.
+    assert h.history["val_loss"][0] == pytest.approx(model.evaluate(x[80:], y[80:], verbose=0)[0],
+                                                     rel=1e-5)
+    with pytest.raises(tf.ValueError, match=r"validation_split must be in \(0, 1\), got 1.5"):
+        model.fit(x, y, verbose=0, validation_split=1.5)
+    with pytest.raises(tf.ValueError, match="validation_split needs arrays x, y, not a Dataset"):
+        model.fit(tf.Dataset(x, y).batch(8), verbose=0, validation_split=0.5)
+    with pytest.raises(tf.ValueError, match="give validation_split or validation_data, not both"):
+        model.fit(x, y, verbose=0, validation_split=0.5, validation_data=(x, y))
+    with pytest.raises(tf.ValueError, match="leaves no training or no validation examples"):
+        model.fit(x[:1], y[:1], verbose=0, validation_split=0.5)
