@@ -78,9 +78,8 @@ TEST(ExternalTensor, ElementAlignedMemoryRunsEveryKernelKind) {
 TEST(ExternalTensor, Errors) {
   int released = 0;
   alignas(8) unsigned char bytes[16] = {};
-  expect_error<ValueError>(
-      [&] { from_external(nullptr, {2}, float32, &count_release, &released); },
-      {"from_external", "null", "8 bytes"});
+  expect_error<ValueError>([&] { from_external(nullptr, {2}, float32, &count_release, &released); },
+                           {"from_external", "null", "8 bytes"});
   expect_error<ValueError>(
       [&] { from_external(bytes + 2, {2}, float32, &count_release, &released); },
       {"from_external", "not aligned to 4 bytes", "float32"});

@@ -229,7 +229,7 @@ def _graph_predict(self, x, batch_size=None, verbose="auto", steps=None, callbac
     if isinstance(x, _kiln.Dataset):
         return np.concatenate([np.asarray(self(bx)) for bx, _ in x.epoch(0)])
     n = len(x)
-    batch_size = batch_size or 32
+    batch_size = 32 if batch_size is None else batch_size
     if batch_size < 1:
         raise _kiln.ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
     if n <= batch_size:
