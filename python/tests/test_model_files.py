@@ -46,7 +46,7 @@ def test_bad_file_is_a_format_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(tf.FormatError, match="bad.kiln"):
         tf.load_model(str(bad))
-    with pytest.raises(ValueError):  # FormatError is a ValueError too
+    with pytest.raises(ValueError, match="bad.kiln: not a .npy file"):  # a FormatError, a ValueError too
         tf.load_npy(str(bad))
 
 

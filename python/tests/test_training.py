@@ -103,7 +103,7 @@ def test_errors_in_training_are_clear():
     with pytest.raises(tf.ValueError, match="unknown metric"):
         model.compile("adam", "mse", metrics=["auc"])
     model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    with pytest.raises(tf.ShapeError):
+    with pytest.raises(tf.ShapeError, match=r"images \[4, 2\] and labels \[5\] must have the same first dim"):
         model.fit(np.ones((4, 2), np.float32), np.zeros(5, np.int32), verbose=0)
 
     def broken(epoch, logs):
@@ -152,7 +152,7 @@ def test_python_errors_inside_a_layer_reach_fit_unchanged():
 
 def test_summary_of_an_unbuilt_model_needs_an_input_shape():
     model = tf.keras.Sequential([tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
-    with pytest.raises(tf.StateError):
+    with pytest.raises(tf.StateError, match="model '.*' is not built yet: use summary\\(input_shape\\)"):
         model.summary()
     lines = []
     model.summary(input_shape=(28, 28, 1), print_fn=lines.append)
