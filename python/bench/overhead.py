@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Overhead of the Python bindings (report only; nothing here is asserted). Prints JSON.
 
-    PYTHONPATH=build/python /usr/bin/python3 python/bench/overhead.py [--reps 7] [--steps 150]
+    PYTHONPATH=build/python /usr/bin/python3 python/bench/overhead.py [--reps 11] [--steps 200]
 
 Every comparison is measured interleaved in this one process: each repetition runs every
 variant once, in a shuffled order, so a noisy neighbour on a shared machine slows all of them
@@ -69,13 +69,12 @@ class Mlp(tf.keras.Model):
         return self.logits(self.hidden2(self.hidden1(self.flatten(x))))
 
 
-def small_ops(reps, rng):
-    n = 2000
+def small_ops(reps, rng, n=20000, forwards=200):
     a, b = tf.ones((32,)), tf.ones((32,))
     na, nb = np.ones(32, np.float32), np.ones(32, np.float32)
     add_fn = tf.function(lambda x, y: x + y)
     add_fn(a, b)
-    x = tf.random.normal((64, 784), seed=1)
+    x = tf.random.normal((64, 28, 28, 1), seed=1)
     mlp = _kiln.make_mlp()
     forward = tf.function(lambda v: mlp(v))
     forward(x)
@@ -91,10 +90,10 @@ def small_ops(reps, rng):
         "kiln_add_a_b": loop(lambda: tf.add(a, b), n),
         "numpy_a_plus_b": loop(lambda: na + nb, n),
         "kiln_function_hit_x_plus_y": loop(lambda: add_fn(a, b), n),
-        "kiln_function_hit_mlp_forward_b64": loop(lambda: forward(x), 50),
-        "kiln_eager_mlp_forward_b64": loop(lambda: mlp(x), 50),
+        "kiln_function_hit_mlp_forward_b64": loop(lambda: forward(x), forwards),
+        "kiln_eager_mlp_forward_b64": loop(lambda: mlp(x), forwards),
     }
-    per = {k: (50 if "mlp" in k else n) for k in variants}
+    per = {k: (forwards if "mlp" in k else n) for k in variants}
     try:
         import torch
         ta, tb = torch.ones(32), torch.ones(32)
@@ -164,8 +163,9 @@ def cpu_name():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--steps", type=int, default=150, help="training steps per repetition")
+    p.add_argument("--reps", type=int, default=11)
+    p.add_argument("--steps", type=int, default=200, help="training steps per repetition")
+    p.add_argument("--calls", type=int, default=20000, help="small-op calls per repetition")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="of the shuffled variant order")
@@ -175,7 +175,7 @@ def main():
               "python": platform.python_version(), "numpy": np.__version__,
               "reps": args.reps}
     tf.set_num_threads(1)
-    report["small_ops_1_thread"] = small_ops(args.reps, rng)
+    report["small_ops_1_thread"] = small_ops(args.reps, rng, args.calls)
     if not args.skip_training:
         (x, y), _ = tf.load_fashion_mnist()
         report["training_batch_64"] = [
