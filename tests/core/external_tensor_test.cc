@@ -71,6 +71,12 @@ TEST(ExternalTensor, ElementAlignedMemoryRunsEveryKernelKind) {
     EXPECT_EQ(add(a, a).to_vector<float>(), add(ac, ac).to_vector<float>());
     EXPECT_EQ(relu(a).to_vector<float>(), relu(ac).to_vector<float>());
     EXPECT_EQ(sum(a, {1}).to_vector<float>(), sum(ac, {1}).to_vector<float>());
+    // NHWC [1, 17, 19, 1] images and a [3, 3, 1, 13] filter viewed from the same memory.
+    Tensor image = a.reshape({1, 17, 19, 1}), filter = b.rows(0, 9).reshape({3, 3, 1, 13});
+    const Tensor image_copy = image.clone(), filter_copy = filter.clone();
+    EXPECT_EQ(conv2d(image, filter).to_vector<float>(),
+              conv2d(image_copy, filter_copy).to_vector<float>());
+    EXPECT_EQ(max_pool2d(image).to_vector<float>(), max_pool2d(image_copy).to_vector<float>());
   }
   EXPECT_EQ(released, 2);
 }
