@@ -1,5 +1,7 @@
 """compile / fit / evaluate / predict on NumPy arrays and kiln datasets, callbacks, optimizers."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,16 @@ def test_fit_validation_split_holds_out_the_last_examples_like_keras():
         model.fit(x, y, verbose=0, validation_split=0.5, validation_data=(x, y))
     with pytest.raises(tf.ValueError, match="leaves no training or no validation examples"):
         model.fit(x[:1], y[:1], verbose=0, validation_split=0.5)
+
+
+def test_fit_prints_keras_progress_lines(capfd):
+    x, y = blobs(64, seed=4)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=2, verbose=1)
+    out = capfd.readouterr().out
+    assert re.search(r"Epoch 1/2 .* loss: \d+\.\d+ - accuracy: \d\.\d+", out), out
+    assert "Epoch 2/2" in out
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert "Epoch" not in capfd.readouterr().out
