@@ -1,44 +1,63 @@
 #!/usr/bin/python3
-"""Overhead of the Python bindings (report only; nothing here is asserted).
+"""Overhead of the Python bindings (report only; nothing here is asserted). Prints JSON.
 
-    PYTHONPATH=build/python /usr/bin/python3 python/bench/overhead.py [--cli build/kiln]
+    PYTHONPATH=build/python /usr/bin/python3 python/bench/overhead.py [--reps 11] [--steps 200]
 
-Measures, with repetitions (min / median / max):
-- an eager `a + b` on small tensors from Python, beside NumPy and PyTorch (when importable);
-- a kiln.function cache hit from Python;
-- a training step at batch 64 on Fashion-MNIST's MLP: the C++ `kiln train` epoch vs Python's
-  fit() of the same model written as a Python Model subclass, and a Python GradientTape loop.
+Every comparison is measured interleaved in this one process: each repetition runs every
+variant once, in a shuffled order, so a noisy neighbour on a shared machine slows all of them
+alike; the report gives min / median / max per variant and the per-repetition ratios.
+- small ops: an eager `a + b` (32 floats) from Python beside NumPy and PyTorch (when importable),
+  and kiln.function cache hits (x + y; the MLP's forward at batch 64);
+- training steps at batch 64 on Fashion-MNIST's MLP (kiln.make_mlp(), the `kiln train --model
+  mlp` network), eager and graph mode, with 1 and 2 threads:
+    cpp          kiln::fit on the C++ model: no Python per step (what `kiln train` runs);
+    py_subclass  fit() of the same network written as a Python kiln.keras.Model subclass
+                 (Python's call() runs every eager step; in graph mode only while tracing);
+    py_tape      a Python loop: GradientTape, loss, tape.gradient, apply_gradients per step.
+  ratio = variant / cpp of the same repetition.
 """
 
 import argparse
 import json
-import os
+import platform
+import random
 import statistics
 import subprocess
-import tempfile
+import sys
 import time
 
 import numpy as np
 
 import kiln as tf
+from kiln import _kiln
 
 
-def timeit(fn, number, repeat=7):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times), statistics.median(times), max(times)
+def stats(xs, scale=1.0):
+    xs = [x * scale for x in xs]
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
 
-def show(name, t, unit=1e-6, label="us"):
-    lo, med, hi = (x / unit for x in t)
-    print(f"  {name:<44} {med:9.2f} {label}  (min {lo:.2f}, max {hi:.2f})")
+def interleaved(variants, reps, rng):
+    """{name: [seconds per repetition]}: each repetition runs every variant once, shuffled."""
+    times = {name: [] for name in variants}
+    names = list(variants)
+    for _ in range(reps):
+        rng.shuffle(names)
+        for name in names:
+            t0 = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def ratios(times, base):
+    return {name: stats([t / b for t, b in zip(ts, times[base])])
+            for name, ts in times.items() if name != base}
 
 
 class Mlp(tf.keras.Model):
+    """make_mlp()'s network as a Python subclass (same layers, same shapes)."""
+
     def __init__(self):
         super().__init__()
         self.flatten = tf.keras.layers.Flatten()
@@ -50,79 +69,120 @@ class Mlp(tf.keras.Model):
         return self.logits(self.hidden2(self.hidden1(self.flatten(x))))
 
 
-def small_ops():
-    print("small ops (32 floats):")
+def small_ops(reps, rng, n=20000, forwards=200):
     a, b = tf.ones((32,)), tf.ones((32,))
-    show("kiln eager a + b from Python", timeit(lambda: a + b, 20000))
-    show("kiln.add(a, b)", timeit(lambda: tf.add(a, b), 20000))
     na, nb = np.ones(32, np.float32), np.ones(32, np.float32)
-    show("NumPy a + b", timeit(lambda: na + nb, 20000))
+    add_fn = tf.function(lambda x, y: x + y)
+    add_fn(a, b)
+    x = tf.random.normal((64, 28, 28, 1), seed=1)
+    mlp = _kiln.make_mlp()
+    forward = tf.function(lambda v: mlp(v))
+    forward(x)
+
+    def loop(fn, count):
+        def run():
+            for _ in range(count):
+                fn()
+        return run
+
+    variants = {
+        "kiln_eager_a_plus_b": loop(lambda: a + b, n),
+        "kiln_add_a_b": loop(lambda: tf.add(a, b), n),
+        "numpy_a_plus_b": loop(lambda: na + nb, n),
+        "kiln_function_hit_x_plus_y": loop(lambda: add_fn(a, b), n),
+        "kiln_function_hit_mlp_forward_b64": loop(lambda: forward(x), forwards),
+        "kiln_eager_mlp_forward_b64": loop(lambda: mlp(x), forwards),
+    }
+    per = {k: (forwards if "mlp" in k else n) for k in variants}
     try:
         import torch
         ta, tb = torch.ones(32), torch.ones(32)
-        show("PyTorch a + b", timeit(lambda: ta + tb, 20000))
+        variants["torch_a_plus_b"] = loop(lambda: ta + tb, n)
+        per["torch_a_plus_b"] = n
+        torch_note = torch.__version__
     except ImportError:
-        print("  PyTorch: not importable here (not measured)")
-    f = tf.function(lambda x, y: x + y)
-    f(a, b)
-    show("kiln.function hit (x + y)", timeit(lambda: f(a, b), 20000))
-    x = tf.random.normal((64, 784), seed=1)
-    mlp = tf.function(Mlp())
-    mlp(x)
-    show("kiln.function hit (MLP forward, batch 64)", timeit(lambda: mlp(x), 500))
+        torch_note = "not importable with this python (not measured)"
+    times = interleaved(variants, reps, rng)
+    us = {k: stats([t / per[k] for t in ts], 1e6) for k, ts in times.items()}
+    call_times = {k: [t / per[k] for t in ts] for k, ts in times.items()}
+    return {"microseconds_per_call": us, "ratio_to_numpy_a_plus_b":
+            ratios({k: v for k, v in call_times.items() if "mlp" not in k}, "numpy_a_plus_b"),
+            "ratio_function_hit_to_eager_mlp_forward":
+            stats([f / e for f, e in zip(call_times["kiln_function_hit_mlp_forward_b64"],
+                                         call_times["kiln_eager_mlp_forward_b64"])]),
+            "torch": torch_note}
 
 
-def training(cli, threads):
-    print(f"training step, Fashion-MNIST MLP, batch 64, {threads} threads (one epoch each):")
-    (x, y), (xt, yt) = tf.load_fashion_mnist()
-    steps = (x.shape[0] + 63) // 64
-    if cli and os.path.exists(cli):
-        with tempfile.TemporaryDirectory() as d:
-            subprocess.run([cli, "train", "--model", "mlp", "--epochs", "1", "--threads",
-                            str(threads), "--metrics-out", f"{d}/m.jsonl", "--out", f"{d}/w"],
-                           check=True, stdout=subprocess.DEVNULL)
-            cpp = json.loads(open(f"{d}/m.jsonl").read().splitlines()[-1])["seconds"]
-        print(f"  C++ kiln train                               {cpp / steps * 1e3:9.3f} ms/step")
-    else:
-        cpp = None
-        print("  C++ kiln train: pass --cli build/kiln to measure")
+def training(threads, graph, reps, steps, data, rng):
     tf.set_num_threads(threads)
-    tf.set_global_seed(0)
-    model = Mlp()
-    model.compile(tf.keras.optimizers.Adam(1e-3),
-                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
-    h = model.fit(tf.Dataset(x, y).shuffle(0).batch(64), epochs=1, verbose=0)
-    py = h.history["seconds"][0]
-    ratio = f"  ({py / cpp:.3f}x C++)" if cpp else ""
-    print(f"  Python Model subclass, fit()               {py / steps * 1e3:9.3f} ms/step{ratio}")
+    x, y = data
+    xs, ys = x[:64 * steps], y[:64 * steps]
+    ds = tf.Dataset(xs, ys).batch(64)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    model2 = Mlp()
-    opt = tf.keras.optimizers.Adam(1e-3)
-    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    ds = tf.Dataset(x, y).shuffle(0).batch(64)
-    model2(x[:1])
-    t0 = time.perf_counter()
-    n = 0
-    for bx, by in ds:
-        with tf.GradientTape() as tape:
-            loss = loss_fn(by, model2(bx, training=True))
-        grads = tape.gradient(loss, model2.trainable_weights)
-        opt.apply_gradients(zip(grads, model2.trainable_weights))
-        n += 1
-    loop = time.perf_counter() - t0
-    ratio = f"  ({loop / cpp:.3f}x C++)" if cpp else ""
-    print(f"  Python GradientTape loop                   {loop / n * 1e3:9.3f} ms/step{ratio}")
+    tf.set_global_seed(0)
+    cpp_model, cpp_opt = _kiln.make_mlp(), tf.keras.optimizers.Adam(1e-3)
+    py_model = Mlp()
+    py_model.compile(tf.keras.optimizers.Adam(1e-3), loss, run_eagerly=not graph)
+    tape_model, tape_opt = _kiln.make_mlp(), tf.keras.optimizers.Adam(1e-3)
+    weights = tape_model.trainable_weights
+
+    def cpp():
+        _kiln._fit(cpp_model, cpp_opt, loss, ds, None, 1, 0, 64, None, None, [], False, 0, graph)
+
+    def py_subclass():
+        py_model.fit(ds, epochs=1, verbose=0)
+
+    def py_tape():
+        for bx, by in ds:
+            with tf.GradientTape() as tape:
+                value = loss(by, tape_model(bx, training=True))
+            grads = tape.gradient(value, weights)
+            tape_opt.apply_gradients(zip(grads, weights))
+
+    variants = {"cpp": cpp, "py_subclass": py_subclass}
+    if not graph:  # the tape loop is eager by nature
+        variants["py_tape"] = py_tape
+    for fn in variants.values():  # warm-up: traces, primitive caches, allocator
+        fn()
+    times = interleaved(variants, reps, rng)
+    return {"threads": threads, "mode": "graph" if graph else "eager", "steps": steps,
+            "ms_per_step": {k: stats(v, 1e3 / steps) for k, v in times.items()},
+            "ratio_to_cpp": ratios(times, "cpp")}
+
+
+def cpu_name():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k: fields[k].strip() for k in ("Model name", "CPU(s)", "Thread(s) per core")
+                if k in fields}
+    except OSError:
+        return platform.processor()
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cli", default=os.environ.get("KILN_CLI", "build/kiln"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=11)
+    p.add_argument("--steps", type=int, default=200, help="training steps per repetition")
+    p.add_argument("--calls", type=int, default=20000, help="small-op calls per repetition")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="of the shuffled variant order")
     args = p.parse_args()
-    small_ops()
+    rng = random.Random(args.seed)
+    report = {"command": " ".join([sys.executable] + sys.argv), "cpu": cpu_name(),
+              "python": platform.python_version(), "numpy": np.__version__,
+              "reps": args.reps}
+    tf.set_num_threads(1)
+    report["small_ops_1_thread"] = small_ops(args.reps, rng, args.calls)
     if not args.skip_training:
-        training(args.cli, args.threads)
+        (x, y), _ = tf.load_fashion_mnist()
+        report["training_batch_64"] = [
+            training(t, g, args.reps, args.steps, (x, y), rng)
+            for t in args.threads for g in (False, True)]
+    json.dump(report, sys.stdout, indent=1)
+    print()
 
 
 if __name__ == "__main__":

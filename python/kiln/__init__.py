@@ -10,8 +10,9 @@
 
 Everything computes in kiln's C++ core (kiln._kiln); this package only arranges it under
 TensorFlow's and Keras' names. NumPy arrays go in and out without copies where possible:
-np.asarray(t) and t.numpy() view a tensor's memory, and kiln.from_numpy(a) shares memory that
-is kiln's (other arrays are copied into kiln's aligned storage).
+np.asarray(t) and t.numpy() view a tensor's memory, and kiln.from_numpy(a) shares the array's
+memory, as torch.from_numpy (non-contiguous, read-only, byte-swapped or misaligned arrays are
+copied; kiln.constant(a) is a copy, as tf.constant).
 """
 
 from kiln import _kiln

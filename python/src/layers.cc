@@ -306,7 +306,9 @@ this class. The first call builds (build(input_shape) once), later calls check t
           py::arg("dtype"));
 
   // ---- Model, Sequential
-  py::class_<Model, Layer, PyModel, std::shared_ptr<Model>>(m, "Model")
+  // dynamic_attr: a model rebuilt by load_model is a C++ instance, not a Python subclass, and
+  // Keras' compile() keeps its loss and optimizer on it (kiln.keras.models adds the methods).
+  py::class_<Model, Layer, PyModel, std::shared_ptr<Model>>(m, "Model", py::dynamic_attr())
       .def(py::init_alias<std::string, std::string>(), py::arg("name") = "",
            py::arg("default_base") = "model")
       .def(

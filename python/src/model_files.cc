@@ -50,15 +50,19 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
 
   m.def(
       "save_model",
-      [](Layer& model, const std::string& path, std::shared_ptr<Optimizer> optimizer, bool frozen) {
+      [](Layer& model, const std::string& path, std::shared_ptr<Optimizer> optimizer, bool frozen,
+         std::map<std::string, std::string> training) {
         SaveModelOptions o;
         o.optimizer = optimizer.get();
         o.frozen = frozen;
+        o.training = std::move(training);
         py::gil_scoped_release release;
         save_model(model, path, o);
       },
       py::arg("model"), py::arg("path"), py::arg("optimizer") = nullptr, py::arg("frozen") = true,
-      "Writes the model (config, weights, optimizer state, frozen graph) to one .kiln file.");
+      py::arg("training") = std::map<std::string, std::string>{}, R"doc(
+Writes the model (config, weights, optimizer state, frozen graph) to one .kiln file; `training`
+is free-form metadata (str -> str; kiln.keras keeps compile()'s settings there).)doc");
   m.def(
       "load_model",
       [](const std::string& path) -> py::object {
@@ -73,9 +77,29 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
       py::arg("path"),
       "The model rebuilt from a .kiln file, or its GraphModel when the file has no config.");
   m.def(
+      "_load_model_parts",
+      [](const std::string& path) {
+        LoadedModel loaded;
+        {
+          py::gil_scoped_release release;
+          loaded = load_model(path);
+        }
+        py::object optimizer = py::none();
+        if (loaded.optimizer)
+          optimizer = py::cast(std::shared_ptr<Optimizer>(std::move(loaded.optimizer)));
+        py::object model = loaded.model ? py::cast(loaded.model) : py::cast(loaded.graph);
+        return py::make_tuple(model, optimizer, loaded.info.training);
+      },
+      py::arg("path"),
+      "(model or GraphModel, its optimizer or None, the training metadata) from one load.");
+  m.def(
       "load_optimizer",
       [](const std::string& path) -> py::object {
-        LoadedModel loaded = load_model(path);
+        LoadedModel loaded;
+        {
+          py::gil_scoped_release release;
+          loaded = load_model(path);
+        }
         if (!loaded.optimizer) return py::none();
         return py::cast(std::shared_ptr<Optimizer>(std::move(loaded.optimizer)));
       },
@@ -84,6 +108,7 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
       "to a model loaded by the same call only, so use it for inspection.");
   m.def(
       "freeze", [](Layer& model) { return freeze(model); }, py::arg("model"),
+      py::call_guard<py::gil_scoped_release>(),
       "The model's inference graph with variables folded to constants and BatchNorm folded.");
   m.def(
       "export_onnx",
@@ -91,18 +116,28 @@ on tensors or NumPy arrays; one trace serves every batch size.)doc")
         OnnxExportOptions o;
         o.opset = opset;
         if (py::isinstance<GraphModel>(model)) {
-          export_onnx(model.cast<const GraphModel&>(), path, o);
+          const GraphModel& g = model.cast<const GraphModel&>();
+          py::gil_scoped_release release;
+          export_onnx(g, path, o);
         } else {
-          export_onnx(model.cast<Layer&>(), path, o);
+          Layer& l = model.cast<Layer&>();
+          py::gil_scoped_release release;
+          export_onnx(l, path, o);
         }
       },
       py::arg("model"), py::arg("path"), py::arg("opset") = 13);
   m.def(
-      "import_onnx", [](const std::string& path) { return import_onnx(path); }, py::arg("path"));
+      "import_onnx", [](const std::string& path) { return import_onnx(path); }, py::arg("path"),
+      py::call_guard<py::gil_scoped_release>());
   m.def(
-      "save_npy", [](const std::string& path, py::handle t) { save_npy(path, to_tensor(t)); },
+      "save_npy",
+      [](const std::string& path, py::handle t) {
+        Tensor x = to_tensor(t);
+        py::gil_scoped_release release;
+        save_npy(path, x);
+      },
       py::arg("path"), py::arg("tensor"));
-  m.def("load_npy", &load_npy, py::arg("path"));
+  m.def("load_npy", &load_npy, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace kiln::python

@@ -113,15 +113,28 @@ void bind_ops(py::module_& m) {
       },
       py::arg("condition"), py::arg("x"), py::arg("y"));
   m.def(
-      "cast", [](const TensorArg& x, py::handle dtype) { return cast(x.tensor, to_dtype(dtype)); },
+      "cast",
+      [](const TensorArg& x, py::handle dtype) {
+        const DType t = to_dtype(dtype);
+        py::gil_scoped_release nogil;
+        return cast(x.tensor, t);
+      },
       py::arg("x"), py::arg("dtype"));
   m.def(
       "broadcast_to",
-      [](const TensorArg& x, py::handle shape) { return broadcast_to(x.tensor, to_shape(shape)); },
+      [](const TensorArg& x, py::handle shape) {
+        const Shape s = to_shape(shape);
+        py::gil_scoped_release nogil;
+        return broadcast_to(x.tensor, s);
+      },
       py::arg("input"), py::arg("shape"));
   m.def(
       "sum_to",
-      [](const TensorArg& x, py::handle shape) { return sum_to(x.tensor, to_shape(shape)); },
+      [](const TensorArg& x, py::handle shape) {
+        const Shape s = to_shape(shape);
+        py::gil_scoped_release nogil;
+        return sum_to(x.tensor, s);
+      },
       py::arg("input"), py::arg("shape"));
 
   // ---- activations
@@ -168,13 +181,19 @@ void bind_ops(py::module_& m) {
       Guard());
   m.def(
       "reshape",
-      [](const TensorArg& x, py::handle shape) { return reshape(x.tensor, to_shape(shape)); },
+      [](const TensorArg& x, py::handle shape) {
+        const Shape s = to_shape(shape);
+        py::gil_scoped_release nogil;
+        return reshape(x.tensor, s);
+      },
       py::arg("tensor"), py::arg("shape"));
   m.def(
       "transpose",
       [](const TensorArg& x, py::object perm) {
-        return transpose(x.tensor,
-                         perm.is_none() ? std::vector<int>{} : perm.cast<std::vector<int>>());
+        const std::vector<int> p =
+            perm.is_none() ? std::vector<int>{} : perm.cast<std::vector<int>>();
+        py::gil_scoped_release nogil;
+        return transpose(x.tensor, p);
       },
       py::arg("a"), py::arg("perm") = py::none());
   m.def(
@@ -191,7 +210,7 @@ void bind_ops(py::module_& m) {
       [](const TensorArg& x, std::vector<int64_t> begins, std::vector<int64_t> ends,
          std::vector<int64_t> steps) { return slice(x.tensor, begins, ends, steps); },
       py::arg("input"), py::arg("begin"), py::arg("end"),
-      py::arg("strides") = std::vector<int64_t>{});
+      py::arg("strides") = std::vector<int64_t>{}, Guard());
   m.def(
       "gather",
       [](const TensorArg& x, const TensorArg& i, int axis) {
@@ -201,7 +220,9 @@ void bind_ops(py::module_& m) {
   m.def(
       "one_hot",
       [](const TensorArg& i, int64_t depth, py::handle dtype) {
-        return one_hot(i.tensor, depth, to_dtype(dtype));
+        const DType t = to_dtype(dtype);
+        py::gil_scoped_release nogil;
+        return one_hot(i.tensor, depth, t);
       },
       py::arg("indices"), py::arg("depth"), py::arg("dtype") = float32);
   m.def(
@@ -209,7 +230,7 @@ void bind_ops(py::module_& m) {
       [](const TensorArg& x, std::vector<std::pair<int64_t, int64_t>> pads, double value) {
         return pad(x.tensor, pads, value);
       },
-      py::arg("tensor"), py::arg("paddings"), py::arg("constant_values") = 0.0);
+      py::arg("tensor"), py::arg("paddings"), py::arg("constant_values") = 0.0, Guard());
 
   // ---- convolution and pooling, NHWC
   m.def(
@@ -262,14 +283,20 @@ void bind_ops(py::module_& m) {
   m.def(
       "random_uniform_key",
       [](py::handle shape, double low, double high, const TensorArg& key, py::handle dtype) {
-        return random_uniform(to_shape(shape), low, high, key.tensor, to_dtype(dtype));
+        const Shape s = to_shape(shape);
+        const DType t = to_dtype(dtype);
+        py::gil_scoped_release nogil;
+        return random_uniform(s, low, high, key.tensor, t);
       },
       py::arg("shape"), py::arg("minval"), py::arg("maxval"), py::arg("key"),
       py::arg("dtype") = float32);
   m.def(
       "random_normal_key",
       [](py::handle shape, double mean, double stddev, const TensorArg& key, py::handle dtype) {
-        return random_normal(to_shape(shape), mean, stddev, key.tensor, to_dtype(dtype));
+        const Shape s = to_shape(shape);
+        const DType t = to_dtype(dtype);
+        py::gil_scoped_release nogil;
+        return random_normal(s, mean, stddev, key.tensor, t);
       },
       py::arg("shape"), py::arg("mean"), py::arg("stddev"), py::arg("key"),
       py::arg("dtype") = float32);

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common.h"
+#include "kiln/external_tensor.h"
 #include "kiln/ops.h"
 
 namespace kiln::python {
@@ -50,6 +51,53 @@ Tensor shared_view(const py::array& arr) {
   const int64_t begin = offset / static_cast<ptrdiff_t>(item);
   Tensor flat = owner->reshape(Shape{owner->numel()});
   return flat.rows(begin, begin + static_cast<int64_t>(arr.size())).reshape(Shape(dims));
+}
+
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+// Drops the reference a tensor over NumPy memory holds on its array. Runs on whichever thread
+// frees the last tensor: it takes the GIL (re-entrant when held), keeps any pending Python
+// error, and at interpreter exit does nothing (the array goes with the process).
+void release_array(void* array) noexcept {
+  if (!Py_IsInitialized() || interpreter_finalizing()) return;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *type, *value, *trace;
+  PyErr_Fetch(&type, &value, &trace);
+  Py_DECREF(static_cast<PyObject*>(array));
+  PyErr_Restore(type, value, trace);
+  PyGILState_Release(gil);
+}
+
+// `arr`'s own memory as a kiln tensor (no copy; the tensor holds a reference to the array), or
+// undefined when it cannot be shared: not C-contiguous, read-only, not native byte order, or
+// not aligned to its element size (those are copied).
+Tensor adopt_array(const py::array& arr) {
+  constexpr int kNeeded = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                          py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  if ((arr.flags() & kNeeded) != kNeeded) return {};
+  if (!arr.dtype().attr("isnative").cast<bool>()) return {};
+  DType dt;
+  try {
+    dt = from_numpy_dtype(arr.dtype());
+  } catch (const py::error_already_set&) {
+    return {};
+  }
+  if (reinterpret_cast<uintptr_t>(arr.data()) % size_of(dt) != 0) return {};
+  std::vector<int64_t> dims(arr.shape(), arr.shape() + arr.ndim());
+  void* data = arr.size() ? const_cast<void*>(arr.data()) : nullptr;
+  PyObject* owner = arr.inc_ref().ptr();
+  try {
+    return from_external(data, Shape(dims), dt, &release_array, owner);
+  } catch (...) {
+    Py_DECREF(owner);  // refused: the tensor never took it
+    throw;
+  }
 }
 
 // A new kiln tensor holding `arr`'s values converted to `dt` (NumPy's conversion rules).
@@ -300,7 +348,9 @@ void bind_tensor(py::module_& m) {
   py::class_<Tensor> tensor(m, "Tensor", py::buffer_protocol(), R"doc(
 A handle to contiguous row-major data (kiln::Tensor). Copying the handle never copies data.
 NumPy sees a tensor's memory without a copy (np.asarray(t), t.numpy(); the array keeps the
-tensor alive), and kiln.from_numpy(a) shares an array's memory when that memory is kiln's.)doc");
+tensor alive), and kiln.from_numpy(a) shares an array's memory (see its docstring).
+kiln.Tensor(a), kiln.constant(a) and kiln.convert_to_tensor(a) copy NumPy-owned memory (a
+snapshot, as tf.constant), sharing only memory that is already kiln's.)doc");
   tensor
       .def(py::init([](py::handle value, py::handle dtype) {
              return to_tensor(
@@ -388,10 +438,24 @@ tensor alive), and kiln.from_numpy(a) shares an array's memory when that memory 
   tensor.attr("__hash__") = py::none();  // == is elementwise, as in TensorFlow
 
   m.def(
-      "from_numpy", [](py::array a) { return to_tensor(a); }, py::arg("array"), R"doc(
-A tensor with the array's values and dtype. An array showing kiln memory (t.numpy(), or a
-contiguous slice of one) is shared, not copied; any other array is copied into kiln's aligned
-storage (kiln tensors own their memory), as are non-contiguous arrays.)doc");
+      "from_numpy",
+      [](py::array a) {
+        if (Tensor shared = shared_view(a); shared.defined()) return shared;
+        if (Tensor adopted = adopt_array(a); adopted.defined()) return adopted;
+        return copy_array(a, from_numpy_dtype(a.dtype()));
+      },
+      py::arg("array"), R"doc(
+A tensor with the array's values and dtype, sharing the array's memory (no copy), as
+torch.from_numpy: writes through either side show in the other, and the tensor (and every
+view or result that aliases it) keeps the array alive after the array itself is deleted.
+Shared when the array is C-contiguous, writeable, in native byte order and aligned to its
+element size (kiln's kernels assume nothing more: kiln's own storage is 64-byte aligned, but
+no kernel relies on it). Anything else is copied into kiln's storage: non-contiguous arrays
+(a[:, ::2], a.T), read-only arrays (kiln.assign could write them), byte-swapped ('>f4' on
+this machine) or misaligned ones. An array that views a kiln tensor's memory (t.numpy(),
+or a contiguous slice of one) shares that tensor's storage directly.
+dtypes: float32, float64, int32, int64, int8, uint8, bool; others raise TypeError.
+Resizing the array in place (a.resize) is refused by NumPy while the tensor holds it.)doc");
   m.def(
       "convert_to_tensor",
       [](py::handle value, py::handle dtype) {

@@ -136,17 +136,19 @@ void bind_training(py::module_& m) {
       [](const TensorArg& t, const TensorArg& p, bool from_logits) {
         return sparse_categorical_crossentropy(t.tensor, p.tensor, from_logits);
       },
-      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
+      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false,
+      py::call_guard<py::gil_scoped_release>());
   m.def(
       "mean_squared_error",
       [](const TensorArg& t, const TensorArg& p) { return mean_squared_error(t.tensor, p.tensor); },
-      py::arg("y_true"), py::arg("y_pred"));
+      py::arg("y_true"), py::arg("y_pred"), py::call_guard<py::gil_scoped_release>());
   m.def(
       "binary_crossentropy",
       [](const TensorArg& t, const TensorArg& p, bool from_logits) {
         return binary_crossentropy(t.tensor, p.tensor, from_logits);
       },
-      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false);
+      py::arg("y_true"), py::arg("y_pred"), py::arg("from_logits") = false,
+      py::call_guard<py::gil_scoped_release>());
 
   // ---- callbacks
   py::class_<Callback, PyCallback, std::shared_ptr<Callback>>(m, "Callback", R"doc(

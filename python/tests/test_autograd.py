@@ -68,7 +68,7 @@ def test_tape_semantics():
     with tf.GradientTape() as tape2:
         y = tf.reduce_sum(w * w)
     tape2.gradient(y, [w])
-    with pytest.raises(tf.StateError):
+    with pytest.raises(tf.StateError, match="a non-persistent tape can compute gradients only once"):
         tape2.gradient(y, [w])  # a non-persistent tape gives one gradient
     with pytest.raises(tf.StateError, match="use `with`"):
         tf.GradientTape().gradient(y, [w])

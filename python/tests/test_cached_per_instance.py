@@ -154,5 +154,5 @@ def test_misuse_is_refused_clearly():
     def recursive(obj):
         return recursive(obj)
 
-    with pytest.raises(tf.StateError):
+    with pytest.raises(tf.StateError, match="asked the same cache for the same object"):
         recursive(Thing())

@@ -37,3 +37,18 @@ def test_training_releases_the_gil():
                                  tf.keras.layers.Dense(2)])
     model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert progress_while(lambda: model.fit(x, y, epochs=2, verbose=0)) > 100
+
+
+def test_ops_with_python_arguments_release_the_gil_too():
+    # cast, one_hot, reshape, ... convert their Python arguments first, then run without it.
+    a = tf.random.normal((1024, 1024), seed=2)
+    labels = tf.from_numpy((np.arange(256 * 1024) % 10).astype(np.int32).reshape(256, 1024))
+
+    def work():
+        for _ in range(10):
+            tf.cast(a, "float64")
+            tf.one_hot(labels, 10)
+            tf.keras.losses.sparse_categorical_crossentropy(labels[0], a[:1024, :10],
+                                                            from_logits=True)
+
+    assert progress_while(work) > 100

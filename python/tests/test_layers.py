@@ -136,12 +136,12 @@ def test_layer_without_call_is_refused_clearly():
     class NoCall(tf.keras.layers.Layer):
         pass
 
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="'NoCall' object has no attribute 'call'"):
         NoCall()(tf.ones((1, 2)))
 
 
 def test_layer_weights_before_build_is_a_state_error():
-    with pytest.raises(kiln.StateError):
+    with pytest.raises(kiln.StateError, match="layer 'dense.*' is not built yet, so it has no weights"):
         tf.keras.layers.Dense(2).weights
 
 

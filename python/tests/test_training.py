@@ -1,5 +1,7 @@
 """compile / fit / evaluate / predict on NumPy arrays and kiln datasets, callbacks, optimizers."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -103,7 +105,7 @@ def test_errors_in_training_are_clear():
     with pytest.raises(tf.ValueError, match="unknown metric"):
         model.compile("adam", "mse", metrics=["auc"])
     model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    with pytest.raises(tf.ShapeError):
+    with pytest.raises(tf.ShapeError, match=r"images \[4, 2\] and labels \[5\] must have the same first dim"):
         model.fit(np.ones((4, 2), np.float32), np.zeros(5, np.int32), verbose=0)
 
     def broken(epoch, logs):
@@ -152,7 +154,7 @@ def test_python_errors_inside_a_layer_reach_fit_unchanged():
 
 def test_summary_of_an_unbuilt_model_needs_an_input_shape():
     model = tf.keras.Sequential([tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
-    with pytest.raises(tf.StateError):
+    with pytest.raises(tf.StateError, match="model '.*' is not built yet: use summary\\(input_shape\\)"):
         model.summary()
     lines = []
     model.summary(input_shape=(28, 28, 1), print_fn=lines.append)
@@ -177,3 +179,35 @@ def test_dataset_map_with_a_python_function(prefetch):
 
     with pytest.raises(KeyError, match="in the map"):
         list(tf.Dataset(x, y).batch(16).map(bad).prefetch(prefetch))
+
+
+def test_fit_validation_split_holds_out_the_last_examples_like_keras():
+    x, y = blobs(100, seed=3)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_split=0.2, shuffle=False)
+    # Keras validates on the last 20 examples: the same numbers as evaluate() on them.
+    assert h.history["val_loss"][0] == pytest.approx(model.evaluate(x[80:], y[80:], verbose=0)[0],
+                                                     rel=1e-5)
+    with pytest.raises(tf.ValueError, match=r"validation_split must be in \(0, 1\), got 1.5"):
+        model.fit(x, y, verbose=0, validation_split=1.5)
+    with pytest.raises(tf.ValueError, match="validation_split needs arrays x, y, not a Dataset"):
+        model.fit(tf.Dataset(x, y).batch(8), verbose=0, validation_split=0.5)
+    with pytest.raises(tf.ValueError, match="give validation_split or validation_data, not both"):
+        model.fit(x, y, verbose=0, validation_split=0.5, validation_data=(x, y))
+    with pytest.raises(tf.ValueError, match="leaves no training or no validation examples"):
+        model.fit(x[:1], y[:1], verbose=0, validation_split=0.5)
+
+
+def test_fit_prints_keras_progress_lines(capfd):
+    x, y = blobs(64, seed=4)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=2, verbose=1)
+    out = capfd.readouterr().out
+    assert re.search(r"Epoch 1/2 .* loss: \d+\.\d+ - accuracy: \d\.\d+", out), out
+    assert "Epoch 2/2" in out
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert "Epoch" not in capfd.readouterr().out

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/adopted_storage.h"
 #include "core/env_limit.h"
 
 namespace kiln::detail {
@@ -97,6 +98,13 @@ struct Cache {
   }
 };
 
+// What storage_adopt makes: the callback lives beside the header, so owned storages (the hot
+// path) carry nothing extra.
+struct AdoptedStorage : Storage {
+  StorageRelease release = nullptr;
+  void* context = nullptr;
+};
+
 Cache& cache() {
   static Cache* c = new Cache;  // never destroyed: storages may be freed during exit
   return *c;
@@ -137,8 +145,26 @@ Storage* storage_new(size_t nbytes) {
   return s;
 }
 
+Storage* storage_adopt(void* data, size_t nbytes, StorageRelease release, void* context) {
+  auto* s = new AdoptedStorage;
+  s->data = data;
+  s->nbytes = nbytes;
+  s->capacity = 0;
+  s->release = release;
+  s->context = context;
+  return s;
+}
+
 void storage_unref(Storage* s) {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (storage_is_adopted(s)) {
+    // Never cached, and outside the cache's lock: the callback may block (a Python owner
+    // takes the GIL) or free kiln storage itself.
+    auto* adopted = static_cast<AdoptedStorage*>(s);
+    adopted->release(adopted->context);
+    delete adopted;
+    return;
+  }
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   if (s->capacity <= c.stats.limit_bytes && c.stats.limit_buffers > 0) {
