@@ -52,9 +52,12 @@ int main(int argc, char** argv) {
   std::string only_model;
   int64_t only_batch = 0;
   int only_threads = 0;
+  bool pair = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc) {
+    if (a == "--int8-vs-float") {
+      pair = true;
+    } else if (a == "--runs" && i + 1 < argc) {
       runs_override = std::stoi(argv[++i]);
     } else if (a == "--only" && i + 3 < argc) {
       only_model = argv[i + 1], only_batch = std::stoll(argv[i + 2]);
@@ -86,6 +89,34 @@ int main(int argc, char** argv) {
     qo.timing_repeats = 1;
     const kiln::GraphModel q = kiln::quantize_model(f, images(256), qo);
     const std::string int8_name = std::string(c.name) + "_int8";
+    if (pair) {
+      kiln::set_num_threads(1);
+      for (int64_t b : batches) {
+        const kiln::Tensor x = images(b);
+        const int runs = runs_override > 0 ? runs_override : (b == 1 ? 2000 : 300);
+        std::vector<kiln::Tensor> outs(1);
+        std::vector<double> ms[2];
+        for (int k = 0; k < runs / 10 + runs; ++k) {
+          for (int v = 0; v < 2; ++v) {
+            const auto t0 = std::chrono::steady_clock::now();
+            (v ? q : f).call({&x, 1}, outs);
+            const std::chrono::duration<double, std::milli> d =
+                std::chrono::steady_clock::now() - t0;
+            if (k >= runs / 10) ms[v].push_back(d.count());
+          }
+        }
+        for (auto& m : ms) std::sort(m.begin(), m.end());
+        const double fm = ms[0][ms[0].size() / 2], qm = ms[1][ms[1].size() / 2];
+        std::printf(
+            "{\"model\": \"%s\", \"batch\": %lld, \"threads\": 1, \"runs\": %d, "
+            "\"float_median_ms\": %.5f, \"int8_median_ms\": %.5f, \"int8_over_float\": "
+            "%.3f, \"cpu\": \"%s\"}\n",
+            c.name, static_cast<long long>(b), runs, fm, qm, qm / fm,
+            kiln_bench::cpu_model().c_str());
+        std::fflush(stdout);
+      }
+      continue;
+    }
     for (const auto& [name, g] :
          {std::pair<std::string, const kiln::GraphModel&>{c.name, f}, {int8_name, q}}) {
       kiln::export_onnx(g, out + "/" + name + ".onnx");
