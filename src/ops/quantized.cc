@@ -233,13 +233,13 @@ void row_f32(const int32_t* __restrict a, const float* __restrict mult,
   }
 }
 
-// Rows [r0, r1) of the [rows, n] accumulators into the output. The one epilogue both kernels
-// run (never inlined into either), so they agree bit for bit.
+// Rows [r0, r1) of the output from their accumulators (`acc`: row r0 first, n per row). The one
+// epilogue both kernels run (never inlined into either), so they agree bit for bit.
 __attribute__((noinline)) void run_epilogue(const Epilogue& e, const int32_t* acc, int64_t r0,
                                             int64_t r1, int64_t n, const Tensor& out) {
   const float* mult = e.mult.data();
   for (int64_t r = r0; r < r1; ++r) {
-    const int32_t* a = acc + r * n;
+    const int32_t* a = acc + (r - r0) * n;
     if (e.to_u8) {
       uint8_t* y = detail::ptr<uint8_t>(out) + r * n;
       (e.relu ? row_u8<true> : row_u8<false>)(a, mult, e.bias, n, e.inv_y, e.y_zp, y);
@@ -292,7 +292,8 @@ bool weights_safe(const Tensor& w) {
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-constexpr double kSingleThreadMacs = 5.0e5;  // as matmul.cc: small problems stay on one thread
+constexpr double kSingleThreadMacs = 5.0e5;    // as matmul.cc: small problems stay on one thread
+constexpr int64_t kAccChunkBytes = 512 << 10;  // per thread, of a conv's int32 accumulators
 
 // oneDNN's blocked copy of an int8 weight tensor, cached per tensor (its identity and version,
 // as conv2d caches filters): a frozen graph's constant weights are reordered on their first
@@ -532,8 +533,14 @@ bool qconv_fast(const KernelArgs& k) {
   const double macs = double(k.out[0].numel()) * g.kh * g.kw * g.cg;
   const int threads = macs < kSingleThreadMacs ? 1 : omp_get_max_threads();
   onednn::ScopedThreads scoped(threads);
+  // Images in chunks whose int32 accumulators stay in the L2 cache (a divisor of the batch, so
+  // one primitive serves every chunk): the epilogue then reads them from cache, not memory.
+  const int64_t image_acc_bytes = g.oh * g.ow * g.o * int64_t(sizeof(int32_t));
+  const int64_t fit = std::max<int64_t>(1, kAccChunkBytes * threads / image_acc_bytes);
+  int64_t chunk = std::min(fit, g.n);
+  while (g.n % chunk != 0) --chunk;
   onednn::Key key(onednn::Kind::kQuantizedConv);
-  for (int64_t v : {g.n, g.h, g.w, g.c, g.kh, g.kw, g.cg, g.o, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
+  for (int64_t v : {chunk, g.h, g.w, g.c, g.kh, g.kw, g.cg, g.o, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
                     g.pb, g.pr, g.groups}) {
     key.add(v);
   }
@@ -542,8 +549,8 @@ bool qconv_fast(const KernelArgs& k) {
     auto en = std::make_shared<QuantizedEntry>();
     try {
       using md = dnnl::memory::desc;
-      const md src({g.n, g.c, g.h, g.w}, dt::u8, tag::nhwc);
-      const md dst({g.n, g.o, g.oh, g.ow}, dt::s32, tag::nhwc);
+      const md src({chunk, g.c, g.h, g.w}, dt::u8, tag::nhwc);
+      const md dst({chunk, g.o, g.oh, g.ow}, dt::s32, tag::nhwc);
       const int64_t ogr = g.o / g.groups;
       // HWIO as oneDNN sees it: [O, I, KH, KW], or [G, O/G, I/G, KH, KW] when grouped.
       md user_w, any_w;
@@ -568,10 +575,13 @@ bool qconv_fast(const KernelArgs& k) {
     return en;
   });
   if (!entry->ok) return false;
-  const int64_t rows = g.n * g.oh * g.ow;
+  const int64_t rows = chunk * g.oh * g.ow, in_bytes = chunk * g.h * g.w * g.c;
   Tensor acc = empty(Shape{rows, g.o}, DType::kInt32);
-  entry->run(k.in[0].impl()->bytes(), k.in[3], acc.impl()->bytes(), zp);
-  run_epilogue(e, detail::ptr<int32_t>(acc), 0, rows, g.o, k.out[0]);
+  for (int64_t b = 0; b < g.n; b += chunk) {
+    entry->run(k.in[0].impl()->bytes() + (b / chunk) * in_bytes, k.in[3], acc.impl()->bytes(), zp);
+    run_epilogue(e, detail::ptr<int32_t>(acc), (b / chunk) * rows, (b / chunk + 1) * rows, g.o,
+                 k.out[0]);
+  }
   return true;
 }
 
