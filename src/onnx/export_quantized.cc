@@ -40,10 +40,17 @@ std::string raw(const std::vector<T>& v) {
 }  // namespace
 
 bool Exporter::is_quantized_op(const Node& n) {
-  return n.op == &ops::kQuantize || n.op == &ops::kDequantize || n.op == &ops::kQuantizedConv2D ||
-         n.op == &ops::kQuantizedMatmul ||
-         ((n.op == &ops::kMaxPool2D || n.op == &ops::kReshape) &&
-          qparams_of(n.inputs[0]).first >= 0);
+  if (n.op == &ops::kQuantize || n.op == &ops::kDequantize || n.op == &ops::kQuantizedConv2D ||
+      n.op == &ops::kQuantizedMatmul) {
+    return true;
+  }
+  if (n.op == &ops::kReshape) {  // a 0-size target stays a plain uint8 Reshape (allowzero)
+    const auto t = n.attrs.ints();
+    if (std::find(t.begin(), t.end(), 0) != t.end()) return false;
+  } else if (n.op != &ops::kMaxPool2D) {
+    return false;
+  }
+  return qparams_of(n.inputs[0]).first >= 0;
 }
 
 std::pair<int, int> Exporter::qparams_of(int v) {
@@ -99,10 +106,7 @@ void Exporter::emit_quantized(int i) {
     attr_ints(p, "strides", {a.i(2), a.i(3)});
     set_padding(p, a.i(4) == 1, x, a.i(0), a.i(1), a.i(2), a.i(3), 1, 1);
   } else {
-    std::vector<int64_t> shape(n.attrs.ints().begin(), n.attrs.ints().end());
-    if (std::find(shape.begin(), shape.end(), 0) != shape.end()) {
-      unsupported(i, ": a 0-size target dim of a uint8 reshape is not written in QDQ form");
-    }
+    const std::vector<int64_t> shape(n.attrs.ints().begin(), n.attrs.ints().end());
     node("Reshape", {xf, const_i64(shape, "shape")}, {yf});
   }
   finish(n, node("QuantizeLinear", {yf, plain(scale), plain(zp)}, {out_name(n, pool)}), pool);
