@@ -2,6 +2,10 @@
 # kiln against ONNX Runtime on the same .onnx files: the mlp and the cnn exported by kiln, batch
 # 1 and 64, 1 and 2 threads, median and p99 per call, on the CPU named in the first line.
 #   BUILD_DIR=build bench/onnx_vs_ort.sh [RUNS] [ROUNDS]   (files and JSON in $OUT, default bench/results/onnx)
+#   MODELS="mlp mlp_int8 cnn cnn_int8" THREADS=1 bench/onnx_vs_ort.sh 300 5
+# MODELS (default "mlp cnn") may name the int8 versions, <model>_int8 (kiln's int8 graph against
+# ONNX Runtime on its QDQ export); then a second table gives int8 / float per side and kiln / ORT
+# in int8. THREADS (default "1 2") the thread counts.
 # kiln's side: onnx_peer_bench (the frozen graph the .onnx was exported from, GraphModel::call).
 # ONNX Runtime's: bench/peers/ort/run.mjs --bench (graphOptimizationLevel 'all', intra-op threads
 # = threads, inter-op 1), which also times an Identity model over the same input: the harness's
@@ -22,9 +26,9 @@ echo "onnx_vs_ort.sh: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | se
 : > "$OUT/kiln.jsonl"
 : > "$OUT/ort.jsonl"
 for round in $(seq "$ROUNDS"); do
-  for model in mlp cnn; do
+  for model in ${MODELS:-mlp cnn}; do
     for batch in 1 64; do
-      for threads in 1 2; do
+      for threads in ${THREADS:-1 2}; do
         runs=${RUNS:-$([ $batch = 1 ] && echo 500 || echo 200)}
         "$BUILD_DIR/bench/onnx_peer_bench" "$OUT" --runs "$runs" --only $model $batch $threads \
           >> "$OUT/kiln.jsonl"
@@ -55,4 +59,15 @@ for key, ks in kiln.items():
           f"{op:.4f} | {med(os_, lambda r: r['p99_ms']):.4f} | "
           f"{med(os_, lambda r: r['identity']['median_ms']):.4f} | {km / op:.2f} |")
 print(f"CPU: {next(iter(kiln.values()))[0]['cpu']}; medians over {len(next(iter(kiln.values())))} alternating rounds")
+pairs = [(k, (k[0].removesuffix("_int8"), k[1], k[2])) for k in kiln if k[0].endswith("_int8")]
+pairs = [(q, f) for q, f in pairs if f in kiln]
+if pairs:
+    print()
+    print("| model | batch | threads | kiln int8 / float | ORT int8 / float | kiln int8 / ORT int8 | kiln float / ORT float |")
+    print("|---|---|---|---|---|---|---|")
+    m = lambda rs: med(rs, lambda r: r["median_ms"])
+    for q, f in pairs:
+        print(f"| {f[0]} | {f[1]} | {f[2]} | {m(kiln[q]) / m(kiln[f]):.2f} | {m(ort[q]) / m(ort[f]):.2f} | "
+              f"{m(kiln[q]) / m(ort[q]):.2f} | {m(kiln[f]) / m(ort[f]):.2f} |")
+    print("(latency ratios of medians: below 1 is faster; at batch 64 the throughput ratio is the inverse)")
 PY

@@ -31,6 +31,16 @@ namespace kiln {
 // becomes the Conv's / Gemm's bias input. Dropout is gone (freeze traces inference), and
 // BatchNormalization is folded into the conv/dense before it by freeze or, unfolded, exported
 // as its elementwise ops.
+//
+// int8 graphs (kiln::quantize_model's) are written in ONNX's QDQ format, which ONNX Runtime
+// fuses into its integer kernels (QLinearConv, QGemm, uint8 MaxPool): quantize / dequantize
+// become QuantizeLinear / DequantizeLinear; quantized_conv2d / quantized_matmul become a float
+// Conv / Gemm whose inputs are DequantizeLinear nodes (the activation; int8 weights per output
+// channel, zero point 0; the bias as int32 at scale input_scale * weight_scale) followed, for a
+// uint8 output, by QuantizeLinear (a ReLU before a zero point of 0 is that QuantizeLinear's
+// clamp); max_pool2d / reshape of uint8 values become DequantizeLinear -> MaxPool / Reshape ->
+// QuantizeLinear with the same parameters. ONNX Runtime then agrees with kiln's int8 model
+// within one quantization step of the output (tests/onnx/export_quantized_test.cc).
 struct OnnxExportOptions {
   // The default ONNX opset version: 13 to 17 are written (ValueError otherwise). The ops used
   // are the same in all of them except where a newer one is needed (Reshape to a 0-size dim
@@ -51,7 +61,8 @@ struct OnnxExportOptions {
 // broadcast_to, copy, dropout (dropped)). Throws
 //  - ValueError naming the op and the node ("export_onnx: op 'sgd_update' (node 12) has no
 //    ONNX mapping") for an op that ONNX cannot express here (training and gradient ops,
-//    fused ops, one_hot), and for an opset outside 13..17;
+//    fused ops, one_hot, int8 matmul, a quantized op whose weights or quantization parameters
+//    are computed rather than constants), and for an opset outside 13..17;
 //  - ValueError for an empty or repeated port name (ONNX names values by string);
 //  - StateError for an empty GraphModel; kiln::Error when the file cannot be written.
 void export_onnx(const GraphModel& model, const std::string& path,
@@ -73,6 +84,9 @@ std::string export_onnx_bytes(const GraphModel& model, const OnnxExportOptions& 
 //   kiln::GraphModel m = kiln::import_onnx("model.onnx");
 //   std::vector<kiln::Tensor> ys = m({x});       // NCHW in, as the ONNX model declares
 //
+// QDQ models import: QuantizeLinear / DequantizeLinear of activations (per tensor) become kiln's
+// quantize / dequantize, per-channel DequantizeLinear of weights is computed at import, so Conv
+// and Gemm run in float between them (per-axis QuantizeLinear is refused).
 // Each ONNX node maps onto ordinary kiln ops (an op kiln lacks is an OpDef in src/ops like any
 // other, never an importer-only kernel). Inputs and outputs keep the model's names, dtypes and
 // declared shapes and layout; symbolic dims become kUnknownDim, so one trace serves every batch

@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/graph.h"
@@ -100,6 +101,21 @@ class Exporter {
   void emit_matmul(int i);
   void emit_reduce(int i, const char* type);
   void emit_gelu(const Node& n);
+
+  // ---- int8 graphs in QDQ form (export_quantized.cc) ----
+  // quantize, dequantize, quantized_conv2d/_matmul, and max_pool2d/reshape of a uint8 value
+  // whose quantization parameters are known.
+  bool is_quantized_op(const Node& n);
+  void emit_quantized(int i);
+  void emit_qlinear(int i);
+  // The (scale, zero point) value ids of uint8/int8 value v: from the quantize or quantized op
+  // that made it, through max_pool2d/reshape; {-1, -1} when unknown.
+  std::pair<int, int> qparams_of(int v);
+  // A QuantizeLinear / DequantizeLinear node over x with kiln values scale and zp.
+  std::string qdq_node(const char* type, const std::string& x, int scale, int zp,
+                       const std::string& out);
+  // The float32 scalar constant v (an input of node i); refuses a computed one.
+  float const_float(int i, int v, const char* what) const;
   // The constant bias [C] added to conv/matmul output `v` by its only reader, absorbed: marks
   // the add as done, sets bias_out_ to its output and returns the bias's initializer name; ""
   // when there is none.

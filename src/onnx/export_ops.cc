@@ -241,6 +241,7 @@ void Exporter::emit(int i) {
     if (s.op == op) return elementwise(n, s.onnx);
   }
   const int x = n.inputs.empty() ? -1 : n.inputs[0];
+  if (is_quantized_op(n)) return emit_quantized(i);
   if (op == &ops::kConv2D) return emit_conv(i);
   if (op == &ops::kMaxPool2D) return emit_pool(i, "MaxPool");
   if (op == &ops::kAvgPool2D) return emit_pool(i, "AveragePool");

@@ -176,6 +176,7 @@ const std::map<std::string, MapFn>& table() {
     for (const Mapping& x : math_mappings()) m[x.op] = x.fn;
     for (const Mapping& x : nn_mappings()) m[x.op] = x.fn;
     for (const Mapping& x : resample_mappings()) m[x.op] = x.fn;
+    for (const Mapping& x : quantize_mappings()) m[x.op] = x.fn;
     return m;
   }();
   return t;

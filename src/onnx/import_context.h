@@ -117,6 +117,7 @@ std::vector<Mapping> shape_mappings();        // import_shape_ops.cc
 std::vector<Mapping> math_mappings();         // import_math_ops.cc
 std::vector<Mapping> nn_mappings();           // import_nn_ops.cc
 std::vector<Mapping> resample_mappings();     // import_resample_ops.cc
+std::vector<Mapping> quantize_mappings();     // import_quantize_ops.cc
 
 // A TensorProto as a kiln tensor (FormatError naming `where` on malformed data).
 Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& where);

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "core/tensor_impl.h"
 #include "kiln/ops.h"
 #include "ops/registry.h"
 #include "testing/op_check.h"
@@ -221,6 +222,11 @@ TEST(QuantizedConv2D, FastMatchesReferenceBitForBit) {
       {{1, 8, 7, 3}, {2, 3, 3, 2}, asym, 9},
       {{2, 28, 28, 1}, {3, 3, 1, 32}, opts(1, Padding::kSame), 0},  // the cnn's layers
       {{2, 14, 14, 32}, {3, 3, 32, 64}, opts(1, Padding::kSame), 0},
+      // Batches run in chunks of images whose accumulators fit the L2 cache: 3 chunks of 4,
+      // 7 of 1 (a prime batch), one of 10.
+      {{12, 28, 28, 1}, {3, 3, 1, 32}, opts(1, Padding::kSame), 3},
+      {{7, 28, 28, 1}, {3, 3, 1, 32}, opts(1, Padding::kSame), 0},
+      {{10, 14, 14, 32}, {3, 3, 32, 64}, opts(1, Padding::kSame), 0},
   };
   uint64_t seed = 100;
   for (const ConvCase& c : cases) {
@@ -290,6 +296,27 @@ TEST(QuantizedIsa, SaturatingWeightsStayExact) {
                                vnni() ? Expect::kFast : Expect::kDeclined);
   c.weights = full({3, 3, 8, 4}, 63, DType::kInt8);
   check_fast_matches_reference([&] { return quantized_conv2d(xi, c); }, 0, 0, Expect::kFast);
+}
+
+// oneDNN's blocked copy of the weights is cached per tensor and version: two weight tensors of
+// one shape alternate without mixing, and a write that bumps the version (as every kiln op
+// that writes a tensor does) is seen.
+TEST(QuantizedMatmul, BlockedWeightsFollowTheTensorAndItsVersion) {
+  QuantizedLinear p = layer({96, 40}, 40, 50, 7, false, false, vnni() ? 127 : 63);
+  QuantizedLinear p2 = layer({96, 40}, 40, 53, 7, false, false, vnni() ? 127 : 63);
+  p2.weight_scales = p.weight_scales;
+  p2.bias = p.bias;
+  Tensor x = random_tensor({5, 96}, DType::kUInt8, 51, 0, 256);
+  for (int round = 0; round < 2; ++round) {
+    check_fast_matches_reference([&] { return quantized_matmul(x, p); }, 0, 0, Expect::kFast);
+    check_fast_matches_reference([&] { return quantized_matmul(x, p2); }, 0, 0, Expect::kFast);
+  }
+  const Tensor before = quantized_matmul(x, p);
+  int8_t* w = p.weights.data<int8_t>();
+  for (int64_t i = 0; i < p.weights.numel(); ++i) w[i] = static_cast<int8_t>(-w[i] / 2);
+  p.weights.impl()->version.fetch_add(1);
+  check_fast_matches_reference([&] { return quantized_matmul(x, p); }, 0, 0, Expect::kFast);
+  EXPECT_FALSE(all_close(quantized_matmul(x, p), before, 0, 0));
 }
 
 // Runs this program's int8 tests again with oneDNN limited to AVX2 (no VNNI).

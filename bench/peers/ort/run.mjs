@@ -3,13 +3,16 @@
 //   node run.mjs --model m.onnx --input x.npy [--input ...] --output y.npy [--output ...]
 //   node run.mjs --model m.onnx --input x.npy --bench 200 [--threads 1]
 //   node run.mjs --self-test
+//   node run.mjs --model m.onnx --input x.npy --output y.npy --save-optimized opt.onnx
 //
 // Inputs and outputs are .npy files in the model's input / output order (or NAME=FILE.npy).
 // Sessions use graphOptimizationLevel 'all', one inter-op thread and --threads intra-op threads
 // (default 1). --bench N times N runs after N/10 (at least 5) warm-up runs and prints one JSON
 // line: median / p99 / min in ms, and the same for an Identity model over the same inputs (the
 // harness's own cost: feeding tensors in and out of the session; an upper bound, as Identity
-// copies an input-sized output back to JavaScript where a classifier returns a few logits). --ort DIR (or $KILN_ORT_DIR)
+// copies an input-sized output back to JavaScript where a classifier returns a few logits).
+// --save-optimized FILE writes the graph ONNX Runtime runs after its optimizations (e.g. the
+// QLinearConv / QGemm it fused from a QDQ model). --ort DIR (or $KILN_ORT_DIR)
 // is the npm prefix holding node_modules/onnxruntime-node (default build/peers/ort). Exit code
 // 77 when the package is absent (CTest's skip), 1 on any error.
 import { createRequire } from 'node:module';
@@ -22,6 +25,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 function parseArgs(argv) {
   const a = { inputs: [], outputs: [], threads: 1, bench: 0, selfTest: false, model: null,
+              saveOptimized: null,
               ort: process.env.KILN_ORT_DIR || path.join(here, '..', '..', '..', 'build', 'peers', 'ort') };
   for (let i = 0; i < argv.length; ++i) {
     const k = argv[i];
@@ -36,6 +40,7 @@ function parseArgs(argv) {
     else if (k === '--bench') a.bench = parseInt(next(), 10);
     else if (k === '--ort') a.ort = next();
     else if (k === '--self-test') a.selfTest = true;
+    else if (k === '--save-optimized') a.saveOptimized = next();
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -208,7 +213,9 @@ async function main() {
   const ort = loadOrt(a.ort);
   if (a.selfTest) return selfTest(ort);
   if (!a.model) throw new Error('--model is required');
-  const session = await ort.InferenceSession.create(a.model, sessionOptions(a.threads));
+  const options = sessionOptions(a.threads);
+  if (a.saveOptimized) options.optimizedModelFilePath = a.saveOptimized;
+  const session = await ort.InferenceSession.create(a.model, options);
   const feeds = {};
   for (const [name, file] of bind(session.inputNames, a.inputs, 'input')) feeds[name] = readNpy(ort, file);
   if (a.bench > 0) {
