@@ -267,9 +267,14 @@ constexpr AttrSchema kFusedElementwiseAttrs{kFusedElementwiseFields};
 }  // namespace
 
 namespace ops {
-const OpDef kFusedElementwise{
-    "fused_elementwise",    -1, 1, fe_infer, fe_reference, fe_fast, fe_grad, nullptr, 0,
-    &kFusedElementwiseAttrs};
+const OpDef kFusedElementwise{.name = "fused_elementwise",
+                              .num_inputs = -1,
+                              .num_outputs = 1,
+                              .infer = fe_infer,
+                              .reference = fe_reference,
+                              .fast = fe_fast,
+                              .grad = fe_grad,
+                              .attrs = &kFusedElementwiseAttrs};
 }  // namespace ops
 
 }  // namespace kiln
