@@ -13,6 +13,7 @@
 #include "kernels/fast_math.h"
 #include "kernels/vector_clones.h"
 #include "kiln/ops.h"
+#include "ops/elementwise_fn.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -468,7 +469,8 @@ const OpDef kRelu{.name = "relu",
                   .reference = unary_reference<ReluF>,
                   .fast = unary_fast<ReluF, 1>,
                   .grad = relu_grad_rule,
-                  .attrs = &kNoAttrs};
+                  .attrs = &kNoAttrs,
+                  .elementwise = &kUnaryFn<ReluF>};
 const OpDef kReluGrad{.name = "relu_grad",
                       .num_inputs = 2,
                       .num_outputs = 1,
@@ -516,7 +518,8 @@ const OpDef kSigmoid{.name = "sigmoid",
                      .reference = unary_reference<SigmoidF>,
                      .fast = unary_fast<SigmoidF, 6>,
                      .grad = sigmoid_grad,
-                     .attrs = &kNoAttrs};
+                     .attrs = &kNoAttrs,
+                     .elementwise = &kUnaryFn<SigmoidF>};
 const OpDef kTanh{.name = "tanh",
                   .num_inputs = 1,
                   .num_outputs = 1,
@@ -524,7 +527,8 @@ const OpDef kTanh{.name = "tanh",
                   .reference = unary_reference<TanhF>,
                   .fast = unary_fast<TanhF, 8>,
                   .grad = tanh_grad,
-                  .attrs = &kNoAttrs};
+                  .attrs = &kNoAttrs,
+                  .elementwise = &kUnaryFn<TanhF>};
 const OpDef kSoftmax{.name = "softmax",
                      .num_inputs = 1,
                      .num_outputs = 1,

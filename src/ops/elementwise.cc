@@ -8,7 +8,9 @@
 #include <type_traits>
 
 #include "kernels/elementwise.h"
+#include "kernels/fast_math.h"
 #include "kiln/ops.h"
+#include "ops/elementwise_fn.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -236,6 +238,7 @@ struct ExpF {
   T operator()(T x) const {
     return std::exp(x);
   }
+  float fast(float x) const { return kernels::exp_f32(x); }  // vectorizes; within 2 ulp
 };
 struct LogF {
   template <typename T>
@@ -534,7 +537,8 @@ const OpDef kAdd{.name = "add",
                  .reference = binary_reference<AddF>,
                  .fast = binary_fast<AddF>,
                  .grad = add_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kBinaryFn<AddF>};
 const OpDef kSub{.name = "sub",
                  .num_inputs = 2,
                  .num_outputs = 1,
@@ -542,7 +546,8 @@ const OpDef kSub{.name = "sub",
                  .reference = binary_reference<SubF>,
                  .fast = binary_fast<SubF>,
                  .grad = sub_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kBinaryFn<SubF>};
 const OpDef kMul{.name = "mul",
                  .num_inputs = 2,
                  .num_outputs = 1,
@@ -550,7 +555,8 @@ const OpDef kMul{.name = "mul",
                  .reference = binary_reference<MulF>,
                  .fast = binary_fast<MulF>,
                  .grad = mul_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kBinaryFn<MulF>};
 const OpDef kDiv{.name = "div",
                  .num_inputs = 2,
                  .num_outputs = 1,
@@ -558,7 +564,8 @@ const OpDef kDiv{.name = "div",
                  .reference = binary_reference<DivF>,
                  .fast = binary_fast<DivF>,
                  .grad = div_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kBinaryFn<DivF>};
 const OpDef kPow{.name = "pow",
                  .num_inputs = 2,
                  .num_outputs = 1,
@@ -566,7 +573,8 @@ const OpDef kPow{.name = "pow",
                  .reference = binary_reference<PowF>,
                  .fast = binary_fast<PowF>,
                  .grad = pow_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kBinaryFn<PowF>};
 const OpDef kMaximum{.name = "maximum",
                      .num_inputs = 2,
                      .num_outputs = 1,
@@ -574,7 +582,8 @@ const OpDef kMaximum{.name = "maximum",
                      .reference = binary_reference<MaxF>,
                      .fast = binary_fast<MaxF>,
                      .grad = maximum_grad,
-                     .attrs = &kNoAttrs};
+                     .attrs = &kNoAttrs,
+                     .elementwise = &kBinaryFn<MaxF>};
 const OpDef kMinimum{.name = "minimum",
                      .num_inputs = 2,
                      .num_outputs = 1,
@@ -582,7 +591,8 @@ const OpDef kMinimum{.name = "minimum",
                      .reference = binary_reference<MinF>,
                      .fast = binary_fast<MinF>,
                      .grad = minimum_grad,
-                     .attrs = &kNoAttrs};
+                     .attrs = &kNoAttrs,
+                     .elementwise = &kBinaryFn<MinF>};
 const OpDef kEqual{.name = "equal",
                    .num_inputs = 2,
                    .num_outputs = 1,
@@ -631,42 +641,48 @@ const OpDef kNeg{.name = "neg",
                  .infer = infer_unary<kNegName, false>,
                  .reference = unary_kernel<NegF, false>,
                  .grad = neg_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kUnaryFn<NegF>};
 const OpDef kExp{.name = "exp",
                  .num_inputs = 1,
                  .num_outputs = 1,
                  .infer = infer_unary<kExpName, true>,
                  .reference = unary_kernel<ExpF, true>,
                  .grad = exp_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kUnaryFn<ExpF>};
 const OpDef kLog{.name = "log",
                  .num_inputs = 1,
                  .num_outputs = 1,
                  .infer = infer_unary<kLogName, true>,
                  .reference = unary_kernel<LogF, true>,
                  .grad = log_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kUnaryFn<LogF>};
 const OpDef kSqrt{.name = "sqrt",
                   .num_inputs = 1,
                   .num_outputs = 1,
                   .infer = infer_unary<kSqrtName, true>,
                   .reference = unary_kernel<SqrtF, true>,
                   .grad = sqrt_grad,
-                  .attrs = &kNoAttrs};
+                  .attrs = &kNoAttrs,
+                  .elementwise = &kUnaryFn<SqrtF>};
 const OpDef kAbs{.name = "abs",
                  .num_inputs = 1,
                  .num_outputs = 1,
                  .infer = infer_unary<kAbsName, false>,
                  .reference = unary_kernel<AbsF, false>,
                  .grad = abs_grad,
-                 .attrs = &kNoAttrs};
+                 .attrs = &kNoAttrs,
+                 .elementwise = &kUnaryFn<AbsF>};
 const OpDef kSquare{.name = "square",
                     .num_inputs = 1,
                     .num_outputs = 1,
                     .infer = infer_unary<kSquareName, false>,
                     .reference = unary_kernel<SquareF, false>,
                     .grad = square_grad,
-                    .attrs = &kNoAttrs};
+                    .attrs = &kNoAttrs,
+                    .elementwise = &kUnaryFn<SquareF>};
 const OpDef kWhere{.name = "where",
                    .num_inputs = 3,
                    .num_outputs = 1,
