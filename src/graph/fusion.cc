@@ -54,27 +54,6 @@ int remove_nodes(Graph& g, const std::vector<bool>& gone) {
 
 bool is_float(DType t) { return t == DType::kFloat32 || t == DType::kFloat64; }
 
-// The fused activation code of `op`, or kActNone.
-int64_t act_code(const OpDef* op) {
-  if (op == &ops::kRelu) return kActRelu;
-  if (op == &ops::kLeakyRelu) return kActLeakyRelu;
-  if (op == &ops::kTanh) return kActTanh;
-  if (op == &ops::kSigmoid) return kActSigmoid;
-  if (op == &ops::kGelu) return kActGelu;
-  return kActNone;
-}
-
-int64_t elementwise_opcode(const OpDef* op) {
-  static const OpDef* const kOps[] = {nullptr,        &ops::kNeg,  &ops::kExp,     &ops::kLog,
-                                      &ops::kSqrt,    &ops::kAbs,  &ops::kSquare,  &ops::kRelu,
-                                      &ops::kSigmoid, &ops::kTanh, &ops::kAdd,     &ops::kSub,
-                                      &ops::kMul,     &ops::kDiv,  &ops::kMaximum, &ops::kMinimum};
-  for (int64_t c = kFeNeg; c <= kFeLast; ++c) {
-    if (kOps[c] == op) return c;
-  }
-  return 0;
-}
-
 }  // namespace
 
 int fuse_matmul_conv(Graph& g) {
@@ -108,8 +87,8 @@ int fuse_matmul_conv(Graph& g) {
       }
     }
     n = r.only_reader(cur);
-    if (n >= 0 && act_code(g.nodes[n].op) != kActNone && !r.stateful_between(last, n)) {
-      act = act_code(g.nodes[n].op);
+    if (n >= 0 && fused_act_code(g.nodes[n].op) != kActNone && !r.stateful_between(last, n)) {
+      act = fused_act_code(g.nodes[n].op);
       act_attrs = g.nodes[n].attrs;
       last = n;
       cur = g.nodes[n].outputs[0];
@@ -122,8 +101,10 @@ int fuse_matmul_conv(Graph& g) {
       for (int k = 0; k < 6; ++k) fa.add_int(base.attrs.i(k));
     }
     fa.add_int(bias >= 0).add_int(act);
-    fa.add_int(act == kActGelu ? act_attrs.i(0) : 0);
-    fa.add_float(act == kActLeakyRelu ? act_attrs.f(0) : 0.0);  // alpha: always, per the schema
+    // The activation's own attrs (at most one integer and one float: gelu's approximate,
+    // leaky_relu's alpha), both always present per the fused ops' schemas.
+    fa.add_int(act_attrs.num_ints() ? act_attrs.i(0) : 0);
+    fa.add_float(act_attrs.num_floats() ? act_attrs.f(0) : 0.0);
     Node fused;
     fused.op = mm ? &ops::kFusedMatmul : &ops::kFusedConv2D;
     fused.attrs = fa;
@@ -146,7 +127,7 @@ int fuse_elementwise(Graph& g) {
   std::vector<int32_t> group(nn, -1);
   std::vector<std::vector<int32_t>> members(nn);
   auto eligible = [&](const Node& n) {
-    if (n.outputs.size() != 1 || !elementwise_opcode(n.op)) return false;
+    if (n.outputs.size() != 1 || fe_opcode(*n.op) < 0) return false;
     const Meta& y = g.values[n.outputs[0]].meta;
     if (!is_float(y.dtype) || y.shape.numel() == 0) return false;
     bool full = false;  // one operand has the result's shape: it names the fused op's shape
@@ -210,7 +191,7 @@ int fuse_elementwise(Graph& g) {
     prog.add_int(static_cast<int64_t>(set.size()));
     for (size_t j = 0; j < set.size(); ++j) {
       const Node& m = g.nodes[set[j]];
-      const int64_t op = elementwise_opcode(m.op);
+      const int64_t op = fe_opcode(*m.op);
       const int64_t a = reg_of_value[m.inputs[0]];
       const int64_t b = m.inputs.size() > 1 ? reg_of_value[m.inputs[1]] : 0;
       prog.add_int(fe_instr(op, a, b));

@@ -18,11 +18,12 @@ namespace kiln::graph {
 // the first op are left alone. Returns the number of nodes removed.
 int fuse_matmul_conv(Graph& g);
 
-// Chains of float elementwise ops (neg exp log sqrt abs square relu sigmoid tanh, add sub mul
-// div maximum minimum) whose operands have the result's shape, one element, or are a row over
-// its last dim (a bias, batch norm's per-channel vectors), one operand at least full-shaped: one
-// fused_elementwise running a small program in one pass. At most 16 inputs and 39 ops per
-// chain. Returns the number of nodes removed.
+// Chains of float elementwise ops (every registered op whose OpDef carries an elementwise
+// function: neg exp log sqrt abs square relu sigmoid tanh, add sub mul div pow maximum minimum)
+// whose operands have the result's shape, one element, or are a row over its last dim (a bias,
+// batch norm's per-channel vectors), one operand at least full-shaped: one fused_elementwise
+// running a small program in one pass. At most 16 inputs and 39 ops per chain. Returns the
+// number of nodes removed.
 int fuse_elementwise(Graph& g);
 
 // Both, matmul/conv first (they take their activation before an elementwise chain can), then

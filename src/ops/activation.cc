@@ -13,6 +13,7 @@
 #include "kernels/fast_math.h"
 #include "kernels/vector_clones.h"
 #include "kiln/ops.h"
+#include "ops/elementwise_fn.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -461,18 +462,89 @@ void log_softmax_grad(const GradArgs& g) {
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kRelu{"relu", 1, 1, infer_unary<kReluName>, unary_reference<ReluF>, unary_fast<ReluF, 1>, relu_grad_rule, nullptr, 0, &kNoAttrs};
-const OpDef kReluGrad{"relu_grad", 2, 1, infer_grad_pair<kReluGradName>, binary_reference<ReluGradF>, binary_fast<ReluGradF, 2>, relu_grad_grad, nullptr, 0, &kNoAttrs};
-const OpDef kLeakyRelu{"leaky_relu", 1, 1, infer_unary<kLeakyName>, unary_reference<LeakyF>, unary_fast<LeakyF, 1>, leaky_grad_rule, nullptr, 0, &kAlphaAttrs};
-const OpDef kLeakyReluGrad{"leaky_relu_grad", 2, 1, infer_grad_pair<kLeakyGradName>, binary_reference<LeakyGradF>, binary_fast<LeakyGradF, 2>, leaky_grad_grad, nullptr, 0, &kAlphaAttrs};
-const OpDef kGelu{"gelu", 1, 1, infer_unary<kGeluName>, unary_reference<GeluF<>>, unary_fast_gelu<GeluF, 12>, gelu_grad_rule, nullptr, 0, &kGeluAttrs};
-const OpDef kGeluGrad{"gelu_grad", 2, 1, infer_grad_pair<kGeluGradName>, binary_reference<GeluGradF<>>, binary_fast_gelu<GeluGradF, 16>, gelu_grad_grad, nullptr, 0, &kGeluAttrs};
-const OpDef kSigmoid{"sigmoid", 1, 1, infer_unary<kSigmoidName>, unary_reference<SigmoidF>, unary_fast<SigmoidF, 6>, sigmoid_grad, nullptr, 0, &kNoAttrs};
-const OpDef kTanh{"tanh", 1, 1, infer_unary<kTanhName>, unary_reference<TanhF>, unary_fast<TanhF, 8>, tanh_grad, nullptr, 0, &kNoAttrs};
-const OpDef kSoftmax{"softmax", 1, 1, infer_softmax<kSoftmaxName>, softmax_reference<false>, softmax_fast<false>, softmax_grad, nullptr, 0, &kAxisAttrs};
-const OpDef kLogSoftmax{"log_softmax", 1, 1, infer_softmax<kLogSoftmaxName>, softmax_reference<true>, softmax_fast<true>, log_softmax_grad, nullptr, 0, &kAxisAttrs};
-// clang-format on
+const OpDef kRelu{.name = "relu",
+                  .num_inputs = 1,
+                  .num_outputs = 1,
+                  .infer = infer_unary<kReluName>,
+                  .reference = unary_reference<ReluF>,
+                  .fast = unary_fast<ReluF, 1>,
+                  .grad = relu_grad_rule,
+                  .attrs = &kNoAttrs,
+                  .elementwise = &kUnaryFn<ReluF>};
+const OpDef kReluGrad{.name = "relu_grad",
+                      .num_inputs = 2,
+                      .num_outputs = 1,
+                      .infer = infer_grad_pair<kReluGradName>,
+                      .reference = binary_reference<ReluGradF>,
+                      .fast = binary_fast<ReluGradF, 2>,
+                      .grad = relu_grad_grad,
+                      .attrs = &kNoAttrs};
+const OpDef kLeakyRelu{.name = "leaky_relu",
+                       .num_inputs = 1,
+                       .num_outputs = 1,
+                       .infer = infer_unary<kLeakyName>,
+                       .reference = unary_reference<LeakyF>,
+                       .fast = unary_fast<LeakyF, 1>,
+                       .grad = leaky_grad_rule,
+                       .attrs = &kAlphaAttrs};
+const OpDef kLeakyReluGrad{.name = "leaky_relu_grad",
+                           .num_inputs = 2,
+                           .num_outputs = 1,
+                           .infer = infer_grad_pair<kLeakyGradName>,
+                           .reference = binary_reference<LeakyGradF>,
+                           .fast = binary_fast<LeakyGradF, 2>,
+                           .grad = leaky_grad_grad,
+                           .attrs = &kAlphaAttrs};
+const OpDef kGelu{.name = "gelu",
+                  .num_inputs = 1,
+                  .num_outputs = 1,
+                  .infer = infer_unary<kGeluName>,
+                  .reference = unary_reference<GeluF<>>,
+                  .fast = unary_fast_gelu<GeluF, 12>,
+                  .grad = gelu_grad_rule,
+                  .attrs = &kGeluAttrs};
+const OpDef kGeluGrad{.name = "gelu_grad",
+                      .num_inputs = 2,
+                      .num_outputs = 1,
+                      .infer = infer_grad_pair<kGeluGradName>,
+                      .reference = binary_reference<GeluGradF<>>,
+                      .fast = binary_fast_gelu<GeluGradF, 16>,
+                      .grad = gelu_grad_grad,
+                      .attrs = &kGeluAttrs};
+const OpDef kSigmoid{.name = "sigmoid",
+                     .num_inputs = 1,
+                     .num_outputs = 1,
+                     .infer = infer_unary<kSigmoidName>,
+                     .reference = unary_reference<SigmoidF>,
+                     .fast = unary_fast<SigmoidF, 6>,
+                     .grad = sigmoid_grad,
+                     .attrs = &kNoAttrs,
+                     .elementwise = &kUnaryFn<SigmoidF>};
+const OpDef kTanh{.name = "tanh",
+                  .num_inputs = 1,
+                  .num_outputs = 1,
+                  .infer = infer_unary<kTanhName>,
+                  .reference = unary_reference<TanhF>,
+                  .fast = unary_fast<TanhF, 8>,
+                  .grad = tanh_grad,
+                  .attrs = &kNoAttrs,
+                  .elementwise = &kUnaryFn<TanhF>};
+const OpDef kSoftmax{.name = "softmax",
+                     .num_inputs = 1,
+                     .num_outputs = 1,
+                     .infer = infer_softmax<kSoftmaxName>,
+                     .reference = softmax_reference<false>,
+                     .fast = softmax_fast<false>,
+                     .grad = softmax_grad,
+                     .attrs = &kAxisAttrs};
+const OpDef kLogSoftmax{.name = "log_softmax",
+                        .num_inputs = 1,
+                        .num_outputs = 1,
+                        .infer = infer_softmax<kLogSoftmaxName>,
+                        .reference = softmax_reference<true>,
+                        .fast = softmax_fast<true>,
+                        .grad = log_softmax_grad,
+                        .attrs = &kAxisAttrs};
 }  // namespace ops
 
 Tensor relu(const Tensor& x) { return run_op(ops::kRelu, {x}); }

@@ -482,10 +482,23 @@ const OpDef kConv2D{.name = "conv2d",
                     .grad = conv_grad,
                     .attrs = &kConvSchema,
                     .flops = conv_flops};
-// clang-format off
-const OpDef kConv2DBackwardInput{"conv2d_backward_input", 3, 1, bwd_input_infer, bwd_input_reference, bwd_input_fast, bwd_input_grad, nullptr, 0, &kConvSchema, 1u << 2};
-const OpDef kConv2DBackwardFilter{"conv2d_backward_filter", 2, 1, bwd_filter_infer, bwd_filter_reference, bwd_filter_fast, bwd_filter_grad, nullptr, 0, &kConvFilterGradSchema};
-// clang-format on
+const OpDef kConv2DBackwardInput{.name = "conv2d_backward_input",
+                                 .num_inputs = 3,
+                                 .num_outputs = 1,
+                                 .infer = bwd_input_infer,
+                                 .reference = bwd_input_reference,
+                                 .fast = bwd_input_fast,
+                                 .grad = bwd_input_grad,
+                                 .attrs = &kConvSchema,
+                                 .shape_only_inputs = 1u << 2};
+const OpDef kConv2DBackwardFilter{.name = "conv2d_backward_filter",
+                                  .num_inputs = 2,
+                                  .num_outputs = 1,
+                                  .infer = bwd_filter_infer,
+                                  .reference = bwd_filter_reference,
+                                  .fast = bwd_filter_fast,
+                                  .grad = bwd_filter_grad,
+                                  .attrs = &kConvFilterGradSchema};
 }  // namespace ops
 
 void set_conv_filter_cache_enabled(bool on) { filter_cache_on.store(on); }

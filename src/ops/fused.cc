@@ -14,6 +14,7 @@
 // primitive with a bias and an eltwise post-op.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "core/tensor_impl.h"
@@ -30,21 +31,14 @@ namespace {
 
 // ---- activations -----------------------------------------------------------------------------
 
+// Indexed by FusedAct: the unfused op each activation code stands for. The one mapping: the
+// fusion pass asks fused_act_code, the kernels and gradient rules act_op.
+const OpDef* const kActOps[] = {nullptr,     &ops::kRelu,    &ops::kLeakyRelu,
+                                &ops::kTanh, &ops::kSigmoid, &ops::kGelu};
+static_assert(std::size(kActOps) == kActCount, "one op per FusedAct code");
+
 const OpDef* act_op(int64_t act) {
-  switch (act) {
-    case kActRelu:
-      return &ops::kRelu;
-    case kActLeakyRelu:
-      return &ops::kLeakyRelu;
-    case kActTanh:
-      return &ops::kTanh;
-    case kActSigmoid:
-      return &ops::kSigmoid;
-    case kActGelu:
-      return &ops::kGelu;
-    default:
-      return nullptr;
-  }
+  return act > kActNone && act < kActCount ? kActOps[act] : nullptr;
 }
 
 // The unfused activation op's attrs, from the fused op's (int at `at`, float 0).
@@ -55,7 +49,7 @@ Attrs act_attrs(int64_t act, const Attrs& a, int at) {
 }
 
 void check_act(const char* op, int64_t act) {
-  if (act < kActNone || act > kActGelu) {
+  if (act < kActNone || act >= kActCount) {
     throw ValueError(std::string(op) + ": unknown activation code " + std::to_string(act));
   }
 }
@@ -432,6 +426,15 @@ constexpr AttrField kFusedConvFields[] = {
 constexpr AttrSchema kFusedConvAttrs{kFusedConvFields};
 
 }  // namespace
+
+const OpDef* fused_act_op(int64_t act) { return act_op(act); }
+
+int64_t fused_act_code(const OpDef* op) {
+  for (int64_t act = kActNone + 1; act < kActCount; ++act) {
+    if (op != nullptr && kActOps[act] == op) return act;
+  }
+  return kActNone;
+}
 
 namespace ops {
 const OpDef kFusedMatmul{.name = "fused_matmul",

@@ -8,7 +8,11 @@
 
 namespace kiln {
 
-// Activation of fused_matmul / fused_conv2d (attr `act`).
+struct OpDef;
+
+// Activation of fused_matmul / fused_conv2d (attr `act`): codes into one table in fused.cc of
+// the unfused activation ops, which the fusion pass and the fused ops' kernels and gradients
+// all read.
 enum FusedAct : int64_t {
   kActNone = 0,
   kActRelu = 1,
@@ -16,37 +20,30 @@ enum FusedAct : int64_t {
   kActTanh = 3,
   kActSigmoid = 4,
   kActGelu = 5,  // approximate: the op's act_int attr
+  kActCount,
 };
+// The activation op of `act` (null for kActNone or a code out of range).
+const OpDef* fused_act_op(int64_t act);
+// The code of activation op `op`, or kActNone when fused ops cannot take it.
+int64_t fused_act_code(const OpDef* op);
 
 // fused_elementwise: attrs = {n, instr_1 .. instr_n}. Registers 0..k-1 are the op's k inputs
 // (each the output's shape, one element broadcast, or a row: [..1, C] broadcast over the
-// output's last dim C, like a bias); instruction j writes register k+j-1 and
-// the last one is the output. An instruction packs opcode | a << 8 | b << 16 (b unused by unary
-// opcodes). At most 39 instructions (Attrs holds 40 ints).
-enum FusedOpcode : int64_t {
-  kFeNeg = 1,
-  kFeExp,
-  kFeLog,
-  kFeSqrt,
-  kFeAbs,
-  kFeSquare,
-  kFeRelu,
-  kFeSigmoid,
-  kFeTanh,
-  kFeAdd,  // first binary opcode
-  kFeSub,
-  kFeMul,
-  kFeDiv,
-  kFeMaximum,
-  kFeMinimum,
-  kFeLast = kFeMinimum,
-};
+// output's last dim C, like a bias); instruction j writes register k+j-1 and the last one is
+// the output. An instruction packs opcode | a << 16 | b << 24 (b unused by unary ops); the
+// opcode is the op's index in the registry (ops::all_ops()), and every op carrying an
+// OpDef::elementwise function can be one. At most 39 instructions (Attrs holds 40 ints).
 inline constexpr int kFusedMaxInstructions = 39;
+inline constexpr int64_t kFeOpcodeLimit = int64_t{1} << 16;
 
 inline int64_t fe_instr(int64_t opcode, int64_t a, int64_t b) {
-  return opcode | (a << 8) | (b << 16);
+  return opcode | (a << 16) | (b << 24);
 }
-inline bool fe_is_binary(int64_t opcode) { return opcode >= kFeAdd; }
+// The opcode of `op` in fused_elementwise programs, or -1 if the op is not fusable (it has no
+// OpDef::elementwise or is not registered).
+int64_t fe_opcode(const OpDef& op);
+// The fusable op of `opcode`, or nullptr.
+const OpDef* fe_op(int64_t opcode);
 
 // Whether `s` broadcasts to `out` as a row over out's last dim: [C], [1, C], ... of rank at
 // most out's, with C = out's last dim.

@@ -1,13 +1,15 @@
 // fused_elementwise: a chain of unary and binary elementwise ops run as one pass over the data
-// (the program format is in ops/fused.h). Emitted by graph/fusion.cc. Its gradient replays the
-// program with the unfused ops and runs their rules backwards.
-#include <cmath>
+// (the program format is in ops/fused.h). Emitted by graph/fusion.cc. Each instruction runs its
+// op's own per-element function (OpDef::elementwise), so nothing here restates an op's math and
+// an op is fusable by its OpDef alone. Its gradient replays the program with the unfused ops
+// and runs their rules backwards.
+#include <algorithm>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
-#include "kernels/fast_math.h"
 #include "kiln/ops.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
@@ -21,46 +23,21 @@ constexpr int kMaxRegs = 16 + kFusedMaxInstructions;
 struct Instr {
   int64_t op, a, b;
 };
-Instr decode(int64_t v) { return {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff}; }
+Instr decode(int64_t v) { return {v & (kFeOpcodeLimit - 1), (v >> 16) & 0xff, (v >> 24) & 0xff}; }
 
-// The reference semantics of one instruction, in double (the unfused reference kernels of
-// these ops compute in T or double; float32 results agree to rounding).
-template <typename T>
-T apply(int64_t op, T x, T y) {
-  const double d = x;
-  switch (op) {
-    case kFeNeg:
-      return -x;
-    case kFeExp:
-      return static_cast<T>(std::exp(d));
-    case kFeLog:
-      return static_cast<T>(std::log(d));
-    case kFeSqrt:
-      return static_cast<T>(std::sqrt(d));
-    case kFeAbs:
-      return std::abs(x);
-    case kFeSquare:
-      return x * x;
-    case kFeRelu:
-      return x < T(0) ? T(0) : x;
-    case kFeSigmoid:
-      return static_cast<T>(d >= 0 ? 1 / (1 + std::exp(-d)) : std::exp(d) / (1 + std::exp(d)));
-    case kFeTanh:
-      return static_cast<T>(std::tanh(d));
-    case kFeAdd:
-      return x + y;
-    case kFeSub:
-      return x - y;
-    case kFeMul:
-      return x * y;
-    case kFeDiv:
-      return x / y;
-    case kFeMaximum:
-      return x >= y || x != x ? x : y;
-    case kFeMinimum:
-      return x <= y || x != x ? x : y;
+// An instruction with its op's function resolved.
+struct Step {
+  const ElementwiseFn* fn;
+  int64_t a, b;
+};
+// The program of validated attrs (fe_infer has checked every instruction).
+int64_t load(const Attrs& attrs, Step* prog) {
+  const int64_t n = attrs.i(0);
+  for (int64_t j = 0; j < n; ++j) {
+    const Instr ins = decode(attrs.i(j + 1));
+    prog[j] = {fe_op(ins.op)->elementwise, ins.a, ins.b};
   }
-  return x;
+  return n;
 }
 
 void fe_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
@@ -92,17 +69,20 @@ void fe_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   for (int64_t j = 0; j < n; ++j) {
     const Instr ins = decode(a.i(j + 1));
     const int64_t regs = k + j;  // registers defined before this instruction
-    if (ins.op < kFeNeg || ins.op > kFeLast || ins.a >= regs ||
-        (fe_is_binary(ins.op) && ins.b >= regs)) {
+    const OpDef* fused = fe_op(ins.op);
+    if (!fused || ins.a >= regs || (fused->elementwise->arity == 2 && ins.b >= regs)) {
       throw ValueError(std::string(op) + ": instruction " + std::to_string(j) + " is invalid");
     }
   }
   out[0] = in[big];
 }
 
+// One element at a time, each instruction its op's reference function in T.
 void fe_reference(const KernelArgs& kargs) {
   const int k = static_cast<int>(kargs.in.size());
-  const int64_t n = kargs.attrs.i(0), numel = kargs.out[0].numel();
+  const int64_t numel = kargs.out[0].numel();
+  Step prog[kFusedMaxInstructions];
+  const int64_t n = load(kargs.attrs, prog);
   detail::visit_floating(kargs.out[0].dtype(), [&]<typename T>() {
     const T* src[16];
     int64_t period[16];  // element e of input i is src[i][e % period[i]]
@@ -115,69 +95,27 @@ void fe_reference(const KernelArgs& kargs) {
     for (int64_t e = 0; e < numel; ++e) {
       for (int i = 0; i < k; ++i) r[i] = src[i][e % period[i]];
       for (int64_t j = 0; j < n; ++j) {
-        const Instr ins = decode(kargs.attrs.i(j + 1));
-        r[k + j] = apply<T>(ins.op, r[ins.a], fe_is_binary(ins.op) ? r[ins.b] : T(0));
+        const Step& s = prog[j];
+        const T* b = s.fn->arity == 2 ? &r[s.b] : nullptr;
+        if constexpr (std::is_same_v<T, float>) {
+          s.fn->f32(&r[s.a], b, &r[k + j], 1);
+        } else {
+          s.fn->f64(&r[s.a], b, &r[k + j], 1);
+        }
       }
       y[e] = r[k + n - 1];
     }
   });
 }
 
-// float32: blocks of kBlock elements, each instruction a loop over the block (vectorizable),
-// with the vectorized exp/tanh of kernels/fast_math.h.
+// float32: blocks of kBlock elements, each instruction one call of its op's vectorizable loop
+// (ElementwiseFn::fast_f32) over the block.
 constexpr int64_t kBlock = 64;
-
-void fe_block(int64_t op, const float* x, const float* y, float* r, int64_t len) {
-  switch (op) {
-    case kFeNeg:
-      for (int64_t e = 0; e < len; ++e) r[e] = -x[e];
-      return;
-    case kFeExp:
-      for (int64_t e = 0; e < len; ++e) r[e] = kernels::exp_f32(x[e]);
-      return;
-    case kFeLog:
-      for (int64_t e = 0; e < len; ++e) r[e] = std::log(x[e]);
-      return;
-    case kFeSqrt:
-      for (int64_t e = 0; e < len; ++e) r[e] = std::sqrt(x[e]);
-      return;
-    case kFeAbs:
-      for (int64_t e = 0; e < len; ++e) r[e] = std::fabs(x[e]);
-      return;
-    case kFeSquare:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] * x[e];
-      return;
-    case kFeRelu:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] < 0.f ? 0.f : x[e];
-      return;
-    case kFeSigmoid:
-      for (int64_t e = 0; e < len; ++e) r[e] = 1.f / (1.f + kernels::exp_f32(-x[e]));
-      return;
-    case kFeTanh:
-      for (int64_t e = 0; e < len; ++e) r[e] = kernels::tanh_f32(x[e]);
-      return;
-    case kFeAdd:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] + y[e];
-      return;
-    case kFeSub:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] - y[e];
-      return;
-    case kFeMul:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] * y[e];
-      return;
-    case kFeDiv:
-      for (int64_t e = 0; e < len; ++e) r[e] = x[e] / y[e];
-      return;
-    default:  // maximum, minimum: NaN-propagating like the unfused ops
-      for (int64_t e = 0; e < len; ++e) r[e] = apply<float>(op, x[e], y[e]);
-      return;
-  }
-}
 
 bool fe_fast(const KernelArgs& kargs) {
   if (kargs.out[0].dtype() != DType::kFloat32) return false;
   const int k = static_cast<int>(kargs.in.size());
-  const int64_t n = kargs.attrs.i(0), numel = kargs.out[0].numel();
+  const int64_t numel = kargs.out[0].numel();
   alignas(64) float regs[kMaxRegs][kBlock];
   const float* src[16];
   int64_t period[16];  // as in the reference: numel for full inputs, 1 scalars, C rows
@@ -186,8 +124,8 @@ bool fe_fast(const KernelArgs& kargs) {
     period[i] = std::max<int64_t>(kargs.in[i].numel(), 1);
     if (period[i] == 1) std::fill(regs[i], regs[i] + kBlock, src[i][0]);
   }
-  Instr prog[kFusedMaxInstructions];
-  for (int64_t j = 0; j < n; ++j) prog[j] = decode(kargs.attrs.i(j + 1));
+  Step prog[kFusedMaxInstructions];
+  const int64_t n = load(kargs.attrs, prog);
   float* y = detail::ptr<float>(kargs.out[0]);
   for (int64_t base = 0; base < numel; base += kBlock) {
     const int64_t len = std::min(kBlock, numel - base);
@@ -208,8 +146,8 @@ bool fe_fast(const KernelArgs& kargs) {
     for (int64_t j = 0; j < n; ++j) {
       // The last instruction writes the output directly.
       float* r = j + 1 == n ? y + base : regs[k + j];
-      fe_block(prog[j].op, reg[prog[j].a], fe_is_binary(prog[j].op) ? reg[prog[j].b] : nullptr, r,
-               len);
+      const Step& s = prog[j];
+      s.fn->fast_f32(reg[s.a], s.fn->arity == 2 ? reg[s.b] : nullptr, r, len);
       reg[k + j] = r;
     }
   }
@@ -218,22 +156,15 @@ bool fe_fast(const KernelArgs& kargs) {
 
 // ---- gradient: the program replayed with the unfused ops, then their rules in reverse ------
 
-const OpDef& op_of(int64_t opcode) {
-  static const OpDef* const kOps[] = {nullptr,        &ops::kNeg,  &ops::kExp,     &ops::kLog,
-                                      &ops::kSqrt,    &ops::kAbs,  &ops::kSquare,  &ops::kRelu,
-                                      &ops::kSigmoid, &ops::kTanh, &ops::kAdd,     &ops::kSub,
-                                      &ops::kMul,     &ops::kDiv,  &ops::kMaximum, &ops::kMinimum};
-  return *kOps[opcode];
-}
-
 void fe_grad(const GradArgs& g) {
   const int k = static_cast<int>(g.in.size());
   const int64_t n = g.attrs.i(0);
   std::vector<Tensor> r(g.in.begin(), g.in.end());
   for (int64_t j = 0; j + 1 < n; ++j) {  // the last register is the op's output
     const Instr ins = decode(g.attrs.i(j + 1));
-    r.push_back(fe_is_binary(ins.op) ? run_op(op_of(ins.op), {r[ins.a], r[ins.b]})
-                                     : run_op(op_of(ins.op), {r[ins.a]}));
+    const OpDef& op = *fe_op(ins.op);
+    r.push_back(op.elementwise->arity == 2 ? run_op(op, {r[ins.a], r[ins.b]})
+                                           : run_op(op, {r[ins.a]}));
   }
   r.push_back(g.out[0]);
   std::vector<Tensor> dr(r.size());
@@ -243,10 +174,11 @@ void fe_grad(const GradArgs& g) {
     const Instr ins = decode(g.attrs.i(j + 1));
     const Tensor& dy = dr[k + j];
     if (!dy.defined()) continue;  // nothing downstream depends on this register
-    const bool bin = fe_is_binary(ins.op);
+    const OpDef& op = *fe_op(ins.op);
+    const bool bin = op.elementwise->arity == 2;
     Tensor in[2] = {r[ins.a], bin ? r[ins.b] : Tensor()};
     Tensor din[2];
-    op_of(ins.op).grad({{in, bin ? 2u : 1u}, {&r[k + j], 1}, {&dy, 1}, none, {din, bin ? 2u : 1u}});
+    op.grad({{in, bin ? 2u : 1u}, {&r[k + j], 1}, {&dy, 1}, none, {din, bin ? 2u : 1u}});
     const int64_t src[2] = {ins.a, ins.b};
     for (int s = 0; s < (bin ? 2 : 1); ++s) {
       if (!din[s].defined()) continue;
@@ -266,10 +198,28 @@ constexpr AttrSchema kFusedElementwiseAttrs{kFusedElementwiseFields};
 
 }  // namespace
 
+int64_t fe_opcode(const OpDef& op) {
+  if (!op.elementwise) return -1;
+  const std::span<const OpDef* const> all = ops::all_ops();
+  const auto it = std::find(all.begin(), all.end(), &op);
+  return it == all.end() ? -1 : it - all.begin();
+}
+
+const OpDef* fe_op(int64_t opcode) {
+  const std::span<const OpDef* const> all = ops::all_ops();
+  if (opcode < 0 || opcode >= static_cast<int64_t>(all.size())) return nullptr;
+  return all[opcode]->elementwise ? all[opcode] : nullptr;
+}
+
 namespace ops {
-const OpDef kFusedElementwise{
-    "fused_elementwise",    -1, 1, fe_infer, fe_reference, fe_fast, fe_grad, nullptr, 0,
-    &kFusedElementwiseAttrs};
+const OpDef kFusedElementwise{.name = "fused_elementwise",
+                              .num_inputs = -1,
+                              .num_outputs = 1,
+                              .infer = fe_infer,
+                              .reference = fe_reference,
+                              .fast = fe_fast,
+                              .grad = fe_grad,
+                              .attrs = &kFusedElementwiseAttrs};
 }  // namespace ops
 
 }  // namespace kiln

@@ -275,11 +275,31 @@ void sce_grad_grad(const GradArgs& g) {
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kDropout{"dropout", 2, 1, dropout_infer, dropout_reference, dropout_fast, dropout_grad, nullptr, kRandom, &kDropoutAttrs};
-const OpDef kSoftmaxCrossEntropy{"softmax_cross_entropy", 2, 1, sce_infer, sce_reference, sce_fast, sce_grad, nullptr, 0, &kNoAttrs};
-const OpDef kSoftmaxCrossEntropyGrad{"softmax_cross_entropy_grad", 3, 1, sce_grad_infer, sce_grad_reference, sce_grad_fast, sce_grad_grad, nullptr, 0, &kNoAttrs};
-// clang-format on
+const OpDef kDropout{.name = "dropout",
+                     .num_inputs = 2,
+                     .num_outputs = 1,
+                     .infer = dropout_infer,
+                     .reference = dropout_reference,
+                     .fast = dropout_fast,
+                     .grad = dropout_grad,
+                     .flags = kRandom,
+                     .attrs = &kDropoutAttrs};
+const OpDef kSoftmaxCrossEntropy{.name = "softmax_cross_entropy",
+                                 .num_inputs = 2,
+                                 .num_outputs = 1,
+                                 .infer = sce_infer,
+                                 .reference = sce_reference,
+                                 .fast = sce_fast,
+                                 .grad = sce_grad,
+                                 .attrs = &kNoAttrs};
+const OpDef kSoftmaxCrossEntropyGrad{.name = "softmax_cross_entropy_grad",
+                                     .num_inputs = 3,
+                                     .num_outputs = 1,
+                                     .infer = sce_grad_infer,
+                                     .reference = sce_grad_reference,
+                                     .fast = sce_grad_fast,
+                                     .grad = sce_grad_grad,
+                                     .attrs = &kNoAttrs};
 }  // namespace ops
 
 Tensor dropout(const Tensor& x, double rate, const Tensor& key, bool training) {

@@ -9,6 +9,8 @@
 //   flags      what graph passes and tapes must know (kNotDifferentiable, kStateful, kRandom)
 //   attrs      the schema of its attributes: names and types, for printing, saving, export
 //   shape_only_inputs  inputs read for their shape only (gradient ops' "like" inputs)
+//   elementwise  optional: the op's per-element function (ElementwiseFn below), which makes it
+//              fusable: graph/fusion.cc fuses exactly the ops that carry one
 //
 // An op without a gradient rule either says so (kNotDifferentiable: stop_gradient) or has no
 // floating output (comparisons, argmax); a tape that reaches any other rule-less op with a
@@ -134,6 +136,18 @@ struct AttrSchema {
 // The schema of ops without attributes.
 extern const AttrSchema kNoAttrs;
 
+// The per-element function of an elementwise op without attributes whose output has its
+// inputs' floating dtype: loops generated from the op's own functor (ops/elementwise_fn.h), so
+// fused_elementwise runs the same math as the op's kernels. Each maps n elements,
+// out[i] = f(x[i]) or f(x[i], y[i]) (y unused, may be null, when arity is 1); out may be x or y.
+struct ElementwiseFn {
+  int arity;                                                           // 1 or 2
+  void (*f32)(const float* x, const float* y, float* out, int64_t n);  // the functor's math
+  void (*f64)(const double* x, const double* y, double* out, int64_t n);
+  // float32 with the functor's vectorizable form (its `fast`) where it has one, else as f32.
+  void (*fast_f32)(const float* x, const float* y, float* out, int64_t n);
+};
+
 struct OpDef {
   const char* name;
   int num_inputs;  // -1: variadic (at least one)
@@ -152,6 +166,8 @@ struct OpDef {
   uint32_t shape_only_inputs = 0;
   // Null: one operation per output element (elementwise, pooling, shape ops count as such).
   FlopsFn flops = nullptr;
+  // Non-null: the op is elementwise and fusable (ElementwiseFn above).
+  const ElementwiseFn* elementwise = nullptr;
 };
 
 // op.flops(...) when the op has a rule, else the output elements.

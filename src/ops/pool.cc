@@ -353,13 +353,46 @@ constexpr AttrSchema kPoolSchema{kPoolFields};
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kMaxPool2D{"max_pool2d", 1, 1, pool_infer<kMaxName>, max_reference, pool_fast<true>, max_grad, nullptr, 0, &kPoolSchema};
-const OpDef kAvgPool2D{"avg_pool2d", 1, 1, pool_infer<kAvgName>, avg_reference, pool_fast<false>, avg_grad, nullptr, 0, &kPoolSchema};
-const OpDef kMaxPool2DGrad{"max_pool2d_grad", 2, 1, max_grad_infer, max_grad_reference, pool_grad_fast<true>, max_grad_grad, nullptr, 0, &kPoolSchema};
-const OpDef kMaxPool2DSelect{"max_pool2d_select", 2, 1, max_select_infer, max_select_reference, nullptr, max_select_grad, nullptr, 0, &kPoolSchema};
-const OpDef kAvgPool2DGrad{"avg_pool2d_grad", 2, 1, avg_grad_infer, avg_grad_reference, pool_grad_fast<false>, avg_grad_grad, nullptr, 0, &kPoolSchema, 1u << 1};
-// clang-format on
+const OpDef kMaxPool2D{.name = "max_pool2d",
+                       .num_inputs = 1,
+                       .num_outputs = 1,
+                       .infer = pool_infer<kMaxName>,
+                       .reference = max_reference,
+                       .fast = pool_fast<true>,
+                       .grad = max_grad,
+                       .attrs = &kPoolSchema};
+const OpDef kAvgPool2D{.name = "avg_pool2d",
+                       .num_inputs = 1,
+                       .num_outputs = 1,
+                       .infer = pool_infer<kAvgName>,
+                       .reference = avg_reference,
+                       .fast = pool_fast<false>,
+                       .grad = avg_grad,
+                       .attrs = &kPoolSchema};
+const OpDef kMaxPool2DGrad{.name = "max_pool2d_grad",
+                           .num_inputs = 2,
+                           .num_outputs = 1,
+                           .infer = max_grad_infer,
+                           .reference = max_grad_reference,
+                           .fast = pool_grad_fast<true>,
+                           .grad = max_grad_grad,
+                           .attrs = &kPoolSchema};
+const OpDef kMaxPool2DSelect{.name = "max_pool2d_select",
+                             .num_inputs = 2,
+                             .num_outputs = 1,
+                             .infer = max_select_infer,
+                             .reference = max_select_reference,
+                             .grad = max_select_grad,
+                             .attrs = &kPoolSchema};
+const OpDef kAvgPool2DGrad{.name = "avg_pool2d_grad",
+                           .num_inputs = 2,
+                           .num_outputs = 1,
+                           .infer = avg_grad_infer,
+                           .reference = avg_grad_reference,
+                           .fast = pool_grad_fast<false>,
+                           .grad = avg_grad_grad,
+                           .attrs = &kPoolSchema,
+                           .shape_only_inputs = 1u << 1};
 }  // namespace ops
 
 namespace {

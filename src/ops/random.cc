@@ -86,10 +86,20 @@ constexpr AttrSchema kNormalAttrs{kNormalFields};
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kRandomUniform{"random_uniform", 1, 1, random_infer, random_reference<false>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable, &kUniformAttrs};
-const OpDef kRandomNormal{"random_normal", 1, 1, random_infer, random_reference<true>, nullptr, nullptr, nullptr, kRandom | kNotDifferentiable, &kNormalAttrs};
-// clang-format on
+const OpDef kRandomUniform{.name = "random_uniform",
+                           .num_inputs = 1,
+                           .num_outputs = 1,
+                           .infer = random_infer,
+                           .reference = random_reference<false>,
+                           .flags = kRandom | kNotDifferentiable,
+                           .attrs = &kUniformAttrs};
+const OpDef kRandomNormal{.name = "random_normal",
+                          .num_inputs = 1,
+                          .num_outputs = 1,
+                          .infer = random_infer,
+                          .reference = random_reference<true>,
+                          .flags = kRandom | kNotDifferentiable,
+                          .attrs = &kNormalAttrs};
 }  // namespace ops
 
 Tensor random_uniform(const Shape& shape, double low, double high, const Tensor& key, DType dtype) {

@@ -504,14 +504,55 @@ Attrs reduce_attrs(const char* op, const std::vector<int>& axes, bool keepdims) 
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kSum{"sum", 1, 1, reduce_infer<kSumName, 0>, reduce_reference<0>, reduce_fast<0>, sum_grad, nullptr, 0, &kReduceAttrs};
-const OpDef kMean{"mean", 1, 1, reduce_infer<kMeanName, 1>, reduce_reference<1>, reduce_fast<1>, mean_grad, nullptr, 0, &kReduceAttrs};
-const OpDef kMax{"max", 1, 1, reduce_infer<kMaxName, 2>, reduce_reference<2>, reduce_fast<2>, max_grad, nullptr, 0, &kReduceAttrs};
-const OpDef kSumGrad{"sum_grad", 2, 1, unreduce_infer<kSumGradName>, unreduce_reference<false>, unreduce_fast<false>, sum_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
-const OpDef kMeanGrad{"mean_grad", 2, 1, unreduce_infer<kMeanGradName>, unreduce_reference<true>, unreduce_fast<true>, mean_grad_grad, nullptr, 0, &kReduceAttrs, 1u << 1};
-const OpDef kArgmax{"argmax", 1, 1, argmax_infer, argmax_reference, argmax_fast, nullptr, nullptr, 0, &kArgmaxAttrs};
-// clang-format on
+const OpDef kSum{.name = "sum",
+                 .num_inputs = 1,
+                 .num_outputs = 1,
+                 .infer = reduce_infer<kSumName, 0>,
+                 .reference = reduce_reference<0>,
+                 .fast = reduce_fast<0>,
+                 .grad = sum_grad,
+                 .attrs = &kReduceAttrs};
+const OpDef kMean{.name = "mean",
+                  .num_inputs = 1,
+                  .num_outputs = 1,
+                  .infer = reduce_infer<kMeanName, 1>,
+                  .reference = reduce_reference<1>,
+                  .fast = reduce_fast<1>,
+                  .grad = mean_grad,
+                  .attrs = &kReduceAttrs};
+const OpDef kMax{.name = "max",
+                 .num_inputs = 1,
+                 .num_outputs = 1,
+                 .infer = reduce_infer<kMaxName, 2>,
+                 .reference = reduce_reference<2>,
+                 .fast = reduce_fast<2>,
+                 .grad = max_grad,
+                 .attrs = &kReduceAttrs};
+const OpDef kSumGrad{.name = "sum_grad",
+                     .num_inputs = 2,
+                     .num_outputs = 1,
+                     .infer = unreduce_infer<kSumGradName>,
+                     .reference = unreduce_reference<false>,
+                     .fast = unreduce_fast<false>,
+                     .grad = sum_grad_grad,
+                     .attrs = &kReduceAttrs,
+                     .shape_only_inputs = 1u << 1};
+const OpDef kMeanGrad{.name = "mean_grad",
+                      .num_inputs = 2,
+                      .num_outputs = 1,
+                      .infer = unreduce_infer<kMeanGradName>,
+                      .reference = unreduce_reference<true>,
+                      .fast = unreduce_fast<true>,
+                      .grad = mean_grad_grad,
+                      .attrs = &kReduceAttrs,
+                      .shape_only_inputs = 1u << 1};
+const OpDef kArgmax{.name = "argmax",
+                    .num_inputs = 1,
+                    .num_outputs = 1,
+                    .infer = argmax_infer,
+                    .reference = argmax_reference,
+                    .fast = argmax_fast,
+                    .attrs = &kArgmaxAttrs};
 }  // namespace ops
 
 Tensor sum(const Tensor& x, std::vector<int> axes, bool keepdims) {

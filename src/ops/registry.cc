@@ -1,5 +1,9 @@
 #include "ops/registry.h"
 
+#include <iterator>
+
+#include "ops/fused.h"
+
 namespace kiln::ops {
 
 namespace {
@@ -86,6 +90,8 @@ const OpDef* const kAll[] = {
     &kQuantizedMatmul,
     &kQuantizedConv2D,
 };
+// fused_elementwise names an op by its index here (ops/fused.h): every index must fit.
+static_assert(std::size(kAll) <= kFeOpcodeLimit, "fused_elementwise opcodes cannot name every op");
 }  // namespace
 
 std::span<const OpDef* const> all_ops() { return kAll; }

@@ -560,19 +560,95 @@ void pad_grad(const GradArgs& g) {
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kReshape{"reshape", 1, 1, reshape_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kReshapeAttrs};
-const OpDef kReshapeLike{"reshape_like", 2, 1, reshape_like_infer, reshape_reference, nullptr, reshape_grad, reshape_view, 0, &kNoAttrs, 1u << 1};
-const OpDef kRows{"rows", 1, 1, rows_infer, rows_reference, nullptr, rows_grad, rows_view, 0, &kRowsAttrs};
-const OpDef kTranspose{"transpose", 1, 1, transpose_infer, transpose_reference, transpose_fast, transpose_grad, nullptr, 0, &kTransposeAttrs};
-const OpDef kConcat{"concat", -1, 1, concat_infer, concat_reference, concat_kernel<true>, concat_grad, nullptr, 0, &kAxisAttrs};
-const OpDef kSlice{"slice", 1, 1, slice_infer, slice_reference, slice_kernel<true>, slice_grad, nullptr, 0, &kSliceAttrs};
-const OpDef kSliceGrad{"slice_grad", 2, 1, slice_grad_infer, slice_grad_reference, slice_grad_kernel<true>, slice_grad_grad, nullptr, 0, &kSliceAttrs, 1u << 1};
-const OpDef kGather{"gather", 2, 1, gather_infer, gather_reference, gather_kernel<true>, gather_grad, nullptr, 0, &kAxisAttrs};
-const OpDef kGatherGrad{"gather_grad", 3, 1, gather_grad_infer, gather_grad_reference, gather_grad_kernel<true>, gather_grad_grad, nullptr, 0, &kAxisAttrs, 1u << 2};
-const OpDef kOneHot{"one_hot", 1, 1, one_hot_infer, one_hot_reference, nullptr, nullptr, nullptr, 0, &kOneHotAttrs};
-const OpDef kPad{"pad", 1, 1, pad_infer, pad_reference, pad_kernel<true>, pad_grad, nullptr, 0, &kPadAttrs};
-// clang-format on
+const OpDef kReshape{.name = "reshape",
+                     .num_inputs = 1,
+                     .num_outputs = 1,
+                     .infer = reshape_infer,
+                     .reference = reshape_reference,
+                     .grad = reshape_grad,
+                     .view = reshape_view,
+                     .attrs = &kReshapeAttrs};
+const OpDef kReshapeLike{.name = "reshape_like",
+                         .num_inputs = 2,
+                         .num_outputs = 1,
+                         .infer = reshape_like_infer,
+                         .reference = reshape_reference,
+                         .grad = reshape_grad,
+                         .view = reshape_view,
+                         .attrs = &kNoAttrs,
+                         .shape_only_inputs = 1u << 1};
+const OpDef kRows{.name = "rows",
+                  .num_inputs = 1,
+                  .num_outputs = 1,
+                  .infer = rows_infer,
+                  .reference = rows_reference,
+                  .grad = rows_grad,
+                  .view = rows_view,
+                  .attrs = &kRowsAttrs};
+const OpDef kTranspose{.name = "transpose",
+                       .num_inputs = 1,
+                       .num_outputs = 1,
+                       .infer = transpose_infer,
+                       .reference = transpose_reference,
+                       .fast = transpose_fast,
+                       .grad = transpose_grad,
+                       .attrs = &kTransposeAttrs};
+const OpDef kConcat{.name = "concat",
+                    .num_inputs = -1,
+                    .num_outputs = 1,
+                    .infer = concat_infer,
+                    .reference = concat_reference,
+                    .fast = concat_kernel<true>,
+                    .grad = concat_grad,
+                    .attrs = &kAxisAttrs};
+const OpDef kSlice{.name = "slice",
+                   .num_inputs = 1,
+                   .num_outputs = 1,
+                   .infer = slice_infer,
+                   .reference = slice_reference,
+                   .fast = slice_kernel<true>,
+                   .grad = slice_grad,
+                   .attrs = &kSliceAttrs};
+const OpDef kSliceGrad{.name = "slice_grad",
+                       .num_inputs = 2,
+                       .num_outputs = 1,
+                       .infer = slice_grad_infer,
+                       .reference = slice_grad_reference,
+                       .fast = slice_grad_kernel<true>,
+                       .grad = slice_grad_grad,
+                       .attrs = &kSliceAttrs,
+                       .shape_only_inputs = 1u << 1};
+const OpDef kGather{.name = "gather",
+                    .num_inputs = 2,
+                    .num_outputs = 1,
+                    .infer = gather_infer,
+                    .reference = gather_reference,
+                    .fast = gather_kernel<true>,
+                    .grad = gather_grad,
+                    .attrs = &kAxisAttrs};
+const OpDef kGatherGrad{.name = "gather_grad",
+                        .num_inputs = 3,
+                        .num_outputs = 1,
+                        .infer = gather_grad_infer,
+                        .reference = gather_grad_reference,
+                        .fast = gather_grad_kernel<true>,
+                        .grad = gather_grad_grad,
+                        .attrs = &kAxisAttrs,
+                        .shape_only_inputs = 1u << 2};
+const OpDef kOneHot{.name = "one_hot",
+                    .num_inputs = 1,
+                    .num_outputs = 1,
+                    .infer = one_hot_infer,
+                    .reference = one_hot_reference,
+                    .attrs = &kOneHotAttrs};
+const OpDef kPad{.name = "pad",
+                 .num_inputs = 1,
+                 .num_outputs = 1,
+                 .infer = pad_infer,
+                 .reference = pad_reference,
+                 .fast = pad_kernel<true>,
+                 .grad = pad_grad,
+                 .attrs = &kPadAttrs};
 
 Tensor reshape_like(const Tensor& x, const Tensor& like) {
   if (x.defined() && like.defined() && x.shape() == like.shape()) return x;

@@ -84,11 +84,27 @@ void next_key_reference(const KernelArgs& k) {
 }  // namespace
 
 namespace ops {
-// clang-format off
-const OpDef kAssign{"assign", 2, 0, assign_infer, assign_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable, &kNoAttrs};
-const OpDef kAssignAdd{"assign_add", 2, 0, assign_add_infer, assign_add_reference, nullptr, nullptr, nullptr, kStateful | kNotDifferentiable, &kNoAttrs};
-const OpDef kNextKey{"next_key", 1, 1, next_key_infer, next_key_reference, nullptr, nullptr, nullptr, kStateful | kRandom | kNotDifferentiable, &kNoAttrs};
-// clang-format on
+const OpDef kAssign{.name = "assign",
+                    .num_inputs = 2,
+                    .num_outputs = 0,
+                    .infer = assign_infer,
+                    .reference = assign_reference,
+                    .flags = kStateful | kNotDifferentiable,
+                    .attrs = &kNoAttrs};
+const OpDef kAssignAdd{.name = "assign_add",
+                       .num_inputs = 2,
+                       .num_outputs = 0,
+                       .infer = assign_add_infer,
+                       .reference = assign_add_reference,
+                       .flags = kStateful | kNotDifferentiable,
+                       .attrs = &kNoAttrs};
+const OpDef kNextKey{.name = "next_key",
+                     .num_inputs = 1,
+                     .num_outputs = 1,
+                     .infer = next_key_infer,
+                     .reference = next_key_reference,
+                     .flags = kStateful | kRandom | kNotDifferentiable,
+                     .attrs = &kNoAttrs};
 }  // namespace ops
 
 void assign(const Tensor& target, const Tensor& value) {

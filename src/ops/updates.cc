@@ -256,11 +256,27 @@ constexpr AttrSchema kRmspropAttrs{kRmspropFields};
 
 namespace ops {
 constexpr uint32_t kUpdate = kStateful | kNotDifferentiable;
-// clang-format off
-const OpDef kSgdUpdate{"sgd_update", -1, 0, sgd_infer, sgd_reference, nullptr, nullptr, nullptr, kUpdate, &kSgdAttrs};
-const OpDef kAdamUpdate{"adam_update", 6, 0, adam_infer, adam_reference, nullptr, nullptr, nullptr, kUpdate, &kAdamAttrs};
-const OpDef kRmspropUpdate{"rmsprop_update", -1, 0, rmsprop_infer, rmsprop_reference, nullptr, nullptr, nullptr, kUpdate, &kRmspropAttrs};
-// clang-format on
+const OpDef kSgdUpdate{.name = "sgd_update",
+                       .num_inputs = -1,
+                       .num_outputs = 0,
+                       .infer = sgd_infer,
+                       .reference = sgd_reference,
+                       .flags = kUpdate,
+                       .attrs = &kSgdAttrs};
+const OpDef kAdamUpdate{.name = "adam_update",
+                        .num_inputs = 6,
+                        .num_outputs = 0,
+                        .infer = adam_infer,
+                        .reference = adam_reference,
+                        .flags = kUpdate,
+                        .attrs = &kAdamAttrs};
+const OpDef kRmspropUpdate{.name = "rmsprop_update",
+                           .num_inputs = -1,
+                           .num_outputs = 0,
+                           .infer = rmsprop_infer,
+                           .reference = rmsprop_reference,
+                           .flags = kUpdate,
+                           .attrs = &kRmspropAttrs};
 }  // namespace ops
 
 }  // namespace kiln

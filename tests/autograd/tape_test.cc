@@ -194,7 +194,11 @@ TEST(GradientTape, ViewsShareStorageAndReferenceCopies) {
 // An op whose output is floating but that has no gradient rule: reaching it must throw.
 void ruleless_infer(std::span<const Meta> in, const Attrs&, std::span<Meta> out) { out[0] = in[0]; }
 void ruleless_kernel(const KernelArgs& k) { k.out[0].copy_from(k.in[0]); }
-const OpDef kRuleless{"ruleless_test_op", 1, 1, ruleless_infer, ruleless_kernel};
+const OpDef kRuleless{.name = "ruleless_test_op",
+                      .num_inputs = 1,
+                      .num_outputs = 1,
+                      .infer = ruleless_infer,
+                      .reference = ruleless_kernel};
 
 TEST(GradientTape, AnOpWithoutARuleIsRefusedNotDropped) {
   Tensor x = from_vector<double>({1, 2});

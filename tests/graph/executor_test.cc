@@ -33,15 +33,12 @@ void acc_reference(const KernelArgs& k) {
   const float* x = detail::ptr<float>(k.in[1]);
   for (int64_t i = 0; i < k.in[0].numel(); ++i) a[i] += x[i];
 }
-const OpDef kAccumulate{"test_accumulate",
-                        2,
-                        0,
-                        acc_infer,
-                        acc_reference,
-                        nullptr,
-                        nullptr,
-                        nullptr,
-                        kStateful | kNotDifferentiable};
+const OpDef kAccumulate{.name = "test_accumulate",
+                        .num_inputs = 2,
+                        .num_outputs = 0,
+                        .infer = acc_infer,
+                        .reference = acc_reference,
+                        .flags = kStateful | kNotDifferentiable};
 
 TEST(Executor, PlanMatchesTheDispatcherAndKeepsOutputsAcrossRuns) {
   Tensor c = random_tensor({3, 4}, float32, 9);  // captured constant

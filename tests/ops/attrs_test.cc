@@ -213,7 +213,11 @@ TEST(AttrSchema, FormatsByName) {
   // Attrs that do not fit (or no schema) print by position instead of throwing.
   EXPECT_EQ(format_attrs(ops::kMatmul, Attrs{0, 1, 2}), "0, 1, 2");
   EXPECT_EQ(format_attrs(ops::kMatmul, Attrs{0, 2}), "0, 2");
-  const OpDef undescribed{"undescribed", 1, 1, nullptr, nullptr};
+  const OpDef undescribed{.name = "undescribed",
+                          .num_inputs = 1,
+                          .num_outputs = 1,
+                          .infer = nullptr,
+                          .reference = nullptr};
   EXPECT_EQ(format_attrs(undescribed, Attrs{3}.add_float(1.5)), "3, 1.5");
 }
 
@@ -263,7 +267,11 @@ TEST(AttrSchema, CheckAttrsNamesWhatDoesNotFit) {
                            {"sum", "0 integers given, expected 1 plus axes"});
   expect_error<ValueError>([] { check_attrs(ops::kAdd, Attrs{1}); },
                            {"add: attrs {1}", "(no attributes)", "1 integers given, 0 expected"});
-  const OpDef undescribed{"undescribed", 1, 1, nullptr, nullptr};
+  const OpDef undescribed{.name = "undescribed",
+                          .num_inputs = 1,
+                          .num_outputs = 1,
+                          .infer = nullptr,
+                          .reference = nullptr};
   expect_error<StateError>([&] { check_attrs(undescribed, Attrs{}); },
                            {"undescribed", "no attribute schema"});
   // Under a CheckAttrsScope, run_op rejects them before the op runs (or traces).
@@ -288,7 +296,12 @@ TEST(AttrSchema, FlagsThePassesRead) {
   for (const OpDef* op : ops::all_ops()) {
     EXPECT_EQ(is_view(*op), op->view != nullptr) << op->name;
   }
-  const OpDef assign{"assign", 2, 1, nullptr, nullptr, nullptr, nullptr, nullptr, kStateful};
+  const OpDef assign{.name = "assign",
+                     .num_inputs = 2,
+                     .num_outputs = 1,
+                     .infer = nullptr,
+                     .reference = nullptr,
+                     .flags = kStateful};
   EXPECT_TRUE(is_stateful(assign));
   EXPECT_FALSE(is_random(assign));
   EXPECT_FALSE(is_view(assign));
