@@ -77,8 +77,8 @@ struct OpProfile {
   double time_us = 0;
   double share = 0;  // of the runs' total time (0..1)
   int64_t flops = 0, bytes = 0;
-  double floor_us = 0;   // summed per call: max(flops / peak, bytes / bandwidth)
-  double distance = 0;   // time / floor; 0 when the floor is 0 (no arithmetic, no bytes)
+  double floor_us = 0;  // summed per call: max(flops / peak, bytes / bandwidth)
+  double distance = 0;  // time / floor; 0 when the floor is 0 (no arithmetic, no bytes)
   double gflops() const { return time_us > 0 ? flops / time_us * 1e-3 : 0; }
   double gbs() const { return time_us > 0 ? bytes / time_us * 1e-3 : 0; }
 };

@@ -74,8 +74,7 @@ CLI::App* add_inspect_command(CLI::App& app, InspectOptions& o) {
       ->check(CLI::Range(1, 1024));
   c->add_option("--data", o.data, "Fashion-MNIST directory (default: synthetic data)")
       ->check(CLI::ExistingDirectory);
-  c->add_flag("--train", o.train, "--profile: training steps (default: inference)")
-      ->needs(profile);
+  c->add_flag("--train", o.train, "--profile: training steps (default: inference)")->needs(profile);
   c->add_flag("--per-step", o.per_step, "--profile: also list every step of the plan")
       ->needs(profile);
   c->add_option("--trace", o.trace, "--profile: write the recorded steps as a Chrome trace")

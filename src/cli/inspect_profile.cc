@@ -104,8 +104,8 @@ int run_inspect_profile(const InspectOptions& o, std::ostream& out) {
       p = profile_training(*m, opt, o, {28, 28, 1});
       what = "training steps";
     } else {
-      Function forward = function([&](const Tensor& t) { return (*m)(t, false); },
-                                  {.name = model + "_forward"});
+      Function forward =
+          function([&](const Tensor& t) { return (*m)(t, false); }, {.name = model + "_forward"});
       const Tensor x = random_uniform(Shape{o.batch_size, 28, 28, 1}, 0, 1, 1);
       p = profile_calls(o, [&] { forward(x); });
       what = "inference calls";
@@ -146,9 +146,9 @@ int run_inspect_profile(const InspectOptions& o, std::ostream& out) {
     out << p.to_json() << "\n";
     return 0;
   }
-  out << "kiln inspect --profile: " << model << ", batch " << o.batch_size << ", " << o.steps
-      << " " << what << " recorded (" << num_threads() << " thread"
-      << (num_threads() == 1 ? "" : "s") << ")\n"
+  out << "kiln inspect --profile: " << model << ", batch " << o.batch_size << ", " << o.steps << " "
+      << what << " recorded (" << num_threads() << " thread" << (num_threads() == 1 ? "" : "s")
+      << ")\n"
       << p.to_text(o.per_step);
   if (!o.trace.empty()) {
     out << "\nChrome trace of " << p.runs.size() << " run" << (p.runs.size() == 1 ? "" : "s")

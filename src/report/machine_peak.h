@@ -30,8 +30,7 @@ const FmaKernel& widest_fma_kernel();
 
 // Runs `kernel` on `threads` threads at once (one OpenMP parallel region, each thread its own
 // loop) for about `seconds` of wall time, `trials` times, and returns the best GFLOP/s seen.
-double measure_gflops(const FmaKernel& kernel, int threads, double seconds = 0.05,
-                      int trials = 3);
+double measure_gflops(const FmaKernel& kernel, int threads, double seconds = 0.05, int trials = 3);
 
 // Streams a 64 MiB buffer (larger than the last-level caches of the machines kiln runs on) on
 // `threads` threads, `trials` times, and returns the best read bandwidth seen in GB/s (1e9).

@@ -145,8 +145,8 @@ std::string Profile::to_text(bool per_step) const {
   for (const ProfileEvent& e : events) floor_total += floor_us(peak, e.flops, e.bytes);
   const double n = static_cast<double>(runs.size());
   s += "time " + fmt("%.3f ms", total * 1e-3) + " (" + fmt("%.3f ms", total * 1e-3 / n) +
-       " per run), in steps " + fmt("%.1f%%", total > 0 ? 100 * steps / total : 0) +
-       "; floor " + fmt("%.3f ms", floor_total * 1e-3 / n) + " per run (" +
+       " per run), in steps " + fmt("%.1f%%", total > 0 ? 100 * steps / total : 0) + "; floor " +
+       fmt("%.3f ms", floor_total * 1e-3 / n) + " per run (" +
        distance_str(floor_total > 0 ? total / floor_total : 0) + ")\n";
   s += "peak at " + std::to_string(peak.threads) + " thread" + (peak.threads == 1 ? "" : "s") +
        ": " + fmt("%.1f", peak.fp32_gflops) + " GFLOP/s fp32 (" + peak.fp32_kernel + "), " +
@@ -157,9 +157,8 @@ std::string Profile::to_text(bool per_step) const {
   s += line;
   for (const OpProfile& o : by_op()) {
     std::snprintf(line, sizeof line, "%-28s %7lld %11.3f %6.1f%% %9.2f %8.2f %11.4f %8s\n",
-                  o.op.c_str(), static_cast<long long>(o.calls), o.time_us * 1e-3,
-                  100 * o.share, o.gflops(), o.gbs(), o.floor_us * 1e-3,
-                  distance_str(o.distance).c_str());
+                  o.op.c_str(), static_cast<long long>(o.calls), o.time_us * 1e-3, 100 * o.share,
+                  o.gflops(), o.gbs(), o.floor_us * 1e-3, distance_str(o.distance).c_str());
     s += line;
   }
   std::snprintf(line, sizeof line, "%-28s %7s %11.3f %6.1f%%\n", "(between steps)", "",
@@ -314,8 +313,7 @@ Profile Profiler::stop() {
 Profile profile(Function& f, const std::vector<Tensor>& args, const ProfileOptions& options) {
   if (options.steps < 1 || options.warmup < 0) {
     throw ValueError("kiln::profile: need steps >= 1 and warmup >= 0, got steps " +
-                     std::to_string(options.steps) + ", warmup " +
-                     std::to_string(options.warmup));
+                     std::to_string(options.steps) + ", warmup " + std::to_string(options.warmup));
   }
   for (int k = 0; k < options.warmup; ++k) f(args, options.training);
   Profiler p(options.profiler);

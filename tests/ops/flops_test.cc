@@ -36,10 +36,10 @@ TEST(Flops, ConvGradientsCountAsTheForward) {
   const int64_t fwd = 2 * (2 * 8 * 8 * 4) * 3 * 3 * 3;
   EXPECT_EQ(flops(ops::kConv2D, {f32({2, 8, 8, 3}), f32({3, 3, 3, 4})}, conv, {f32({2, 8, 8, 4})}),
             fwd);
-  EXPECT_EQ(flops(ops::kConv2DBackwardInput,
-                  {f32({2, 8, 8, 4}), f32({3, 3, 3, 4}), f32({2, 8, 8, 3})}, conv,
-                  {f32({2, 8, 8, 3})}),
-            fwd);
+  EXPECT_EQ(
+      flops(ops::kConv2DBackwardInput, {f32({2, 8, 8, 4}), f32({3, 3, 3, 4}), f32({2, 8, 8, 3})},
+            conv, {f32({2, 8, 8, 3})}),
+      fwd);
   Attrs filter_grad = conv;
   for (int64_t d : {3, 3, 3, 4}) filter_grad.add_int(d);
   EXPECT_EQ(flops(ops::kConv2DBackwardFilter, {f32({2, 8, 8, 3}), f32({2, 8, 8, 4})}, filter_grad,
@@ -63,9 +63,9 @@ TEST(Flops, ElementwiseReductionsDataMovementAndUpdates) {
   Attrs chain{3, 0, 0, 0};
   EXPECT_EQ(flops(ops::kFusedElementwise, {f32({10})}, chain, {f32({10})}), 30);
   const Meta scalar64{Shape{}, DType::kFloat64}, step{Shape{}, DType::kInt64};
-  EXPECT_EQ(flops(ops::kAdamUpdate, {f32({6}), f32({6}), f32({6}), f32({6}), scalar64, step}, {},
-                  {}),
-            60);
+  EXPECT_EQ(
+      flops(ops::kAdamUpdate, {f32({6}), f32({6}), f32({6}), f32({6}), scalar64, step}, {}, {}),
+      60);
 }
 
 }  // namespace

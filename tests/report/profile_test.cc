@@ -22,15 +22,16 @@ namespace kiln {
 namespace {
 
 // A fixed peak: no measuring in tests, and floors that are easy to check.
-ProfilerOptions fixed_peak() { return {.peak = {.threads = 1, .fp32_gflops = 100, .read_gbs = 10}}; }
+ProfilerOptions fixed_peak() {
+  return {.peak = {.threads = 1, .fp32_gflops = 100, .read_gbs = 10}};
+}
 
 ProfileOptions options(int steps) {
   return {.warmup = 1, .steps = steps, .profiler = fixed_peak()};
 }
 
 Function matmul_fn() {
-  return function([](const Tensor& a, const Tensor& b) { return matmul(a, b); },
-                  {.name = "mm"});
+  return function([](const Tensor& a, const Tensor& b) { return matmul(a, b); }, {.name = "mm"});
 }
 
 size_t files_in(const std::string& dir) {
