@@ -12,7 +12,7 @@ namespace {
 
 struct Recording {
   std::mutex mu;
-  uint64_t generation = 0;
+  std::atomic<uint64_t> generation{0};  // changed under mu; read without it by running plans
   std::atomic<int64_t> origin_ns{0};  // steady clock; read without the lock by running plans
   std::vector<RunRecord> runs;
 };
@@ -40,27 +40,23 @@ uint64_t start_recording() {
     throw StateError("kiln::Profiler: another profiler is already active");
   }
   r.runs.clear();
-  ++r.generation;
+  r.generation.fetch_add(1);
   r.origin_ns.store(steady_ns());
   g_profiling.store(true);
-  return r.generation;
+  return r.generation.load();
 }
 
 std::vector<RunRecord> stop_recording() {
   Recording& r = recording();
   std::lock_guard<std::mutex> lock(r.mu);
   g_profiling.store(false);
-  ++r.generation;  // runs still in progress carry the old generation: dropped
+  r.generation.fetch_add(1);  // runs still in progress carry the old generation: dropped
   return std::move(r.runs);
 }
 
 int64_t recording_now_ns() { return steady_ns() - recording().origin_ns.load(); }
 
-uint64_t recording_generation() {
-  Recording& r = recording();
-  std::lock_guard<std::mutex> lock(r.mu);
-  return r.generation;
-}
+uint64_t recording_generation() { return recording().generation.load(); }
 
 void add_run(uint64_t generation, RunRecord&& run) {
   Recording& r = recording();
