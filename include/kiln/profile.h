@@ -19,8 +19,9 @@
 // The floor of a step is max(FLOPs / peak FP32 FLOP/s, bytes / read bandwidth), both measured
 // on this machine at the run's thread count (machine_peak); distance = time / floor.
 //
-// Cost: with no profiler active a plan run checks one flag and nothing else; when active, two
-// clock reads per step and one record per run (bench/kiln_profile_bench.cc measures both).
+// Cost: with no profiler active a plan run checks one flag and nothing else; when active, one
+// steady-clock read per step boundary and one record per run (bench/kiln_profile_bench.cc
+// measures both).
 //
 // Thread safety: one Profiler at a time in the process (a second is a StateError); plans on
 // any thread record into it. A Profile is a plain value.
@@ -89,7 +90,9 @@ struct Profile {
   MachinePeak peak;
 
   double total_us() const;  // the runs' durations summed
-  double steps_us() const;  // the steps' durations summed (<= total_us: the gaps are binding)
+  // The steps' durations summed: total_us less each run's binding of arguments and outputs and
+  // its copies of outputs (the text's "(binding, copies)" row).
+  double steps_us() const;
   // By op, most time first.
   std::vector<OpProfile> by_op() const;
   // A table grouped by op (time, share, calls, GFLOP/s, GB/s, floor, distance) under a header

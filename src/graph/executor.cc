@@ -199,7 +199,7 @@ void Plan::run_step(Step& s) {
   }
 }
 
-void Plan::run_steps_profiled() {
+void Plan::run_profiled(std::span<const Tensor> args, std::span<Tensor> outs) {
   const uint64_t generation = recording_generation();
   if (!profile_info_) {
     auto info = std::make_shared<PlanInfo>();
@@ -218,12 +218,17 @@ void Plan::run_steps_profiled() {
   r.thread_id = std::hash<std::thread::id>()(std::this_thread::get_id());
   r.step_ns.resize(2 * steps_.size());
   r.start_ns = recording_now_ns();
+  bind_call(args, outs);
+  // One clock read per step boundary: a step ends where the next begins.
   int64_t* t = r.step_ns.data();
+  int64_t now = recording_now_ns();
   for (Step& s : steps_) {
-    *t++ = recording_now_ns();
+    *t++ = now;
     run_step(s);
-    *t++ = recording_now_ns();
+    now = recording_now_ns();
+    *t++ = now;
   }
+  copy_outputs(args, outs);
   r.end_ns = recording_now_ns();
   add_run(generation, std::move(r));
 }
@@ -236,12 +241,16 @@ void Plan::run(std::span<const Tensor> args, std::span<Tensor> outs) {
     Plan* p;
     ~Unbind() { p->unbind_call(); }
   } unbind{this};
-  bind_call(args, outs);
   if (profiling()) {  // the one check per run a profiler costs when off
-    run_steps_profiled();
-  } else {
-    for (Step& s : steps_) run_step(s);
+    run_profiled(args, outs);
+    return;
   }
+  bind_call(args, outs);
+  for (Step& s : steps_) run_step(s);
+  copy_outputs(args, outs);
+}
+
+void Plan::copy_outputs(std::span<const Tensor> args, std::span<Tensor> outs) {
   for (const OutputCopy& c : copies_) {
     const Meta& m = metas_[c.value];
     Tensor& dst = outs[c.index];

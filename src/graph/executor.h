@@ -76,8 +76,10 @@ class Plan {
   void bind_call(std::span<const Tensor> args, std::span<Tensor> outs);
   void unbind_call();
   static void run_step(Step& s);
-  // The steps, each timed for the active profiler (graph/profiler.h).
-  void run_steps_profiled();
+  // Outputs that are views, arguments or captures, copied into outs after the steps.
+  void copy_outputs(std::span<const Tensor> args, std::span<Tensor> outs);
+  // run() with each step timed for the active profiler (graph/profiler.h).
+  void run_profiled(std::span<const Tensor> args, std::span<Tensor> outs);
 
   MemoryPlan memory_;
   Tensor arena_;

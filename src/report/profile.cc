@@ -161,7 +161,7 @@ std::string Profile::to_text(bool per_step) const {
                   o.gflops(), o.gbs(), o.floor_us * 1e-3, distance_str(o.distance).c_str());
     s += line;
   }
-  std::snprintf(line, sizeof line, "%-28s %7s %11.3f %6.1f%%\n", "(between steps)", "",
+  std::snprintf(line, sizeof line, "%-28s %7s %11.3f %6.1f%%\n", "(binding, copies)", "",
                 (total - steps) * 1e-3, total > 0 ? 100 * (total - steps) / total : 0);
   s += line;
   if (!per_step) return s;

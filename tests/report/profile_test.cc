@@ -116,7 +116,7 @@ TEST(Profile, TextGroupsByOpAndJsonParses) {
             std::string::npos)
       << text;
   for (const char* s : {"op", "calls", "share", "GFLOP/s", "GB/s", "floor ms", "x floor",
-                        "(between steps)", "steps of dense", "float32 [8, 4] <- float32 [8, 16]"}) {
+                        "(binding, copies)", "steps of dense", "float32 [8, 4] <- float32 [8, 16]"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s << " in\n" << text;
   }
   nlohmann::json j = nlohmann::json::parse(p.to_json());
