@@ -76,7 +76,7 @@ struct Work {
 void BM_Run(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(0));
   const bool profiled = state.range(1) == 1;
-  kiln::set_num_threads(kind >= 2 ? 2 : 1);
+  kiln::set_num_threads(1);  // steady on these shared 2-core machines (DESIGN.md, Threads)
   Work w(kind);
   std::vector<kiln::Tensor> outs;
   outs = (*w.f)(w.args, w.training);  // trace and plan outside the timing
