@@ -37,7 +37,7 @@ struct GraphPort {
 // Counted over a GraphModel's graph (ops as stored, before fusion).
 struct GraphSummary {
   int64_t nodes = 0;
-  int64_t parameters = 0;        // elements of captured floating constants
+  int64_t parameters = 0;        // elements of captured float and (u)int8 constants
   int64_t parameter_bytes = 0;   // bytes of every captured constant
   int64_t flops_per_sample = 0;  // matmul/conv multiply-adds x 2 at batch 1
   std::vector<std::pair<std::string, int64_t>> op_counts;  // op name -> nodes, by name

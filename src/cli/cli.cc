@@ -160,16 +160,54 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   im->add_option("file", o.file, "an ONNX model (.onnx)")->required()->check(CLI::ExistingFile);
   im->add_option("-o,--out", o.out, "the model file to write (.kiln)")->required();
 
+  CLI::App* op = app.add_subcommand(
+      "optimize", "prune and/or quantize a model and measure it before and after");
+  op->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  op->add_option("-o,--out", o.out, "the model file to write (.kiln)")->required();
+  op->add_option("--onnx", o.onnx, "also write the result as ONNX (int8: QDQ)");
+  op->add_option("--prune", o.prune,
+                 "structured pruning: the fraction of each layer's units/filters removed, "
+                 "in [0, 1)")
+      ->check(CLI::Range(0.0, 0.999999));
+  op->add_option("--prune-norm", o.prune_norm, "l1 (default) or l2: the norm that ranks units")
+      ->check(CLI::IsMember({"l1", "l2"}));
+  op->add_option("--finetune-epochs", o.finetune_epochs,
+                 "epochs of fine-tuning after pruning (default 1; 0: none)")
+      ->check(CLI::Range(0, 1000));
+  op->add_option("--lr", o.lr, "fine-tuning learning rate (Adam, default 1e-3)")
+      ->check(positive(false));
+  op->add_flag("--int8", o.int8, "post-training int8 quantization with the per-layer check");
+  op->add_option("--calibrate", o.calibrate, "calibration examples (default 512)")
+      ->check(positive(true));
+  op->add_option("--calibration", o.calibration, "minmax (default), percentile or mse")
+      ->check(CLI::IsMember({"minmax", "percentile", "mse"}));
+  op->add_option("--percentile", o.percentile, "with --calibration percentile (default 99.99)")
+      ->check(CLI::Range(50.000001, 100.0));
+  op->add_option("--max-drop", o.max_drop,
+                 "accuracy points int8 may lose on held-out data (default 0.5)")
+      ->check(CLI::Range(0.0, 100.0));
+  op->add_option("--latency-calls", o.latency_calls, "timed calls at batch 1 (default 400)")
+      ->check(positive(true));
+  op->add_flag("--json", o.json, "print the figures as JSON");
+  add_batch(op, "fine-tuning batch size (default 64)");
+  op->add_option("--seed", o.seed, "fine-tuning shuffle seed (default 0)");
+  add_threads(op);
+  add_data(op);
+  add_xy(op);
+
   InspectOptions io;
   CLI::App* in = add_inspect_command(app, io);
 
   const std::string first = argc > 1 ? argv[1] : "";
-  static const std::vector<std::string> kCommands = {"train",  "eval",   "predict", "summary",
-                                                     "freeze", "export", "import",  "inspect"};
+  static const std::vector<std::string> kCommands = {
+      "train", "eval", "predict", "summary", "freeze", "export", "import", "optimize", "inspect"};
   if (!first.empty() && first[0] != '-' &&
       std::find(kCommands.begin(), kCommands.end(), first) == kCommands.end()) {
     err << "kiln: unknown command '" << argv[1]
-        << "' (commands: train, eval, predict, summary, freeze, export, import, inspect; see "
+        << "' (commands: train, eval, predict, summary, freeze, export, import, optimize, inspect; "
+           "see "
            "--help)\n";
     return 2;
   }
@@ -196,6 +234,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     if (fr->parsed()) return freeze_file(o, out);
     if (ex->parsed()) return export_file(o, out);
     if (im->parsed()) return import_file(o, out);
+    if (op->parsed()) return optimize(o, out);
     if (in->parsed()) return run_inspect(io, out);
     return summary(o, out);
   } catch (const std::exception& e) {

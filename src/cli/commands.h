@@ -37,6 +37,17 @@ struct Options {
   bool graph = false;
   double bucket_mb = 25;
   double timeout = 60;
+  // optimize
+  double prune = -1;  // fraction of units/filters removed; < 0: no pruning
+  std::string prune_norm = "l1";
+  int finetune_epochs = 1;
+  bool int8 = false;
+  int64_t calibrate = 512;
+  std::string calibration = "minmax";
+  double percentile = 99.99;
+  double max_drop = 0.5;
+  int latency_calls = 400;
+  bool json = false;
 };
 
 // CLI11 check: a positive (whole) number, with a message that says so.
@@ -58,5 +69,6 @@ int summary(const Options& o, std::ostream& out);      // model_commands.cc
 int freeze_file(const Options& o, std::ostream& out);  // model_commands.cc
 int export_file(const Options& o, std::ostream& out);  // model_commands.cc: .kiln -> .onnx
 int import_file(const Options& o, std::ostream& out);  // model_commands.cc: .onnx -> .kiln
+int optimize(const Options& o, std::ostream& out);     // optimize.cc: prune and/or int8
 
 }  // namespace kiln::cli

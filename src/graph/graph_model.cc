@@ -208,7 +208,10 @@ GraphSummary GraphModel::summary() const {
   s.nodes = static_cast<int64_t>(g.nodes.size());
   for (const graph::Value& v : g.values) {
     if (v.kind != graph::ValueKind::kConstant) continue;
-    if (is_floating(v.meta.dtype)) s.parameters += v.meta.shape.numel();
+    const DType t = v.meta.dtype;
+    if (is_floating(t) || t == DType::kInt8 || t == DType::kUInt8) {
+      s.parameters += v.meta.shape.numel();  // float weights and int8 ones (not index tensors)
+    }
     s.parameter_bytes += static_cast<int64_t>(v.captured.nbytes());
   }
   std::map<std::string, int64_t> counts;
