@@ -189,7 +189,8 @@ TEST(InspectProfile, AnUnwritableTraceIsOneErrorAndNoFile) {
 TEST(Inspect, UnknownCommandListsInspect) {
   Result r = run_cli({"inspekt"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, inspect"),
+  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, optimize, "
+                       "inspect"),
             std::string::npos)
       << r.err;
 }
