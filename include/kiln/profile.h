@@ -17,7 +17,9 @@
 // ops, and function calls under a GradientTape (which run op by op), are not recorded.
 //
 // The floor of a step is max(FLOPs / peak FP32 FLOP/s, bytes / read bandwidth), both measured
-// on this machine at the run's thread count (machine_peak); distance = time / floor.
+// on this machine at the run's thread count (machine_peak); distance = time / floor. The
+// bandwidth is streaming from memory (a 64 MiB buffer), so a step whose data sits in cache
+// can beat its floor (distance < 1).
 //
 // Cost: with no profiler active a plan run checks one flag and nothing else; when active, one
 // steady-clock read per step boundary and one record per run (bench/kiln_profile_bench.cc
