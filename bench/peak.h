@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "report/machine_peak.h"
+
 namespace kiln_bench {
 
 // Extra Google Benchmark aggregates: repetitions of small work on these 2-core machines flip
@@ -21,14 +23,8 @@ namespace kiln_bench {
 inline double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 inline double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
-// One FP32 peak kernel. `run(iters)` runs its loop `iters` times on the calling thread and
-// returns the floating-point operations done (2 per FMA lane, or per mul + add lane).
-struct FmaKernel {
-  const char* name;  // "avx512f", "avx2+fma", "sse2"
-  int accumulators;  // independent dependency chains
-  int lanes;         // floats per vector register
-  double (*run)(std::int64_t iters);
-};
+// One FP32 peak kernel (src/report/machine_peak.h: the library's floors use the same ones).
+using FmaKernel = kiln::peak::FmaKernel;
 
 // The kernel this process uses: the widest the CPU supports, unless the environment variable
 // KILN_BENCH_FMA_KERNEL names a narrower supported one ("avx2+fma" or "avx2", "sse2") to

@@ -1,6 +1,7 @@
 #include "cli/inspect.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <thread>
 
 #include "kiln/cache_report.h"
@@ -50,23 +51,49 @@ class ReportAtEpochEnd : public Callback {
 
 CLI::App* add_inspect_command(CLI::App& app, InspectOptions& o) {
   CLI::App* c = app.add_subcommand(
-      "inspect", "train and run a model for a few steps (eager and graph), then report caches");
-  c->add_option("--model", o.model, "mlp or cnn")->required()->check(CLI::IsMember({"mlp", "cnn"}));
-  c->add_flag("--cache", o.cache, "report every cache: variables, functions, kernels, ...")
-      ->required();  // the one report so far; a required flag keeps later reports possible
+      "inspect",
+      "train and run a model for a few steps, then report caches (--cache) or profile the graph "
+      "steps (--profile)");
+  c->add_option("--model", o.model, "mlp or cnn; with --profile also a model file (.kiln, .onnx)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "mlp" || v == "cnn" || std::filesystem::is_regular_file(v)) return "";
+            return v + ": not mlp, cnn or an existing model file";
+          },
+          "mlp|cnn|FILE"));
+  c->add_flag("--cache", o.cache, "report every cache: variables, functions, kernels, ...");
+  CLI::Option* profile = c->add_flag(
+      "--profile", o.profile, "profile graph steps by op: time, share, GFLOP/s, GB/s, floor");
   c->add_flag("--json", o.json, "print the report as JSON");
-  c->add_option("--steps", o.steps, "training steps and inference batches (default 3)")
+  c->add_option("--steps", o.steps,
+                "training steps and inference batches (default 3); --profile: recorded steps")
       ->check(CLI::Range(1, 1000));
-  c->add_option("--batch-size", o.batch_size, "examples per step (default 32)")
+  c->add_option("--batch-size,--batch", o.batch_size, "examples per step (default 32)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   c->add_option("--threads", o.threads, "threads for kernels (default: all cores)")
       ->check(CLI::Range(1, 1024));
   c->add_option("--data", o.data, "Fashion-MNIST directory (default: synthetic data)")
       ->check(CLI::ExistingDirectory);
+  c->add_flag("--train", o.train, "--profile: training steps (default: inference)")->needs(profile);
+  c->add_flag("--per-step", o.per_step, "--profile: also list every step of the plan")
+      ->needs(profile);
+  c->add_option("--trace", o.trace, "--profile: write the recorded steps as a Chrome trace")
+      ->needs(profile);
+  c->final_callback([&o] {
+    if (o.cache == o.profile) throw CLI::ValidationError("give one of --cache and --profile");
+    if (o.cache && o.model.empty()) throw CLI::RequiredError("--model");
+    if (o.cache && o.model != "mlp" && o.model != "cnn") {
+      throw CLI::ValidationError("--model", o.model + ": --cache takes mlp or cnn");
+    }
+    if (o.profile && !o.data.empty()) {
+      throw CLI::ValidationError("--data", "--profile runs on synthetic data");
+    }
+  });
   return c;
 }
 
 int run_inspect(const InspectOptions& o, std::ostream& out) {
+  if (o.profile) return run_inspect_profile(o, out);
   set_num_threads(o.threads > 0
                       ? o.threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

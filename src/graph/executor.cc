@@ -1,9 +1,11 @@
 #include "graph/executor.h"
 
 #include <cstring>
+#include <thread>
 
 #include "core/tensor_impl.h"
 #include "kiln/error.h"
+#include "kiln/threading.h"
 
 namespace kiln::graph {
 namespace {
@@ -185,6 +187,52 @@ void Plan::unbind_call() {
   }
 }
 
+void Plan::run_step(Step& s) {
+  const KernelArgs k{s.in, s.out, s.attrs};
+  if (s.path == 2 || !s.op->fast) {
+    s.op->reference(k);
+  } else if (s.path == 1) {
+    if (!s.op->fast(k)) s.op->reference(k);  // shapes are fixed, so this stays rare
+  } else {
+    s.path = s.op->fast(k) ? 1 : 2;
+    if (s.path == 2) s.op->reference(k);
+  }
+}
+
+void Plan::run_profiled(std::span<const Tensor> args, std::span<Tensor> outs) {
+  const uint64_t generation = recording_generation();
+  if (!profile_info_) {
+    auto info = std::make_shared<PlanInfo>();
+    info->label = label_.empty() ? "graph" : label_;
+    for (const Step& s : steps_) {
+      std::vector<Meta> in, out;
+      for (const Tensor& t : s.in) in.push_back({t.shape(), t.dtype()});
+      for (const Tensor& t : s.out) out.push_back({t.shape(), t.dtype()});
+      info->steps.push_back(step_info(*s.op, s.attrs, std::move(in), std::move(out)));
+    }
+    profile_info_ = std::move(info);
+  }
+  RunRecord r;
+  r.plan = profile_info_;
+  r.threads = num_threads();
+  r.thread_id = std::hash<std::thread::id>()(std::this_thread::get_id());
+  r.step_ns.resize(2 * steps_.size());
+  r.start_ns = recording_now_ns();
+  bind_call(args, outs);
+  // One clock read per step boundary: a step ends where the next begins.
+  int64_t* t = r.step_ns.data();
+  int64_t now = recording_now_ns();
+  for (Step& s : steps_) {
+    *t++ = now;
+    run_step(s);
+    now = recording_now_ns();
+    *t++ = now;
+  }
+  copy_outputs(args, outs);
+  r.end_ns = recording_now_ns();
+  add_run(generation, std::move(r));
+}
+
 void Plan::run(std::span<const Tensor> args, std::span<Tensor> outs) {
   if (!matches(args) || outs.size() != direct_out_.size()) {
     throw StateError("graph plan: called with arguments it was not planned for");
@@ -193,18 +241,16 @@ void Plan::run(std::span<const Tensor> args, std::span<Tensor> outs) {
     Plan* p;
     ~Unbind() { p->unbind_call(); }
   } unbind{this};
-  bind_call(args, outs);
-  for (Step& s : steps_) {
-    const KernelArgs k{s.in, s.out, s.attrs};
-    if (s.path == 2 || !s.op->fast) {
-      s.op->reference(k);
-    } else if (s.path == 1) {
-      if (!s.op->fast(k)) s.op->reference(k);  // shapes are fixed, so this stays rare
-    } else {
-      s.path = s.op->fast(k) ? 1 : 2;
-      if (s.path == 2) s.op->reference(k);
-    }
+  if (profiling()) {  // the one check per run a profiler costs when off
+    run_profiled(args, outs);
+    return;
   }
+  bind_call(args, outs);
+  for (Step& s : steps_) run_step(s);
+  copy_outputs(args, outs);
+}
+
+void Plan::copy_outputs(std::span<const Tensor> args, std::span<Tensor> outs) {
   for (const OutputCopy& c : copies_) {
     const Meta& m = metas_[c.value];
     Tensor& dst = outs[c.index];

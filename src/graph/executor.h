@@ -18,10 +18,12 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "graph/graph.h"
 #include "graph/memory_plan.h"
+#include "graph/profiler.h"
 
 namespace kiln::graph {
 
@@ -44,6 +46,9 @@ class Plan {
   // written in place when defined and fitting, else replaced by a new tensor. Allocates
   // nothing when every out fits. Kernel errors propagate (outs are then unspecified).
   void run(std::span<const Tensor> args, std::span<Tensor> outs);
+
+  // Names the plan in profiles ("train_step (float32 [64, 784], training=true)").
+  void set_label(std::string label) { label_ = std::move(label); }
 
   size_t arena_bytes() const { return memory_.arena_bytes; }
   size_t num_steps() const { return steps_.size(); }
@@ -70,6 +75,11 @@ class Plan {
 
   void bind_call(std::span<const Tensor> args, std::span<Tensor> outs);
   void unbind_call();
+  static void run_step(Step& s);
+  // Outputs that are views, arguments or captures, copied into outs after the steps.
+  void copy_outputs(std::span<const Tensor> args, std::span<Tensor> outs);
+  // run() with each step timed for the active profiler (graph/profiler.h).
+  void run_profiled(std::span<const Tensor> args, std::span<Tensor> outs);
 
   MemoryPlan memory_;
   Tensor arena_;
@@ -82,6 +92,8 @@ class Plan {
   std::vector<Tensor> captured_;     // constants and variables: outs must not share them
   std::vector<Step> steps_;
   std::mutex mu_;
+  std::string label_;
+  std::shared_ptr<const PlanInfo> profile_info_;  // made on the first profiled run
 };
 
 }  // namespace kiln::graph

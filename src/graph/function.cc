@@ -390,6 +390,7 @@ void Function::State::resolve(std::span<const Tensor> args, bool training,
     }()
                                                 : graph::Plan::build(*cf->graph, args));
     plan = plans.front();
+    plan->set_label(options.name + " " + cf->signature.to_string());
     enforce_bytes();  // may evict other concrete functions, never this one (the front)
     return;
   } else if (it != plans.begin()) {

@@ -194,12 +194,4 @@ std::string format_attrs(const OpDef& op, const Attrs& a) {
   return ok ? out : positional(a);
 }
 
-int64_t op_flops(const OpDef& op, std::span<const Meta> in, const Attrs& attrs,
-                 std::span<const Meta> out) {
-  if (op.flops) return op.flops(in, attrs, out);
-  int64_t n = 0;
-  for (const Meta& m : out) n += m.shape.numel();
-  return n;
-}
-
 }  // namespace kiln

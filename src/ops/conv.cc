@@ -470,6 +470,18 @@ int64_t conv_flops(std::span<const Meta> in, const Attrs&, std::span<const Meta>
   return 2 * out[0].shape.numel() * f[0] * f[1] * f[2];
 }
 
+// The forward's multiply-adds again: dx takes dy [.., F] times the filter [KH, KW, C/groups, F].
+int64_t bwd_input_flops(std::span<const Meta> in, const Attrs&, std::span<const Meta>) {
+  const Shape& f = in[1].shape;
+  return 2 * in[0].shape.numel() * f[0] * f[1] * f[2];
+}
+
+// dfilter [KH, KW, C/groups, F] sums dy [.., F] times input patches: the forward's count too.
+int64_t bwd_filter_flops(std::span<const Meta> in, const Attrs&, std::span<const Meta> out) {
+  const Shape& f = out[0].shape;
+  return 2 * in[1].shape.numel() * f[0] * f[1] * f[2];
+}
+
 }  // namespace
 
 namespace ops {
@@ -490,7 +502,8 @@ const OpDef kConv2DBackwardInput{.name = "conv2d_backward_input",
                                  .fast = bwd_input_fast,
                                  .grad = bwd_input_grad,
                                  .attrs = &kConvSchema,
-                                 .shape_only_inputs = 1u << 2};
+                                 .shape_only_inputs = 1u << 2,
+                                 .flops = bwd_input_flops};
 const OpDef kConv2DBackwardFilter{.name = "conv2d_backward_filter",
                                   .num_inputs = 2,
                                   .num_outputs = 1,
@@ -498,7 +511,8 @@ const OpDef kConv2DBackwardFilter{.name = "conv2d_backward_filter",
                                   .reference = bwd_filter_reference,
                                   .fast = bwd_filter_fast,
                                   .grad = bwd_filter_grad,
-                                  .attrs = &kConvFilterGradSchema};
+                                  .attrs = &kConvFilterGradSchema,
+                                  .flops = bwd_filter_flops};
 }  // namespace ops
 
 void set_conv_filter_cache_enabled(bool on) { filter_cache_on.store(on); }

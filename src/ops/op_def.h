@@ -164,15 +164,20 @@ struct OpDef {
   // Bit k: input k gives only its shape (gradient ops' "like" inputs); no kernel reads its data,
   // so a memory planner need not keep its buffer alive for this op.
   uint32_t shape_only_inputs = 0;
-  // Null: one operation per output element (elementwise, pooling, shape ops count as such).
+  // Null: the op's count is in the table beside the registry (src/ops/flops.cc: 1 per output
+  // element for elementwise ops, 0 for data movement, per-element rules for reductions,
+  // pooling and updates). Every registered op has one or the other (tests/ops/flops_test.cc).
   FlopsFn flops = nullptr;
   // Non-null: the op is elementwise and fusable (ElementwiseFn above).
   const ElementwiseFn* elementwise = nullptr;
 };
 
-// op.flops(...) when the op has a rule, else the output elements.
+// Floating-point operations of one call: op.flops(...) when the op has a rule, else its entry
+// in src/ops/flops.cc. An op in neither (one not registered) counts its output elements.
 int64_t op_flops(const OpDef& op, std::span<const Meta> in, const Attrs& attrs,
                  std::span<const Meta> out);
+// Whether op_flops knows `op` (a rule on the OpDef or an entry in the table).
+bool has_flops_rule(const OpDef& op);
 
 // Passes must neither remove, merge, fold nor reorder a stateful op.
 inline bool is_stateful(const OpDef& op) { return (op.flags & kStateful) != 0; }

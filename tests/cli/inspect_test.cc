@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "kiln/model_file.h"
+#include "kiln/nn/models.h"
 #include "testing/run_cli.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_fashion_mnist.h"
@@ -66,7 +68,8 @@ TEST(Inspect, JsonReport) {
 TEST(Inspect, HelpListsItsOptions) {
   Result r = run_cli({"inspect", "--help"});
   EXPECT_EQ(r.code, 0);
-  for (const char* opt : {"--model", "--cache", "--json", "--steps", "--data"}) {
+  for (const char* opt : {"--model", "--cache", "--json", "--steps", "--data", "--profile",
+                          "--train", "--trace", "--batch"}) {
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt << " in " << r.out;
   }
 }
@@ -79,7 +82,14 @@ TEST(Inspect, BadArgumentsGiveOneLineAndExit2) {
   for (const Case& c : std::vector<Case>{
            {{"inspect", "--cache"}, "kiln inspect: --model is required"},
            {{"inspect", "--model", "resnet", "--cache"}, "resnet"},
-           {{"inspect", "--model", "mlp"}, "kiln inspect: --cache is required"},
+           {{"inspect", "--model", "mlp"}, "kiln inspect: give one of --cache and --profile"},
+           {{"inspect", "--model", "mlp", "--cache", "--profile"},
+            "kiln inspect: give one of --cache and --profile"},
+           {{"inspect", "--model", "/no/such.kiln", "--profile"},
+            "/no/such.kiln: not mlp, cnn or an existing model file"},
+           {{"inspect", "--model", "mlp", "--cache", "--train"}, "--train requires --profile"},
+           {{"inspect", "--model", "mlp", "--cache", "--trace", "t.json"},
+            "--trace requires --profile"},
            {{"inspect", "--model", "mlp", "--cache", "--steps", "0"}, "--steps"},
            {{"inspect", "--model", "mlp", "--cache", "--batch-size", "x"}, "--batch-size"},
            {{"inspect", "--model", "mlp", "--cache", "--data", "/no/such/dir"}, "/no/such/dir"},
@@ -119,10 +129,68 @@ TEST(Inspect, ASliceOfARealDataSet) {
       << small.err;
 }
 
+TEST(InspectProfile, CnnTrainingStepsByOpWithATrace) {
+  testing::TempDir dir("kiln_inspect_test_");
+  const std::string trace = dir.path() + "/step.json";
+  Result r = run_cli({"inspect", "--profile", "--model", "cnn", "--train", "--batch", "8",
+                      "--steps", "2", "--threads", "1", "--trace", trace});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("kiln inspect --profile: cnn, batch 8, 2 training steps recorded (1 "
+                       "thread)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("2 x train_step (float32 [8, 28, 28, 1], int32 [8], training=true)"),
+            std::string::npos)
+      << r.out;
+  for (const char* op : {"fused_conv2d", "conv2d_backward_filter", "conv2d_backward_input",
+                         "adam_update", "x floor"}) {
+    EXPECT_NE(r.out.find(op), std::string::npos) << op << " in\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("Chrome trace of 2 runs written to " + trace), std::string::npos) << r.out;
+  std::ifstream in(trace);
+  nlohmann::json doc = nlohmann::json::parse(in);
+  EXPECT_GT(doc["traceEvents"].size(), 20u);
+}
+
+TEST(InspectProfile, InferenceAsJsonAndOfAModelFile) {
+  Result r = run_cli({"inspect", "--profile", "--json", "--threads", "1", "--steps", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][0]["function"], "mlp_forward (float32 [32, 28, 28, 1], training=false)");
+
+  testing::TempDir dir("kiln_inspect_test_");
+  const std::string file = dir.path() + "/m.kiln";
+  auto model = make_mlp();
+  model->output_shape(Shape{1, 28, 28, 1});  // builds it
+  save_model(*model, file);
+  Result m = run_cli({"inspect", "--profile", "--model", file, "--batch", "4", "--per-step"});
+  ASSERT_EQ(m.code, 0) << m.err;
+  EXPECT_NE(m.out.find("inference calls (frozen graph)"), std::string::npos) << m.out;
+  EXPECT_NE(m.out.find("fused_matmul"), std::string::npos) << m.out;
+  EXPECT_NE(m.out.find("steps of "), std::string::npos) << m.out;
+  Result mt = run_cli({"inspect", "--profile", "--model", file, "--train", "--batch", "4"});
+  ASSERT_EQ(mt.code, 0) << mt.err;
+  EXPECT_NE(mt.out.find("adam_update"), std::string::npos) << mt.out;
+}
+
+TEST(InspectProfile, AnUnwritableTraceIsOneErrorAndNoFile) {
+  testing::TempDir dir("kiln_inspect_test_");
+  const std::string trace = dir.path() + "/missing/step.json";
+  Result r = run_cli({"inspect", "--profile", "--threads", "1", "--steps", "1", "--trace", trace});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("kiln: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(trace), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(trace));
+}
+
 TEST(Inspect, UnknownCommandListsInspect) {
   Result r = run_cli({"inspekt"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, inspect"),
+  EXPECT_NE(r.err.find("commands: train, eval, predict, summary, freeze, export, import, optimize, "
+                       "inspect"),
             std::string::npos)
       << r.err;
 }
