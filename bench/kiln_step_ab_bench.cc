@@ -4,6 +4,8 @@
 //                                           32], 2x2/2): the kernel before the change (copied
 //                                           below) against kiln's now
 //   BM_MaxPool/new:<0|1>/threads:<1|2>      the forward pool, likewise
+//   BM_AdamUpdate/cnn:<0|1>/foreach:<0|1>   Adam's apply_gradients on the model's variables (2
+//                                           threads, eager): one op per variable or multi ops
 //   BM_TrainStepForeach/cnn:<0|1>/foreach:<0|1>  a graph-mode Adam train step (batch 64, 2
 //                                           threads) with one update op per variable against
 //                                           the multi-tensor ops (Optimizer::set_foreach)
@@ -119,6 +121,20 @@ void BM_MaxPool(benchmark::State& state) {
   }
 }
 
+// ---- the Adam update alone: one op per variable against adam_update_multi ------------------
+
+void BM_AdamUpdate(benchmark::State& state) {
+  const bool cnn = state.range(0) == 1, foreach = state.range(1) == 1;
+  kiln::set_num_threads(2);
+  auto model = cnn ? kiln::make_cnn() : kiln::make_mlp();
+  std::vector<kiln::Variable> vars = model->trainable_weights();
+  std::vector<kiln::Tensor> grads;
+  for (const kiln::Variable& v : vars) grads.push_back(kiln::random_normal(v.shape(), 0, 1e-3, 7));
+  kiln::Adam opt(1e-3);
+  opt.set_foreach(foreach);
+  for (auto _ : state) opt.apply_gradients(vars, grads);
+}
+
 // ---- a graph-mode train step with and without multi-tensor updates ---------------------------
 
 struct Step {
@@ -168,6 +184,7 @@ void BM_TrainStepForeach(benchmark::State& state) {
 
 KILN_AB(BM_MaxPoolGrad)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
 KILN_AB(BM_MaxPool)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
+KILN_AB(BM_AdamUpdate)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 KILN_AB(BM_TrainStepForeach)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 
 BENCHMARK_MAIN();
