@@ -88,8 +88,9 @@ int eliminate_common_subexpressions(Graph& g) {
   std::unordered_map<Key, const Node*, KeyHash, KeyEq> seen;
   int merged = 0;
   for (Node& n : g.nodes) {
-    if (is_stateful(*n.op)) {  // never merged; its write starts a new version of input 0
-      if (!n.inputs.empty()) ++version[root[n.inputs[0]]];
+    if (is_stateful(*n.op)) {  // never merged; its write starts a new version of what it writes
+      // Input 0 for most; multi-tensor updates write many: treat every input as written.
+      for (int32_t v : n.inputs) ++version[root[v]];
       continue;
     }
     Key key{&n, {}};
@@ -112,7 +113,9 @@ int fold_constants(Graph& g, size_t max_bytes) {
   // A constant some stateful node writes changes at run time: never fold its readers.
   std::vector<bool> written(g.values.size(), false);
   for (const Node& n : g.nodes) {
-    if (is_stateful(*n.op) && !n.inputs.empty()) written[n.inputs[0]] = true;
+    if (is_stateful(*n.op)) {
+      for (int32_t v : n.inputs) written[v] = true;  // input 0, or every group's (multi updates)
+    }
   }
   std::vector<bool> gone(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i) {

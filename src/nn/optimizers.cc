@@ -3,6 +3,8 @@
 #include "kiln/nn/optimizers.h"
 
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -20,6 +22,31 @@ void require(bool ok, const std::string& what) {
 void run_update(const OpDef& op, std::initializer_list<Tensor> in, const Attrs& attrs) {
   Tensor none[1];
   run_op(op, std::span<const Tensor>(in.begin(), in.size()), attrs, std::span<Tensor>(none, 0));
+}
+
+void run_update(const OpDef& op, std::span<const Tensor> in, const Attrs& attrs) {
+  Tensor none[1];
+  run_op(op, in, attrs, std::span<Tensor>(none, 0));
+}
+
+// Calls run(first, count) for consecutive runs of at most max_per_op items (one multi-tensor
+// op each: an op takes at most 16 inputs); a run of one item goes to single(item) instead
+// (the one-variable op: the same bits, a smaller graph).
+template <typename Run, typename Single>
+void for_update_runs(std::span<const Optimizer::UpdateItem> items, size_t max_per_op, Run&& run,
+                     Single&& single) {
+  // Balanced runs: 8 items at 3 per op make 3 + 3 + 2, never 3 + 3 + 1 + 1.
+  const size_t ops = (items.size() + max_per_op - 1) / max_per_op;
+  size_t first = 0;
+  for (size_t k = 0; k < ops; ++k) {
+    const size_t count = (items.size() - first) / (ops - k);
+    if (count == 1) {
+      single(items[first]);
+    } else {
+      run(items.subspan(first, count));
+    }
+    first += count;
+  }
 }
 
 }  // namespace
@@ -176,12 +203,45 @@ void Optimizer::apply_gradients(const std::vector<Variable>& variables,
     }
   }
   // The update ops bump the versions of each variable and slot they write.
+  if (!foreach_) {
+    for (size_t i = 0; i < variables.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      Entry& e = entry_for(variables[i]);
+      update(variables[i].value(), grads[i], e.slot_values);
+    }
+    assign_add(iterations_, one_);
+    return;
+  }
+  // Entries first (unordered_map nodes stay put, so the pointers survive later insertions).
+  std::vector<Entry*> entry(variables.size(), nullptr);
   for (size_t i = 0; i < variables.size(); ++i) {
-    if (!grads[i].defined()) continue;
-    Entry& e = entry_for(variables[i]);
-    update(variables[i].value(), grads[i], e.slot_values);
+    if (grads[i].defined()) entry[i] = &entry_for(variables[i]);
+  }
+  std::vector<Tensor> values(variables.size());
+  std::vector<UpdateItem> items[2];  // float32, float64
+  std::vector<const void*> seen;
+  bool repeated = false;
+  for (size_t i = 0; i < variables.size(); ++i) {
+    if (!entry[i]) continue;
+    values[i] = variables[i].value();
+    const void* data = values[i].raw_data();
+    repeated = repeated || std::find(seen.begin(), seen.end(), data) != seen.end();
+    seen.push_back(data);
+    items[values[i].dtype() == DType::kFloat64].push_back(
+        {&values[i], &grads[i], &entry[i]->slot_values});
+  }
+  for (const std::vector<UpdateItem>& group : items) {
+    if (repeated || group.size() == 1) {  // in order, one op each (a repeat updates twice)
+      for (const UpdateItem& it : group) update(*it.value, *it.grad, *it.slots);
+    } else if (!group.empty()) {
+      update_many(group);
+    }
   }
   assign_add(iterations_, one_);
+}
+
+void Optimizer::update_many(std::span<const UpdateItem> items) {
+  for (const UpdateItem& it : items) update(*it.value, *it.grad, *it.slots);
 }
 
 // ---- SGD --------------------------------------------------------------------------------------
@@ -204,6 +264,27 @@ void SGD::update(const Tensor& value, const Tensor& grad, const std::vector<Tens
   } else {
     run_update(ops::kSgdUpdate, {value, grad, learning_rate_tensor(), slots[0]}, a);
   }
+}
+
+void SGD::update_many(std::span<const UpdateItem> items) {
+  const bool slot = momentum_ > 0;
+  Attrs a;
+  a.add_int(nesterov_ ? 1 : 0).add_int(slot ? 1 : 0);
+  a.add_float(momentum_);
+  for_update_runs(
+      items, slot ? 5 : 7,
+      [&](std::span<const UpdateItem> run) {
+        Tensor in[16];
+        int n = 0;
+        for (const UpdateItem& it : run) {
+          in[n++] = *it.value;
+          in[n++] = *it.grad;
+          if (slot) in[n++] = (*it.slots)[0];
+        }
+        in[n++] = learning_rate_tensor();
+        run_update(ops::kSgdUpdateMulti, std::span<const Tensor>(in, n), a);
+      },
+      [&](const UpdateItem& it) { update(*it.value, *it.grad, *it.slots); });
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------------
@@ -235,6 +316,29 @@ void Adam::adam_step(const Tensor& value, const Tensor& grad, const std::vector<
              {value, slots[0], slots[1], grad, learning_rate_tensor(), iterations_tensor()}, a);
 }
 
+void Adam::update_many(std::span<const UpdateItem> items) { adam_step_many(items, 0.0); }
+
+void Adam::adam_step_many(std::span<const UpdateItem> items, double decay) {
+  Attrs a;
+  a.add_float(beta_1_).add_float(beta_2_).add_float(epsilon_).add_float(decay);
+  for_update_runs(
+      items, 3,
+      [&](std::span<const UpdateItem> run) {
+        Tensor in[16];
+        int n = 0;
+        for (const UpdateItem& it : run) {
+          in[n++] = *it.value;
+          in[n++] = (*it.slots)[0];
+          in[n++] = (*it.slots)[1];
+          in[n++] = *it.grad;
+        }
+        in[n++] = learning_rate_tensor();
+        in[n++] = iterations_tensor();
+        run_update(ops::kAdamUpdateMulti, std::span<const Tensor>(in, n), a);
+      },
+      [&](const UpdateItem& it) { adam_step(*it.value, *it.grad, *it.slots, decay); });
+}
+
 AdamW::AdamW(double learning_rate, double weight_decay, double beta_1, double beta_2,
              double epsilon)
     : Adam("adamw", learning_rate, beta_1, beta_2, epsilon), weight_decay_(weight_decay) {
@@ -245,6 +349,8 @@ AdamW::AdamW(double learning_rate, double weight_decay, double beta_1, double be
 void AdamW::update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) {
   adam_step(value, grad, slots, weight_decay_);
 }
+
+void AdamW::update_many(std::span<const UpdateItem> items) { adam_step_many(items, weight_decay_); }
 
 // ---- RMSprop ----------------------------------------------------------------------------------
 
@@ -269,6 +375,28 @@ void RMSprop::update(const Tensor& value, const Tensor& grad, const std::vector<
   } else {
     run_update(ops::kRmspropUpdate, {value, slots[0], grad, learning_rate_tensor()}, a);
   }
+}
+
+void RMSprop::update_many(std::span<const UpdateItem> items) {
+  const bool slot = momentum_ > 0;
+  Attrs a;
+  a.add_int(slot ? 1 : 0);
+  a.add_float(rho_).add_float(momentum_).add_float(epsilon_);
+  for_update_runs(
+      items, slot ? 3 : 5,
+      [&](std::span<const UpdateItem> run) {
+        Tensor in[16];
+        int n = 0;
+        for (const UpdateItem& it : run) {
+          in[n++] = *it.value;
+          in[n++] = (*it.slots)[0];
+          in[n++] = *it.grad;
+          if (slot) in[n++] = (*it.slots)[1];
+        }
+        in[n++] = learning_rate_tensor();
+        run_update(ops::kRmspropUpdateMulti, std::span<const Tensor>(in, n), a);
+      },
+      [&](const UpdateItem& it) { update(*it.value, *it.grad, *it.slots); });
 }
 
 // ---- configs (Keras' names) -------------------------------------------------------------------

@@ -242,6 +242,17 @@ bool pool_fast(const KernelArgs& k) {
         for (int64_t ox = 0; ox < g.ow; ++ox) {
           const Window wd = window(g, oy, ox);
           T* o = y + (r * g.ow + ox) * C;
+          if (kMax && wd.count() == 4 && wd.y1 - wd.y0 == 2) {  // a full 2x2 window: one pass
+            const T *x0 = x + ((n * g.h + wd.y0) * g.w + wd.x0) * C, *x1 = x0 + C,
+                    *x2 = x0 + g.w * C, *x3 = x2 + C;
+            for (int64_t c = 0; c < C; ++c) {
+              T m = x0[c];  // the order of max_into's comparisons, so NaNs land alike
+              m = x1[c] > m ? x1[c] : m;
+              m = x2[c] > m ? x2[c] : m;
+              o[c] = x3[c] > m ? x3[c] : m;
+            }
+            continue;
+          }
           bool first = true;
           for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
             for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
@@ -266,6 +277,82 @@ bool pool_fast(const KernelArgs& k) {
   return true;
 }
 
+// Whether no two windows share an input pixel (stride >= pool size in both dims; the common
+// 2x2/2 case): then each input pixel has at most one window and the max gradient is a plain
+// store, with no zero-fill of the whole image and no read-modify-write.
+bool windows_disjoint(const Geom& g) { return g.sh >= g.ph && g.sw >= g.pw; }
+
+// One full 2x2 window's gradient over C channels: dy goes to the first max of the four, 0 to
+// the others. Selects, not branches; the slot is kept in T and the pointers are restrict, so
+// the loop vectorizes (x and dx never overlap).
+template <typename T>
+inline void max_grad_2x2(const T* __restrict x0, const T* __restrict x1, const T* __restrict x2,
+                         const T* __restrict x3, const T* __restrict d, T* __restrict o0,
+                         T* __restrict o1, T* __restrict o2, T* __restrict o3, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const T v0 = x0[c], v1 = x1[c], v2 = x2[c], v3 = x3[c], dc = d[c];
+    T m = v0, s = 0;
+    s = v1 > m ? T(1) : s;
+    m = v1 > m ? v1 : m;
+    s = v2 > m ? T(2) : s;
+    m = v2 > m ? v2 : m;
+    s = v3 > m ? T(3) : s;
+    o0[c] = s == T(0) ? dc : T(0);
+    o1[c] = s == T(1) ? dc : T(0);
+    o2[c] = s == T(2) ? dc : T(0);
+    o3[c] = s == T(3) ? dc : T(0);
+  }
+}
+
+// Max-pool gradient for disjoint windows: output rows (n, oy) split across threads. Row oy owns
+// the input rows from its window's top (0 for the first) to the next window's top (h for the
+// last), zeroes that band while it is in cache, then stores dy at each channel's first max.
+template <typename T>
+void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx) {
+  const int64_t C = g.c, row = g.w * C;
+  // Windows that tile the image exactly (2x2/2 on even sizes) store every dx element: no fill.
+  const bool tiles = g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 && g.oh * g.sh == g.h &&
+                     g.ow * g.sw == g.w;
+  kernels::parallel_range(g.n * g.oh, g.ow * C * g.sh * g.sw, [&](int64_t b, int64_t e) {
+    std::vector<T> best(C);
+    std::vector<int32_t> at(C);
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / g.oh, oy = r % g.oh;
+      const int64_t y_begin = oy == 0 ? 0 : std::max<int64_t>(oy * g.sh - g.pt, 0);
+      const int64_t y_end = oy == g.oh - 1 ? g.h : std::min((oy + 1) * g.sh - g.pt, g.h);
+      T* band = dx + (n * g.h) * row;
+      if (!tiles) std::fill(band + y_begin * row, band + y_end * row, T(0));
+      const T* xn = x + (n * g.h) * row;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const Window wd = window(g, oy, ox);
+        const T* d = dy + (r * g.ow + ox) * C;
+        if (wd.count() == 4 && wd.y1 - wd.y0 == 2) {  // a full 2x2 window: one pass
+          const T *x0 = xn + wd.y0 * row + wd.x0 * C, *x1 = x0 + C, *x2 = x0 + row, *x3 = x2 + C;
+          T *o0 = band + wd.y0 * row + wd.x0 * C, *o1 = o0 + C, *o2 = o0 + row, *o3 = o2 + C;
+          max_grad_2x2(x0, x1, x2, x3, d, o0, o1, o2, o3, C);
+          continue;
+        }
+        int32_t slot = 0;
+        for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+          for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+            const T* xi = xn + yy * row + xx * C;
+            for (int64_t c = 0; c < C; ++c) {
+              const bool gt = slot == 0 || xi[c] > best[c];  // strict: ties keep the first max
+              best[c] = gt ? xi[c] : best[c];
+              at[c] = gt ? slot : at[c];
+            }
+          }
+        slot = 0;
+        for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+          for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+            T* o = band + yy * row + xx * C;
+            for (int64_t c = 0; c < C; ++c) o[c] = at[c] == slot ? d[c] : T(0);
+          }
+      }
+    }
+  });
+}
+
 // Backward: images split across threads (windows of one image overlap, images never do).
 template <bool kMax>
 bool pool_grad_fast(const KernelArgs& k) {
@@ -275,6 +362,10 @@ bool pool_grad_fast(const KernelArgs& k) {
     const T* x = kMax ? detail::ptr<T>(k.in[0]) : nullptr;
     const T* dy = detail::ptr<T>(k.in[kMax ? 1 : 0]);
     T* dx = detail::ptr<T>(k.out[0]);
+    if (kMax && windows_disjoint(g) && g.oh > 0 && g.ow > 0) {
+      max_grad_disjoint(g, x, dy, dx);
+      return;
+    }
     const int64_t C = g.c, img = g.h * g.w * C;
     kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
       std::fill(dx + b * img, dx + e * img, T(0));

@@ -32,6 +32,7 @@ extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kSt
 // state.cc, updates.cc (stateful: write their first input)
 extern const OpDef kAssign, kAssignAdd, kNextKey;
 extern const OpDef kSgdUpdate, kAdamUpdate, kRmspropUpdate;
+extern const OpDef kSgdUpdateMulti, kAdamUpdateMulti, kRmspropUpdateMulti;  // write every group
 // random.cc (pure functions of a key input)
 extern const OpDef kRandomUniform, kRandomNormal;
 

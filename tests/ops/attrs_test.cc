@@ -103,7 +103,11 @@ void run_every_op() {
   optimizers.push_back(std::make_unique<AdamW>(0.01));
   optimizers.push_back(std::make_unique<RMSprop>(0.01));
   optimizers.push_back(std::make_unique<RMSprop>(0.01, 0.9, 0.5));
-  for (auto& opt : optimizers) opt->apply_gradients({w}, {ones({3})});
+  Variable w2("attrs_test/w2", ones({2}));
+  for (auto& opt : optimizers) {
+    opt->apply_gradients({w}, {ones({3})});                 // one variable: the one-variable op
+    opt->apply_gradients({w, w2}, {ones({3}), ones({2})});  // several: the *_multi op
+  }
   // Fused ops exist only in graphs (graph/fusion.h): fuse traced graphs and run them op by op.
   auto fused = [](const std::function<Tensor(const V&)>& f, const V& xs) {
     graph::Graph g = [&] {

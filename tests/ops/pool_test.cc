@@ -35,12 +35,20 @@ std::vector<Case> cases() {
   Pool2DOptions rect = popts(2, 1, Padding::kSame);
   rect.pool_size = {3, 2};
   rect.strides = {2, 1};
-  return {
-      {{1, 4, 4, 1}, popts(2, 2, Padding::kValid)}, {{3, 7, 9, 5}, popts(2, 2, Padding::kValid)},
-      {{3, 7, 9, 5}, popts(2, 2, Padding::kSame)},  {{1, 7, 5, 3}, popts(3, 2, Padding::kSame)},
-      {{2, 6, 6, 17}, popts(3, 1, Padding::kSame)}, {{1, 5, 5, 2}, popts(3, 3, Padding::kValid)},
-      {{2, 2, 3, 4}, popts(5, 1, Padding::kSame)},  {{1, 9, 8, 3}, rect},
-      {{0, 4, 4, 2}, popts(2, 2, Padding::kValid)}};
+  return {{{1, 4, 4, 1}, popts(2, 2, Padding::kValid)},
+          {{3, 7, 9, 5}, popts(2, 2, Padding::kValid)},
+          {{3, 7, 9, 5}, popts(2, 2, Padding::kSame)},
+          {{1, 7, 5, 3}, popts(3, 2, Padding::kSame)},
+          {{2, 6, 6, 17}, popts(3, 1, Padding::kSame)},
+          {{1, 5, 5, 2}, popts(3, 3, Padding::kValid)},
+          {{2, 2, 3, 4}, popts(5, 1, Padding::kSame)},
+          {{1, 9, 8, 3}, rect},
+          {{0, 4, 4, 2}, popts(2, 2, Padding::kValid)},
+          // Disjoint windows (the store-only gradient): exact 2x2 tiling over many channels, and
+          // strides past the pool size leaving pixels in no window.
+          {{2, 8, 6, 33}, popts(2, 2, Padding::kValid)},
+          {{1, 8, 7, 3}, popts(2, 3, Padding::kSame)},
+          {{2, 7, 8, 3}, popts(2, 3, Padding::kValid)}};
 }
 
 // Values in {0, 1, 2}: windows full of ties.

@@ -5,7 +5,8 @@
 //   opt.apply_gradients(model.trainable_weights(), grads);
 //
 // Updates are stateful ops (sgd_update, adam_update, rmsprop_update: one fused in-place pass
-// per variable, OpenMP above a size threshold) that bump the variable's version, so
+// per variable, OpenMP above a size threshold; by default their *_multi forms, one pass over
+// several variables at once, see set_foreach) that bump the variable's version, so
 // apply_gradients() inside a kiln::function traces them and every call of the graph applies
 // them. The learning rate and the step count are state tensors read by those ops, so changing
 // the learning rate or counting steps never retraces. Per-variable state ("slots": momenta,
@@ -17,6 +18,7 @@
 #include <memory>
 
 #include <nlohmann/json_fwd.hpp>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -49,6 +51,21 @@ class Optimizer {
   // Takes effect from the next apply_gradients(); throws ValueError unless lr >= 0.
   void set_learning_rate(double lr);
 
+  // true (the default): apply_gradients updates the variables of one dtype with multi-tensor
+  // ops (adam_update_multi, ...: up to 16 inputs each, so a few variables per op), each one
+  // pass over all their elements split evenly across the threads, as PyTorch's foreach
+  // optimizers do. false: one op per variable. Both give bit-identical results; a variable
+  // listed twice in one call is always updated one op at a time, in order.
+  void set_foreach(bool on) { foreach_ = on; }
+  bool foreach () const { return foreach_; }
+
+  // One variable of a multi-tensor update (see update_many).
+  struct UpdateItem {
+    const Tensor* value;
+    const Tensor* grad;
+    const std::vector<Tensor>* slots;  // in slot_names() order
+  };
+
   // "sgd", "adam", "adamw", "rmsprop".
   const std::string& name() const { return name_; }
 
@@ -76,6 +93,9 @@ class Optimizer {
   // and dtype) and the variable's slots (zero-initialized, in slot_names order).
   virtual void update(const Tensor& value, const Tensor& grad,
                       const std::vector<Tensor>& slots) = 0;
+  // Updates `items` (distinct variables of one dtype, at least 2) with the rule's multi-tensor
+  // op; apply_gradients calls it when foreach() holds. The default runs update() on each.
+  virtual void update_many(std::span<const UpdateItem> items);
   // State tensors the update ops read: the learning rate (float64 scalar) and the number of
   // steps done before this one (int64 scalar).
   const Tensor& learning_rate_tensor() const { return learning_rate_; }
@@ -96,6 +116,7 @@ class Optimizer {
   std::vector<std::string> slot_names_;
   std::unordered_map<const void*, Entry> entries_;
   std::vector<Variable> slot_order_;
+  bool foreach_ = true;
 };
 
 // Keras SGD: w -= lr * g; with momentum m = momentum * m - lr * g and w += m, or with
@@ -110,6 +131,7 @@ class SGD : public Optimizer {
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
+  void update_many(std::span<const UpdateItem> items) override;
 
  private:
   double momentum_;
@@ -128,8 +150,10 @@ class Adam : public Optimizer {
  protected:
   Adam(std::string name, double learning_rate, double beta_1, double beta_2, double epsilon);
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
+  void update_many(std::span<const UpdateItem> items) override;
   void adam_step(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots,
                  double decay);
+  void adam_step_many(std::span<const UpdateItem> items, double decay);
 
   double beta_1_, beta_2_, epsilon_;
 };
@@ -146,6 +170,7 @@ class AdamW : public Adam {
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
+  void update_many(std::span<const UpdateItem> items) override;
 
  private:
   double weight_decay_;
@@ -163,6 +188,7 @@ class RMSprop : public Optimizer {
 
  protected:
   void update(const Tensor& value, const Tensor& grad, const std::vector<Tensor>& slots) override;
+  void update_many(std::span<const UpdateItem> items) override;
 
  private:
   double rho_, momentum_, epsilon_;

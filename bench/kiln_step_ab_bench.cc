@@ -1,0 +1,190 @@
+// A/B of issue #20's changes in one process (run with --benchmark_enable_random_interleaving
+// and repetitions, so both sides see the same machine state; report ratios):
+//   BM_MaxPoolGrad/new:<0|1>/threads:<1|2>  max_pool2d_grad of the cnn's first pool ([64, 28, 28,
+//                                           32], 2x2/2): the kernel before the change (copied
+//                                           below) against kiln's now
+//   BM_MaxPool/new:<0|1>/threads:<1|2>      the forward pool, likewise
+//   BM_AdamUpdate/cnn:<0|1>/foreach:<0|1>   Adam's apply_gradients on the model's variables (2
+//                                           threads, eager): one op per variable or multi ops
+//   BM_TrainStepForeach/cnn:<0|1>/foreach:<0|1>  a graph-mode Adam train step (batch 64, 2
+//                                           threads) with one update op per variable against
+//                                           the multi-tensor ops (Optimizer::set_foreach)
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <kiln/function.h>
+#include <kiln/kiln.h>
+#include <kiln/nn.h>
+
+#include "kernels/broadcast.h"
+#include "ops/op_def.h"
+#include "ops/registry.h"
+#include "peak.h"
+
+namespace {
+
+// ---- the pooling kernels before the change (src/ops/pool.cc at 77d291e), float, 2x2/2 valid --
+
+void max_pool_before(const float* x, float* y, int64_t n, int64_t h, int64_t w, int64_t c) {
+  const int64_t oh = h / 2, ow = w / 2;
+  kiln::kernels::parallel_range(n * oh, ow * c * 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t img = r / oh, oy = r % oh;
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float* o = y + (r * ow + ox) * c;
+        bool first = true;
+        for (int64_t yy = oy * 2; yy < oy * 2 + 2; ++yy)
+          for (int64_t xx = ox * 2; xx < ox * 2 + 2; ++xx) {
+            const float* xi = x + ((img * h + yy) * w + xx) * c;
+            if (first) {
+              std::copy(xi, xi + c, o);
+              first = false;
+            } else {
+              for (int64_t k = 0; k < c; ++k) o[k] = xi[k] > o[k] ? xi[k] : o[k];
+            }
+          }
+      }
+    }
+  });
+}
+
+void max_pool_grad_before(const float* x, const float* dy, float* dx, int64_t n, int64_t h,
+                          int64_t w, int64_t C) {
+  const int64_t oh = h / 2, ow = w / 2, img = h * w * C;
+  kiln::kernels::parallel_range(n, oh * ow * C * 4, [&](int64_t b, int64_t e) {
+    std::fill(dx + b * img, dx + e * img, 0.f);
+    std::vector<float> best(C);
+    std::vector<int32_t> at(C);
+    for (int64_t i = b; i < e; ++i)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const float* d = dy + ((i * oh + oy) * ow + ox) * C;
+          int32_t slot = 0;
+          for (int64_t yy = oy * 2; yy < oy * 2 + 2; ++yy)
+            for (int64_t xx = ox * 2; xx < ox * 2 + 2; ++xx, ++slot) {
+              const float* xi = x + ((i * h + yy) * w + xx) * C;
+              if (slot == 0) {
+                for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = 0;
+              } else {
+                for (int64_t c = 0; c < C; ++c) {
+                  const bool gt = xi[c] > best[c];
+                  best[c] = gt ? xi[c] : best[c];
+                  at[c] = gt ? slot : at[c];
+                }
+              }
+            }
+          slot = 0;
+          for (int64_t yy = oy * 2; yy < oy * 2 + 2; ++yy)
+            for (int64_t xx = ox * 2; xx < ox * 2 + 2; ++xx, ++slot) {
+              float* o = dx + ((i * h + yy) * w + xx) * C;
+              for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : 0.f;
+            }
+        }
+  });
+}
+
+constexpr int64_t kN = 64, kH = 28, kW = 28, kC = 32;
+const kiln::Attrs kPool2x2{2, 2, 2, 2, 0};
+
+void BM_MaxPoolGrad(benchmark::State& state) {
+  const bool now = state.range(0) == 1;
+  kiln::set_num_threads(static_cast<int>(state.range(1)));
+  kiln::Tensor x = kiln::random_normal({kN, kH, kW, kC}, 0.0, 1.0, 1);
+  kiln::Tensor dy = kiln::random_normal({kN, kH / 2, kW / 2, kC}, 0.0, 1.0, 2);
+  kiln::Tensor dx = kiln::zeros({kN, kH, kW, kC});
+  for (auto _ : state) {
+    if (now) {
+      kiln::Tensor out = kiln::run_op(kiln::ops::kMaxPool2DGrad, {x, dy}, kPool2x2);
+      benchmark::DoNotOptimize(out.raw_data());
+    } else {
+      max_pool_grad_before(x.data<float>(), dy.data<float>(), dx.data<float>(), kN, kH, kW, kC);
+      benchmark::DoNotOptimize(dx.raw_data());
+    }
+  }
+}
+
+void BM_MaxPool(benchmark::State& state) {
+  const bool now = state.range(0) == 1;
+  kiln::set_num_threads(static_cast<int>(state.range(1)));
+  kiln::Tensor x = kiln::random_normal({kN, kH, kW, kC}, 0.0, 1.0, 1);
+  kiln::Tensor y = kiln::zeros({kN, kH / 2, kW / 2, kC});
+  for (auto _ : state) {
+    if (now) {
+      kiln::Tensor out = kiln::run_op(kiln::ops::kMaxPool2D, {x}, kPool2x2);
+      benchmark::DoNotOptimize(out.raw_data());
+    } else {
+      max_pool_before(x.data<float>(), y.data<float>(), kN, kH, kW, kC);
+      benchmark::DoNotOptimize(y.raw_data());
+    }
+  }
+}
+
+// ---- the Adam update alone: one op per variable against adam_update_multi ------------------
+
+void BM_AdamUpdate(benchmark::State& state) {
+  const bool cnn = state.range(0) == 1, foreach = state.range(1) == 1;
+  kiln::set_num_threads(2);
+  auto model = cnn ? kiln::make_cnn() : kiln::make_mlp();
+  std::vector<kiln::Variable> vars = model->trainable_weights();
+  std::vector<kiln::Tensor> grads;
+  for (const kiln::Variable& v : vars) grads.push_back(kiln::random_normal(v.shape(), 0, 1e-3, 7));
+  kiln::Adam opt(1e-3);
+  opt.set_foreach(foreach);
+  for (auto _ : state) opt.apply_gradients(vars, grads);
+}
+
+// ---- a graph-mode train step with and without multi-tensor updates ---------------------------
+
+struct Step {
+  std::shared_ptr<kiln::Sequential> model;
+  kiln::Adam opt{1e-3};
+  kiln::SparseCategoricalCrossentropy loss;
+  std::vector<kiln::Variable> vars;
+  std::vector<kiln::Tensor> sources;
+  Step(bool cnn, bool foreach) : model(cnn ? kiln::make_cnn() : kiln::make_mlp()) {
+    opt.set_foreach(foreach);
+    vars = model->trainable_weights();
+    for (const kiln::Variable& v : vars) sources.push_back(v.value());
+  }
+  std::vector<kiln::Tensor> operator()(const std::vector<kiln::Tensor>& a) {
+    kiln::GradientTape tape;
+    kiln::Tensor logits = (*model)(a[0], /*training=*/true);
+    kiln::Tensor l = loss(a[1], logits);
+    tape.stop_recording();
+    opt.apply_gradients(vars, tape.gradient(l, sources));
+    return {l, logits};
+  }
+};
+
+void BM_TrainStepForeach(benchmark::State& state) {
+  const bool cnn = state.range(0) == 1, foreach = state.range(1) == 1;
+  kiln::set_num_threads(2);
+  Step step(cnn, foreach);
+  kiln::Function f([&](const std::vector<kiln::Tensor>& a, bool) { return step(a); },
+                   {.name = "train_step"});
+  std::vector<kiln::Tensor> in = {kiln::random_uniform({64, 28, 28, 1}, 0, 1, 1),
+                                  kiln::cast(kiln::random_uniform({64}, 0, 9.999, 2), kiln::int32)};
+  f(in, true);
+  for (auto _ : state) {
+    std::vector<kiln::Tensor> out = f(in, true);
+    benchmark::DoNotOptimize(out[0].raw_data());
+  }
+}
+
+}  // namespace
+
+#define KILN_AB(fn)                                  \
+  BENCHMARK(fn)                                      \
+      ->UseRealTime()                                \
+      ->ComputeStatistics("min", kiln_bench::min_of) \
+      ->ComputeStatistics("max", kiln_bench::max_of) \
+      ->Unit(benchmark::kMicrosecond)
+
+KILN_AB(BM_MaxPoolGrad)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
+KILN_AB(BM_MaxPool)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
+KILN_AB(BM_AdamUpdate)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
+KILN_AB(BM_TrainStepForeach)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
+
+BENCHMARK_MAIN();
