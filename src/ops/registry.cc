@@ -85,6 +85,10 @@ const OpDef* const kAll[] = {
     &kDequantize,
     &kQuantizedMatmul,
     &kQuantizedConv2D,
+    &kDynamicQuantizedMatmul,
+    &kFakeQuant,
+    &kFakeQuantGrad,
+    &kFakeQuantRangeGrad,
 };
 }  // namespace
 
