@@ -192,8 +192,10 @@ class PruneLowMagnitude : public Layer {
   // The wrapped kernel and its mask (StateError before build).
   Variable kernel() const;
   Variable mask() const;
-  // Recomputes the mask so that exactly floor(sparsity * size) kernel entries, those of the
-  // smallest magnitude (ties broken by position), are masked, then applies it.
+  // Recomputes the mask so that max(floor(sparsity * size), entries masked already) kernel
+  // entries are masked: those masked already (masks only grow, as tfmot's), then those of the
+  // smallest magnitude (ties broken by position); then applies it. ValueError for a sparsity
+  // outside [0, 1).
   void update_mask(double sparsity);
   // kernel *= mask (an assign op: recorded like any write).
   void apply_mask();

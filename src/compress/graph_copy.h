@@ -84,12 +84,4 @@ class GraphCopy {
   graph::Graph out_;
 };
 
-// Symmetric per-output-channel (last axis) int8 weights in [-qmax, qmax] and their float32
-// scales (max |w| / qmax; 1 for an all-zero channel), as quantize_model quantizes weights.
-void quantize_weights_per_channel(const Tensor& w, int qmax, Tensor& wq, Tensor& scales);
-
-// The int8 weight bound for `weight_bits` (0: by this CPU, 8 with VNNI, 7 without): 127 or 63.
-// ValueError naming `fn` for other values.
-int weight_qmax(const char* fn, int weight_bits);
-
 }  // namespace kiln::compress

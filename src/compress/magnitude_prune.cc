@@ -151,20 +151,26 @@ void PruneLowMagnitude::update_mask(double sparsity) {
                      std::to_string(sparsity));
   }
   const Variable k = kernel();
-  // Magnitudes of the masked kernel: entries already pruned are 0, so they stay pruned.
-  const Tensor w = cast(mul(k.value(), mask_.value()), DType::kFloat64);
-  const double* p = detail::ptr<double>(w);
+  const Tensor w = cast(k.value(), DType::kFloat64);
+  const Tensor old = cast(mask_.value(), DType::kFloat64);
+  const double *p = detail::ptr<double>(w), *was = detail::ptr<double>(old);
   const int64_t n = w.numel();
-  const int64_t drop = static_cast<int64_t>(std::floor(sparsity * double(n)));
+  int64_t masked = 0;
+  for (int64_t i = 0; i < n; ++i) masked += was[i] == 0.0;
+  // Masks only grow (as tfmot's): the entries masked already, then the smallest magnitudes,
+  // ties broken by position (deterministic).
+  const int64_t drop = std::max(masked, static_cast<int64_t>(std::floor(sparsity * double(n))));
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  // The `drop` smallest magnitudes, ties broken by position (stable and deterministic).
-  auto smaller = [&](int64_t a, int64_t b) {
-    const double ma = std::abs(p[a]), mb = std::abs(p[b]);
-    return ma < mb || (ma == mb && a < b);
+  auto first = [&](int64_t a, int64_t b) {
+    const bool ma = was[a] == 0.0, mb = was[b] == 0.0;
+    if (ma != mb) return ma;
+    const double xa = std::abs(p[a]), xb = std::abs(p[b]);
+    return xa < xb || (xa == xb && a < b);
   };
-  if (drop > 0 && drop < n)
-    std::nth_element(order.begin(), order.begin() + drop, order.end(), smaller);
+  if (drop > 0 && drop < n) {
+    std::nth_element(order.begin(), order.begin() + drop, order.end(), first);
+  }
   Tensor m = ones(k.shape(), DType::kFloat64);
   double* mp = detail::ptr<double>(m);
   for (int64_t i = 0; i < std::min(drop, n); ++i) mp[order[i]] = 0.0;

@@ -20,9 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor_impl.h"
-#include "compress/graph_copy.h"
 #include "compress/quantize_graph.h"
+#include "core/tensor_impl.h"
 #include "graph/graph.h"
 #include "kiln/compress.h"
 #include "kiln/ops.h"
@@ -35,7 +34,7 @@ namespace {
 using graph::Graph;
 using graph::ValueKind;
 
-struct LinearLayer {  // a quantizable layer of the graph (not kiln::Layer)
+struct LinearLayer {          // a quantizable layer of the graph (not kiln::Layer)
   int first = -1, last = -1;  // node indices: the matmul/conv2d and the last of its chain
   std::vector<int> nodes;
   int x = -1, y = -1;  // value ids: input and final output
@@ -200,7 +199,8 @@ Tensor first_rows(const Tensor& x, int64_t n) { return x.shape()[0] <= n ? x : x
 
 class Rewriter {
  public:
-  Rewriter(const Graph& g, const std::vector<LinearLayer>& layers, const std::map<int, QParams>& ranges)
+  Rewriter(const Graph& g, const std::vector<LinearLayer>& layers,
+           const std::map<int, QParams>& ranges)
       : g_(g),
         layers_(layers),
         ranges_(ranges),
@@ -383,6 +383,35 @@ std::string calibration_name(const QuantizeOptions& o) {
 
 }  // namespace
 
+namespace compress {
+
+void quantize_weights_per_channel(const Tensor& w, int qmax, Tensor& wq, Tensor& scales) {
+  const int64_t n = w.shape()[w.shape().rank() - 1], total = w.numel();
+  const float* p = detail::ptr<float>(w);
+  std::vector<float> amax(n, 0.f);
+  for (int64_t i = 0; i < total; ++i) amax[i % n] = std::max(amax[i % n], std::abs(p[i]));
+  scales = empty({n});
+  float* s = detail::ptr<float>(scales);
+  for (int64_t j = 0; j < n; ++j) s[j] = amax[j] > 0 ? amax[j] / float(qmax) : 1.f;
+  wq = empty(w.shape(), DType::kInt8);
+  int8_t* q = detail::ptr<int8_t>(wq);
+  for (int64_t i = 0; i < total; ++i) {
+    const float v = std::nearbyint(p[i] / s[i % n]);
+    q[i] = static_cast<int8_t>(std::clamp(v, float(-qmax), float(qmax)));
+  }
+}
+
+int weight_qmax(const char* fn, int weight_bits) {
+  if (weight_bits != 0 && weight_bits != 7 && weight_bits != 8) {
+    throw ValueError(std::string(fn) + ": weight_bits must be 0 (by CPU), 7 or 8, got " +
+                     std::to_string(weight_bits));
+  }
+  const int bits = weight_bits ? weight_bits : (int8_has_vnni() ? 8 : 7);
+  return bits == 8 ? 127 : 63;
+}
+
+}  // namespace compress
+
 std::string QuantizeReport::to_text() const {
   std::string s = "int8 quantization: calibration " + calibration + ", weights " +
                   std::to_string(weight_bits) + "-bit per output channel\n";
@@ -473,9 +502,9 @@ GraphModel compress::quantize_graph(const GraphModel& model, const Tensor& calib
     const Tensor& t = seen[g.outputs.size() + k];
     value_of[watched[k]] = t;
     const auto fixed = fixed_ranges.find(watched[k]);
-    ranges[watched[k]] = qparams(fixed != fixed_ranges.end()
-                                     ? fixed->second
-                                     : calibrate_range(t, o.calibration, o.percentile));
+    ranges[watched[k]] =
+        qparams(fixed != fixed_ranges.end() ? fixed->second
+                                            : calibrate_range(t, o.calibration, o.percentile));
   }
 
   // The per-layer check.

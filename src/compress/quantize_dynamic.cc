@@ -6,40 +6,13 @@
 #include <vector>
 
 #include "compress/graph_copy.h"
+#include "compress/quantize_graph.h"
 #include "core/tensor_impl.h"
 #include "kiln/compress.h"
 #include "kiln/ops.h"
 #include "ops/registry.h"
 
 namespace kiln {
-namespace compress {
-
-void quantize_weights_per_channel(const Tensor& w, int qmax, Tensor& wq, Tensor& scales) {
-  const int64_t n = w.shape()[w.shape().rank() - 1], total = w.numel();
-  const float* p = detail::ptr<float>(w);
-  std::vector<float> amax(n, 0.f);
-  for (int64_t i = 0; i < total; ++i) amax[i % n] = std::max(amax[i % n], std::abs(p[i]));
-  scales = empty({n});
-  float* s = detail::ptr<float>(scales);
-  for (int64_t j = 0; j < n; ++j) s[j] = amax[j] > 0 ? amax[j] / float(qmax) : 1.f;
-  wq = empty(w.shape(), DType::kInt8);
-  int8_t* q = detail::ptr<int8_t>(wq);
-  for (int64_t i = 0; i < total; ++i) {
-    const float v = std::nearbyint(p[i] / s[i % n]);
-    q[i] = static_cast<int8_t>(std::clamp(v, float(-qmax), float(qmax)));
-  }
-}
-
-int weight_qmax(const char* fn, int weight_bits) {
-  if (weight_bits != 0 && weight_bits != 7 && weight_bits != 8) {
-    throw ValueError(std::string(fn) + ": weight_bits must be 0 (by CPU), 7 or 8, got " +
-                     std::to_string(weight_bits));
-  }
-  const int bits = weight_bits ? weight_bits : (int8_has_vnni() ? 8 : 7);
-  return bits == 8 ? 127 : 63;
-}
-
-}  // namespace compress
 
 namespace {
 
