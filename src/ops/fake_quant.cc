@@ -11,7 +11,8 @@
 // grid (the zero point is an integer in [qmin, qmax]):
 //   scale = (hi - lo) / (qmax - qmin), zp = clamp(round_half_even(qmin - lo / scale), qmin, qmax)
 //   nlo = (qmin - zp) * scale, nhi = (qmax - zp) * scale
-//   y = round_half_even((clamp(x, nlo, nhi) - nlo) / scale) * scale + nlo
+//   y = (clamp(round_half_even(x * (1 / scale)) + zp, qmin, qmax) - zp) * scale
+// (dequantize(quantize(x)) on that grid: 0 stays exactly 0).
 // With {qmin, qmax} = {0, 255} this is exactly the uint8 grid quantize_model's activation
 // parameters give for the range [lo, hi]; with {-127, 127} and lo = -hi, the symmetric int8
 // weight grid. A zero-width range gives 0. lo > hi or a non-finite bound is a ValueError
@@ -38,10 +39,10 @@ namespace {
 
 constexpr int64_t kParallelElements = 1 << 16;  // below this one thread is faster
 
-// One channel's nudged grid.
+// One channel's grid: its scale, integer zero point and nudged range.
 template <typename T>
 struct Grid {
-  T nlo = 0, nhi = 0, scale = 0;
+  T nlo = 0, nhi = 0, scale = 0, inv = 0, zp = 0, qmin = 0, qmax = 0;
 };
 
 template <typename T>
@@ -58,18 +59,23 @@ Grid<T> make_grid(T lo, T hi, int64_t qmin, int64_t qmax) {
   Grid<T> g;
   g.scale = (hi - lo) / T(qmax - qmin);
   if (!(g.scale > T(0))) return Grid<T>{};  // zero width: everything is 0
-  const T zp = std::clamp(std::nearbyint(T(qmin) - lo / g.scale), T(qmin), T(qmax));
-  g.nlo = (T(qmin) - zp) * g.scale;
-  g.nhi = (T(qmax) - zp) * g.scale;
+  g.inv = T(1) / g.scale;
+  g.qmin = T(qmin);
+  g.qmax = T(qmax);
+  g.zp = std::clamp(std::nearbyint(g.qmin - lo / g.scale), g.qmin, g.qmax);
+  g.nlo = (g.qmin - g.zp) * g.scale;
+  g.nhi = (g.qmax - g.zp) * g.scale;
   return g;
 }
 
-// One element on its channel's grid; the one formula both kernels run.
+// One element on its channel's grid, as dequantize(quantize(x)) computes it (x times the
+// inverse scale, rounded half to even, plus the zero point, clamped), so 0 stays exactly 0.
+// The one formula both kernels run.
 template <typename T>
 inline T fake_quant_one(T x, const Grid<T>& g) {
   if (!(g.scale > T(0))) return T(0);
-  const T c = std::min(std::max(x, g.nlo), g.nhi);
-  return std::nearbyint((c - g.nlo) / g.scale) * g.scale + g.nlo;
+  const T q = std::min(std::max(std::nearbyint(x * g.inv) + g.zp, g.qmin), g.qmax);
+  return (q - g.zp) * g.scale;
 }
 
 template <typename T>

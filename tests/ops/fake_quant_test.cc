@@ -39,8 +39,10 @@ TEST(FakeQuant, NudgesTheRangeSoThatZeroIsExact) {
   EXPECT_FLOAT_EQ(y[2], nlo + 255 * scale);
   EXPECT_FLOAT_EQ(y[3], nlo);
   // A range not containing 0 is widened to it.
-  EXPECT_EQ(fake_quant(from_vector<float>({0.f, 3.f}), scalar(1.0), scalar(2.0)).to_vector<float>(),
-            (std::vector<float>{0.f, 2.f}));
+  const std::vector<float> w =
+      fake_quant(from_vector<float>({0.f, 3.f}), scalar(1.0), scalar(2.0)).to_vector<float>();
+  EXPECT_EQ(w[0], 0.f);
+  EXPECT_FLOAT_EQ(w[1], 2.f);
 }
 
 TEST(FakeQuant, PerChannelSymmetricWeightsKeepTheirExtremes) {
@@ -51,8 +53,10 @@ TEST(FakeQuant, PerChannelSymmetricWeightsKeepTheirExtremes) {
   EXPECT_FLOAT_EQ(v[0], 0.5f);
   EXPECT_FLOAT_EQ(v[1], -2.f);
   EXPECT_FLOAT_EQ(v[4], -0.5f);
-  EXPECT_FLOAT_EQ(v[2], std::nearbyint(0.25f / (0.5f / 127)) * (0.5f / 127));
-  EXPECT_FLOAT_EQ(v[5], std::nearbyint(0.3f / (2.f / 127)) * (2.f / 127));
+  const float s0 = 1.f / 254, s1 = 4.f / 254;  // (hi - lo) / (qmax - qmin)
+  EXPECT_FLOAT_EQ(v[2], std::nearbyint(0.25f * (1 / s0)) * s0);
+  EXPECT_FLOAT_EQ(v[5], std::nearbyint(0.3f * (1 / s1)) * s1);
+  EXPECT_FLOAT_EQ(v[3], std::nearbyint(1.f * (1 / s1)) * s1);
   // A zero-width channel gives zeros.
   EXPECT_EQ(fake_quant(w, zeros({2}), from_vector<float>({0.f, 2.f})).to_vector<float>()[0], 0.f);
   EXPECT_EQ(fake_quant(ones({4}), scalar(0.0), scalar(0.0)).to_vector<float>(),
@@ -173,7 +177,7 @@ TEST(FakeQuant, Errors) {
   expect_error<ShapeError>([&] { fake_quant(x, zeros({2}), ones({2})); },
                            {"fake_quant", "[2, 3]", "per channel"});
   expect_error<ShapeError>([&] { fake_quant(x, zeros({3}), scalar(1.0)); },
-                           {"fake_quant", "both scalars"});
+                           {"fake_quant", "both be scalars"});
   expect_error<DTypeError>([&] { fake_quant(ones({2}, DType::kInt32), scalar(0.0), scalar(1.0)); },
                            {"fake_quant", "floating", "int32"});
   expect_error<DTypeError>([&] { fake_quant(x, scalar(0.0, float64), scalar(1.0)); },
