@@ -13,7 +13,8 @@
 // --variants picks what is measured (default ptq,structured, the above):
 //   dynamic    kiln::quantize_dynamic of the float model (int8 weights, per-batch activations)
 //   qat        kiln::quantize_aware fine-tuned for --qat-epochs (default 1, Adam 1e-4) then
-//              kiln::quantize_model_from_qat, beside PTQ of the same float model
+//              kiln::quantize_model_from_qat, beside PTQ of the float model before and after
+//              the same fine-tuning in float (the control: same training budget)
 //   magnitude  kiln::prune_low_magnitude to 50% and 80% sparsity (PolynomialDecay over the
 //              first 2/3 of --finetune-epochs, then strip_pruning): accuracy, latency, and the
 //              saved .kiln file's size raw and zlib-compressed (level 9) against dense
@@ -339,11 +340,21 @@ int main(int argc, char** argv) {
         std::filesystem::remove_all(dir);
       }
       if (wants("qat")) {
-        // From the trained float model: PTQ (above) against QAT fine-tuning then conversion.
-        auto qat = kiln::quantize_aware(*model);
-        kiln::Adam opt4(1e-4);
+        // From the trained float model: PTQ (above); the same fine-tuning budget spent in float
+        // then PTQ (the control); and QAT fine-tuning then conversion.
+        std::vector<kiln::Variable> vars = model->weights();
+        std::vector<kiln::Tensor> saved;
+        for (const auto& v : vars) saved.push_back(v.value().clone());
         kiln::FitOptions fq = fo;
         fq.epochs = qat_epochs;
+        kiln::Adam opt_ft(1e-4);
+        kiln::fit(*model, opt_ft, loss, train_x, train_y, fq);
+        kiln::GraphModel ff = kiln::freeze(*model);
+        kiln::QuantizeReport fr;
+        kiln::GraphModel fp = kiln::quantize_model(ff, calib, o, &fr);
+        for (size_t i = 0; i < vars.size(); ++i) vars[i].assign(saved[i]);
+        auto qat = kiln::quantize_aware(*model);
+        kiln::Adam opt4(1e-4);
         const auto t2 = Clock::now();
         kiln::fit(*qat, opt4, loss, train_x, train_y, fq);
         std::fprintf(stderr, "%s: QAT %d epoch(s) in %.1f s\n", name.c_str(), qat_epochs,
@@ -351,11 +362,14 @@ int main(int argc, char** argv) {
         kiln::QuantizeReport qr;
         kiln::GraphModel qq = kiln::quantize_model_from_qat(*qat, calib, o, &qr);
         kiln::GraphModel qf = kiln::freeze(*model);  // the float model after QAT fine-tuning
-        const std::vector<Timing> t = time_models({&f, &q, &qf, &qq}, d.test_images, reps);
+        const std::vector<Timing> t =
+            time_models({&f, &q, &ff, &fp, &qf, &qq}, d.test_images, reps);
         print(name, "float", f, d.test_images, d.test_labels, t[0], threads);
         print(name, "ptq_int8", q, d.test_images, d.test_labels, t[1], threads);
-        print(name, "qat_float_weights", qf, d.test_images, d.test_labels, t[2], threads);
-        print(name, "qat_int8", qq, d.test_images, d.test_labels, t[3], threads);
+        print(name, "finetuned_float", ff, d.test_images, d.test_labels, t[2], threads);
+        print(name, "finetuned_ptq_int8", fp, d.test_images, d.test_labels, t[3], threads);
+        print(name, "qat_float_weights", qf, d.test_images, d.test_labels, t[4], threads);
+        print(name, "qat_int8", qq, d.test_images, d.test_labels, t[5], threads);
         std::printf("%s%s", report.to_text().c_str(), qr.to_text().c_str());
         std::fflush(stdout);
       }
