@@ -175,14 +175,38 @@ void fq_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out
   out[0] = in[1];
 }
 
+// The reference makes each element's grid again; the fast kernel makes the grids once and runs
+// rows in parallel when the tensor is large.
 void fq_grad_reference(const KernelArgs& k) {
   dispatch_float(k.in[1].dtype(), [&]<typename T>() {
+    const int64_t n = k.in[1].numel(), c = channels_of(k.in[2]);
+    const T *dy = detail::ptr<T>(k.in[0]), *x = detail::ptr<T>(k.in[1]),
+            *lo = detail::ptr<T>(k.in[2]), *hi = detail::ptr<T>(k.in[3]);
+    T* dx = detail::ptr<T>(k.out[0]);
+    if (n == 0) (void)grids<T>(k, 2);
+    for (int64_t i = 0; i < n; ++i) {
+      const Grid<T> g = make_grid(lo[i % c], hi[i % c], k.attrs.i(0), k.attrs.i(1));
+      dx[i] = in_grid(x[i], g) ? dy[i] : T(0);
+    }
+  });
+}
+
+bool fq_grad_fast(const KernelArgs& k) {
+  dispatch_float(k.in[1].dtype(), [&]<typename T>() {
     const std::vector<Grid<T>> g = grids<T>(k, 2);
-    const int64_t n = k.in[1].numel(), c = static_cast<int64_t>(g.size());
+    const int64_t n = k.in[1].numel(), c = static_cast<int64_t>(g.size()), rows = n / c;
     const T *dy = detail::ptr<T>(k.in[0]), *x = detail::ptr<T>(k.in[1]);
     T* dx = detail::ptr<T>(k.out[0]);
-    for (int64_t i = 0; i < n; ++i) dx[i] = in_grid(x[i], g[i % c]) ? dy[i] : T(0);
+    const Grid<T>* gp = g.data();
+#pragma omp parallel for if (n >= kParallelElements) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < c; ++j) {
+        const int64_t i = r * c + j;
+        dx[i] = in_grid(x[i], gp[j]) ? dy[i] : T(0);
+      }
+    }
   });
+  return true;
 }
 
 // ---- fake_quant_range_grad: per channel, sums of dy below nlo and above nhi ------------------
@@ -197,23 +221,35 @@ void fq_range_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Met
   out[1] = in[3];
 }
 
+// Sums in double, in element order, in both kernels (so they agree bit for bit); the reference
+// makes each element's grid again, the fast kernel makes them once.
+template <typename T, bool kFast>
+void range_grad(const KernelArgs& k) {
+  const int64_t n = k.in[1].numel(), c = channels_of(k.in[2]);
+  const std::vector<Grid<T>> g = grids<T>(k, 2);
+  const T *dy = detail::ptr<T>(k.in[0]), *x = detail::ptr<T>(k.in[1]),
+          *lo = detail::ptr<T>(k.in[2]), *hi = detail::ptr<T>(k.in[3]);
+  std::vector<double> below(c, 0.0), above(c, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = i % c;
+    const Grid<T> gi = kFast ? g[j] : make_grid(lo[j], hi[j], k.attrs.i(0), k.attrs.i(1));
+    if (x[i] < gi.nlo) below[j] += dy[i];
+    if (x[i] > gi.nhi) above[j] += dy[i];
+  }
+  T *dlo = detail::ptr<T>(k.out[0]), *dhi = detail::ptr<T>(k.out[1]);
+  for (int64_t j = 0; j < c; ++j) {
+    dlo[j] = static_cast<T>(below[j]);
+    dhi[j] = static_cast<T>(above[j]);
+  }
+}
+
 void fq_range_grad_reference(const KernelArgs& k) {
-  dispatch_float(k.in[1].dtype(), [&]<typename T>() {
-    const std::vector<Grid<T>> g = grids<T>(k, 2);
-    const int64_t n = k.in[1].numel(), c = static_cast<int64_t>(g.size());
-    const T *dy = detail::ptr<T>(k.in[0]), *x = detail::ptr<T>(k.in[1]);
-    std::vector<double> below(c, 0.0), above(c, 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      const Grid<T>& gi = g[i % c];
-      if (x[i] < gi.nlo) below[i % c] += dy[i];
-      if (x[i] > gi.nhi) above[i % c] += dy[i];
-    }
-    T *dlo = detail::ptr<T>(k.out[0]), *dhi = detail::ptr<T>(k.out[1]);
-    for (int64_t j = 0; j < c; ++j) {
-      dlo[j] = static_cast<T>(below[j]);
-      dhi[j] = static_cast<T>(above[j]);
-    }
-  });
+  dispatch_float(k.in[1].dtype(), [&]<typename T>() { range_grad<T, false>(k); });
+}
+
+bool fq_range_grad_fast(const KernelArgs& k) {
+  dispatch_float(k.in[1].dtype(), [&]<typename T>() { range_grad<T, true>(k); });
+  return true;
 }
 
 Attrs bounds_attrs(const Attrs& a) { return Attrs{a.i(0), a.i(1)}; }
@@ -259,6 +295,7 @@ const OpDef kFakeQuantGrad{.name = "fake_quant_grad",
                            .num_outputs = 1,
                            .infer = fq_grad_infer,
                            .reference = fq_grad_reference,
+                           .fast = fq_grad_fast,
                            .grad = fq_grad_grad_rule,
                            .attrs = &kFakeQuantSchema};
 const OpDef kFakeQuantRangeGrad{.name = "fake_quant_range_grad",
@@ -266,6 +303,7 @@ const OpDef kFakeQuantRangeGrad{.name = "fake_quant_range_grad",
                                 .num_outputs = 2,
                                 .infer = fq_range_grad_infer,
                                 .reference = fq_range_grad_reference,
+                                .fast = fq_range_grad_fast,
                                 .flags = kNotDifferentiable,
                                 .attrs = &kFakeQuantSchema};
 }  // namespace ops

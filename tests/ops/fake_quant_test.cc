@@ -1,7 +1,7 @@
 // fake_quant: known grids (nudging, symmetric weights, zero-width ranges), fast vs reference bit
-// for bit on awkward shapes and both dtypes, the straight-through gradient against finite
-// differences of the clipping it stands for (away from the edges), the clipping itself, the
-// range gradients, the gradient of the gradient, and every error message.
+// for bit on awkward shapes and both dtypes (the op and its two gradient ops), the straight-through
+// gradient against finite differences of the clipping it stands for (away from the edges), the
+// clipping itself, the range gradients, the gradient of the gradient, and every error message.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -82,6 +82,24 @@ TEST(FakeQuant, FastMatchesReferenceOnAwkwardShapes) {
       const Tensor lo = random_tensor(bounds, t, seed++, -2, -0.1);
       const Tensor hi = random_tensor(bounds, t, seed++, 0.1, 2);
       check_fast_matches_reference([&] { return fake_quant(x, lo, hi, c.qmin, c.qmax); }, 0, 0);
+      // The two gradient ops.
+      const Tensor dy = random_tensor(c.x, t, seed++, -1, 1);
+      const Attrs a{c.qmin, c.qmax};
+      check_fast_matches_reference(
+          [&] {
+            return run_op(ops::kFakeQuantGrad, {dy, x, lo, hi}, a);
+          },
+          0, 0);
+      for (int out : {0, 1}) {
+        check_fast_matches_reference(
+            [&] {
+              const Tensor in[4] = {dy, x, lo, hi};
+              Tensor res[2];
+              run_op(ops::kFakeQuantRangeGrad, in, a, res);
+              return res[out];
+            },
+            0, 0);
+      }
     }
   }
 }
