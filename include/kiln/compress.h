@@ -1,5 +1,6 @@
 // Compression of trained models: post-training static int8 quantization with a per-layer check
-// (src/compress/quantize.cc, calibrate.cc).
+// (src/compress/quantize.cc, calibrate.cc); further down, structured pruning, magnitude pruning
+// during training, dynamic-range quantization and quantization-aware training.
 //
 //   kiln::GraphModel f = kiln::freeze(*model);
 //   kiln::QuantizeOptions o;
@@ -291,7 +292,9 @@ struct QatOptions {
 // Wraps a built Dense or Conv2D (shared): the layer's computation with fake quantization (see
 // above). Variables: "output_min", "output_max" (with quantize_output), "input_min",
 // "input_max" (with quantize_input) and "ranges_seen" (0 until the first training call, whose
-// batch range then initializes the averages). ValueError for a null, unbuilt or unsupported
+// batch range then initializes the averages). Before that first step, inference leaves
+// activations unquantized (the ranges are unknown); a graph traced then (predict with graph =
+// true, freeze) keeps doing so, so trace after training. ValueError for a null or unsupported
 // layer (another class, or a Conv2D with groups > 1).
 class QuantizeAware : public Layer {
  public:
