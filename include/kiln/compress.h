@@ -1,5 +1,6 @@
 // Compression of trained models: post-training static int8 quantization with a per-layer check
-// (src/compress/quantize.cc, calibrate.cc).
+// (src/compress/quantize.cc, calibrate.cc); further down, structured pruning, magnitude pruning
+// during training, dynamic-range quantization and quantization-aware training.
 //
 //   kiln::GraphModel f = kiln::freeze(*model);
 //   kiln::QuantizeOptions o;
@@ -18,11 +19,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kiln/graph_model.h"
+#include "kiln/nn/callbacks.h"
+#include "kiln/nn/layer.h"
+#include "kiln/ops.h"
 #include "kiln/tensor.h"
 
 namespace kiln {
@@ -135,5 +140,210 @@ class Sequential;
 std::shared_ptr<Sequential> prune_structured(const Sequential& model,
                                              const PruneOptions& options = {},
                                              PruneReport* report = nullptr);
+
+// ---- magnitude pruning during training (src/compress/magnitude_prune.cc) --------------------
+//
+// Unstructured pruning, as tfmot's prune_low_magnitude: the smallest-magnitude weights of every
+// Dense and Conv2D kernel (not biases, not BatchNormalization) are set to zero on a schedule
+// while the model trains, and stay zero. Masks are non-trainable variables of wrapper layers
+// ("<wrapper>/prune_mask"), so save_model stores them, load_model restores them and the cache
+// report counts them. What it buys: zeros, so a model file compressed with zlib shrinks; what
+// it does not: dense kernels still run every multiply, so latency is unchanged.
+//
+//   auto pruned = kiln::prune_low_magnitude(*model);
+//   kiln::FitOptions o;
+//   o.callbacks.push_back(std::make_shared<kiln::UpdatePruningStep>(kiln::PolynomialDecay{
+//       .final_sparsity = 0.8, .begin_step = 0, .end_step = 1000, .frequency = 100}));
+//   kiln::fit(*pruned, opt, loss, train, o);
+//   auto final_model = kiln::strip_pruning(*pruned);   // plain Dense/Conv2D, zeros kept
+
+// tfmot's PolynomialDecay: the target sparsity at step s (optimizer steps counted from 0) is
+//   final + (initial - final) * (1 - p)^power,  p = clamp((s - begin_step) / (end_step -
+//   begin_step), 0, 1),
+// and masks are recomputed at steps begin_step + k * frequency up to end_step, and at end_step
+// itself (so final_sparsity is reached even when frequency does not divide the span).
+struct PolynomialDecay {
+  double initial_sparsity = 0.0;
+  double final_sparsity = 0.5;
+  int64_t begin_step = 0;
+  int64_t end_step = 1000;
+  double power = 3;
+  int64_t frequency = 100;
+
+  // ValueError naming the field unless 0 <= initial_sparsity <= final_sparsity < 1,
+  // 0 <= begin_step < end_step, frequency >= 1 and power > 0.
+  void validate() const;
+  double sparsity(int64_t step) const;
+  bool should_update(int64_t step) const;
+};
+
+// Wraps a Dense or Conv2D (shared, not copied): calls it unchanged and owns the mask of its
+// kernel, a non-trainable variable of the kernel's shape created (all ones) when the wrapper
+// is built. Registered as a layer class, so models holding it save and load with their masks.
+// ValueError for a null layer or one of another class.
+class PruneLowMagnitude : public Layer {
+ public:
+  explicit PruneLowMagnitude(std::shared_ptr<Layer> layer, std::string name = "");
+  std::string type_name() const override { return "PruneLowMagnitude"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
+
+  Layer& layer() const { return *layer_; }
+  const std::shared_ptr<Layer>& shared_layer() const { return layer_; }
+  // The wrapped kernel and its mask (StateError before build).
+  Variable kernel() const;
+  Variable mask() const;
+  // Recomputes the mask so that max(floor(sparsity * size), entries masked already) kernel
+  // entries are masked: those masked already (masks only grow, as tfmot's), then those of the
+  // smallest magnitude (ties broken by position); then applies it. ValueError for a sparsity
+  // outside [0, 1).
+  void update_mask(double sparsity);
+  // kernel *= mask (an assign op: recorded like any write).
+  void apply_mask();
+
+ protected:
+  void build(const Shape& input_shape) override;
+  Tensor call(const Tensor& x, bool training) override;
+  Shape compute_output_shape(const Shape& input_shape) override;
+
+ private:
+  std::shared_ptr<Layer> layer_;
+  Variable mask_;
+};
+
+// A new Sequential (same name with "_pruning") holding `model`'s layers, each Dense and Conv2D
+// wrapped in a PruneLowMagnitude, built for model's input shape with all-ones masks. The layers
+// are shared with `model`: training one trains the other. StateError unless `model` is built;
+// ValueError when it has no Dense or Conv2D.
+std::shared_ptr<Sequential> prune_low_magnitude(const Sequential& model);
+
+// The callback that prunes (tfmot's UpdatePruningStep): after every optimizer step (batch end)
+// it recomputes the masks when schedule.should_update(step) and applies them, so pruned
+// weights stay zero through the optimizer's updates. Its step counter starts at 0 and carries
+// over between fit() calls (set_step to resume). The constructor validates the schedule;
+// on_train_begin throws ValueError when the model holds no PruneLowMagnitude layer. With
+// FitOptions::distributed the callback runs on rank 0 only, like every callback: do not
+// combine the two.
+class UpdatePruningStep : public Callback {
+ public:
+  explicit UpdatePruningStep(PolynomialDecay schedule);
+  void on_train_begin(const Logs& logs) override;
+  void on_train_batch_end(int64_t batch, const Logs& logs) override;
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+  const PolynomialDecay& schedule() const { return schedule_; }
+
+ private:
+  PolynomialDecay schedule_;
+  int64_t step_ = 0;
+  std::vector<PruneLowMagnitude*> wrappers_;
+};
+
+// `model` without its PruneLowMagnitude wrappers: a new Sequential (name + "_stripped") of the
+// wrapped layers (shared), each mask applied once more, so the zeros stay. StateError unless
+// built.
+std::shared_ptr<Sequential> strip_pruning(const Sequential& model);
+
+// The fraction of zeros over every Dense and Conv2D kernel of `layer` and its sublayers (0 when
+// there is none). StateError unless built.
+double kernel_sparsity(const Layer& layer);
+
+// ---- dynamic-range quantization (src/compress/quantize_dynamic.cc) --------------------------
+//
+// Every matmul of a frozen graph with a constant float32 [K, N] weight (and a float32 [M, K]
+// input) becomes a dynamic_quantized_matmul (kiln/ops.h), absorbing the add of a constant [N]
+// bias and a ReLU after it: weights int8 symmetric per output channel, stored as constants;
+// activations quantized per call from the batch's own min/max (asymmetric uint8). No
+// calibration data. Conv2D and everything else stay float.
+//
+//   kiln::GraphModel d = kiln::quantize_dynamic(kiln::freeze(*model));
+
+struct DynamicQuantizeOptions {
+  // As QuantizeOptions::weight_bits: 0 chooses by CPU (8 with VNNI, 7 without), or 7 or 8.
+  int weight_bits = 0;
+};
+
+// The rewritten model (name + "_dynamic"); `model` is unchanged. `quantized_layers`, when
+// given, receives the number of matmuls rewritten. ValueError for weight_bits other than 0, 7
+// or 8.
+GraphModel quantize_dynamic(const GraphModel& model, const DynamicQuantizeOptions& options = {},
+                            int* quantized_layers = nullptr);
+
+// ---- quantization-aware training (src/compress/qat.cc) ---------------------------------------
+//
+// tfmot's quantize_model for training: every Dense and Conv2D runs with fake-quantized weights
+// (fake_quant per output channel, symmetric, with the int8 grid quantize_model will use) and
+// fake-quantized outputs (per tensor, uint8 grid, range tracked as an exponential moving
+// average of batch min/max, tfmot's MovingAverageQuantizer); the first one also fake-quantizes
+// its input. Ranges are non-trainable variables of wrapper layers, saved with the model.
+// Gradients pass straight through the rounding. Train with the same fit(), then convert:
+//
+//   auto qat = kiln::quantize_aware(*model);
+//   kiln::fit(*qat, opt, loss, train, fit_options);
+//   kiln::GraphModel q = kiln::quantize_model_from_qat(*qat, train_images.slice(0, 512));
+
+struct QatOptions {
+  double ema_decay = 0.99;  // in [0, 1): weight of the old range per training step
+  int weight_bits = 0;      // as QuantizeOptions::weight_bits (0: 8 with VNNI, 7 without)
+  // ValueError naming the field when out of range.
+  void validate() const;
+};
+
+// Wraps a built Dense or Conv2D (shared): the layer's computation with fake quantization (see
+// above). Variables: "output_min", "output_max" (with quantize_output), "input_min",
+// "input_max" (with quantize_input) and "ranges_seen" (0 until the first training call, whose
+// batch range then initializes the averages). Before that first step, inference leaves
+// activations unquantized (the ranges are unknown); a graph traced then (predict with graph =
+// true, freeze) keeps doing so, so trace after training. ValueError for a null or unsupported
+// layer (another class, or a Conv2D with groups > 1).
+class QuantizeAware : public Layer {
+ public:
+  QuantizeAware(std::shared_ptr<Layer> layer, bool quantize_input, bool quantize_output,
+                QatOptions options = {}, std::string name = "");
+  std::string type_name() const override { return "QuantizeAware"; }
+  nlohmann::json get_config() const override;
+  static std::shared_ptr<Layer> from_config(const nlohmann::json& config);
+
+  Layer& layer() const { return *layer_; }
+  const QatOptions& options() const { return options_; }
+  // The int8 weight bound (127 or 63) weights are fake-quantized to.
+  int weight_qmax() const;
+  // [min, max] of the output (or input) as tracked; ValueError when not quantized.
+  ActivationRange output_range() const;
+  ActivationRange input_range() const;
+
+ protected:
+  void build(const Shape& input_shape) override;
+  Tensor call(const Tensor& x, bool training) override;
+  Shape compute_output_shape(const Shape& input_shape) override;
+
+ private:
+  Tensor track_range(const Tensor& x, Variable lo, Variable hi, bool training);
+
+  std::shared_ptr<Layer> layer_;
+  bool quantize_input_, quantize_output_;
+  QatOptions options_;
+  bool conv_ = false;
+  Conv2DOptions conv_options_;
+  std::function<Tensor(const Tensor&)> activation_;
+  Variable in_lo_, in_hi_, out_lo_, out_hi_, seen_;
+};
+
+// A new Sequential (name + "_qat") holding `model`'s layers with each Dense and Conv2D wrapped
+// in a QuantizeAware (the first one also quantizing its input; the last layer's output is the
+// model's float output and is not quantized when that layer is the model's last), built for
+// model's input shape. Layers are shared with `model`. StateError unless built; ValueError
+// when there is no Dense/Conv2D or options are invalid.
+std::shared_ptr<Sequential> quantize_aware(const Sequential& model, const QatOptions& options = {});
+
+// The int8 GraphModel of a model trained with quantize_aware: it is frozen, its fake-quant
+// weights become int8 weights on the same grid, and each activation range learned in training
+// replaces calibration for the value it quantized (values without one, if any, are calibrated
+// on `calibration_inputs` as quantize_model does; the per-layer check runs as there).
+// options.weight_bits must be 0 or the QAT model's bits (ValueError otherwise); ValueError when
+// `qat_model` holds no QuantizeAware layer; else as quantize_model.
+GraphModel quantize_model_from_qat(Layer& qat_model, const Tensor& calibration_inputs,
+                                   const QuantizeOptions& options = {},
+                                   QuantizeReport* report = nullptr);
 
 }  // namespace kiln

@@ -144,6 +144,28 @@ bool int8_has_vnni();
 Tensor quantized_conv2d(const Tensor& x, const QuantizedLinear& params,
                         const Conv2DOptions& options = {});
 
+// Dynamic-range quantized Dense (src/ops/quantized_dynamic.cc): x float32 [M, K] is quantized
+// to uint8 per call from its own range [min(min(x), 0), max(max(x), 0)] (asymmetric, scale
+// range / 255), then multiplied by int8 weights [K, N] (symmetric per output channel, scales
+// float32 [N]) with int32 accumulation: float32 [M, N] = acc * x_scale * weight_scales[n] +
+// bias[n], ReLU'd if relu. Fast (oneDNN) and reference kernels agree bit for bit. ValueError for
+// a non-finite input or weight scale; DTypeError / ShapeError as quantized_matmul. Not
+// differentiable.
+Tensor dynamic_quantized_matmul(const Tensor& x, const Tensor& weights,
+                                const Tensor& weight_scales, const Tensor& bias,
+                                bool relu = false);
+
+// ---- fake quantization (src/ops/fake_quant.cc) ----------------------------------------------
+// Rounds x (float32/float64) to the integer grid [qmin, qmax] of the range [lo, hi] (widened to
+// contain 0 and nudged so that 0 is on the grid) and back to x's dtype. lo and hi have x's
+// dtype and are scalars (per tensor) or [C] with C = x's last dim (per channel). {0, 255}: the
+// uint8 activation grid of quantize_model; {-127, 127} with lo = -hi: symmetric int8 weights.
+// Gradient (straight-through): dy where x lies in the nudged range, 0 outside; lo and hi get
+// the sums of dy below / above it. ShapeError for other bound shapes, ValueError for qmin >=
+// qmax, lo > hi or non-finite bounds.
+Tensor fake_quant(const Tensor& x, const Tensor& lo, const Tensor& hi, int64_t qmin = 0,
+                  int64_t qmax = 255);
+
 // ---- random (src/ops/random.cc) -----------------------------------------------------------
 // Random tensors named by a key (int64 [2], e.g. SeedGenerator::next()): ops, so a traced
 // function drawing with a fresh key per call draws new numbers per call. Key {seed, 0} draws

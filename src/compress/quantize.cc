@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/quantize_graph.h"
 #include "core/tensor_impl.h"
 #include "graph/graph.h"
 #include "kiln/compress.h"
@@ -33,7 +34,7 @@ namespace {
 using graph::Graph;
 using graph::ValueKind;
 
-struct Layer {
+struct LinearLayer {          // a quantizable layer of the graph (not kiln::Layer)
   int first = -1, last = -1;  // node indices: the matmul/conv2d and the last of its chain
   std::vector<int> nodes;
   int x = -1, y = -1;  // value ids: input and final output
@@ -78,9 +79,9 @@ int sole_user(const Graph& g, const std::vector<std::vector<int>>& users, int v)
   return users[v].size() == 1 && !is_output(g, v) ? users[v][0] : -1;
 }
 
-std::vector<Layer> find_layers(const Graph& g) {
+std::vector<LinearLayer> find_layers(const Graph& g) {
   const auto users = users_of(g);
-  std::vector<Layer> layers;
+  std::vector<LinearLayer> layers;
   int dense = 0, convs = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const graph::Node& n = g.nodes[i];
@@ -93,7 +94,7 @@ std::vector<Layer> find_layers(const Graph& g) {
                g.values[n.inputs[1]].meta.shape.rank() != 2)) {
       continue;
     }
-    Layer L;
+    LinearLayer L;
     L.first = L.last = static_cast<int>(i);
     L.nodes = {L.first};
     L.conv = conv;
@@ -133,24 +134,11 @@ std::vector<Layer> find_layers(const Graph& g) {
   return layers;
 }
 
-// Symmetric per-output-channel (last axis) int8 weights in [-qmax, qmax] and their scales.
-void quantize_weights(Layer& L, int qmax) {
-  const int64_t n = L.w.shape()[L.w.shape().rank() - 1], total = L.w.numel();
-  const float* w = detail::ptr<float>(L.w);
-  std::vector<float> amax(n, 0.f);
-  for (int64_t i = 0; i < total; ++i) amax[i % n] = std::max(amax[i % n], std::abs(w[i]));
-  L.w_scales = empty({n});
-  float* s = detail::ptr<float>(L.w_scales);
-  for (int64_t j = 0; j < n; ++j) s[j] = amax[j] > 0 ? amax[j] / float(qmax) : 1.f;
-  L.wq = empty(L.w.shape(), DType::kInt8);
-  int8_t* q = detail::ptr<int8_t>(L.wq);
-  for (int64_t i = 0; i < total; ++i) {
-    const float v = std::nearbyint(w[i] / s[i % n]);
-    q[i] = static_cast<int8_t>(std::clamp(v, float(-qmax), float(qmax)));
-  }
+void quantize_weights(LinearLayer& L, int qmax) {
+  compress::quantize_weights_per_channel(L.w, qmax, L.wq, L.w_scales);
 }
 
-QuantizedLinear linear_params(const Layer& L, const QParams& in) {
+QuantizedLinear linear_params(const LinearLayer& L, const QParams& in) {
   QuantizedLinear p;
   p.x_scale = in.scale;
   p.x_zero_point = in.zero_point;
@@ -170,12 +158,12 @@ Conv2DOptions conv_options(const Attrs& a) {
   return o;
 }
 
-Tensor run_int8(const Layer& L, const Tensor& xq, const QuantizedLinear& p) {
+Tensor run_int8(const LinearLayer& L, const Tensor& xq, const QuantizedLinear& p) {
   return L.conv ? quantized_conv2d(xq, p, conv_options(L.conv_attrs)) : quantized_matmul(xq, p);
 }
 
 // The float layer as the executor runs it: one fused op.
-Tensor run_float(const Layer& L, const Tensor& x) {
+Tensor run_float(const LinearLayer& L, const Tensor& x) {
   const int64_t act = L.relu ? kActRelu : kActNone;
   if (L.conv) {
     Attrs a = L.conv_attrs;
@@ -211,7 +199,8 @@ Tensor first_rows(const Tensor& x, int64_t n) { return x.shape()[0] <= n ? x : x
 
 class Rewriter {
  public:
-  Rewriter(const Graph& g, const std::vector<Layer>& layers, const std::map<int, QParams>& ranges)
+  Rewriter(const Graph& g, const std::vector<LinearLayer>& layers,
+           const std::map<int, QParams>& ranges)
       : g_(g),
         layers_(layers),
         ranges_(ranges),
@@ -324,7 +313,7 @@ class Rewriter {
     return true;
   }
 
-  void emit_layer(const Layer& L) {
+  void emit_layer(const LinearLayer& L) {
     if (!L.int8) {
       for (int i : L.nodes) {
         const graph::Node& n = g_.nodes[i];
@@ -356,7 +345,7 @@ class Rewriter {
   }
 
   const Graph& g_;
-  const std::vector<Layer>& layers_;
+  const std::vector<LinearLayer>& layers_;
   const std::map<int, QParams>& ranges_;
   std::vector<int> fmap_, qmap_;  // old value -> new value holding it in float32 / uint8
   std::vector<QParams> qp_;       // the parameters of qmap_'s uint8 values
@@ -394,6 +383,35 @@ std::string calibration_name(const QuantizeOptions& o) {
 
 }  // namespace
 
+namespace compress {
+
+void quantize_weights_per_channel(const Tensor& w, int qmax, Tensor& wq, Tensor& scales) {
+  const int64_t n = w.shape()[w.shape().rank() - 1], total = w.numel();
+  const float* p = detail::ptr<float>(w);
+  std::vector<float> amax(n, 0.f);
+  for (int64_t i = 0; i < total; ++i) amax[i % n] = std::max(amax[i % n], std::abs(p[i]));
+  scales = empty({n});
+  float* s = detail::ptr<float>(scales);
+  for (int64_t j = 0; j < n; ++j) s[j] = amax[j] > 0 ? amax[j] / float(qmax) : 1.f;
+  wq = empty(w.shape(), DType::kInt8);
+  int8_t* q = detail::ptr<int8_t>(wq);
+  for (int64_t i = 0; i < total; ++i) {
+    const float v = std::nearbyint(p[i] / s[i % n]);
+    q[i] = static_cast<int8_t>(std::clamp(v, float(-qmax), float(qmax)));
+  }
+}
+
+int weight_qmax(const char* fn, int weight_bits) {
+  if (weight_bits != 0 && weight_bits != 7 && weight_bits != 8) {
+    throw ValueError(std::string(fn) + ": weight_bits must be 0 (by CPU), 7 or 8, got " +
+                     std::to_string(weight_bits));
+  }
+  const int bits = weight_bits ? weight_bits : (int8_has_vnni() ? 8 : 7);
+  return bits == 8 ? 127 : 63;
+}
+
+}  // namespace compress
+
 std::string QuantizeReport::to_text() const {
   std::string s = "int8 quantization: calibration " + calibration + ", weights " +
                   std::to_string(weight_bits) + "-bit per output channel\n";
@@ -419,6 +437,12 @@ std::string QuantizeReport::to_text() const {
 
 GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inputs,
                           const QuantizeOptions& o, QuantizeReport* report_out) {
+  return compress::quantize_graph(model, calibration_inputs, o, report_out, {});
+}
+
+GraphModel compress::quantize_graph(const GraphModel& model, const Tensor& calibration_inputs,
+                                    const QuantizeOptions& o, QuantizeReport* report_out,
+                                    const std::map<int, ActivationRange>& fixed_ranges) {
   const char* op = "quantize_model";
   if (model.inputs().size() != 1 || model.outputs().size() != 1) {
     throw ValueError(std::string(op) + ": the model must have one input and one output, '" +
@@ -459,12 +483,12 @@ GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inp
   const int qmax = report.weight_bits == 8 ? 127 : 63;
 
   const Graph& g = model.graph();
-  std::vector<Layer> layers = find_layers(g);
+  std::vector<LinearLayer> layers = find_layers(g);
 
   // Calibration: every layer's input and output as extra outputs of one float run.
   Graph probe = g;
   std::vector<int> watched;
-  for (const Layer& L : layers) {
+  for (const LinearLayer& L : layers) {
     for (int v : {L.x, L.y}) {
       if (std::find(watched.begin(), watched.end(), v) == watched.end()) watched.push_back(v);
     }
@@ -477,11 +501,14 @@ GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inp
   for (size_t k = 0; k < watched.size(); ++k) {
     const Tensor& t = seen[g.outputs.size() + k];
     value_of[watched[k]] = t;
-    ranges[watched[k]] = qparams(calibrate_range(t, o.calibration, o.percentile));
+    const auto fixed = fixed_ranges.find(watched[k]);
+    ranges[watched[k]] =
+        qparams(fixed != fixed_ranges.end() ? fixed->second
+                                            : calibrate_range(t, o.calibration, o.percentile));
   }
 
   // The per-layer check.
-  for (Layer& L : layers) {
+  for (LinearLayer& L : layers) {
     quantize_weights(L, qmax);
     const QParams& in = ranges.at(L.x);
     const Tensor& xf = value_of.at(L.x);
@@ -524,8 +551,8 @@ GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inp
     report.float_accuracy = accuracy(model, o.validation_images, o.validation_labels);
     report.int8_accuracy = accuracy(result, o.validation_images, o.validation_labels);
     while (report.float_accuracy - report.int8_accuracy > o.max_drop) {
-      Layer* worst = nullptr;
-      for (Layer& L : layers) {
+      LinearLayer* worst = nullptr;
+      for (LinearLayer& L : layers) {
         if (L.int8 && (!worst || L.report.error > worst->report.error)) worst = &L;
       }
       if (!worst) break;
@@ -539,7 +566,7 @@ GraphModel quantize_model(const GraphModel& model, const Tensor& calibration_inp
       report.int8_accuracy = accuracy(result, o.validation_images, o.validation_labels);
     }
   }
-  for (Layer& L : layers) {
+  for (LinearLayer& L : layers) {
     L.report.int8 = L.int8;
     report.layers.push_back(L.report);
   }

@@ -353,6 +353,10 @@ History fit(Layer& model, Optimizer& optimizer, const Loss& loss, const Dataset&
       loss_mean.update(t.loss, t.examples);
       correct += t.correct;
       examples += t.examples;
+      if (!callbacks.empty()) {
+        const Logs batch_logs{{"loss", t.loss}};
+        for (const auto& cb : callbacks) cb->on_train_batch_end(steps, batch_logs);
+      }
       ++steps;
       if (shown.verbose == 1) {
         Logs running{{"loss", loss_mean.result()}};

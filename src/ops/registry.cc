@@ -92,6 +92,10 @@ const OpDef* const kAll[] = {
     &kDequantize,
     &kQuantizedMatmul,
     &kQuantizedConv2D,
+    &kDynamicQuantizedMatmul,
+    &kFakeQuant,
+    &kFakeQuantGrad,
+    &kFakeQuantRangeGrad,
 };
 // fused_elementwise names an op by its index here (ops/fused.h): every index must fit.
 static_assert(std::size(kAll) <= kFeOpcodeLimit, "fused_elementwise opcodes cannot name every op");

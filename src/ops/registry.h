@@ -38,6 +38,10 @@ extern const OpDef kRandomUniform, kRandomNormal;
 
 // quantized.cc (int8 inference; not differentiable)
 extern const OpDef kQuantize, kDequantize, kQuantizedMatmul, kQuantizedConv2D;
+// quantized_dynamic.cc (int8 weights, activations quantized per call; not differentiable)
+extern const OpDef kDynamicQuantizedMatmul;
+// fake_quant.cc (quantization-aware training: straight-through gradients)
+extern const OpDef kFakeQuant, kFakeQuantGrad, kFakeQuantRangeGrad;
 
 // fused.cc, fused_elementwise.cc: emitted by graph/fusion.cc only
 extern const OpDef kFusedMatmul, kFusedConv2D, kFusedElementwise;

@@ -213,3 +213,48 @@ TEST(CSVLogger, WritesAHeaderAndOneRowPerEpoch) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// Records on_train_batch_end calls and the weight it sees then.
+class BatchRecorder : public Callback {
+ public:
+  void on_train_batch_end(int64_t batch, const Logs& logs) override {
+    batches.push_back(batch);
+    has_loss = has_loss && logs.count("loss") == 1;
+    kernels.push_back(model()->weights()[0].value().clone());
+  }
+  std::vector<int64_t> batches;
+  std::vector<Tensor> kernels;
+  bool has_loss = true;
+};
+
+TEST(Callback, TrainBatchEndRunsAfterEachOptimizerStepInEagerAndGraphFit) {
+  for (bool graph : {false, true}) {
+    SCOPED_TRACE(graph ? "graph" : "eager");
+    VariableStore store(3);
+    auto model = small_model(store);
+    const Tensor x = random_normal({10, 3}, 0, 1, 1);
+    const Tensor y = from_vector<int32_t>({0, 1, 0, 1, 0, 1, 0, 1, 0, 1});
+    const Tensor start = model->weights()[0].value().clone();
+    SGD opt(0.1);
+    SparseCategoricalCrossentropy loss;
+    auto rec = std::make_shared<BatchRecorder>();
+    FitOptions o;
+    o.epochs = 2;
+    o.batch_size = 4;  // 3 batches per epoch: 4, 4, 2
+    o.verbose = 0;
+    o.graph = graph;
+    o.callbacks.push_back(rec);
+    fit(*model, opt, loss, x, y, o);
+    EXPECT_EQ(rec->batches, (std::vector<int64_t>{0, 1, 2, 0, 1, 2}));
+    EXPECT_TRUE(rec->has_loss);
+    // The first call already sees the first step's update.
+    ASSERT_FALSE(rec->kernels.empty());
+    EXPECT_GT(max(abs(sub(rec->kernels[0], start))).item<float>(), 0.f);
+  }
+}
+
+}  // namespace
+}  // namespace kiln

@@ -136,6 +136,18 @@ void run_every_op() {
   lin.y_scale = scale;
   lin.y_zero_point = zp;
   quantized_conv2d(reshape(q, {1, 2, 1, 3}), lin, co);
+  // dynamic int8 (ops/quantized_dynamic.cc), fake quantization and its two gradient ops
+  // (ops/fake_quant.cc)
+  dynamic_quantized_matmul(cast(a, float32), zeros({3, 2}, DType::kInt8), ones({2}), zeros({2}),
+                           true);
+  {
+    const Tensor lo = scalar(-0.5, float64), hi = scalar(0.5, float64);
+    GradientTape tape;
+    tape.watch(a);
+    tape.watch(lo);
+    tape.watch(hi);
+    tape.gradient(sum(fake_quant(a, lo, hi, -127, 127)), {a, lo, hi});
+  }
 }
 
 TEST(AttrSchema, EveryRegisteredOpHasOne) {

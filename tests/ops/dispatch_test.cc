@@ -88,7 +88,10 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
                                       // int8 inference ops: their only float inputs are
                                       // quantization parameters (training uses fake-quant)
                                       "quantize", "dequantize", "quantized_matmul",
-                                      "quantized_conv2d"};
+                                      "quantized_conv2d", "dynamic_quantized_matmul",
+                                      // the range gradient of fake_quant (a sum of masked dy),
+                                      // needed only to first order
+                                      "fake_quant_range_grad"};
   // Stateful ops (assign, optimizer updates, next_key) and random creators (random_uniform,
   // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {

@@ -1,5 +1,6 @@
 // Training callbacks, Keras-style. fit() calls, in order: set_model(), on_train_begin(),
-// then per epoch on_epoch_begin() and on_epoch_end() (with the epoch's logs: "loss",
+// then per epoch on_epoch_begin(), on_train_batch_end() after each optimizer step, and
+// on_epoch_end() (with the epoch's logs: "loss",
 // "accuracy", "val_loss", "val_accuracy", "seconds"), then on_train_end(). Setting
 // stop_training in on_epoch_end() ends fit() after that epoch. Epochs are counted from 0.
 #pragma once
@@ -28,6 +29,10 @@ class Callback {
   virtual void on_train_end(const Logs& logs) {}
   virtual void on_epoch_begin(int epoch, const Logs& logs) {}
   virtual void on_epoch_end(int epoch, const Logs& logs) {}
+  // After each training step's optimizer update (eager or graph mode): `batch` counts the
+  // epoch's batches from 0; `logs` holds the step's "loss". Weights written here (an assign)
+  // are what the next step reads.
+  virtual void on_train_batch_end(int64_t batch, const Logs& logs) {}
 
   // The model being trained (set by fit() before on_train_begin; null outside fit()).
   void set_model(Layer* model) { model_ = model; }
