@@ -177,6 +177,13 @@ struct PolynomialDecay {
   bool should_update(int64_t step) const;
 };
 
+// Registers the layer classes of this header (PruneLowMagnitude, QuantizeAware) for
+// load_model / from_config. Their registrations live in objects of the static library that a
+// program which never calls the compression API does not link (as Keras needs
+// tfmot's prune_scope to load such a model): call this first in such a program. Idempotent,
+// thread-safe. The kiln CLI and the Python module call it.
+void register_compress_layers();
+
 // Wraps a Dense or Conv2D (shared, not copied): calls it unchanged and owns the mask of its
 // kernel, a non-trainable variable of the kernel's shape created (all ones) when the wrapper
 // is built. Registered as a layer class, so models holding it save and load with their masks.

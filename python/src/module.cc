@@ -1,6 +1,7 @@
 // The extension module kiln._kiln; the package python/kiln arranges it under Keras' and
 // TensorFlow's names.
 #include "common.h"
+#include "kiln/compress.h"
 
 namespace kiln::python {
 
@@ -49,6 +50,7 @@ void bind_errors(py::module_& m) {
 PYBIND11_MODULE(_kiln, m) {
   using namespace kiln::python;
   m.doc() = "kiln's C++ core (import kiln, not this module)";
+  kiln::register_compress_layers();  // model files may hold pruning / QAT wrappers
   bind_errors(m);
   bind_tensor(m);
   bind_ops(m);

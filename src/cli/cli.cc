@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/inspect.h"
+#include "kiln/compress.h"
 #include "kiln/data.h"
 #include "kiln/distributed.h"
 #include "kiln/error.h"
@@ -56,6 +57,7 @@ CLI::Validator positive(bool integer) {
 }
 
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  register_compress_layers();  // model files may hold pruning / QAT wrappers
   CLI::App app{"kiln: train, evaluate, run and inspect models", "kiln"};
   app.require_subcommand(1);
   Options o;

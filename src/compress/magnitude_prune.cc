@@ -185,6 +185,12 @@ void PruneLowMagnitude::apply_mask() {
 
 KILN_REGISTER_LAYER(PruneLowMagnitude);
 
+namespace compress {
+bool qat_layers_linked();  // qat.cc: referencing it links QuantizeAware's registration
+}  // namespace compress
+
+void register_compress_layers() { (void)compress::qat_layers_linked(); }
+
 // ---- prune_low_magnitude / strip_pruning ------------------------------------------------------
 
 std::shared_ptr<Sequential> prune_low_magnitude(const Sequential& model) {

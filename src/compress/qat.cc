@@ -198,6 +198,10 @@ Tensor QuantizeAware::call(const Tensor& x, bool training) {
 
 KILN_REGISTER_LAYER(QuantizeAware);
 
+namespace compress {
+bool qat_layers_linked() { return true; }
+}  // namespace compress
+
 // ---- quantize_aware ---------------------------------------------------------------------------
 
 std::shared_ptr<Sequential> quantize_aware(const Sequential& model, const QatOptions& options) {

@@ -57,6 +57,23 @@ int64_t rmsprop_update(std::span<const Meta> in, const Attrs&, std::span<const M
   return in[0].shape.numel() * (in.size() == 5 ? 10 : 8);
 }
 
+// The multi-tensor forms: the same per-element counts over every group's variable (groups of
+// `width` inputs, then the shared trailing inputs).
+int64_t over_groups(std::span<const Meta> in, int width, int trailing, int64_t per_element) {
+  int64_t n = 0;
+  for (size_t k = 0; k + trailing < in.size(); k += width) n += in[k].shape.numel();
+  return n * per_element;
+}
+int64_t adam_update_multi(std::span<const Meta> in, const Attrs&, std::span<const Meta>) {
+  return over_groups(in, 4, 2, 10);
+}
+int64_t sgd_update_multi(std::span<const Meta> in, const Attrs& a, std::span<const Meta>) {
+  return a.i(1) ? over_groups(in, 3, 1, 4) : over_groups(in, 2, 1, 2);
+}
+int64_t rmsprop_update_multi(std::span<const Meta> in, const Attrs& a, std::span<const Meta>) {
+  return a.i(0) ? over_groups(in, 4, 1, 10) : over_groups(in, 3, 1, 8);
+}
+
 struct FlopsEntry {
   const OpDef* op;
   FlopsFn flops;
@@ -102,6 +119,8 @@ const FlopsEntry kTable[] = {
     {&ops::kAvgPool2DGrad, per_output},
     {&ops::kQuantize, per_output},
     {&ops::kDequantize, per_output},
+    {&ops::kFakeQuant, per_output},
+    {&ops::kFakeQuantGrad, per_output},
     {&ops::kFusedElementwise, fused_chain},
     // reductions: 1 per input element
     {&ops::kSum, per_input},
@@ -113,6 +132,7 @@ const FlopsEntry kTable[] = {
     {&ops::kSoftmaxCrossEntropy, per_input},
     {&ops::kAssignAdd, per_second_input},
     {&ops::kGatherGrad, per_second_input},
+    {&ops::kFakeQuantRangeGrad, per_input},
     // pooling
     {&ops::kMaxPool2D, pool_window},
     {&ops::kAvgPool2D, pool_window},
@@ -141,6 +161,9 @@ const FlopsEntry kTable[] = {
     {&ops::kSgdUpdate, sgd_update},
     {&ops::kAdamUpdate, adam_update},
     {&ops::kRmspropUpdate, rmsprop_update},
+    {&ops::kAdamUpdateMulti, adam_update_multi},
+    {&ops::kSgdUpdateMulti, sgd_update_multi},
+    {&ops::kRmspropUpdateMulti, rmsprop_update_multi},
 };
 
 FlopsFn table_rule(const OpDef& op) {
