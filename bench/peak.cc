@@ -119,6 +119,23 @@ __attribute__((noinline)) double sse2_kernel(std::int64_t iters) {
   return static_cast<double>(iters) * 8.0 /*accumulators*/ * 4.0 /*lanes*/ * 2.0 /*flops*/;
 }
 
+// vdpbf16ps: a[i] += x[2i] * y[2i] + x[2i+1] * y[2i+1] over 16 float32 lanes (4 flops a lane).
+__attribute__((target("avx512f,avx512bf16"), noinline)) double avx512_bf16_kernel(
+    std::int64_t iters) {
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);  // bf16 1.0
+  const __m512bh y = (__m512bh)_mm512_set1_epi16(0x3380);  // bf16 ~6e-8
+  __m512 a[16];
+  for (int k = 0; k < 16; ++k) a[k] = _mm512_set1_ps(0.1f * k);
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; ++k) a[k] = _mm512_dpbf16_ps(a[k], x, y);
+  }
+  __m512 s = a[0];
+  for (int k = 1; k < 16; ++k) s = _mm512_add_ps(s, a[k]);
+  g_sink = _mm512_reduce_add_ps(s);
+  return static_cast<double>(iters) * 16.0 /*accumulators*/ * 16.0 /*lanes*/ * 4.0 /*flops*/;
+}
+
 const FmaKernel kAvx512 = {"avx512f", 16, 16, avx512_kernel};
 const FmaKernel kAvx2 = {"avx2+fma", 12, 8, avx2_kernel};
 const FmaKernel kSse2 = {"sse2", 8, 4, sse2_kernel};
@@ -191,6 +208,56 @@ double measure_fp32_peak_gflops(int threads, double seconds, int trials) {
     best = std::max(best, total / dt * 1e-9);
   }
   return best;
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return has;
+}
+
+double bf16_peak_kernel(std::int64_t iters) { return avx512_bf16_kernel(iters); }
+
+double measure_bf16_peak_gflops(int threads, double seconds, int trials) {
+  if (!cpu_has_avx512_bf16()) return 0.0;
+  using clock = std::chrono::steady_clock;
+  threads = std::max(1, threads);
+  std::int64_t iters = 1 << 14;
+  for (;;) {
+    auto t0 = clock::now();
+    bf16_peak_kernel(iters);
+    double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    if (dt > 1e-3 || iters > (std::int64_t{1} << 34)) {
+      iters = std::max<std::int64_t>(1024, static_cast<std::int64_t>(iters * seconds / dt));
+      break;
+    }
+    iters *= 4;
+  }
+  double best = 0.0;
+  for (int t = 0; t < std::max(1, trials); ++t) {
+    std::vector<double> flops(threads, 0.0);
+    auto t0 = clock::now();
+#pragma omp parallel num_threads(threads)
+    { flops[omp_get_thread_num()] = bf16_peak_kernel(iters); }
+    double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    double total = 0.0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / dt * 1e-9);
+  }
+  return best;
+}
+
+double cached_bf16_peak_gflops(int threads) {
+  static std::mutex mu;
+  static std::map<int, double> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(threads);
+  if (it != cache.end()) return it->second;
+  double g = measure_bf16_peak_gflops(threads);
+  cache.emplace(threads, g);
+  return g;
 }
 
 double cached_fp32_peak_gflops(int threads) {
