@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "kiln/autograd.h"
@@ -122,8 +123,9 @@ TEST(DTypePolicy, RefusedWhenOneDnnIsCappedBelowBf16) {
   }
   REQUIRE_BF16();  // on a CPU without bf16 the first case already is the real one
   const std::string cmd =
-      "DNNL_MAX_CPU_ISA=AVX512_CORE KILN_DTYPE_POLICY_CHILD=1 /proc/self/exe "
-      "--gtest_filter=DTypePolicy.RefusedWhenOneDnnIsCappedBelowBf16 > /dev/null 2>&1";
+      "DNNL_MAX_CPU_ISA=AVX512_CORE KILN_DTYPE_POLICY_CHILD=1 " +
+      std::filesystem::read_symlink("/proc/self/exe").string() +
+      " --gtest_filter=DTypePolicy.RefusedWhenOneDnnIsCappedBelowBf16 > /dev/null 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
@@ -209,12 +211,13 @@ TEST(DTypePolicy, FusedOpsInBf16) {
   Tensor bias = random_tensor({9}, float32, 5);
   check_bf16(
       [&](const std::vector<Tensor>& v) {
-        return run_op(ops::kFusedMatmul, {v[0], v[1], bias}, Attrs{0, 0, 1, kActRelu, 0});
+        return run_op(ops::kFusedMatmul, {v[0], v[1], bias},
+                      Attrs{0, 0, 1, kActRelu, 0}.add_float(0));
       },
       {random_tensor({5, 37}, float32, 1), random_tensor({37, 9}, float32, 2)}, 37);
   // fused_conv2d: the conv attrs, then has_bias, act, act_int.
   Attrs a = conv_attrs(opts(1, Padding::kSame));
-  a.add_int(1).add_int(kActRelu).add_int(0);
+  a.add_int(1).add_int(kActRelu).add_int(0).add_float(0);
   Tensor cb = random_tensor({6}, float32, 6);
   check_bf16(
       [&](const std::vector<Tensor>& v) {
