@@ -2,12 +2,13 @@
 // (64) and data, trained with kiln::fit eagerly or in graph mode (--graph 1: a traced step);
 // prints the same JSON line per epoch.
 //   kiln_train_bench [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]
-//                    [--graph 0|1]
+//                    [--graph 0|1] [--precision fp32|bf16]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include <kiln/data.h>
+#include <kiln/dtype_policy.h>
 #include <kiln/kiln.h>
 #include <kiln/nn.h>
 
@@ -19,15 +20,16 @@ class JsonLines : public kiln::Callback {
  public:
   JsonLines(std::string model, int64_t steps, int threads, bool graph)
       : model_(std::move(model)), steps_(steps), threads_(threads), graph_(graph) {}
+  std::string seed_precision;  // ,"seed":S,"precision":"P"
   void on_epoch_end(int epoch, const kiln::Logs& logs) override {
     double s = logs.at("seconds");
     std::printf(
         "{\"model\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"accuracy\":%.6f,\"val_accuracy\":%.6f,"
         "\"seconds\":%.4f,\"ms_per_step\":%.4f,\"threads\":%d,\"cpu_model\":\"%s\","
-        "\"cpu_isa\":\"%s\",\"mode\":\"%s\"}\n",
+        "\"cpu_isa\":\"%s\",\"mode\":\"%s\"%s}\n",
         model_.c_str(), epoch + 1, logs.at("loss"), logs.at("accuracy"), logs.at("val_accuracy"), s,
         1e3 * s / static_cast<double>(steps_), threads_, kiln_bench::cpu_model().c_str(),
-        kiln_bench::cpu_isa(), graph_ ? "graph" : "eager");
+        kiln_bench::cpu_isa(), graph_ ? "graph" : "eager", seed_precision.c_str());
     std::fflush(stdout);
   }
 
@@ -41,7 +43,7 @@ class JsonLines : public kiln::Callback {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_name = "mlp", data_dir;
+  std::string model_name = "mlp", data_dir, precision = "fp32";
   int epochs = 1, threads = 2;
   bool graph = false;
   uint64_t seed = 0;
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) {
       std::fprintf(stderr,
                    "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR] "
-                   "[--graph 0|1]\n",
+                   "[--graph 0|1] [--precision fp32|bf16]\n",
                    argv[0]);
       return 2;
     }
@@ -67,6 +69,8 @@ int main(int argc, char** argv) {
       data_dir = v;
     else if (a == "--graph")
       graph = v == "1";
+    else if (a == "--precision" && (v == "fp32" || v == "bf16"))
+      precision = v;
     else {
       std::fprintf(stderr, "kiln_train_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -74,6 +78,7 @@ int main(int argc, char** argv) {
   }
   try {
     kiln::set_num_threads(threads);
+    kiln::set_dtype_policy(precision == "bf16" ? "mixed_bfloat16" : "float32");
     kiln::set_global_seed(seed);
     kiln::FashionMnist d = kiln::load_fashion_mnist(data_dir);
     auto model = model_name == "cnn" ? kiln::make_cnn() : kiln::make_mlp();
@@ -86,8 +91,10 @@ int main(int argc, char** argv) {
     o.verbose = 0;
     o.validation = kiln::Dataset(d.test_images, d.test_labels).batch(500);
     o.graph = graph;
-    o.callbacks.push_back(
-        std::make_shared<JsonLines>(model_name, train.num_batches(), threads, graph));
+    auto lines = std::make_shared<JsonLines>(model_name, train.num_batches(), threads, graph);
+    lines->seed_precision =
+        ",\"seed\":" + std::to_string(seed) + ",\"precision\":\"" + precision + "\"";
+    o.callbacks.push_back(lines);
     kiln::fit(*model, opt, loss, train, o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kiln_train_bench: %s\n", e.what());

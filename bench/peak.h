@@ -45,4 +45,12 @@ double measure_fp32_peak_gflops(int threads, double seconds = 0.05, int trials =
 // As measure_fp32_peak_gflops(threads), measured once per thread count per process and cached.
 double cached_fp32_peak_gflops(int threads);
 
+// The bf16 peak: throughput of AVX512_BF16's dot product (vdpbf16ps: 16 lanes, each 2 bf16
+// products summed into a float32 accumulator = 4 flops per lane), 16 accumulators. 0 when the
+// CPU lacks AVX512_BF16 (cpu_has_avx512_bf16() false). bf16_peak_kernel(iters) returns flops.
+bool cpu_has_avx512_bf16();
+double bf16_peak_kernel(std::int64_t iters);
+double measure_bf16_peak_gflops(int threads, double seconds = 0.05, int trials = 3);
+double cached_bf16_peak_gflops(int threads);
+
 }  // namespace kiln_bench

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/dtype_policy.h"
 #include "kiln/tensor.h"
 
 namespace kiln {
@@ -50,8 +51,13 @@ inline constexpr int64_t kUnknownDim = -1;
 struct Signature {
   std::vector<TensorSpec> args;
   bool training = false;
-  bool operator==(const Signature& o) const { return args == o.args && training == o.training; }
-  // "(float32 [64, 784], training=false)"
+  // The global dtype policy when called: a function traced under one policy retraces under
+  // another (include/kiln/dtype_policy.h).
+  DTypePolicy dtype_policy = DTypePolicy::kFloat32;
+  bool operator==(const Signature& o) const {
+    return args == o.args && training == o.training && dtype_policy == o.dtype_policy;
+  }
+  // "(float32 [64, 784], training=false)"; ", dtype_policy=mixed_bfloat16" added when not float32
   std::string to_string() const;
   // Whether a call with `concrete` (no unknown dims) may run a graph traced for this signature.
   bool accepts(const Signature& concrete) const;

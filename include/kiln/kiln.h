@@ -4,6 +4,7 @@
 
 #include "kiln/autograd.h"
 #include "kiln/dtype.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/error.h"
 #include "kiln/function.h"
 #include "kiln/ops.h"

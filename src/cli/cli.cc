@@ -116,6 +116,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
       ->check(positive(false));
   tr->add_flag("--graph", o.graph,
                "run each step as a traced graph function (forward, gradients and update)");
+  tr->add_option("--precision", o.precision,
+                 "fp32 (default) or bf16: matmul/conv in bfloat16 with float32 weights and loss "
+                 "(Keras' mixed_bfloat16; needs AVX512_BF16 or AMX)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
 
   CLI::App* ev = app.add_subcommand("eval", "evaluate a model file (or weights) on test data");
   ev->add_option("file", o.file, "a model file (.kiln) or an ONNX model (.onnx)")

@@ -2,7 +2,8 @@
 //   kiln train   [--model mlp|cnn | --config model.json | --resume m.kiln] [--epochs N]
 //                [--batch-size B] [--optimizer adam|sgd|adamw|rmsprop] [--lr X] [--seed S]
 //                [--threads T] [--data DIR | --x x.npy --y y.npy] [--out m.kiln]
-//                [--metrics-out FILE] [--graph] [--distributed ...]      (src/cli/train.cc)
+//                [--metrics-out FILE] [--graph] [--precision fp32|bf16]
+//                [--distributed ...]                                       (src/cli/train.cc)
 //   kiln eval    m.kiln | --model mlp|cnn --weights FILE  [--x x.npy --y y.npy] [--data DIR]
 //   kiln predict m.kiln --input x.npy [--output y.npy] [--batch-size B] [--threads T]
 //   kiln summary m.kiln | --model mlp|cnn

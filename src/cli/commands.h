@@ -35,6 +35,7 @@ struct Options {
   int opset = 13;
   bool distributed = false;
   bool graph = false;
+  std::string precision = "fp32";  // train: fp32, or bf16 (the mixed_bfloat16 dtype policy)
   double bucket_mb = 25;
   double timeout = 60;
   // optimize

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "kiln/data.h"
 #include "kiln/distributed.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/error.h"
 #include "kiln/model_file.h"
 #include "kiln/nn.h"
@@ -99,6 +100,12 @@ int train(const Options& given, std::ostream& real_out) {
   std::ostream silent(nullptr);
   std::ostream& out = lead ? real_out : silent;
   apply_threads(o.threads);
+  // The dtype policy is process-wide: set for this run, restored after it (tests run in-process).
+  struct RestorePolicy {
+    DTypePolicy saved = dtype_policy_kind();
+    ~RestorePolicy() { set_dtype_policy(saved); }
+  } restore_policy;
+  set_dtype_policy(o.precision == "bf16" ? "mixed_bfloat16" : "float32");  // refused: names why
 
   // The saved run's settings come first when resuming (a flag given again overrides them).
   LoadedModel resumed;
@@ -176,7 +183,8 @@ int train(const Options& given, std::ostream& real_out) {
         << (distributed::world_size() == 1 ? " rank" : " ranks");
   }
   out << ", seed " << o.seed << ", " << num_threads() << " threads"
-      << (o.distributed ? " per rank" : "") << (o.graph ? ", graph mode" : "");
+      << (o.distributed ? " per rank" : "") << (o.graph ? ", graph mode" : "")
+      << (o.precision == "bf16" ? ", bf16 mixed precision" : "");
   if (initial_epoch > 0) out << ", resuming after epoch " << initial_epoch;
   out << "\n";
   History h = fit(*model, *opt, loss, train, fo);

@@ -42,7 +42,10 @@ struct ConcreteFunction {
 
 // Signature::accepts for a call's tensors, without building a Signature (no allocation).
 bool accepts_args(const Signature& sig, std::span<const Tensor> args, bool training) {
-  if (sig.training != training || sig.args.size() != args.size()) return false;
+  if (sig.training != training || sig.dtype_policy != dtype_policy_kind() ||
+      sig.args.size() != args.size()) {
+    return false;
+  }
   for (size_t k = 0; k < args.size(); ++k) {
     const TensorSpec& s = sig.args[k];
     const Shape& shape = args[k].shape();
@@ -200,6 +203,7 @@ struct Function::State {
       Signature s;
       s.args = *options.input_signature;
       s.training = concrete.training;
+      s.dtype_policy = concrete.dtype_policy;
       if (!s.accepts(concrete)) {
         throw ShapeError("function '" + options.name + "': call " + concrete.to_string() +
                          " does not fit its input signature " + s.to_string());

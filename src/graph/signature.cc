@@ -7,11 +7,16 @@ std::string Signature::to_string() const {
   for (size_t k = 0; k < args.size(); ++k) {
     s += std::string(dtype_name(args[k].dtype)) + " " + graph::dims_str(args[k].dims) + ", ";
   }
-  return s + "training=" + (training ? "true" : "false") + ")";
+  s += std::string("training=") + (training ? "true" : "false");
+  if (dtype_policy != DTypePolicy::kFloat32)
+    s += ", dtype_policy=" + std::string(dtype_policy_name(dtype_policy));
+  return s + ")";
 }
 
 bool Signature::accepts(const Signature& c) const {
-  if (c.training != training || c.args.size() != args.size()) return false;
+  if (c.training != training || c.dtype_policy != dtype_policy || c.args.size() != args.size()) {
+    return false;
+  }
   for (size_t k = 0; k < args.size(); ++k) {
     const TensorSpec &a = args[k], &b = c.args[k];
     if (a.dtype != b.dtype || a.dims.size() != b.dims.size()) return false;
@@ -35,6 +40,7 @@ std::string dims_str(const std::vector<int64_t>& dims) {
 Signature signature_of(const std::vector<Tensor>& args, bool training) {
   Signature s;
   s.training = training;
+  s.dtype_policy = dtype_policy_kind();
   s.args.reserve(args.size());
   for (const Tensor& t : args) {
     TensorSpec spec;
@@ -47,7 +53,7 @@ Signature signature_of(const std::vector<Tensor>& args, bool training) {
 
 int signature_distance(const Signature& a, const Signature& b) {
   if (a.args.size() != b.args.size()) return 1000;
-  int d = a.training != b.training;
+  int d = (a.training != b.training) + (a.dtype_policy != b.dtype_policy);
   for (size_t k = 0; k < a.args.size(); ++k) {
     const TensorSpec &x = a.args[k], &y = b.args[k];
     d += x.dtype != y.dtype;
@@ -87,6 +93,10 @@ std::vector<std::string> signature_diff(const Signature& from, const Signature& 
   if (from.training != to.training) {
     out.push_back(std::string("training: ") + (from.training ? "true" : "false") + " -> " +
                   (to.training ? "true" : "false"));
+  }
+  if (from.dtype_policy != to.dtype_policy) {
+    out.push_back(std::string("dtype_policy: ") + dtype_policy_name(from.dtype_policy) + " -> " +
+                  dtype_policy_name(to.dtype_policy));
   }
   return out;
 }

@@ -20,6 +20,7 @@ int signature_distance(const Signature& a, const Signature& b);
 //   arg 0: shape [64, 784] -> [32, 784]
 //   arg 1: dtype float32 -> float64
 //   training: false -> true
+//   dtype_policy: float32 -> mixed_bfloat16
 std::vector<std::string> signature_diff(const Signature& from, const Signature& to);
 
 // `to` with every dim that differs from `from` (same rank) set to kUnknownDim.

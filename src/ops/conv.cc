@@ -10,16 +10,20 @@
 // weights in oneDNN's preferred layout, reordered from HWIO by a cached reorder. A variable's
 // filter is reordered once per version: the result is cached per variable (a per-instance
 // cache keyed by the variable's tensor and its version), so forward and backward-input calls
-// between two optimizer steps reorder nothing.
+// between two optimizer steps reorder nothing. Under the mixed_bfloat16 dtype policy the
+// primitives read bf16 (activations rounded per call into entry-owned copies, the filter rounded
+// by its cached reorder) and write f32, accumulating in f32.
 #include <atomic>
 #include <string>
 
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
+#include "kernels/onednn/bf16_input.h"
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/cache.h"
 #include "kiln/ops.h"
 #include "ops/conv_filter_cache.h"
+#include "ops/dtype_policy.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -195,20 +199,21 @@ using md = dnnl::memory::desc;
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-md act_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return md({n, c, h, w}, dt::f32, tag::nhwc);
+md act_desc(int64_t n, int64_t c, int64_t h, int64_t w, dt type = dt::f32) {
+  return md({n, c, h, w}, type, tag::nhwc);
 }
 
 // The HWIO filter as oneDNN sees it: [O, I, KH, KW], or [G, O/G, I/G, KH, KW] when grouped.
-md filter_desc(const Geom& g, bool user) {
+// `any_type` is the type of the primitive's (not the user's) filter.
+md filter_desc(const Geom& g, bool user, dt any_type = dt::f32) {
   const int64_t og = g.o / g.groups;
   if (g.groups == 1) {
     dnnl::memory::dims dims{g.o, g.cg, g.kh, g.kw};
-    if (!user) return md(dims, dt::f32, tag::any);
+    if (!user) return md(dims, any_type, tag::any);
     return md(dims, dt::f32, {1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
   }
   dnnl::memory::dims dims{g.groups, og, g.cg, g.kh, g.kw};
-  if (!user) return md(dims, dt::f32, tag::any);
+  if (!user) return md(dims, any_type, tag::any);
   return md(dims, dt::f32, {og, 1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
 }
 
@@ -219,10 +224,12 @@ ConvParams params(const Geom& g) {
   return {{g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}};
 }
 
-dnnl::convolution_forward::primitive_desc fwd_pd(const Geom& g, dnnl::prop_kind prop) {
+// `bf16`: bf16 input and filter, f32 output (mixed_bfloat16).
+dnnl::convolution_forward::primitive_desc fwd_pd(const Geom& g, dnnl::prop_kind prop, bool bf16) {
   ConvParams p = params(g);
+  const dt in = bf16 ? dt::bf16 : dt::f32;
   dnnl::convolution_forward::desc d(prop, dnnl::algorithm::convolution_direct,
-                                    act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
+                                    act_desc(g.n, g.c, g.h, g.w, in), filter_desc(g, false, in),
                                     act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l,
                                     p.pad_r);
   return dnnl::convolution_forward::primitive_desc(d, onednn::engine());
@@ -289,15 +296,41 @@ struct ConvEntry : onednn::Entry {
   dnnl::memory act_in, act_out, user_w, w;
   bool needs_reorder = false;
   onednn::ExecArgs args, reorder_args;
+  // mixed_bfloat16: act_in (and, for the filter gradient, act_out) are bf16 copies that these
+  // round the caller's float32 data into.
+  bool in16 = false, out16 = false;
+  onednn::Bf16Input in_cvt, out_cvt;
+
+  void bind_in(const void* p) {
+    if (in16) {
+      in_cvt.convert(p);
+    } else {
+      act_in.set_data_handle(const_cast<void*>(p));
+    }
+  }
+  void bind_out(const void* p) {
+    if (out16) {
+      out_cvt.convert(p);
+    } else {
+      act_out.set_data_handle(const_cast<void*>(p));
+    }
+  }
+  // The bf16 memory for a primitive's activation `desc`, converted from float32 by `cvt`.
+  dnnl::memory bf16_act(onednn::Bf16Input& cvt, const md& desc) {
+    int64_t n = 1;
+    for (int64_t d : desc.dims()) n *= d;
+    bytes += cvt.init(desc, n);
+    return cvt.low;
+  }
 
   // Points the memories at this call's buffers and executes. The filter reorder (HWIO <->
   // oneDNN's blocked layout) runs before the primitive when it reads the filter, after it when
   // it writes the filter gradient.
   void run(const void* in, const void* filter, const void* out, bool filter_is_output) {
     std::lock_guard<std::mutex> lock(mu);
-    act_in.set_data_handle(const_cast<void*>(in));
+    bind_in(in);
     user_w.set_data_handle(const_cast<void*>(filter));
-    act_out.set_data_handle(const_cast<void*>(out));
+    bind_out(out);
     if (needs_reorder && !filter_is_output) onednn::execute(reorder, reorder_args);
     onednn::execute(prim, args);
     if (needs_reorder && filter_is_output) onednn::execute(reorder, reorder_args);
@@ -308,7 +341,7 @@ struct ConvEntry : onednn::Entry {
     const detail::TensorImpl* f = k.in[1].impl();
     if (needs_reorder) {
       std::lock_guard<std::mutex> lock(mu);
-      act_in.set_data_handle(k.in[0].impl()->bytes());
+      bind_in(k.in[0].impl()->bytes());
       act_out.set_data_handle(k.out[0].impl()->bytes());
       if (conv_filter::execute_with_cached_filter(f, user_w, w, reorder, prim, args,
                                                   backward_input ? 1 : 0)) {
@@ -319,8 +352,9 @@ struct ConvEntry : onednn::Entry {
   }
 };
 
-onednn::Key conv_key(onednn::Kind kind, const Geom& g) {
+onednn::Key conv_key(onednn::Kind kind, const Geom& g, bool bf16) {
   onednn::Key key(kind);
+  key.add(bf16);
   for (int64_t v : {g.n, g.h, g.w, g.c, g.kh, g.kw, g.cg, g.o, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
                     g.pb, g.pr, g.groups}) {
     key.add(v);
@@ -338,7 +372,7 @@ void bind_filter(ConvEntry& e, const Geom& g, const md& prim_w, bool to_user) {
     return;
   }
   e.w = dnnl::memory(prim_w, eng);  // owned by the entry
-  e.bytes = prim_w.get_size();
+  e.bytes += prim_w.get_size();
   const dnnl::memory& from = to_user ? e.w : e.user_w;
   const dnnl::memory& to = to_user ? e.user_w : e.w;
   e.reorder = dnnl::reorder(from, to);
@@ -350,11 +384,15 @@ bool conv_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.in[0].shape(), k.in[1].shape(), k.attrs);
-  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvForward, g), [&] {
+  const bool bf16 = detail::mixed_bf16();
+  const onednn::Key key = conv_key(onednn::Kind::kConvForward, g, bf16);
+  auto e = onednn::get_or_create<ConvEntry>(key, [&] {
     auto e = std::make_shared<ConvEntry>();
-    auto pd = fwd_pd(g, dnnl::prop_kind::forward_inference);
+    auto pd = fwd_pd(g, dnnl::prop_kind::forward_inference, bf16);
     e->prim = dnnl::convolution_forward(pd);
-    e->act_in = dnnl::memory(pd.src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->in16 = bf16;
+    e->act_in = bf16 ? e->bf16_act(e->in_cvt, pd.src_desc())
+                     : dnnl::memory(pd.src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
     e->act_out = dnnl::memory(pd.dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
     bind_filter(*e, g, pd.weights_desc(), false);
     e->args.add(DNNL_ARG_SRC, e->act_in);
@@ -370,16 +408,22 @@ bool bwd_input_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.out[0].shape(), k.in[1].shape(), k.attrs);
-  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvBackwardData, g), [&] {
+  const bool bf16 = detail::mixed_bf16();
+  const dt in = bf16 ? dt::bf16 : dt::f32;
+  const onednn::Key key = conv_key(onednn::Kind::kConvBackwardData, g, bf16);
+  auto e = onednn::get_or_create<ConvEntry>(key, [&] {
     auto e = std::make_shared<ConvEntry>();
     ConvParams p = params(g);
-    dnnl::convolution_backward_data::desc d(
-        dnnl::algorithm::convolution_direct, act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
-        act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l, p.pad_r);
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct,
+                                            act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false, in),
+                                            act_desc(g.n, g.o, g.oh, g.ow, in), p.strides,
+                                            p.dilates, p.pad_l, p.pad_r);
     dnnl::convolution_backward_data::primitive_desc pd(
-        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training));
+        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training, bf16));
     e->prim = dnnl::convolution_backward_data(pd);
-    e->act_in = dnnl::memory(pd.diff_dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->in16 = bf16;
+    e->act_in = bf16 ? e->bf16_act(e->in_cvt, pd.diff_dst_desc())
+                     : dnnl::memory(pd.diff_dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
     e->act_out = dnnl::memory(pd.diff_src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
     bind_filter(*e, g, pd.weights_desc(), false);
     e->args.add(DNNL_ARG_DIFF_DST, e->act_in);
@@ -395,17 +439,25 @@ bool bwd_filter_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.in[0].shape(), tail_shape(k.attrs), k.attrs);
-  auto e = onednn::get_or_create<ConvEntry>(conv_key(onednn::Kind::kConvBackwardWeights, g), [&] {
+  const bool bf16 = detail::mixed_bf16();
+  const dt in = bf16 ? dt::bf16 : dt::f32;
+  const onednn::Key key = conv_key(onednn::Kind::kConvBackwardWeights, g, bf16);
+  auto e = onednn::get_or_create<ConvEntry>(key, [&] {
     auto e = std::make_shared<ConvEntry>();
     ConvParams p = params(g);
     dnnl::convolution_backward_weights::desc d(
-        dnnl::algorithm::convolution_direct, act_desc(g.n, g.c, g.h, g.w), filter_desc(g, false),
-        act_desc(g.n, g.o, g.oh, g.ow), p.strides, p.dilates, p.pad_l, p.pad_r);
+        dnnl::algorithm::convolution_direct, act_desc(g.n, g.c, g.h, g.w, in),
+        filter_desc(g, false), act_desc(g.n, g.o, g.oh, g.ow, in), p.strides, p.dilates, p.pad_l,
+        p.pad_r);
     dnnl::convolution_backward_weights::primitive_desc pd(
-        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training));
+        d, onednn::engine(), fwd_pd(g, dnnl::prop_kind::forward_training, bf16));
     e->prim = dnnl::convolution_backward_weights(pd);
-    e->act_in = dnnl::memory(pd.src_desc(), onednn::engine(), DNNL_MEMORY_NONE);
-    e->act_out = dnnl::memory(pd.diff_dst_desc(), onednn::engine(), DNNL_MEMORY_NONE);
+    e->in16 = e->out16 = bf16;
+    const auto& eng = onednn::engine();
+    e->act_in = bf16 ? e->bf16_act(e->in_cvt, pd.src_desc())
+                     : dnnl::memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
+    e->act_out = bf16 ? e->bf16_act(e->out_cvt, pd.diff_dst_desc())
+                      : dnnl::memory(pd.diff_dst_desc(), eng, DNNL_MEMORY_NONE);
     bind_filter(*e, g, pd.diff_weights_desc(), true);
     e->args.add(DNNL_ARG_SRC, e->act_in);
     e->args.add(DNNL_ARG_DIFF_DST, e->act_out);

@@ -11,7 +11,8 @@
 // act: 0 none, 1 relu, 2 leaky_relu (alpha = act_float), 3 tanh, 4 sigmoid, 5 gelu (act_int:
 // approximate). bias is a [N] vector over the last dim. Reference kernels compose the unfused
 // ops' reference kernels (so they agree with them exactly); fast kernels are one oneDNN
-// primitive with a bias and an eltwise post-op.
+// primitive with a bias and an eltwise post-op (bf16 inputs under the mixed_bfloat16 policy,
+// as matmul and conv2d).
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -19,9 +20,11 @@
 
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
+#include "kernels/onednn/bf16_input.h"
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/ops.h"
 #include "ops/conv_filter_cache.h"
+#include "ops/dtype_policy.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
@@ -136,6 +139,8 @@ struct FusedMatmulEntry : onednn::Entry {
   dnnl::matmul prim;
   dnnl::memory a, b, bias, c;
   onednn::ExecArgs args;
+  bool bf16 = false;  // mixed_bfloat16: a and b are rounded into a16.low and b16.low first
+  onednn::Bf16Input a16, b16;
 };
 
 // One row times a row-major [K, N] matrix, plus the bias: a single pass over the weights,
@@ -182,8 +187,9 @@ bool fmm_fast(const KernelArgs& k) {
   }
   const int threads = 2.0 * m * n * kk < kSingleThreadFlops ? 1 : omp_get_max_threads();
   onednn::ScopedThreads scoped(threads);
+  const bool bf16 = detail::mixed_bf16();
   onednn::Key key(onednn::Kind::kMatmulPostOps);
-  key.add(m).add(n).add(kk).add(ta).add(tb).add(has_bias).add(threads);
+  key.add(m).add(n).add(kk).add(ta).add(tb).add(has_bias).add(threads).add(bf16);
   key.add(k.attrs.i(3)).add(k.attrs.i(4));
   int64_t alpha_bits = 0;
   const double alpha = k.attrs.num_floats() ? k.attrs.f(0) : 0.0;
@@ -199,14 +205,21 @@ bool fmm_fast(const KernelArgs& k) {
                            tb ? dnnl::memory::dims{1, kk} : dnnl::memory::dims{n, 1});
     dnnl::memory::desc cmd({m, n}, dt::f32, dnnl::memory::dims{n, 1});
     dnnl::memory::desc biasmd({1, n}, dt::f32, dnnl::memory::dims{n, 1});
+    if (bf16) {
+      e->bf16 = true;
+      e->bytes = e->a16.init(onednn::as_bf16(amd), as.numel()) +
+                 e->b16.init(onednn::as_bf16(bmd), bs.numel());
+    }
+    const dnnl::memory::desc pa = bf16 ? e->a16.low.get_desc() : amd;
+    const dnnl::memory::desc pb = bf16 ? e->b16.low.get_desc() : bmd;
     auto desc =
-        has_bias ? dnnl::matmul::desc(amd, bmd, biasmd, cmd) : dnnl::matmul::desc(amd, bmd, cmd);
+        has_bias ? dnnl::matmul::desc(pa, pb, biasmd, cmd) : dnnl::matmul::desc(pa, pb, cmd);
     dnnl::matmul::primitive_desc pd(desc, post_ops_attr(k.attrs.i(3), k.attrs, 4),
                                     onednn::engine());
     e->prim = dnnl::matmul(pd);
     const auto& eng = onednn::engine();
-    e->a = dnnl::memory(amd, eng, DNNL_MEMORY_NONE);
-    e->b = dnnl::memory(bmd, eng, DNNL_MEMORY_NONE);
+    e->a = bf16 ? e->a16.low : dnnl::memory(amd, eng, DNNL_MEMORY_NONE);
+    e->b = bf16 ? e->b16.low : dnnl::memory(bmd, eng, DNNL_MEMORY_NONE);
     e->c = dnnl::memory(cmd, eng, DNNL_MEMORY_NONE);
     e->args.add(DNNL_ARG_SRC, e->a);
     e->args.add(DNNL_ARG_WEIGHTS, e->b);
@@ -218,8 +231,13 @@ bool fmm_fast(const KernelArgs& k) {
     return e;
   });
   std::lock_guard<std::mutex> lock(e->mu);
-  e->a.set_data_handle(k.in[0].impl()->bytes());
-  e->b.set_data_handle(k.in[1].impl()->bytes());
+  if (e->bf16) {
+    e->a16.convert(k.in[0].impl()->bytes());
+    e->b16.convert(k.in[1].impl()->bytes());
+  } else {
+    e->a.set_data_handle(k.in[0].impl()->bytes());
+    e->b.set_data_handle(k.in[1].impl()->bytes());
+  }
   e->c.set_data_handle(k.out[0].impl()->bytes());
   if (has_bias) e->bias.set_data_handle(k.in[2].impl()->bytes());
   onednn::execute(e->prim, e->args);
@@ -262,6 +280,8 @@ struct FusedConvEntry : onednn::Entry {
   dnnl::memory src, dst, user_w, w, bias;
   bool needs_reorder = false;
   onednn::ExecArgs args, reorder_args;
+  bool bf16 = false;  // mixed_bfloat16: the input is rounded into src16.low (= src) first
+  onednn::Bf16Input src16;
 };
 
 bool fconv_fast(const KernelArgs& k) {
@@ -282,22 +302,24 @@ bool fconv_fast(const KernelArgs& k) {
   int64_t alpha_bits = 0;
   const double alpha = a.num_floats() ? a.f(0) : 0.0;
   std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
-  key.add(alpha_bits).add(omp_get_max_threads());
+  const bool bf16 = detail::mixed_bf16();
+  key.add(alpha_bits).add(omp_get_max_threads()).add(bf16);
   auto e = onednn::get_or_create<FusedConvEntry>(key, [&] {
     using md = dnnl::memory::desc;
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     auto e = std::make_shared<FusedConvEntry>();
     const auto& eng = onednn::engine();
-    md src({n, c, h, w}, dt::f32, tag::nhwc), dst({n, o, oh, ow}, dt::f32, tag::nhwc);
+    const dt in = bf16 ? dt::bf16 : dt::f32;
+    md src({n, c, h, w}, in, tag::nhwc), dst({n, o, oh, ow}, dt::f32, tag::nhwc);
     md bias({o}, dt::f32, tag::a);
     // The HWIO filter as oneDNN sees it (as conv.cc): [O, I, KH, KW] or [G, O/G, I/G, KH, KW].
     const int64_t og = o / groups;
     md user_w = groups == 1
                     ? md({o, cg, kh, kw}, dt::f32, {1, o, kw * cg * o, cg * o})
                     : md({groups, og, cg, kh, kw}, dt::f32, {og, 1, o, kw * cg * o, cg * o});
-    md any_w = groups == 1 ? md({o, cg, kh, kw}, dt::f32, tag::any)
-                           : md({groups, og, cg, kh, kw}, dt::f32, tag::any);
+    md any_w = groups == 1 ? md({o, cg, kh, kw}, in, tag::any)
+                           : md({groups, og, cg, kh, kw}, in, tag::any);
     dnnl::memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, pad_l{pt, pl}, pad_r{pb, pr};
     auto prop = dnnl::prop_kind::forward_inference;
     auto algo = dnnl::algorithm::convolution_direct;
@@ -308,12 +330,17 @@ bool fconv_fast(const KernelArgs& k) {
     dnnl::convolution_forward::primitive_desc pd(
         d, post_ops_attr(a.i(kConvAttrs + 1), a, kConvAttrs + 2), eng);
     e->prim = dnnl::convolution_forward(pd);
-    e->src = dnnl::memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
+    if (bf16) {
+      e->bf16 = true;
+      e->bytes = e->src16.init(pd.src_desc(), n * h * w * c);
+    }
+    e->src = bf16 ? e->src16.low : dnnl::memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
     e->dst = dnnl::memory(pd.dst_desc(), eng, DNNL_MEMORY_NONE);
     e->user_w = dnnl::memory(user_w, eng, DNNL_MEMORY_NONE);
     e->needs_reorder = pd.weights_desc() != user_w;
     if (e->needs_reorder) {
       e->w = dnnl::memory(pd.weights_desc(), eng);  // owned by the entry
+      e->bytes += pd.weights_desc().get_size();
       e->reorder = dnnl::reorder(e->user_w, e->w);
       e->reorder_args.add(DNNL_ARG_FROM, e->user_w);
       e->reorder_args.add(DNNL_ARG_TO, e->w);
@@ -330,7 +357,11 @@ bool fconv_fast(const KernelArgs& k) {
     return e;
   });
   std::lock_guard<std::mutex> lock(e->mu);
-  e->src.set_data_handle(k.in[0].impl()->bytes());
+  if (e->bf16) {
+    e->src16.convert(k.in[0].impl()->bytes());
+  } else {
+    e->src.set_data_handle(k.in[0].impl()->bytes());
+  }
   e->user_w.set_data_handle(k.in[1].impl()->bytes());
   e->dst.set_data_handle(k.out[0].impl()->bytes());
   if (has_bias) e->bias.set_data_handle(k.in[2].impl()->bytes());

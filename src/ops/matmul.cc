@@ -1,13 +1,17 @@
 // matmul: [..., M, K] x [..., K, N] -> [..., M, N] with NumPy-broadcast batch dims.
 // attrs = {transpose_a, transpose_b}. The fast kernel is oneDNN's f32 matmul: transposes are
 // strides (no copies), batch broadcasting is oneDNN's, and the primitive is cached per shape.
+// Under the mixed_bfloat16 dtype policy it is oneDNN's bf16 x bf16 -> f32 matmul over copies
+// of a and b rounded to bf16 (f32 accumulation); the reference stays exact.
 #include <string>
 
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
 #include "kernels/elementwise.h"
+#include "kernels/onednn/bf16_input.h"
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/ops.h"
+#include "ops/dtype_policy.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -100,6 +104,8 @@ struct MatmulEntry : onednn::Entry {
   dnnl::matmul prim;
   dnnl::memory a, b, c;
   onednn::ExecArgs args;
+  bool bf16 = false;           // mixed_bfloat16: a and b are rounded into a16 and b16 first
+  onednn::Bf16Input a16, b16;  // a16.low / b16.low are what `prim` reads
 };
 
 // oneDNN dims and strides of operand `s` (its batch padded with leading 1s to `rank`), whose
@@ -134,8 +140,9 @@ bool matmul_fast(const KernelArgs& k) {
   const int threads = flops < kSingleThreadFlops ? 1 : omp_get_max_threads();
   onednn::ScopedThreads scoped(threads);
 
+  const bool bf16 = detail::mixed_bf16();
   onednn::Key key(onednn::Kind::kMatmul);
-  key.add(rank).add(ta).add(tb).add(threads);
+  key.add(rank).add(ta).add(tb).add(threads).add(bf16);
   for (int64_t v : as) key.add(v);
   key.add(-1);
   for (int64_t v : bs) key.add(v);
@@ -149,10 +156,17 @@ bool matmul_fast(const KernelArgs& k) {
     cst.assign(cs, cs + rank);
     using dt = dnnl::memory::data_type;
     dnnl::memory::desc amd(ad, dt::f32, ast), bmd(bd, dt::f32, bst), cmd(cd, dt::f32, cst);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(amd, bmd, cmd), onednn::engine());
+    if (bf16) {  // bf16 copies in the stored layouts: the rounding is a plain conversion
+      e->bf16 = true;
+      e->bytes = e->a16.init(onednn::as_bf16(amd), as.numel()) +
+                 e->b16.init(onednn::as_bf16(bmd), bs.numel());
+    }
+    const dnnl::memory::desc pa = bf16 ? e->a16.low.get_desc() : amd;
+    const dnnl::memory::desc pb = bf16 ? e->b16.low.get_desc() : bmd;
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(pa, pb, cmd), onednn::engine());
     e->prim = dnnl::matmul(pd);
-    e->a = dnnl::memory(amd, onednn::engine(), DNNL_MEMORY_NONE);
-    e->b = dnnl::memory(bmd, onednn::engine(), DNNL_MEMORY_NONE);
+    e->a = bf16 ? e->a16.low : dnnl::memory(amd, onednn::engine(), DNNL_MEMORY_NONE);
+    e->b = bf16 ? e->b16.low : dnnl::memory(bmd, onednn::engine(), DNNL_MEMORY_NONE);
     e->c = dnnl::memory(cmd, onednn::engine(), DNNL_MEMORY_NONE);
     e->args.add(DNNL_ARG_SRC, e->a);
     e->args.add(DNNL_ARG_WEIGHTS, e->b);
@@ -160,8 +174,13 @@ bool matmul_fast(const KernelArgs& k) {
     return e;
   });
   std::lock_guard<std::mutex> lock(entry->mu);
-  entry->a.set_data_handle(k.in[0].impl()->bytes());
-  entry->b.set_data_handle(k.in[1].impl()->bytes());
+  if (entry->bf16) {
+    entry->a16.convert(k.in[0].impl()->bytes());
+    entry->b16.convert(k.in[1].impl()->bytes());
+  } else {
+    entry->a.set_data_handle(k.in[0].impl()->bytes());
+    entry->b.set_data_handle(k.in[1].impl()->bytes());
+  }
   entry->c.set_data_handle(k.out[0].impl()->bytes());
   onednn::execute(entry->prim, entry->args);
   return true;

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/distributed.h"
+#include "kiln/dtype_policy.h"
+#include "ops/dtype_policy.h"
 #include "testing/run_cli.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_fashion_mnist.h"
@@ -97,6 +99,43 @@ TEST_F(CliTest, GraphModeTrainsAndEvaluatesLikeEager) {
   EXPECT_EQ(e2.out, e1.out);
 }
 
+// --precision bf16 trains under the mixed_bfloat16 policy (restored afterwards), or where the
+// CPU lacks bf16 is refused with one line naming the missing feature.
+TEST_F(CliTest, PrecisionBf16TrainsOrIsRefusedNamingTheMissingFeature) {
+  const std::vector<std::string> args = {"train",
+                                         "--model",
+                                         "mlp",
+                                         "--epochs",
+                                         "1",
+                                         "--batch-size",
+                                         "32",
+                                         "--threads",
+                                         "1",
+                                         "--data",
+                                         dir_.path(),
+                                         "--out",
+                                         path("bf16.safetensors"),
+                                         "--precision",
+                                         "bf16"};
+  if (bf16_unsupported_reason().empty()) {
+    Result r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("bf16 mixed precision"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("test accuracy"), std::string::npos) << r.out;
+    EXPECT_STREQ(dtype_policy(), "float32");
+    detail::set_bf16_unsupported_for_testing(
+        "this CPU lacks AVX512_BF16 and AMX-BF16 (oneDNN's ISA here is avx2)");
+  }
+  Result r = run_cli(args);
+  detail::set_bf16_unsupported_for_testing("");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("kiln: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("mixed_bfloat16"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("AVX512_BF16"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_STREQ(dtype_policy(), "float32");
+}
+
 TEST_F(CliTest, SummaryNeedsNoData) {
   Result r = run_cli({"summary", "--model", "cnn"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -135,6 +174,7 @@ TEST_F(CliTest, BadArgumentsGiveOneClearLineAndExit2) {
            {{"train", "--model", "mlp", "--batch-size", "2.5"}, "whole number"},
            {{"train", "--model", "mlp", "--bucket-mb", "0"}, "--bucket-mb"},
            {{"train", "--model", "mlp", "--timeout", "-3"}, "--timeout"},
+           {{"train", "--model", "mlp", "--precision", "fp16"}, "fp16"},
            {{}, "A subcommand is required"},
        }) {
     Result r = run_cli(c.args);

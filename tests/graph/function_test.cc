@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include "graph/signature.h"
 #include "kiln/autograd.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/nn.h"
 #include "kiln/ops.h"
 #include "testing/op_check.h"
@@ -303,6 +305,34 @@ TEST(Function, BadArgumentsAndOptions) {
   expect_error<ValueError>([&] { f(Tensor()); }, {"argument 0", "undefined"});
   Function g = function([](const Tensor& x) { return x.item<float>() > 0 ? x : -x; });
   expect_error<StateError>([&] { g(ones({1})); }, {"symbolic"});
+}
+
+// The dtype policy is part of a signature: shown when not float32, diffed, and a function traced
+// under one policy retraces under the other, then hits under each.
+TEST(Function, DtypePolicyIsPartOfTheSignature) {
+  Signature a = graph::signature_of({ones({2, 3})}, false), b = a;
+  b.dtype_policy = DTypePolicy::kMixedBfloat16;
+  EXPECT_FALSE(a == b);
+  EXPECT_FALSE(a.accepts(b));
+  EXPECT_EQ(a.to_string(), "(float32 [2, 3], training=false)");
+  EXPECT_EQ(b.to_string(), "(float32 [2, 3], training=false, dtype_policy=mixed_bfloat16)");
+  EXPECT_EQ(graph::signature_diff(a, b),
+            std::vector<std::string>{"dtype_policy: float32 -> mixed_bfloat16"});
+  if (!bf16_unsupported_reason().empty()) GTEST_SKIP() << bf16_unsupported_reason();
+  Function f = function([](const Tensor& x) { return matmul(x, x, false, true); });
+  Tensor x = random_tensor({4, 3}, float32, 1);
+  Tensor y32 = f(x);
+  set_dtype_policy("mixed_bfloat16");
+  Tensor y16 = f(x);
+  f(x);
+  set_dtype_policy("float32");
+  f(x);
+  FunctionCacheInfo info = f.cache_info();
+  EXPECT_EQ(info.traces, 2u);
+  EXPECT_EQ(info.hits, 2u);
+  EXPECT_EQ(info.last_retrace_reason, "dtype_policy: float32 -> mixed_bfloat16");
+  EXPECT_TRUE(all_close(y16, y32, 1e-2, 1e-2));
+  EXPECT_FALSE(all_close(y16, y32, 0, 1e-7));  // computed in bf16
 }
 
 }  // namespace
