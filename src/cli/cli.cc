@@ -185,6 +185,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   op->add_option("--lr", o.lr, "fine-tuning learning rate (Adam, default 1e-3)")
       ->check(positive(false));
   op->add_flag("--int8", o.int8, "post-training int8 quantization with the per-layer check");
+  op->add_option("--qat-epochs", o.qat_epochs,
+                 "with --int8: quantization-aware training for N epochs instead of calibration")
+      ->check(CLI::Range(0, 1000));
   op->add_option("--calibrate", o.calibrate, "calibration examples (default 512)")
       ->check(positive(true));
   op->add_option("--calibration", o.calibration, "minmax (default), percentile or mse")

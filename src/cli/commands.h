@@ -43,6 +43,7 @@ struct Options {
   std::string prune_norm = "l1";
   int finetune_epochs = 1;
   bool int8 = false;
+  int qat_epochs = 0;  // int8 by quantization-aware training instead of calibration
   int64_t calibrate = 512;
   std::string calibration = "minmax";
   double percentile = 99.99;

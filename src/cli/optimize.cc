@@ -181,6 +181,19 @@ std::string table(const Figures& a, const Figures& b) {
   return s;
 }
 
+// Fine-tuning and quantization-aware training: Adam at --lr, the same fit as `kiln train`.
+void train_quietly(Layer& model, const Options& o, int epochs, const OptimizeData& data) {
+  if (epochs <= 0) return;
+  Adam opt(o.lr);
+  SparseCategoricalCrossentropy loss;
+  FitOptions fo;
+  fo.epochs = epochs;
+  fo.batch_size = o.batch_size;
+  fo.verbose = 0;
+  fo.shuffle_seed = o.seed;
+  fit(model, opt, loss, data.fit_x, data.fit_y, fo);
+}
+
 Calibration parse_calibration(const std::string& name) {
   if (name == "percentile") return Calibration::kPercentile;
   if (name == "mse") return Calibration::kMse;
@@ -191,6 +204,9 @@ Calibration parse_calibration(const std::string& name) {
 
 int optimize(const Options& o, std::ostream& out) {
   apply_threads(o.threads);
+  if (o.qat_epochs > 0 && !o.int8) {
+    throw ValueError("optimize: --qat-epochs trains for int8: give --int8 too");
+  }
   if (o.prune < 0 && !o.int8) {
     throw ValueError("optimize: nothing to do: give --prune FRACTION and/or --int8");
   }
@@ -212,32 +228,27 @@ int optimize(const Options& o, std::ostream& out) {
   std::string text;
   std::shared_ptr<Layer> kept_model;  // the pruned model, saved with its config when float
   GraphModel after = before;
-  if (o.prune >= 0) {
+  std::shared_ptr<Sequential> sequential;  // the model that --prune / --qat-epochs rewrite
+  if (o.prune >= 0 || o.qat_epochs > 0) {
+    const char* flag = o.prune >= 0 ? "--prune" : "--qat-epochs";
     if (!m.model) {
-      throw ValueError("optimize: --prune needs the model's architecture; " + o.file +
-                       " holds only a graph (prune the model file it was made from)");
+      throw ValueError("optimize: " + std::string(flag) + " needs the model's architecture; " +
+                       o.file + " holds only a graph (use the model file it was made from)");
     }
-    auto* seq = dynamic_cast<Sequential*>(m.model.get());
-    if (!seq) {
-      throw ValueError("optimize: --prune takes Sequential models; " + o.file + " holds a " +
-                       m.info.class_name);
+    sequential = std::dynamic_pointer_cast<Sequential>(m.model);
+    if (!sequential) {
+      throw ValueError("optimize: " + std::string(flag) + " takes Sequential models; " + o.file +
+                       " holds a " + m.info.class_name);
     }
+  }
+  if (o.prune >= 0) {
     PruneOptions po;
     po.fraction = o.prune;
     po.norm = o.prune_norm == "l2" ? PruneNorm::kL2 : PruneNorm::kL1;
     PruneReport pr;
-    std::shared_ptr<Sequential> pruned = prune_structured(*seq, po, &pr);
-    if (o.finetune_epochs > 0) {
-      Adam opt(o.lr);
-      SparseCategoricalCrossentropy loss;
-      FitOptions fo;
-      fo.epochs = o.finetune_epochs;
-      fo.batch_size = o.batch_size;
-      fo.verbose = 0;
-      fo.shuffle_seed = o.seed;
-      fit(*pruned, opt, loss, data.fit_x, data.fit_y, fo);
-    }
-    kept_model = pruned;
+    std::shared_ptr<Sequential> pruned = prune_structured(*sequential, po, &pr);
+    train_quietly(*pruned, o, o.finetune_epochs, data);
+    kept_model = sequential = pruned;
     after = freeze(*pruned);
     text += "pruning (" + std::string(o.prune_norm == "l2" ? "L2" : "L1") + " norm, " +
             std::to_string(o.finetune_epochs) + " fine-tuning epoch" +
@@ -256,10 +267,18 @@ int optimize(const Options& o, std::ostream& out) {
     qo.validation_images = data.check_x;
     qo.validation_labels = data.check_y;
     QuantizeReport qr;
-    after = quantize_model(after, data.calibration, qo, &qr);
+    if (o.qat_epochs > 0) {
+      std::shared_ptr<Sequential> qat = quantize_aware(*sequential);
+      train_quietly(*qat, o, o.qat_epochs, data);
+      after = quantize_model_from_qat(*qat, data.calibration, qo, &qr);
+      text += "int8 (quantization-aware training, " + std::to_string(o.qat_epochs) + " epoch" +
+              (o.qat_epochs == 1 ? "" : "s") + "; ranges learned in training):\n" + qr.to_text();
+    } else {
+      after = quantize_model(after, data.calibration, qo, &qr);
+      text += "int8 (calibrated on " + std::to_string(data.calibration.dim(0)) + " examples):\n" +
+              qr.to_text();
+    }
     kept_model = nullptr;  // an int8 model is a graph
-    text += "int8 (calibrated on " + std::to_string(data.calibration.dim(0)) + " examples):\n" +
-            qr.to_text();
     json layers = json::array();
     for (const QuantizedLayerReport& l : qr.layers) {
       layers.push_back({{"name", l.name},
@@ -272,7 +291,8 @@ int optimize(const Options& o, std::ostream& out) {
     report["int8"] = {{"calibration", qr.calibration},
                       {"weight_bits", qr.weight_bits},
                       {"layers", layers},
-                      {"reverted_for_accuracy", qr.reverted_for_accuracy}};
+                      {"reverted_for_accuracy", qr.reverted_for_accuracy},
+                      {"qat_epochs", o.qat_epochs}};
   }
 
   Figures fb, fa;

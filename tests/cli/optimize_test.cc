@@ -94,6 +94,21 @@ TEST_F(Optimize, PruningAndInt8Together) {
   EXPECT_NE(r.out.find("graph only"), std::string::npos) << r.out;
 }
 
+TEST_F(Optimize, QuantizationAwareTrainingAndAQdqOnnxFile) {
+  auto r = optimize({"--int8", "--qat-epochs", "1", "--max-drop", "100", "-o", path("qat.kiln"),
+                     "--onnx", path("qat.onnx")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("quantization-aware training, 1 epoch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ONNX: " + path("qat.onnx")), std::string::npos) << r.out;
+  // The ONNX file is the int8 model in QDQ form: it imports back and agrees with the .kiln.
+  const GraphModel q = load_model(path("qat.kiln")).graph;
+  const GraphModel back = import_onnx(path("qat.onnx"));
+  const Tensor x = random_uniform({4, 28, 28, 1}, 0, 1, 3);
+  const Tensor a = q(x), b = back(x);
+  ASSERT_EQ(a.shape(), b.shape());
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_NEAR(a.data<float>()[i], b.data<float>()[i], 0.5);
+}
+
 TEST_F(Optimize, TakesAnOnnxModelForInt8ButNotForPruning) {
   export_onnx(load_model(path("m.kiln")).graph, path("m.onnx"));
   auto q = run_cli({"optimize", path("m.onnx"), "--int8", "--max-drop", "100", "--data",
@@ -120,6 +135,10 @@ TEST_F(Optimize, BadRequestsAreOneClearLine) {
   auto calib = optimize({"--int8", "--calibration", "kl", "-o", path("x.kiln")});
   EXPECT_EQ(calib.code, 2);
   EXPECT_NE(calib.err.find("--calibration"), std::string::npos) << calib.err;
+  auto qat = optimize({"--qat-epochs", "1", "-o", path("x.kiln")});
+  EXPECT_EQ(qat.code, 1);
+  EXPECT_NE(qat.err.find("--qat-epochs trains for int8: give --int8 too"), std::string::npos)
+      << qat.err;
   auto missing_out = optimize({"--int8"});
   EXPECT_EQ(missing_out.code, 2);
   EXPECT_NE(missing_out.err.find("--out"), std::string::npos) << missing_out.err;
