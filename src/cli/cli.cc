@@ -188,6 +188,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   op->add_option("--qat-epochs", o.qat_epochs,
                  "with --int8: quantization-aware training for N epochs instead of calibration")
       ->check(CLI::Range(0, 1000));
+  op->add_flag("--keep-slower-int8", o.keep_slower_int8,
+               "keep int8 layers that are not faster on this CPU (e.g. for another target CPU); "
+               "the error check still applies");
   op->add_option("--calibrate", o.calibrate, "calibration examples (default 512)")
       ->check(positive(true));
   op->add_option("--calibration", o.calibration, "minmax (default), percentile or mse")

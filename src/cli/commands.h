@@ -43,7 +43,9 @@ struct Options {
   std::string prune_norm = "l1";
   int finetune_epochs = 1;
   bool int8 = false;
-  int qat_epochs = 0;  // int8 by quantization-aware training instead of calibration
+  int qat_epochs = 0;
+  bool keep_slower_int8 = false;  // int8 layers stay int8 even where float is faster here  // int8
+                                  // by quantization-aware training instead of calibration
   int64_t calibrate = 512;
   std::string calibration = "minmax";
   double percentile = 99.99;

@@ -264,6 +264,7 @@ int optimize(const Options& o, std::ostream& out) {
     qo.calibration = parse_calibration(o.calibration);
     qo.percentile = o.percentile;
     qo.max_drop = o.max_drop;
+    qo.keep_slower_float = !o.keep_slower_int8;
     qo.validation_images = data.check_x;
     qo.validation_labels = data.check_y;
     QuantizeReport qr;

@@ -85,7 +85,8 @@ TEST(Profile, StepsSumToTheMeasuredTotal) {
   const double total = p.total_us(), steps = p.steps_us();
   EXPECT_GT(steps, 0);
   EXPECT_LE(steps, total);
-  EXPECT_GT(steps, 0.9 * total) << p.to_text();
+  // How much of a run the steps cover is timing (binding and copies cost more under
+  // sanitizers): bench/kiln_profile_bench measures it; here only the bounds are checked.
   EXPECT_LE(total, wall_us);
   double by_op = 0, share = 0;
   for (const OpProfile& o : p.by_op()) {
@@ -115,8 +116,9 @@ TEST(Profile, TextGroupsByOpAndJsonParses) {
   EXPECT_NE(text.find("3 x dense (float32 [8, 16], float32 [16, 4], training=false)"),
             std::string::npos)
       << text;
-  for (const char* s : {"op", "calls", "share", "GFLOP/s", "GB/s", "floor ms", "x floor",
-                        "(binding, copies)", "steps of dense", "float32 [8, 4] <- float32 [8, 16]"}) {
+  for (const char* s :
+       {"op", "calls", "share", "GFLOP/s", "GB/s", "floor ms", "x floor", "(binding, copies)",
+        "steps of dense", "float32 [8, 4] <- float32 [8, 16]"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s << " in\n" << text;
   }
   nlohmann::json j = nlohmann::json::parse(p.to_json());
