@@ -151,9 +151,8 @@ Tensor quantized_conv2d(const Tensor& x, const QuantizedLinear& params,
 // bias[n], ReLU'd if relu. Fast (oneDNN) and reference kernels agree bit for bit. ValueError for
 // a non-finite input or weight scale; DTypeError / ShapeError as quantized_matmul. Not
 // differentiable.
-Tensor dynamic_quantized_matmul(const Tensor& x, const Tensor& weights,
-                                const Tensor& weight_scales, const Tensor& bias,
-                                bool relu = false);
+Tensor dynamic_quantized_matmul(const Tensor& x, const Tensor& weights, const Tensor& weight_scales,
+                                const Tensor& bias, bool relu = false);
 
 // ---- fake quantization (src/ops/fake_quant.cc) ----------------------------------------------
 // Rounds x (float32/float64) to the integer grid [qmin, qmax] of the range [lo, hi] (widened to

@@ -13,7 +13,7 @@ namespace {
 struct Recording {
   std::mutex mu;
   std::atomic<uint64_t> generation{0};  // changed under mu; read without it by running plans
-  std::atomic<int64_t> origin_ns{0};  // steady clock; read without the lock by running plans
+  std::atomic<int64_t> origin_ns{0};    // steady clock; read without the lock by running plans
   std::vector<RunRecord> runs;
 };
 
