@@ -1,6 +1,6 @@
-// Copying a frozen graph node by node while replacing some nodes: the one helper the dynamic
-// quantizer and the QAT converter share. Values of the source graph map to values of the copy;
-// a replaced node's outputs are mapped by the caller (map_to) to whatever computes them.
+// Copying a frozen graph node by node while replacing some nodes: the helper the static and
+// dynamic quantizers and the QAT converter share. Values of the source graph map to values of the
+// copy; a replaced node's outputs are mapped by the caller (map_to) to whatever computes them.
 #pragma once
 
 #include <vector>
@@ -10,24 +10,15 @@
 
 namespace kiln::compress {
 
-class GraphCopy {
+// Appends values and nodes to a graph being built (the rewriters' common part).
+class GraphBuilder {
+ protected:
+  int add_value(graph::Value v) {
+    out_.values.push_back(std::move(v));
+    return static_cast<int>(out_.values.size()) - 1;
+  }
+
  public:
-  explicit GraphCopy(const graph::Graph& src) : src_(src), map_(src.values.size(), -1) {
-    for (int v : src.inputs) {
-      graph::Value nv = src.values[v];
-      nv.input_index = static_cast<int32_t>(out_.inputs.size());
-      map_[v] = add_value(nv);
-      out_.inputs.push_back(map_[v]);
-    }
-  }
-
-  // The copy's value holding source value v (constants are copied on first use).
-  int value(int v) {
-    if (map_[v] < 0) map_[v] = constant(src_.values[v].captured);
-    return map_[v];
-  }
-  void map_to(int src_value, int copy_value) { map_[src_value] = copy_value; }
-
   int constant(const Tensor& t) {
     graph::Value v;
     v.kind = graph::ValueKind::kConstant;
@@ -57,6 +48,28 @@ class GraphCopy {
     return out_.nodes.back().outputs[0];
   }
 
+ protected:
+  graph::Graph out_;
+};
+
+class GraphCopy : public GraphBuilder {
+ public:
+  explicit GraphCopy(const graph::Graph& src) : src_(src), map_(src.values.size(), -1) {
+    for (int v : src.inputs) {
+      graph::Value nv = src.values[v];
+      nv.input_index = static_cast<int32_t>(out_.inputs.size());
+      map_[v] = add_value(nv);
+      out_.inputs.push_back(map_[v]);
+    }
+  }
+
+  // The copy's value holding source value v (constants are copied on first use).
+  int value(int v) {
+    if (map_[v] < 0) map_[v] = constant(src_.values[v].captured);
+    return map_[v];
+  }
+  void map_to(int src_value, int copy_value) { map_[src_value] = copy_value; }
+
   // Copies source node `i` unchanged (inputs mapped) and maps its outputs.
   void copy_node(int i) {
     const graph::Node& n = src_.nodes[i];
@@ -74,14 +87,8 @@ class GraphCopy {
   }
 
  private:
-  int add_value(graph::Value v) {
-    out_.values.push_back(std::move(v));
-    return static_cast<int>(out_.values.size()) - 1;
-  }
-
   const graph::Graph& src_;
   std::vector<int> map_;
-  graph::Graph out_;
 };
 
 }  // namespace kiln::compress

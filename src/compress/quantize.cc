@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/graph_copy.h"
 #include "compress/quantize_graph.h"
 #include "core/tensor_impl.h"
 #include "graph/graph.h"
@@ -197,7 +198,7 @@ Tensor first_rows(const Tensor& x, int64_t n) { return x.shape()[0] <= n ? x : x
 
 // ---- the rewrite ------------------------------------------------------------------------------
 
-class Rewriter {
+class Rewriter : public compress::GraphBuilder {
  public:
   Rewriter(const Graph& g, const std::vector<LinearLayer>& layers,
            const std::map<int, QParams>& ranges)
@@ -244,37 +245,6 @@ class Rewriter {
   }
 
  private:
-  int add_value(graph::Value v) {
-    out_.values.push_back(std::move(v));
-    return static_cast<int>(out_.values.size()) - 1;
-  }
-  int constant(const Tensor& t) {
-    graph::Value v;
-    v.kind = ValueKind::kConstant;
-    v.meta = {t.shape(), t.dtype()};
-    v.captured = t;
-    return add_value(v);
-  }
-  // Appends a node of `op` (outputs inferred); returns its first output.
-  int emit(const OpDef& op, std::vector<int> in, const Attrs& attrs) {
-    std::vector<Meta> metas;
-    for (int v : in) metas.push_back(out_.values[v].meta);
-    std::vector<Meta> outs(op.num_outputs);
-    op.infer(metas, attrs, outs);
-    graph::Node n;
-    n.op = &op;
-    n.attrs = attrs;
-    n.inputs.assign(in.begin(), in.end());
-    for (const Meta& m : outs) {
-      graph::Value v;
-      v.kind = ValueKind::kNode;
-      v.meta = m;
-      v.producer = static_cast<int32_t>(out_.nodes.size());
-      n.outputs.push_back(add_value(v));
-    }
-    out_.nodes.push_back(std::move(n));
-    return out_.nodes.back().outputs[0];
-  }
   void emit_outputs(const graph::Node& n, const std::vector<int>& in) {
     emit(*n.op, in, n.attrs);
     const graph::Node& made = out_.nodes.back();
@@ -351,7 +321,6 @@ class Rewriter {
   std::vector<QParams> qp_;       // the parameters of qmap_'s uint8 values
   std::vector<std::vector<int>> users_;
   std::vector<int> layer_at_;
-  Graph out_;
 };
 
 double accuracy(const GraphModel& m, const Tensor& images, const Tensor& labels) {
