@@ -30,6 +30,7 @@
 #include "kiln/nn/models.h"
 #include "kiln/onnx.h"
 #include "kiln/ops.h"
+#include "run_command.h"
 #include "testing/temp_dir.h"
 
 namespace kiln {
@@ -40,22 +41,8 @@ const std::string kSource = KILN_SOURCE_DIR;
 const std::string kOrtDir =
     std::getenv("KILN_ORT_DIR") ? std::getenv("KILN_ORT_DIR") : KILN_ORT_DIR;
 
-struct CommandResult {
-  int rc = -1;
-  std::string out;
-};
-// Runs a shell command, capturing stdout and stderr.
-CommandResult run(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using testing::CommandResult;
+CommandResult run(const std::string& cmd) { return testing::run_command(cmd); }
 
 // ---- the peers ----------------------------------------------------------------------------
 
