@@ -4,6 +4,9 @@
 //                                           32], 2x2/2): the kernel before the change (copied
 //                                           below) against kiln's now
 //   BM_MaxPool/new:<0|1>/threads:<1|2>      the forward pool, likewise
+//   BM_PoolGradRelu/fused:<0|1>/threads:<1|2>  the backward of the cnn's first relu -> pool:
+//                                           relu_grad(max_pool2d_grad(y, dp), y) as two ops or
+//                                           as fused_max_pool2d_grad (graph/fusion.cc)
 //   BM_AdamUpdate/cnn:<0|1>/foreach:<0|1>   Adam's apply_gradients on the model's variables (2
 //                                           threads, eager): one op per variable or multi ops
 //   BM_TrainStepForeach/cnn:<0|1>/foreach:<0|1>  a graph-mode Adam train step (batch 64, 2
@@ -19,6 +22,7 @@
 #include <kiln/nn.h>
 
 #include "kernels/broadcast.h"
+#include "ops/fused.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 #include "peak.h"
@@ -121,6 +125,24 @@ void BM_MaxPool(benchmark::State& state) {
   }
 }
 
+// relu_grad(max_pool2d_grad(y, dp), y) over a relu output y (half zeros), as the traced cnn
+// step ran it before the pool-gradient fusion and as the fused op it runs now.
+void BM_PoolGradRelu(benchmark::State& state) {
+  const bool fused = state.range(0) == 1;
+  kiln::set_num_threads(static_cast<int>(state.range(1)));
+  kiln::Tensor y = kiln::relu(kiln::random_normal({kN, kH, kW, kC}, 0.0, 1.0, 1));
+  kiln::Tensor dp = kiln::random_normal({kN, kH / 2, kW / 2, kC}, 0.0, 1.0, 2);
+  const kiln::Attrs fused_attrs =
+      kiln::Attrs(kPool2x2).add_int(kiln::fe_opcode(kiln::ops::kReluGrad));
+  for (auto _ : state) {
+    kiln::Tensor out =
+        fused ? kiln::run_op(kiln::ops::kFusedMaxPool2DGrad, {y, dp}, fused_attrs)
+              : kiln::run_op(kiln::ops::kReluGrad,
+                             {kiln::run_op(kiln::ops::kMaxPool2DGrad, {y, dp}, kPool2x2), y});
+    benchmark::DoNotOptimize(out.raw_data());
+  }
+}
+
 // ---- the Adam update alone: one op per variable against adam_update_multi ------------------
 
 void BM_AdamUpdate(benchmark::State& state) {
@@ -184,6 +206,7 @@ void BM_TrainStepForeach(benchmark::State& state) {
 
 KILN_AB(BM_MaxPoolGrad)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
 KILN_AB(BM_MaxPool)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
+KILN_AB(BM_PoolGradRelu)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"fused", "threads"});
 KILN_AB(BM_AdamUpdate)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 KILN_AB(BM_TrainStepForeach)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 

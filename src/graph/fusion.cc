@@ -120,6 +120,35 @@ int fuse_matmul_conv(Graph& g) {
   return remove_nodes(g, gone);
 }
 
+int fuse_pool_grad(Graph& g) {
+  const Readers r(g);
+  std::vector<bool> gone(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& pool = g.nodes[i];
+    if (pool.op != &ops::kMaxPool2DGrad) continue;
+    const int32_t x = pool.inputs[0], t = pool.outputs[0];
+    const int32_t n = r.only_reader(t);
+    if (n < 0 || !is_float(g.values[t].meta.dtype)) continue;
+    const Node& e = g.nodes[n];
+    // E(t, x): elementwise, linear in t (so it only matters where a gradient lands), same shape.
+    if (!e.op->elementwise || e.op->elementwise->arity != 2 || !(e.op->flags & kLinearInInput0) ||
+        fe_opcode(*e.op) < 0 || e.inputs[0] != t || e.inputs[1] != x ||
+        g.values[e.outputs[0]].meta.shape != g.values[t].meta.shape ||
+        g.values[e.outputs[0]].meta.dtype != g.values[t].meta.dtype || r.stateful_between(i, n)) {
+      continue;
+    }
+    Node fused;
+    fused.op = &ops::kFusedMaxPool2DGrad;
+    fused.attrs = pool.attrs;
+    fused.attrs.add_int(fe_opcode(*e.op));
+    fused.inputs = pool.inputs;
+    fused.outputs = e.outputs;
+    gone[i] = true;
+    g.nodes[n] = std::move(fused);
+  }
+  return remove_nodes(g, gone);
+}
+
 int fuse_elementwise(Graph& g) {
   const Readers r(g);
   const size_t nn = g.nodes.size();
@@ -210,7 +239,8 @@ int fuse_elementwise(Graph& g) {
 }
 
 int fuse(Graph& g) {
-  const int removed = fuse_matmul_conv(g) + fuse_elementwise(g);
+  // Pool gradients first: their epilogue ops would otherwise join elementwise chains.
+  const int removed = fuse_matmul_conv(g) + fuse_pool_grad(g) + fuse_elementwise(g);
   compact(g);
   return removed;
 }

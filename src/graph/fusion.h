@@ -18,16 +18,23 @@ namespace kiln::graph {
 // the first op are left alone. Returns the number of nodes removed.
 int fuse_matmul_conv(Graph& g);
 
+// max_pool2d_grad(x, dy) read only by E(., x), E an elementwise op linear in its first input
+// (OpDef flag kLinearInInput0: relu_grad, the backward of conv -> relu -> max_pool): one
+// fused_max_pool2d_grad, which applies E only where a window's gradient lands instead of a
+// second pass over the whole input-sized gradient. Returns the number of nodes removed.
+int fuse_pool_grad(Graph& g);
+
 // Chains of float elementwise ops (every registered op whose OpDef carries an elementwise
-// function: neg exp log sqrt abs square relu sigmoid tanh, add sub mul div pow maximum minimum)
+// function: neg exp log sqrt abs square relu sigmoid tanh, add sub mul div pow maximum minimum
+// relu_grad)
 // whose operands have the result's shape, one element, or are a row over its last dim (a bias,
 // batch norm's per-channel vectors), one operand at least full-shaped: one fused_elementwise
 // running a small program in one pass. At most 16 inputs and 39 ops per chain. Returns the
 // number of nodes removed.
 int fuse_elementwise(Graph& g);
 
-// Both, matmul/conv first (they take their activation before an elementwise chain can), then
-// compact(). Returns the number of nodes removed.
+// All three, matmul/conv and pool gradients first (they take their activation or epilogue
+// before an elementwise chain can), then compact(). Returns the number of nodes removed.
 int fuse(Graph& g);
 
 }  // namespace kiln::graph

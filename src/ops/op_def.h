@@ -6,7 +6,8 @@
 //   grad       the gradient rule, written with kiln ops so tapes and traces can record it
 //   view       optional: makes the output share the input's storage (reshape, rows); eager
 //              mode runs it instead of a kernel, tapes and tracers still see the op
-//   flags      what graph passes and tapes must know (kNotDifferentiable, kStateful, kRandom)
+//   flags      what graph passes and tapes must know (kNotDifferentiable, kStateful, kRandom,
+//              kLinearInInput0)
 //   attrs      the schema of its attributes: names and types, for printing, saving, export
 //   shape_only_inputs  inputs read for their shape only (gradient ops' "like" inputs)
 //   elementwise  optional: the op's per-element function (ElementwiseFn below), which makes it
@@ -102,6 +103,9 @@ enum OpFlag : uint32_t {
   kNotDifferentiable = 1u << 0,  // constant to tapes on purpose (stop_gradient)
   kStateful = 1u << 1,           // writes its first input in place: never removed, merged, folded
   kRandom = 1u << 2,             // draws random numbers (from a key input or a generator state)
+  // Linear in input 0, so f(0, y) = 0 (activation gradients: relu_grad(g, y)): a fused kernel
+  // may apply the op only where input 0 is nonzero (fused_max_pool2d_grad).
+  kLinearInInput0 = 1u << 3,
 };
 
 // ---- attribute schemas ---------------------------------------------------------------------

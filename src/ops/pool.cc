@@ -7,6 +7,12 @@
 //                                    batch size); its data is never read
 //   kMaxPool2DSelect (x, v)  -> y    each window's value of v at x's first max: the adjoint of
 //                                    max_pool2d_grad in dy, so each is the other's gradient
+//   kFusedMaxPool2DGrad (x, dy) -> dx   E(max_pool2d_grad(x, dy), x) for an elementwise op E
+//                                    linear in its first input (kLinearInInput0: relu_grad), in
+//                                    one pass: E runs only where a window's gradient lands, on
+//                                    the window's max. Emitted by graph/fusion.cc for conv ->
+//                                    relu -> max_pool backward. attrs = pool attrs, then E's
+//                                    fused_elementwise opcode.
 // pool attrs, every op's = {pool_h, pool_w, stride_h, stride_w, padding (0 valid, 1 same)}.
 // Averages count only in-bounds elements (Keras/TF "same"). The fast kernels are hand-written
 // NHWC loops whose inner loop runs over contiguous channels (vectorized), split across threads
@@ -20,6 +26,7 @@
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
 #include "kiln/ops.h"
+#include "ops/fused.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 
@@ -191,6 +198,39 @@ void max_grad_reference(const KernelArgs& k) {
   });
 }
 
+// The epilogue op E of fused_max_pool2d_grad (attr 5): a registered elementwise op of two
+// inputs, linear in the first. Throws ValueError otherwise.
+const OpDef& epilogue_op(const Attrs& a) {
+  const OpDef* e = a.num_ints() > 5 ? fe_op(a.i(5)) : nullptr;
+  if (!e || e->elementwise->arity != 2 || !(e->flags & kLinearInInput0)) {
+    throw ValueError("fused_max_pool2d_grad: epilogue " +
+                     std::to_string(a.num_ints() > 5 ? a.i(5) : -1) +
+                     " is not an elementwise op of two inputs linear in the first");
+  }
+  return *e;
+}
+Attrs pool_part(const Attrs& a) { return Attrs{a.i(0), a.i(1), a.i(2), a.i(3), a.i(4)}; }
+
+// out = E(out, x) over whole tensors, with E's own per-element function.
+template <typename T>
+void apply_epilogue(const ElementwiseFn& e, const T* a, const T* b, T* out, int64_t n) {
+  if constexpr (std::is_same_v<T, double>) {
+    e.f64(a, b, out, n);
+  } else {
+    e.f32(a, b, out, n);
+  }
+}
+
+void fused_max_grad_reference(const KernelArgs& k) {
+  const OpDef& e = epilogue_op(k.attrs);
+  const Attrs pool = pool_part(k.attrs);
+  ops::kMaxPool2DGrad.reference({k.in, k.out, pool});
+  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
+    T* dx = detail::ptr<T>(k.out[0]);
+    apply_epilogue(*e.elementwise, dx, detail::ptr<T>(k.in[0]), dx, k.out[0].numel());
+  });
+}
+
 void max_select_reference(const KernelArgs& k) {
   const Geom g = geom("max_pool2d_select", k.in[0].shape(), k.attrs);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
@@ -304,17 +344,30 @@ inline void max_grad_2x2(const T* __restrict x0, const T* __restrict x1, const T
   }
 }
 
+// The fast epilogue: d = E(d, m) over a window's C channels, m the window's max (x where the
+// gradient lands), with E's vectorizable form. Null `e`: d as it is.
+template <typename T>
+inline const T* epilogue_row(const ElementwiseFn* e, const T* d, const T* m, T* buf, int64_t C) {
+  if (!e) return d;
+  if constexpr (std::is_same_v<T, double>) {
+    e->f64(d, m, buf, C);
+  } else {
+    e->fast_f32(d, m, buf, C);
+  }
+  return buf;
+}
+
 // Max-pool gradient for disjoint windows: output rows (n, oy) split across threads. Row oy owns
 // the input rows from its window's top (0 for the first) to the next window's top (h for the
 // last), zeroes that band while it is in cache, then stores dy at each channel's first max.
 template <typename T>
-void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx) {
+void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const ElementwiseFn* epi) {
   const int64_t C = g.c, row = g.w * C;
   // Windows that tile the image exactly (2x2/2 on even sizes) store every dx element: no fill.
   const bool tiles = g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 && g.oh * g.sh == g.h &&
                      g.ow * g.sw == g.w;
   kernels::parallel_range(g.n * g.oh, g.ow * C * g.sh * g.sw, [&](int64_t b, int64_t e) {
-    std::vector<T> best(C);
+    std::vector<T> best(C), ebuf(epi ? C : 0);
     std::vector<int32_t> at(C);
     for (int64_t r = b; r < e; ++r) {
       const int64_t n = r / g.oh, oy = r % g.oh;
@@ -329,6 +382,16 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx) {
         if (wd.count() == 4 && wd.y1 - wd.y0 == 2) {  // a full 2x2 window: one pass
           const T *x0 = xn + wd.y0 * row + wd.x0 * C, *x1 = x0 + C, *x2 = x0 + row, *x3 = x2 + C;
           T *o0 = band + wd.y0 * row + wd.x0 * C, *o1 = o0 + C, *o2 = o0 + row, *o3 = o2 + C;
+          if (epi) {
+            T* m = best.data();
+            for (int64_t c = 0; c < C; ++c) {  // max_grad_2x2's comparisons: the same max
+              T v = x0[c];
+              v = x1[c] > v ? x1[c] : v;
+              v = x2[c] > v ? x2[c] : v;
+              m[c] = x3[c] > v ? x3[c] : v;
+            }
+            d = epilogue_row(epi, d, m, ebuf.data(), C);
+          }
           max_grad_2x2(x0, x1, x2, x3, d, o0, o1, o2, o3, C);
           continue;
         }
@@ -342,6 +405,7 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx) {
               at[c] = gt ? slot : at[c];
             }
           }
+        d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
         slot = 0;
         for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
           for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
@@ -354,8 +418,9 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx) {
 }
 
 // Backward: images split across threads (windows of one image overlap, images never do).
+// `epi`: fused_max_pool2d_grad's E (max pooling only), else null.
 template <bool kMax>
-bool pool_grad_fast(const KernelArgs& k) {
+bool pool_grad_run(const KernelArgs& k, const ElementwiseFn* epi) {
   const Shape& xs = kMax ? k.in[0].shape() : k.out[0].shape();
   const Geom g = geom(kMax ? "max_pool2d_grad" : "avg_pool2d_grad", xs, k.attrs);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
@@ -363,13 +428,13 @@ bool pool_grad_fast(const KernelArgs& k) {
     const T* dy = detail::ptr<T>(k.in[kMax ? 1 : 0]);
     T* dx = detail::ptr<T>(k.out[0]);
     if (kMax && windows_disjoint(g) && g.oh > 0 && g.ow > 0) {
-      max_grad_disjoint(g, x, dy, dx);
+      max_grad_disjoint(g, x, dy, dx, epi);
       return;
     }
     const int64_t C = g.c, img = g.h * g.w * C;
     kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
       std::fill(dx + b * img, dx + e * img, T(0));
-      std::vector<T> best(kMax ? C : 0);
+      std::vector<T> best(kMax ? C : 0), ebuf(epi ? C : 0);
       std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
       for (int64_t n = b; n < e; ++n)
         for (int64_t oy = 0; oy < g.oh; ++oy)
@@ -393,6 +458,8 @@ bool pool_grad_fast(const KernelArgs& k) {
                     }
                   }
                 }
+              // E is linear in d: applied per window, the sums over windows come out equal.
+              d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
               slot = 0;
               for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
                 for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
@@ -413,6 +480,15 @@ bool pool_grad_fast(const KernelArgs& k) {
   return true;
 }
 
+template <bool kMax>
+bool pool_grad_fast(const KernelArgs& k) {
+  return pool_grad_run<kMax>(k, nullptr);
+}
+
+bool fused_max_grad_fast(const KernelArgs& k) {
+  return pool_grad_run<true>(k, epilogue_op(k.attrs).elementwise);
+}
+
 // ---- gradients ----------------------------------------------------------------------------------
 
 void max_grad(const GradArgs& g) {
@@ -429,6 +505,22 @@ void max_grad_grad(const GradArgs& g) {
 void max_select_grad(const GradArgs& g) {
   if (g.needs(1)) g.grad_in[1] = run_op(ops::kMaxPool2DGrad, {g.in[0], g.grad_out[0]}, g.attrs);
 }
+// Through the two ops' own rules: E's (for t = max_pool2d_grad(x, dy), recomputed, and x),
+// then max_pool2d_grad's for dy.
+void fused_max_grad_grad(const GradArgs& g) {
+  const OpDef& e = epilogue_op(g.attrs);
+  const Attrs pool = pool_part(g.attrs);
+  const Tensor t = run_op(ops::kMaxPool2DGrad, {g.in[0], g.in[1]}, pool);
+  const Tensor e_in[2] = {t, g.in[0]};
+  Tensor de[2];
+  e.grad({e_in, g.out, g.grad_out, Attrs(), de, (g.needs(1) ? 1u : 0u) | (g.needs(0) ? 2u : 0u)});
+  if (g.needs(1) && de[0].defined()) {
+    Tensor dt_in[2];
+    ops::kMaxPool2DGrad.grad({{g.in.data(), 2}, {&t, 1}, {&de[0], 1}, pool, dt_in, 2u});
+    g.grad_in[1] = dt_in[1];
+  }
+  if (g.needs(0) && de[1].defined()) g.grad_in[0] = de[1];
+}
 // avg_pool2d_grad is the adjoint of avg_pool2d (both linear), so its gradient is avg_pool2d.
 void avg_grad_grad(const GradArgs& g) {
   g.grad_in[0] = run_op(ops::kAvgPool2D, {g.grad_out[0]}, g.attrs);
@@ -440,6 +532,18 @@ constexpr AttrField kPoolFields[] = {
     {"padding", AttrType::kEnum, 1, "valid|same"},
 };
 constexpr AttrSchema kPoolSchema{kPoolFields};
+constexpr AttrField kFusedPoolGradFields[] = {
+    {"pool_size", AttrType::kInt, 2},
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"epilogue", AttrType::kInt},  // fused_elementwise opcode (ops/fused.h)
+};
+constexpr AttrSchema kFusedPoolGradSchema{kFusedPoolGradFields};
+
+void fused_max_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  epilogue_op(a);
+  max_grad_infer(in, pool_part(a), out);
+}
 
 }  // namespace
 
@@ -475,6 +579,14 @@ const OpDef kMaxPool2DSelect{.name = "max_pool2d_select",
                              .reference = max_select_reference,
                              .grad = max_select_grad,
                              .attrs = &kPoolSchema};
+const OpDef kFusedMaxPool2DGrad{.name = "fused_max_pool2d_grad",
+                                .num_inputs = 2,
+                                .num_outputs = 1,
+                                .infer = fused_max_grad_infer,
+                                .reference = fused_max_grad_reference,
+                                .fast = fused_max_grad_fast,
+                                .grad = fused_max_grad_grad,
+                                .attrs = &kFusedPoolGradSchema};
 const OpDef kAvgPool2DGrad{.name = "avg_pool2d_grad",
                            .num_inputs = 2,
                            .num_outputs = 1,

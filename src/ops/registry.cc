@@ -96,6 +96,7 @@ const OpDef* const kAll[] = {
     &kFakeQuant,
     &kFakeQuantGrad,
     &kFakeQuantRangeGrad,
+    &kFusedMaxPool2DGrad,
 };
 // fused_elementwise names an op by its index here (ops/fused.h): every index must fit.
 static_assert(std::size(kAll) <= kFeOpcodeLimit, "fused_elementwise opcodes cannot name every op");

@@ -26,7 +26,8 @@ extern const OpDef kReshape, kReshapeLike, kRows, kTranspose, kConcat, kSlice, k
     kGatherGrad, kOneHot, kPad;
 // conv.cc, pool.cc
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
-extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kAvgPool2D, kAvgPool2DGrad;
+extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kFusedMaxPool2DGrad, kAvgPool2D,
+    kAvgPool2DGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
 // state.cc, updates.cc (stateful: write their first input)

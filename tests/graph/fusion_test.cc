@@ -257,6 +257,80 @@ TEST(Fusion, ConvGraphText) {
             "approximate=false, alpha=0} : [1, 5, 5, 4] float32\nreturn %3\n");
 }
 
+// The backward of conv -> relu -> max_pool: relu_grad(max_pool2d_grad(y, dp), y) becomes one
+// fused_max_pool2d_grad; results and gradients as the traced graph's.
+TEST(Fusion, ReluGradAfterMaxPoolGradIsOneFusedPoolGrad) {
+  Conv2DOptions o;
+  o.padding = Padding::kSame;
+  struct Case {
+    Shape x;
+    Pool2DOptions p;
+  };
+  Pool2DOptions overlap;
+  overlap.pool_size = {3, 3};
+  overlap.strides = {2, 2};
+  overlap.padding = Padding::kSame;
+  for (const Case& c : {Case{{2, 8, 6, 3}, Pool2DOptions{}}, Case{{1, 7, 9, 2}, overlap}}) {
+    SCOPED_TRACE(to_string(c.x));
+    const Shape f{3, 3, c.x[3], 5};
+    // d(sum(pool(relu(conv(x, f) + b)) * w)) / dx, df, db, traced as one graph.
+    Graph g = trace(
+        [&](const std::vector<Tensor>& a) {
+          GradientTape tape;
+          tape.watch(a[0]);
+          tape.watch(a[1]);
+          tape.watch(a[2]);
+          Tensor y = max_pool2d(relu(add(conv2d(a[0], a[1], o), a[2])), c.p);
+          Tensor l = sum(y * a[3]);
+          std::vector<Tensor> d = tape.gradient(l, {a[0], a[1], a[2]});
+          return std::vector<Tensor>{d[0], d[1], d[2]};
+        },
+        {c.x, f, {5}, max_pool2d(zeros(conv2d(zeros(c.x), zeros(f), o).shape()), c.p).shape()});
+    const Graph before = g;
+    ASSERT_EQ(count_op(g, "relu_grad"), 1) << g.to_text();
+    fuse(g);
+    EXPECT_EQ(count_op(g, "fused_max_pool2d_grad"), 1) << g.to_text();
+    EXPECT_EQ(count_op(g, "relu_grad"), 0) << g.to_text();
+    EXPECT_EQ(count_op(g, "max_pool2d_grad"), 0) << g.to_text();
+    std::vector<Tensor> xs = {random_tensor(c.x, float32, 4), random_tensor(f, float32, 5),
+                              random_tensor({5}, float32, 6),
+                              random_tensor(g.values[g.inputs[3]].meta.shape, float32, 7)};
+    expect_same_results(before, g, xs);
+  }
+}
+
+TEST(Fusion, PoolGradWithAnotherReaderOrEpilogueStaysUnfused) {
+  Pool2DOptions p;
+  const Attrs pa{2, 2, 2, 2, 0};
+  // The pool gradient is also returned: relu_grad stays a separate op.
+  Graph shared = trace(
+      [&](const std::vector<Tensor>& a) {
+        Tensor t = run_op(ops::kMaxPool2DGrad, {a[0], a[1]}, pa);
+        return std::vector<Tensor>{run_op(ops::kReluGrad, {t, a[0]}), t};
+      },
+      {{1, 4, 4, 2}, {1, 2, 2, 2}});
+  fuse(shared);
+  EXPECT_EQ(count_op(shared, "fused_max_pool2d_grad"), 0) << shared.to_text();
+  // relu_grad over another tensor than the pool's input: not the fused op's math.
+  Graph other = trace(
+      [&](const std::vector<Tensor>& a) {
+        Tensor t = run_op(ops::kMaxPool2DGrad, {a[0], a[1]}, pa);
+        return std::vector<Tensor>{run_op(ops::kReluGrad, {t, a[2]})};
+      },
+      {{1, 4, 4, 2}, {1, 2, 2, 2}, {1, 4, 4, 2}});
+  fuse(other);
+  EXPECT_EQ(count_op(other, "fused_max_pool2d_grad"), 0) << other.to_text();
+  // mul is elementwise but not marked linear in its first input: left alone.
+  Graph mul_after = trace(
+      [&](const std::vector<Tensor>& a) {
+        Tensor t = run_op(ops::kMaxPool2DGrad, {a[0], a[1]}, pa);
+        return std::vector<Tensor>{mul(t, a[0])};
+      },
+      {{1, 4, 4, 2}, {1, 2, 2, 2}});
+  fuse(mul_after);
+  EXPECT_EQ(count_op(mul_after, "fused_max_pool2d_grad"), 0) << mul_after.to_text();
+}
+
 TEST(Fusion, ElementwiseChainIsOneLoop) {
   Graph g = trace(
       [](const std::vector<Tensor>& a) {

@@ -125,6 +125,17 @@ void run_every_op() {
   fused([&](const V& v) { return gelu(add(conv2d(v[0], v[1], co), v[2]), true); },
         {r64({1, 4, 3, 2}, 6), r64({2, 2, 2, 2}, 7), r64({2}, 11)});
   fused([](const V& v) { return tanh(v[0] * 2.0 + v[1]); }, {a, b});
+  // relu -> max_pool's backward: fused_max_pool2d_grad (linear in the pool's gradient w; the
+  // input x gets none, as relu_grad's and max_pool2d_grad's rules give it none)
+  const Tensor pool_x = r64({1, 3, 3, 2}, 8);
+  fused(
+      [&](const V& v) {
+        GradientTape tape;
+        tape.watch(pool_x);
+        Tensor y = max_pool2d(relu(pool_x), po);
+        return tape.gradient(sum(y * v[0]), {pool_x})[0];
+      },
+      {r64({1, 2, 2, 2}, 12)});
   // int8 (ops/quantized.cc)
   const Tensor scale = scalar(0.1), zp = scalar(3, DType::kUInt8);
   const Tensor q = quantize(cast(a, float32), scale, zp);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kiln/ops.h"
+#include "ops/fused.h"
 #include "ops/registry.h"
 #include "testing/op_check.h"
 
@@ -175,6 +176,63 @@ TEST(Pool2D, MaxGradAndSelectAreEachOthersGradient) {
         run_op(ops::kMaxPool2DSelect, {xf, zeros({2, 5, 3, 1})}, a);
       },
       {"max_pool2d_select", "[2, 5, 3, 2] and [2, 5, 3, 1]", "equal"});
+}
+
+// fused_max_pool2d_grad(x, dy) = relu_grad(max_pool2d_grad(x, dy), x), the epilogue named by
+// relu_grad's fused_elementwise opcode.
+Attrs fused_attrs(const Pool2DOptions& o) {
+  return pool_attrs(o).add_int(fe_opcode(ops::kReluGrad));
+}
+
+TEST(Pool2D, FusedMaxGradEqualsReluGradOfMaxGrad) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(to_string(c.x));
+    for (DType dt : {float32, float64}) {
+      // Ties, zeros and negatives: tied values shifted to {-1, 0, 1}, and random in [-1, 1).
+      for (Tensor x : {cast(sub(tied(c.x, 4), full({}, 1.0)), dt), random_tensor(c.x, dt, 6)}) {
+        Tensor dy = random_tensor(max_pool2d(x, c.o).shape(), dt, 5);
+        check_fast_matches_reference([&] {
+          return run_op(ops::kFusedMaxPool2DGrad, {x, dy}, fused_attrs(c.o));
+        });
+        Tensor unfused = run_op(
+            ops::kReluGrad, {run_op(ops::kMaxPool2DGrad, {x, dy}, pool_attrs(c.o)), x});
+        Tensor fused = run_op(ops::kFusedMaxPool2DGrad, {x, dy}, fused_attrs(c.o));
+        EXPECT_TRUE(all_close(fused, unfused, 0, 0));  // the same selects: bit-identical
+      }
+    }
+  }
+}
+
+TEST(Pool2D, FusedMaxGradGradients) {
+  // Linear in dy (through relu_grad's and max_pool2d_grad's own rules); x gets relu_grad's
+  // (none: piecewise constant).
+  for (const Case& c : {Case{{2, 4, 5, 3}, popts(2, 2, Padding::kValid)},
+                        Case{{1, 5, 4, 2}, popts(3, 2, Padding::kSame)}}) {
+    Attrs a = fused_attrs(c.o);
+    Tensor x = random_tensor(c.x, float64, 11);  // distinct values, both signs
+    check_gradients(
+        [&](const std::vector<Tensor>& v) {
+          return run_op(ops::kFusedMaxPool2DGrad, {x, v[0]}, a);
+        },
+        {random_tensor(max_pool2d(x, c.o).shape(), float64, 12)});
+  }
+}
+
+TEST(Pool2D, FusedMaxGradRefusesAnEpilogueNotLinearInItsFirstInput) {
+  Tensor x = random_tensor({1, 4, 4, 2});
+  Tensor dy = random_tensor({1, 2, 2, 2});
+  const Attrs base = pool_attrs(popts(2, 2, Padding::kValid));
+  for (const Attrs& a : {Attrs(base).add_int(fe_opcode(ops::kAdd)), Attrs(base).add_int(-3),
+                         Attrs(base).add_int(fe_opcode(ops::kRelu))}) {
+    expect_error<ValueError>([&] { run_op(ops::kFusedMaxPool2DGrad, {x, dy}, a); },
+                             {"fused_max_pool2d_grad", "epilogue", "linear in the first"});
+  }
+  expect_error<ShapeError>(
+      [&] {
+        run_op(ops::kFusedMaxPool2DGrad, {x, random_tensor({1, 3, 2, 2})},
+               fused_attrs(popts(2, 2, Padding::kValid)));
+      },
+      {"max_pool2d_grad", "the output gradient must be [1, 2, 2, 2]"});
 }
 
 TEST(Pool2D, Errors) {
