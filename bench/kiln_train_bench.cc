@@ -3,6 +3,7 @@
 // prints the same JSON line per epoch.
 //   kiln_train_bench [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR]
 //                    [--graph 0|1] [--precision fp32|bf16]
+//                    [--prefetch N]  (batches prepared ahead on a thread; 0: none)
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -44,7 +45,7 @@ class JsonLines : public kiln::Callback {
 
 int main(int argc, char** argv) {
   std::string model_name = "mlp", data_dir, precision = "fp32";
-  int epochs = 1, threads = 2;
+  int epochs = 1, threads = 2, prefetch = 2;
   bool graph = false;
   uint64_t seed = 0;
   for (int i = 1; i < argc; ++i) {
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) {
       std::fprintf(stderr,
                    "usage: %s [--model mlp|cnn] [--epochs N] [--threads T] [--seed S] [--data DIR] "
-                   "[--graph 0|1] [--precision fp32|bf16]\n",
+                   "[--graph 0|1] [--precision fp32|bf16] [--prefetch N]\n",
                    argv[0]);
       return 2;
     }
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
       data_dir = v;
     else if (a == "--graph")
       graph = v == "1";
+    else if (a == "--prefetch")
+      prefetch = std::atoi(v.c_str());
     else if (a == "--precision" && (v == "fp32" || v == "bf16"))
       precision = v;
     else {
@@ -84,8 +87,8 @@ int main(int argc, char** argv) {
     auto model = model_name == "cnn" ? kiln::make_cnn() : kiln::make_mlp();
     kiln::Adam opt(1e-3);
     kiln::SparseCategoricalCrossentropy loss;
-    kiln::Dataset train =
-        kiln::Dataset(d.train_images, d.train_labels).shuffle(seed).batch(64).prefetch(2);
+    kiln::Dataset train = kiln::Dataset(d.train_images, d.train_labels).shuffle(seed).batch(64);
+    if (prefetch > 0) train = train.prefetch(prefetch);
     kiln::FitOptions o;
     o.epochs = epochs;
     o.verbose = 0;

@@ -2,6 +2,7 @@
 // fit / evaluate / predict, each run with the GIL released.
 #include "common.h"
 #include "kiln/data.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/threading.h"
 
 namespace kiln::python {
@@ -242,6 +243,12 @@ the GIL there). Exceptions reach the consumer.)doc")
 [0, 1], labels int32 (kiln's loader; the files of Debian's dataset-fashion-mnist).)doc");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("num_threads", &num_threads);
+  // The global dtype policy (kiln/dtype_policy.h); kiln.keras.mixed_precision wraps these.
+  m.def(
+      "_set_dtype_policy", [](const std::string& name) { set_dtype_policy(name); },
+      py::arg("name"));
+  m.def("_dtype_policy", [] { return std::string(dtype_policy()); });
+  m.def("_bf16_unsupported_reason", &bf16_unsupported_reason);
 
   // ---- training loops (the package's Model.fit / evaluate / predict call these)
   m.def("_fit",

@@ -1,5 +1,6 @@
 """kiln.keras: tf.keras' names for what kiln has (layers, Model, Sequential, optimizers, losses,
-callbacks, initializers)."""
+callbacks, initializers, the mixed-precision policy)."""
 
-from kiln.keras import layers, optimizers, losses, callbacks, initializers, models  # noqa: F401
+from kiln.keras import (  # noqa: F401
+    layers, optimizers, losses, callbacks, initializers, models, mixed_precision)
 from kiln.keras.models import Model, Sequential  # noqa: F401
