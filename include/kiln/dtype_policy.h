@@ -7,6 +7,10 @@
 //                     norm, optimizers, the master weights) stays float32. Tensors stay float32:
 //                     the rounding happens inside the oneDNN kernels, so a model, its saved
 //                     weights and its graphs are the same under both policies.
+//                     A convolution reducing over fewer than 16 channels per group (forward
+//                     and filter gradient: input channels; input gradient: output channels),
+//                     such as an image model's first layer, stays float32: bf16 gains nothing
+//                     there and its conversions cost (more precise, never less).
 //
 // The policy is process-wide (as Keras' global policy) and read by each matmul/conv kernel call.
 // Graph functions key their traces by it: a function traced under one policy retraces under the

@@ -79,6 +79,10 @@ CLI::App* add_inspect_command(CLI::App& app, InspectOptions& o) {
       ->needs(profile);
   c->add_option("--trace", o.trace, "--profile: write the recorded steps as a Chrome trace")
       ->needs(profile);
+  c->add_option("--precision", o.precision,
+                "--profile: fp32 (default) or bf16 (Keras' mixed_bfloat16 dtype policy)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->needs(profile);
   c->final_callback([&o] {
     if (o.cache == o.profile) throw CLI::ValidationError("give one of --cache and --profile");
     if (o.cache && o.model.empty()) throw CLI::RequiredError("--model");

@@ -30,6 +30,7 @@ struct InspectOptions {
   int64_t batch_size = 32;
   int threads = 0;   // 0: all cores
   std::string data;  // empty: synthetic data of Fashion-MNIST's shape
+  std::string precision = "fp32";  // --profile: fp32, or bf16 (the mixed_bfloat16 policy)
 };
 
 // Adds the subcommand and its options to `app`, writing into `o`.

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "cli/inspect.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/error.h"
 #include "kiln/function.h"
 #include "kiln/model_file.h"
@@ -93,6 +94,10 @@ int run_inspect_profile(const InspectOptions& o, std::ostream& out) {
   set_num_threads(o.threads > 0
                       ? o.threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_dtype_policy(o.precision == "bf16" ? "mixed_bfloat16" : "float32");  // refused: names why
+  struct Float32After {
+    ~Float32After() { set_dtype_policy("float32"); }
+  } float32_after;
   const std::string model = o.model.empty() ? "mlp" : o.model;
   const bool builtin = model == "mlp" || model == "cnn";
   std::string what;
@@ -148,7 +153,7 @@ int run_inspect_profile(const InspectOptions& o, std::ostream& out) {
   }
   out << "kiln inspect --profile: " << model << ", batch " << o.batch_size << ", " << o.steps << " "
       << what << " recorded (" << num_threads() << " thread" << (num_threads() == 1 ? "" : "s")
-      << ")\n"
+      << (o.precision == "bf16" ? ", bf16 mixed precision" : "") << ")\n"
       << p.to_text(o.per_step);
   if (!o.trace.empty()) {
     out << "\nChrome trace of " << p.runs.size() << " run" << (p.runs.size() == 1 ? "" : "s")

@@ -384,7 +384,7 @@ bool conv_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.in[0].shape(), k.in[1].shape(), k.attrs);
-  const bool bf16 = detail::mixed_bf16();
+  const bool bf16 = detail::conv_in_bf16(g.cg);
   const onednn::Key key = conv_key(onednn::Kind::kConvForward, g, bf16);
   auto e = onednn::get_or_create<ConvEntry>(key, [&] {
     auto e = std::make_shared<ConvEntry>();
@@ -408,7 +408,7 @@ bool bwd_input_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.out[0].shape(), k.in[1].shape(), k.attrs);
-  const bool bf16 = detail::mixed_bf16();
+  const bool bf16 = detail::conv_in_bf16(g.o / g.groups);
   const dt in = bf16 ? dt::bf16 : dt::f32;
   const onednn::Key key = conv_key(onednn::Kind::kConvBackwardData, g, bf16);
   auto e = onednn::get_or_create<ConvEntry>(key, [&] {
@@ -439,7 +439,7 @@ bool bwd_filter_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
   const Geom g = kernel_geom(k.in[0].shape(), tail_shape(k.attrs), k.attrs);
-  const bool bf16 = detail::mixed_bf16();
+  const bool bf16 = detail::conv_in_bf16(g.cg);
   const dt in = bf16 ? dt::bf16 : dt::f32;
   const onednn::Key key = conv_key(onednn::Kind::kConvBackwardWeights, g, bf16);
   auto e = onednn::get_or_create<ConvEntry>(key, [&] {

@@ -302,7 +302,7 @@ bool fconv_fast(const KernelArgs& k) {
   int64_t alpha_bits = 0;
   const double alpha = a.num_floats() ? a.f(0) : 0.0;
   std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
-  const bool bf16 = detail::mixed_bf16();
+  const bool bf16 = detail::conv_in_bf16(cg);
   key.add(alpha_bits).add(omp_get_max_threads()).add(bf16);
   auto e = onednn::get_or_create<FusedConvEntry>(key, [&] {
     using md = dnnl::memory::desc;

@@ -169,39 +169,60 @@ Attrs conv_attrs(const Conv2DOptions& o) {
                o.dilation[0], o.dilation[1], o.groups};
 }
 
+// fn computes in float32 under mixed_bfloat16 (a conv reducing over fewer than
+// kBf16MinConvChannels channels): the same result as without the policy.
+void check_float32_under_bf16(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                              const std::vector<Tensor>& in) {
+  const Tensor f32 = fn(in);
+  PolicyScope bf16("mixed_bfloat16");
+  EXPECT_TRUE(all_close(fn(in), f32, 0, 0)) << "a conv over few channels must stay float32";
+}
+
 TEST(DTypePolicy, Conv2DAndItsGradientOpsInBf16) {
   REQUIRE_BF16();
   struct Case {
     Shape x, f;
     Conv2DOptions o;
   };
+  // Channels per group: input (forward, filter gradient) and output (input gradient); below
+  // kBf16MinConvChannels (16) the direction stays float32, at or above it runs in bf16.
   const Case cases[] = {
       {{1, 7, 9, 3}, {3, 3, 3, 4}, opts(1, Padding::kValid)},
       {{3, 9, 7, 2}, {3, 3, 2, 5}, opts(2, Padding::kSame)},
-      {{1, 11, 9, 2}, {3, 3, 2, 3}, opts(1, Padding::kSame, 2)},
-      {{3, 9, 9, 6}, {3, 3, 3, 4}, opts(2, Padding::kValid, 1, 2)},
-      {{3, 5, 7, 5}, {1, 1, 5, 3}, opts(1, Padding::kValid)},
+      {{1, 11, 9, 16}, {3, 3, 16, 3}, opts(1, Padding::kSame, 2)},
+      {{3, 9, 9, 6}, {3, 3, 3, 36}, opts(2, Padding::kValid, 1, 2)},
+      {{3, 5, 7, 17}, {1, 1, 17, 16}, opts(1, Padding::kValid)},
+      {{2, 9, 9, 32}, {3, 3, 16, 40}, opts(1, Padding::kSame, 1, 2)},
       {{4, 14, 14, 32}, {3, 3, 32, 64}, opts(1, Padding::kSame)},  // the cnn's second conv
+      {{4, 28, 28, 1}, {3, 3, 1, 32}, opts(1, Padding::kSame)},    // and its first
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(to_string(c.x) + " " + to_string(c.f));
     const double inner = c.f[0] * c.f[1] * c.f[2];
+    const int64_t in_channels = c.f[2], out_channels = c.f[3] / c.o.groups;
     Tensor x = random_tensor(c.x, float32, 1), f = random_tensor(c.f, float32, 2);
     Tensor dy = random_tensor(conv2d(x, f, c.o).shape(), float32, 3);
-    check_bf16([&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.o); }, {x, f},
-               inner);
-    check_bf16(
-        [&](const std::vector<Tensor>& v) {
-          return run_op(ops::kConv2DBackwardInput, {v[0], v[1], x}, conv_attrs(c.o));
-        },
-        {dy, f}, c.f[0] * c.f[1] * c.f[3] / c.o.groups);
+    auto forward = [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.o); };
+    auto input_grad = [&](const std::vector<Tensor>& v) {
+      return run_op(ops::kConv2DBackwardInput, {v[0], v[1], x}, conv_attrs(c.o));
+    };
     Attrs fa = conv_attrs(c.o);
     for (int64_t d : c.f) fa.add_int(d);
-    check_bf16(
-        [&](const std::vector<Tensor>& v) {
-          return run_op(ops::kConv2DBackwardFilter, {v[0], v[1]}, fa);
-        },
-        {x, dy}, static_cast<double>(dy.numel() / c.f[3]));
+    auto filter_grad = [&](const std::vector<Tensor>& v) {
+      return run_op(ops::kConv2DBackwardFilter, {v[0], v[1]}, fa);
+    };
+    if (in_channels >= detail::kBf16MinConvChannels) {
+      check_bf16(forward, {x, f}, inner);
+      check_bf16(filter_grad, {x, dy}, static_cast<double>(dy.numel() / c.f[3]));
+    } else {
+      check_float32_under_bf16(forward, {x, f});
+      check_float32_under_bf16(filter_grad, {x, dy});
+    }
+    if (out_channels >= detail::kBf16MinConvChannels) {
+      check_bf16(input_grad, {dy, f}, c.f[0] * c.f[1] * c.f[3] / c.o.groups);
+    } else {
+      check_float32_under_bf16(input_grad, {dy, f});
+    }
   }
 }
 
@@ -223,7 +244,7 @@ TEST(DTypePolicy, FusedOpsInBf16) {
       [&](const std::vector<Tensor>& v) {
         return run_op(ops::kFusedConv2D, {v[0], v[1], cb}, a);
       },
-      {random_tensor({2, 8, 7, 4}, float32, 1), random_tensor({3, 3, 4, 6}, float32, 2)}, 36);
+      {random_tensor({2, 8, 7, 16}, float32, 1), random_tensor({3, 3, 16, 6}, float32, 2)}, 144);
 }
 
 // Tape gradients under bf16 (the rules run bf16 kernels) agree with float32's within bf16
