@@ -16,6 +16,7 @@
 
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
+#include "kernels/onednn/bf16_input.h"
 #include "ops/dtype_policy.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
@@ -77,6 +78,36 @@ void check_bf16(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
   EXPECT_FALSE(all_close(low, f32, 0, 1e-7)) << "the bf16 kernel did not run";
   // And float32 again afterwards: the policy's kernels are keyed apart.
   EXPECT_TRUE(all_close(fn(in), f32, 1e-5, 1e-6 * inner));
+}
+
+// ---- the conversion the bf16 kernels read through ---------------------------------------------
+
+TEST(DTypePolicy, Bf16RoundingMatchesTheReferenceLoopAcrossThreadsAndTails) {
+  // Ties both ways, signs, zeros, infinities, NaN, the largest floats, on 100003 elements (many
+  // work items and a ragged tail); the vectorized path flushes denormals, checked apart.
+  std::vector<float> from;
+  const float specials[] = {0.0f, -0.0f, 1.0f, -1.5f, 3.0e38f, -3.4e38f, INFINITY, -INFINITY,
+                            NAN, 1.00390625f /* tie: even down */, 1.01171875f /* tie: up */};
+  for (float v : specials) from.push_back(v);
+  Tensor r = random_tensor({100003 - static_cast<int64_t>(std::size(specials))}, float32, 9, -1e3, 1e3);
+  for (float v : r.to_vector<float>()) from.push_back(v);
+  std::vector<uint16_t> fast(from.size()), loop(from.size());
+  onednn::round_to_bf16(from.data(), fast.data(), static_cast<int64_t>(from.size()));
+  onednn::round_to_bf16_loop(from.data(), loop.data(), static_cast<int64_t>(from.size()));
+  for (size_t i = 0; i < from.size(); ++i) {
+    ASSERT_EQ(fast[i], loop[i]) << "element " << i << " = " << from[i];
+  }
+  EXPECT_EQ(loop[9], 0x3f80);   // 1 + 2^-8: the tie rounds to even (1.0)
+  EXPECT_EQ(loop[10], 0x3f82);  // 1 + 3 * 2^-8: the tie rounds up to even
+  EXPECT_EQ(loop[8] & 0x7fc0, 0x7fc0);  // NaN stays a quiet NaN
+  // Denormals: 0 (or -0) from the vectorized path, as oneDNN's reorders; kept by the loop.
+  const float tiny[16] = {1e-39f, -1e-39f, 1e-40f, 5e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f,
+                          1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f};
+  uint16_t out[16];
+  onednn::round_to_bf16(tiny, out, 16);
+  if (__builtin_cpu_supports("avx512bf16")) {
+    for (uint16_t v : out) EXPECT_EQ(v & 0x7fff, 0);
+  }
 }
 
 // ---- the policy ------------------------------------------------------------------------------

@@ -84,6 +84,22 @@ TEST(Pool2D, GradOpsFastMatchReferenceWithTies) {
   }
 }
 
+TEST(Pool2D, GradientsLargerThanTheCachesMatchTheReference) {
+  // [8, 64, 64, 32] float32 (4 MiB), 2x2/2: the fast kernel's non-temporal stores (AVX-512).
+  const Shape xs{8, 64, 64, 32};
+  const Attrs pa = pool_attrs(popts(2, 2, Padding::kValid));
+  for (Tensor x : {sub(tied(xs, 21), full({}, 1.0)), random_tensor(xs, float32, 22)}) {
+    Tensor dy = random_tensor({8, 32, 32, 32}, float32, 23);
+    check_fast_matches_reference([&] { return run_op(ops::kMaxPool2DGrad, {x, dy}, pa); }, 0, 0);
+    check_fast_matches_reference(
+        [&] {
+          return run_op(ops::kFusedMaxPool2DGrad, {x, dy},
+                        Attrs(pa).add_int(fe_opcode(ops::kReluGrad)));
+        },
+        0, 0);
+  }
+}
+
 TEST(Pool2D, KnownValuesSamePadding) {
   Tensor x = arange(0, 9, 1).reshape({1, 3, 3, 1});
   for (bool ref : {false, true}) {

@@ -2,11 +2,14 @@
 // dtype policy, include/kiln/dtype_policy.h). Internal: include from src/ops/*.cc only.
 #pragma once
 
+#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/broadcast.h"
 #include "kernels/onednn/primitive_cache.h"
 
 namespace kiln::onednn {
@@ -19,16 +22,44 @@ inline dnnl::memory::desc as_bf16(const dnnl::memory::desc& desc) {
 }
 
 // to[i] = from[i] rounded to the nearest bf16, ties to even (as oneDNN's reorder), NaN kept
-// quiet. A plain loop the compiler vectorizes, on the calling thread: a oneDNN reorder is one
-// more OpenMP region per operand, and on these shared 2-core machines each region may wait
-// milliseconds for its second thread, more than the conversion itself costs.
-inline void round_to_bf16(const float* from, uint16_t* to, int64_t n) {
+// quiet. A plain loop the compiler vectorizes: the fallback of round_to_bf16.
+inline void round_to_bf16_loop(const float* from, uint16_t* to, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     uint32_t u;
     std::memcpy(&u, from + i, 4);
     const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     to[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
   }
+}
+
+// The same with AVX512_BF16's vcvtneps2bf16 (16 floats per instruction; every CPU that runs the
+// mixed_bfloat16 policy has it). It flushes denormal inputs (below 1.2e-38) to zero, as
+// oneDNN's own f32 -> bf16 reorders do; otherwise bit-identical to the loop.
+__attribute__((target("avx512f,avx512vl,avx512bf16"))) inline void round_to_bf16_avx512(
+    const float* from, uint16_t* to, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh r = _mm512_cvtneps_pbh(_mm512_loadu_ps(from + i));
+    __m256i bits;
+    std::memcpy(&bits, &r, sizeof bits);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + i), bits);
+  }
+  round_to_bf16_loop(from + i, to + i, n - i);
+}
+
+// to[0, n) = from[0, n) rounded to bf16, split across threads above kernels' threshold (the
+// conversions were 1.15 ms of a 6.5 ms bf16 cnn step when single-threaded loops).
+inline void round_to_bf16(const float* from, uint16_t* to, int64_t n) {
+  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  constexpr int64_t kBlock = 4096;  // floats per work item
+  kernels::parallel_range((n + kBlock - 1) / kBlock, kBlock, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * kBlock, hi = std::min(n, e * kBlock);
+    if (avx512_bf16) {
+      round_to_bf16_avx512(from + lo, to + lo, hi - lo);
+    } else {
+      round_to_bf16_loop(from + lo, to + lo, hi - lo);
+    }
+  });
 }
 
 // An owned bf16 copy (`low`, in the layout of the float32 operand it copies: same dims and
