@@ -17,9 +17,7 @@ inline bool mixed_bf16() { return g_mixed_bf16.load(std::memory_order_relaxed); 
 // for the conversions: the cnn's first conv on a Zen 5-class CPU, 2 threads, batch 64, took
 // 555 us forward and 618 us filter gradient in bf16 against 396 and 148 us in float32.
 inline constexpr long kBf16MinConvChannels = 16;
-inline bool conv_in_bf16(long channels) {
-  return mixed_bf16() && channels >= kBf16MinConvChannels;
-}
+inline bool conv_in_bf16(long channels) { return mixed_bf16() && channels >= kBf16MinConvChannels; }
 
 // Testing: makes bf16_unsupported_reason() report `reason` as if the CPU lacked bf16 (empty:
 // detect again). Lets the refusal be tested on a CPU that has AVX512_BF16. Not thread-safe

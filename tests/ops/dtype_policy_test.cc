@@ -14,9 +14,9 @@
 #include <filesystem>
 #include <string>
 
+#include "kernels/onednn/bf16_input.h"
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
-#include "kernels/onednn/bf16_input.h"
 #include "ops/dtype_policy.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
@@ -86,10 +86,13 @@ TEST(DTypePolicy, Bf16RoundingMatchesTheReferenceLoopAcrossThreadsAndTails) {
   // Ties both ways, signs, zeros, infinities, NaN, the largest floats, on 100003 elements (many
   // work items and a ragged tail); the vectorized path flushes denormals, checked apart.
   std::vector<float> from;
-  const float specials[] = {0.0f, -0.0f, 1.0f, -1.5f, 3.0e38f, -3.4e38f, INFINITY, -INFINITY,
-                            NAN, 1.00390625f /* tie: even down */, 1.01171875f /* tie: up */};
+  const float specials[] = {
+      0.0f,       -0.0f,    1.0f,      -1.5f, 3.0e38f,
+      -3.4e38f,   INFINITY, -INFINITY, NAN,   1.00390625f /* tie: even down */,
+      1.01171875f /* tie: up */};
   for (float v : specials) from.push_back(v);
-  Tensor r = random_tensor({100003 - static_cast<int64_t>(std::size(specials))}, float32, 9, -1e3, 1e3);
+  Tensor r =
+      random_tensor({100003 - static_cast<int64_t>(std::size(specials))}, float32, 9, -1e3, 1e3);
   for (float v : r.to_vector<float>()) from.push_back(v);
   std::vector<uint16_t> fast(from.size()), loop(from.size());
   onednn::round_to_bf16(from.data(), fast.data(), static_cast<int64_t>(from.size()));
@@ -97,12 +100,12 @@ TEST(DTypePolicy, Bf16RoundingMatchesTheReferenceLoopAcrossThreadsAndTails) {
   for (size_t i = 0; i < from.size(); ++i) {
     ASSERT_EQ(fast[i], loop[i]) << "element " << i << " = " << from[i];
   }
-  EXPECT_EQ(loop[9], 0x3f80);   // 1 + 2^-8: the tie rounds to even (1.0)
-  EXPECT_EQ(loop[10], 0x3f82);  // 1 + 3 * 2^-8: the tie rounds up to even
+  EXPECT_EQ(loop[9], 0x3f80);           // 1 + 2^-8: the tie rounds to even (1.0)
+  EXPECT_EQ(loop[10], 0x3f82);          // 1 + 3 * 2^-8: the tie rounds up to even
   EXPECT_EQ(loop[8] & 0x7fc0, 0x7fc0);  // NaN stays a quiet NaN
   // Denormals: 0 (or -0) from the vectorized path, as oneDNN's reorders; kept by the loop.
   const float tiny[16] = {1e-39f, -1e-39f, 1e-40f, 5e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f,
-                          1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f};
+                          1e-39f, 1e-39f,  1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f, 1e-39f};
   uint16_t out[16];
   onednn::round_to_bf16(tiny, out, 16);
   if (__builtin_cpu_supports("avx512bf16")) {
