@@ -3,7 +3,10 @@
 // validating the graph. A file that loads is then run once on a small input, so a graph that
 // passed validation but would read out of bounds or crash in a kernel is caught too. Seeds are
 // model files kiln writes: a dense model with BatchNormalization, Dropout and Adam state, a
-// small conv model, and a graph-only file (a model class without a config).
+// small conv model, a graph-only file (a model class without a config), and compressed ones:
+// the conv model in int8 (a graph of quantize / quantized_conv2d / dequantize with int8 and
+// int32 constants), wrapped for QAT (fake_quant with range variables) and for magnitude pruning
+// (mask variables), as kiln::optimize writes them.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -11,6 +14,7 @@
 
 #include "fuzz_support.h"
 #include "graph/graph.h"
+#include "kiln/compress.h"
 #include "kiln/model_file.h"
 #include "kiln/nn.h"
 
@@ -65,11 +69,22 @@ void write_seeds(const std::string& dir) {
   Scaled s;
   s.output_shape(kiln::Shape{1, 4});
   kiln::save_model(s, dir + "/graph_only.kiln");
+
+  auto conv = conv_model();
+  kiln::QuantizeOptions qo;
+  qo.keep_slower_float = false;  // int8 whatever this CPU's timings say
+  qo.timing_repeats = 1;
+  kiln::save_model(kiln::quantize_model(kiln::freeze(*conv),
+                                        kiln::random_uniform({8, 6, 6, 1}, 0, 1, 1), qo),
+                   dir + "/conv_int8.kiln");
+  kiln::save_model(*kiln::quantize_aware(*conv), dir + "/conv_qat.kiln");
+  kiln::save_model(*kiln::prune_low_magnitude(*conv), dir + "/conv_pruning.kiln");
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  kiln::register_compress_layers();  // QAT and pruning wrappers load by their class names
   kiln::fuzz::maybe_write_seeds(argc, argv, write_seeds);
   return 0;
 }

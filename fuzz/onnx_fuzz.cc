@@ -1,6 +1,7 @@
 // Fuzzes import_onnx. Seeds are ONNX's own backend node-test models (libonnx-testdata: every
 // model.onnx under /usr/share/libonnx-testdata/data/node), which cover every op kiln maps and
-// many it refuses, plus a few hand-made protobuf byte strings.
+// many it refuses, plus a few hand-made protobuf byte strings and kiln's own QDQ export of an
+// int8 conv model (QuantizeLinear / DequantizeLinear with per-axis int8 weights, int32 biases).
 //
 // Beyond the error contract: an import that succeeds gives a model whose ports are well formed.
 #include <cstdint>
@@ -9,7 +10,10 @@
 #include <string>
 
 #include "fuzz_support.h"
+#include "kiln/compress.h"
 #include "kiln/graph_model.h"
+#include "kiln/model_file.h"
+#include "kiln/nn.h"
 #include "kiln/onnx.h"
 
 namespace {
@@ -31,6 +35,21 @@ void write_seeds(const std::string& dir) {
   kiln::fuzz::write_file(dir, "empty.onnx", "");
   kiln::fuzz::write_file(dir, "ir-only.onnx", std::string("\x08\x08", 2));
   (void)n;
+  kiln::Sequential conv("conv");
+  conv.emplace<kiln::Conv2D>(
+      2, std::array<int64_t, 2>{3, 3},
+      kiln::Conv2DLayerOptions{.padding = kiln::Padding::kSame, .activation = "relu"});
+  conv.emplace<kiln::MaxPool2D>();
+  conv.emplace<kiln::Flatten>();
+  conv.emplace<kiln::Dense>(3);
+  conv.output_shape(kiln::Shape{1, 6, 6, 1});
+  kiln::QuantizeOptions qo;
+  qo.keep_slower_float = false;
+  qo.timing_repeats = 1;
+  const std::string qdq = dir + "/conv_int8_qdq.onnx";
+  kiln::export_onnx(
+      kiln::quantize_model(kiln::freeze(conv), kiln::random_uniform({8, 6, 6, 1}, 0, 1, 1), qo),
+      qdq);
 }
 
 }  // namespace
