@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "core/tensor_impl.h"
 #include "graph/scoped_recorders.h"
@@ -100,34 +101,42 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& where_in
     }
     return t;
   }
+  // The typed field's count is checked before allocating: dims alone never decide an
+  // allocation (a few bytes of dims can ask for gigabytes; found by onnx_fuzz).
+  const auto [field, got] = [&]() -> std::pair<const char*, int64_t> {
+    switch (dtype) {
+      case DType::kFloat32:
+        return {"float_data", p.float_data_size()};
+      case DType::kFloat64:
+        return {"double_data", p.double_data_size()};
+      case DType::kInt64:
+        return {"int64_data", p.int64_data_size()};
+      default:  // int32, int8, uint8 and bool are stored in int32_data
+        return {"int32_data", p.int32_data_size()};
+    }
+  }();
+  if (got != n) throw count_error(field, got);
   Tensor t = empty(shape, dtype);
   switch (dtype) {
     case DType::kFloat32:
-      if (p.float_data_size() != n) throw count_error("float_data", p.float_data_size());
       copy_elements<float>(t, p.float_data());
       break;
     case DType::kFloat64:
-      if (p.double_data_size() != n) throw count_error("double_data", p.double_data_size());
       copy_elements<double>(t, p.double_data());
       break;
     case DType::kInt64:
-      if (p.int64_data_size() != n) throw count_error("int64_data", p.int64_data_size());
       copy_elements<int64_t>(t, p.int64_data());
       break;
     case DType::kInt32:
-      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
       copy_elements<int32_t>(t, p.int32_data());
       break;
     case DType::kInt8:
-      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
       copy_elements<int8_t>(t, p.int32_data());
       break;
     case DType::kUInt8:
-      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
       copy_elements<uint8_t>(t, p.int32_data());
       break;
     case DType::kBool: {
-      if (p.int32_data_size() != n) throw count_error("int32_data", p.int32_data_size());
       bool* out = t.data<bool>();
       for (int64_t i = 0; i < n; ++i) out[i] = p.int32_data(static_cast<int>(i)) != 0;
       break;

@@ -251,6 +251,21 @@ TEST(OnnxImport, MalformedFilesAreFormatErrors) {
   EXPECT_EQ(error_of<kiln::FormatError>(short_data),
             "m.onnx: initializer tensor 'w': [2] needs 2 elements, float_data holds 1");
 
+  // Huge dims with no data: refused before anything is allocated (onnx_fuzz found the
+  // allocation of the dims' size first).
+  ModelBuilder huge;
+  huge.input("x", {2});
+  auto* h = huge.proto().mutable_graph()->add_initializer();
+  h->set_name("w");
+  h->set_data_type(onnx::TensorProto::INT64);
+  h->add_dims(100000);
+  h->add_dims(100000);
+  huge.node("Add", {"x", "w"}, {"y"});
+  huge.output("y");
+  EXPECT_EQ(error_of<kiln::FormatError>(huge),
+            "m.onnx: initializer tensor 'w': [100000, 100000] needs 10000000000 elements, "
+            "int64_data holds 0");
+
   ModelBuilder raw;
   raw.input("x", {2});
   auto* t = raw.proto().mutable_graph()->add_initializer();
