@@ -74,9 +74,9 @@ void write_seeds(const std::string& dir) {
   kiln::QuantizeOptions qo;
   qo.keep_slower_float = false;  // int8 whatever this CPU's timings say
   qo.timing_repeats = 1;
-  kiln::save_model(kiln::quantize_model(kiln::freeze(*conv),
-                                        kiln::random_uniform({8, 6, 6, 1}, 0, 1, 1), qo),
-                   dir + "/conv_int8.kiln");
+  kiln::save_model(
+      kiln::quantize_model(kiln::freeze(*conv), kiln::random_uniform({8, 6, 6, 1}, 0, 1, 1), qo),
+      dir + "/conv_int8.kiln");
   kiln::save_model(*kiln::quantize_aware(*conv), dir + "/conv_qat.kiln");
   kiln::save_model(*kiln::prune_low_magnitude(*conv), dir + "/conv_pruning.kiln");
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "kiln/dtype_policy.h"
 #include "kiln/model_file.h"
 #include "kiln/nn/models.h"
 #include "testing/run_cli.h"
@@ -94,6 +95,9 @@ TEST(Inspect, BadArgumentsGiveOneLineAndExit2) {
            {{"inspect", "--model", "mlp", "--cache", "--batch-size", "x"}, "--batch-size"},
            {{"inspect", "--model", "mlp", "--cache", "--data", "/no/such/dir"}, "/no/such/dir"},
            {{"inspect", "--model", "mlp", "--cache", "--bogus"}, "--bogus"},
+           {{"inspect", "--model", "mlp", "--cache", "--precision", "bf16"},
+            "--precision requires --profile"},
+           {{"inspect", "--model", "mlp", "--profile", "--precision", "fp16"}, "fp16"},
        }) {
     Result r = run_cli(c.args);
     EXPECT_EQ(r.code, 2) << c.message;
@@ -127,6 +131,20 @@ TEST(Inspect, ASliceOfARealDataSet) {
                            "--batch-size ask for"),
             std::string::npos)
       << small.err;
+}
+
+TEST(InspectProfile, Bf16PrecisionIsNamedAndRestoredOrRefused) {
+  Result r = run_cli({"inspect", "--profile", "--model", "mlp", "--train", "--batch", "8",
+                      "--steps", "2", "--threads", "1", "--precision", "bf16"});
+  if (!bf16_unsupported_reason().empty()) {  // refused by name, exit 1
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("mixed_bfloat16"), std::string::npos) << r.err;
+    return;
+  }
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(1 thread, bf16 mixed precision)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dtype_policy=mixed_bfloat16"), std::string::npos) << r.out;
+  EXPECT_STREQ(dtype_policy(), "float32");  // the command leaves the process as it found it
 }
 
 TEST(InspectProfile, CnnTrainingStepsByOpWithATrace) {
