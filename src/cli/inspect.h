@@ -28,8 +28,8 @@ struct InspectOptions {
   bool json = false;
   int steps = 3;
   int64_t batch_size = 32;
-  int threads = 0;   // 0: all cores
-  std::string data;  // empty: synthetic data of Fashion-MNIST's shape
+  int threads = 0;                 // 0: all cores
+  std::string data;                // empty: synthetic data of Fashion-MNIST's shape
   std::string precision = "fp32";  // --profile: fp32, or bf16 (the mixed_bfloat16 policy)
 };
 
