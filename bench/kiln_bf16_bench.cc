@@ -23,44 +23,17 @@
 #include <kiln/nn.h>
 
 #include "peak.h"
+#include "train_step.h"
 
 namespace {
 
-constexpr int64_t kBatch = 64;
-
-// Training FLOPs per step at batch 64, counted as bench/kiln_graph_bench.cc does (forward,
-// weight gradients, input gradients but the first layer's).
-double train_flops(bool cnn) {
-  if (!cnn) return kBatch * 2.0 * (2 * 234752.0 + 34048.0);
-  const double fwd = 225792.0 + 3612672.0 + 402688.0;
-  const double input_grads = 3612672.0 + 402688.0;
-  return kBatch * 2.0 * (2 * fwd + input_grads);
-}
+using kiln_bench::train_flops;
+using Step = kiln_bench::TrainStep;
 
 // Sets the policy for a scope (ValueError, naming the missing feature, without bf16).
 struct PolicyScope {
   explicit PolicyScope(bool bf16) { kiln::set_dtype_policy(bf16 ? "mixed_bfloat16" : "float32"); }
   ~PolicyScope() { kiln::set_dtype_policy("float32"); }
-};
-
-struct Step {
-  std::shared_ptr<kiln::Sequential> model;
-  kiln::Adam opt{1e-3};
-  kiln::SparseCategoricalCrossentropy loss;
-  std::vector<kiln::Variable> vars;
-  std::vector<kiln::Tensor> sources;
-  explicit Step(bool cnn) : model(cnn ? kiln::make_cnn() : kiln::make_mlp()) {
-    vars = model->trainable_weights();
-    for (const kiln::Variable& v : vars) sources.push_back(v.value());
-  }
-  std::vector<kiln::Tensor> operator()(const std::vector<kiln::Tensor>& a) {
-    kiln::GradientTape tape;
-    kiln::Tensor logits = (*model)(a[0], /*training=*/true);
-    kiln::Tensor l = loss(a[1], logits);
-    tape.stop_recording();
-    opt.apply_gradients(vars, tape.gradient(l, sources));
-    return {l, logits};
-  }
 };
 
 bool skip_without_bf16(benchmark::State& state, bool bf16) {
@@ -76,11 +49,8 @@ void BM_TrainStep(benchmark::State& state) {
   kiln::set_num_threads(threads);
   PolicyScope policy(bf16);
   Step step(cnn);
-  kiln::Function f([&](const std::vector<kiln::Tensor>& a, bool) { return step(a); },
-                   {.name = "train_step"});
-  std::vector<kiln::Tensor> in = {
-      kiln::random_uniform({kBatch, 28, 28, 1}, 0, 1, 1),
-      kiln::cast(kiln::random_uniform({kBatch}, 0, 9.999, 2), kiln::int32)};
+  kiln::Function f = step.traced();
+  std::vector<kiln::Tensor> in = kiln_bench::train_batch();
   f(in, true);  // trace outside the timing
   for (auto _ : state) {
     std::vector<kiln::Tensor> out = f(in, true);

@@ -20,54 +20,16 @@
 #include <kiln/nn.h>
 
 #include "peak.h"
+#include "train_step.h"
 
 namespace {
 
-constexpr int64_t kBatch = 64;
-
-// FLOPs of one training step at batch 64. mlp: 2 * (2 * 234,752 MACs forward + weight
-// gradients) + 2 * 34,048 MACs of input gradients (all layers but the first) per example.
-// cnn: forward MACs per example conv1 28*28*9*32 = 225,792, conv2 14*14*9*32*64 = 3,612,672,
-// dense 3136*128 + 128*10 = 402,688; input gradients skip conv1.
-double train_flops(bool cnn) {
-  if (!cnn) return kBatch * 2.0 * (2 * 234752.0 + 34048.0);
-  const double fwd = 225792.0 + 3612672.0 + 402688.0;
-  const double input_grads = 3612672.0 + 402688.0;
-  return kBatch * 2.0 * (2 * fwd + input_grads);
-}
+using kiln_bench::train_batch;
+using kiln_bench::train_flops;
+using Step = kiln_bench::TrainStep;
 
 std::shared_ptr<kiln::Sequential> make(bool cnn) {
   return cnn ? kiln::make_cnn() : kiln::make_mlp();
-}
-
-struct Step {
-  std::shared_ptr<kiln::Sequential> model;
-  kiln::Adam opt{1e-3};
-  kiln::SparseCategoricalCrossentropy loss;
-  std::vector<kiln::Variable> vars;
-  std::vector<kiln::Tensor> sources;
-  explicit Step(bool cnn) : model(make(cnn)) {
-    vars = model->trainable_weights();
-    for (const kiln::Variable& v : vars) sources.push_back(v.value());
-  }
-  // The step fit() runs (src/nn/training.cc), eager or traced.
-  std::vector<kiln::Tensor> operator()(const std::vector<kiln::Tensor>& a) {
-    kiln::GradientTape tape;
-    kiln::Tensor logits = (*model)(a[0], /*training=*/true);
-    kiln::Tensor l = loss(a[1], logits);
-    tape.stop_recording();
-    opt.apply_gradients(vars, tape.gradient(l, sources));
-    return {l, logits};
-  }
-  kiln::Function traced() {
-    return kiln::Function([this](const std::vector<kiln::Tensor>& a, bool) { return (*this)(a); },
-                          {.name = "train_step"});
-  }
-};
-
-std::vector<kiln::Tensor> batch(bool cnn) {
-  return {kiln::random_uniform({kBatch, 28, 28, 1}, 0, 1, 1),
-          kiln::cast(kiln::random_uniform({kBatch}, 0, 9.999, 2), kiln::int32)};
 }
 
 void BM_TrainStep(benchmark::State& state) {
@@ -75,7 +37,7 @@ void BM_TrainStep(benchmark::State& state) {
   kiln::set_num_threads(2);
   Step step(cnn);
   kiln::Function f = step.traced();
-  std::vector<kiln::Tensor> in = batch(cnn);
+  std::vector<kiln::Tensor> in = train_batch();
   if (graph) f(in, true);  // trace outside the timing
   for (auto _ : state) {
     std::vector<kiln::Tensor> out = graph ? f(in, true) : step(in);
@@ -92,7 +54,7 @@ void BM_TrainStep(benchmark::State& state) {
 void BM_TrainStepFirstCall(benchmark::State& state) {
   const bool cnn = state.range(0) == 1;
   kiln::set_num_threads(2);
-  std::vector<kiln::Tensor> in = batch(cnn);
+  std::vector<kiln::Tensor> in = train_batch();
   for (auto _ : state) {
     state.PauseTiming();
     auto step = std::make_unique<Step>(cnn);

@@ -21,30 +21,11 @@
 
 #include "graph/profiler.h"
 #include "peak.h"
+#include "train_step.h"
 
 namespace {
 
-constexpr int64_t kBatch = 64;
-
-struct TrainStep {
-  std::shared_ptr<kiln::Sequential> model;
-  kiln::Adam opt{1e-3};
-  kiln::SparseCategoricalCrossentropy loss;
-  std::vector<kiln::Variable> vars;
-  std::vector<kiln::Tensor> sources;
-  explicit TrainStep(bool cnn) : model(cnn ? kiln::make_cnn() : kiln::make_mlp()) {
-    vars = model->trainable_weights();
-    for (const kiln::Variable& v : vars) sources.push_back(v.value());
-  }
-  std::vector<kiln::Tensor> operator()(const std::vector<kiln::Tensor>& a) {
-    kiln::GradientTape tape;
-    kiln::Tensor logits = (*model)(a[0], /*training=*/true);
-    kiln::Tensor l = loss(a[1], logits);
-    tape.stop_recording();
-    opt.apply_gradients(vars, tape.gradient(l, sources));
-    return {l, logits};
-  }
-};
+using kiln_bench::TrainStep;
 
 // A graph function and its arguments for each kind of work.
 struct Work {
@@ -66,8 +47,7 @@ struct Work {
       step = std::make_unique<TrainStep>(kind == 3);
       f.emplace([this](const std::vector<kiln::Tensor>& a, bool) { return (*step)(a); },
                 kiln::FunctionOptions{.name = "train_step"});
-      args = {kiln::random_uniform({kBatch, 28, 28, 1}, 0, 1, 1),
-              kiln::cast(kiln::random_uniform({kBatch}, 0, 9.999, 2), kiln::int32)};
+      args = kiln_bench::train_batch();
       training = true;
     }
   }

@@ -26,6 +26,7 @@
 #include "ops/op_def.h"
 #include "ops/registry.h"
 #include "peak.h"
+#include "train_step.h"
 
 namespace {
 
@@ -159,35 +160,12 @@ void BM_AdamUpdate(benchmark::State& state) {
 
 // ---- a graph-mode train step with and without multi-tensor updates ---------------------------
 
-struct Step {
-  std::shared_ptr<kiln::Sequential> model;
-  kiln::Adam opt{1e-3};
-  kiln::SparseCategoricalCrossentropy loss;
-  std::vector<kiln::Variable> vars;
-  std::vector<kiln::Tensor> sources;
-  Step(bool cnn, bool foreach) : model(cnn ? kiln::make_cnn() : kiln::make_mlp()) {
-    opt.set_foreach(foreach);
-    vars = model->trainable_weights();
-    for (const kiln::Variable& v : vars) sources.push_back(v.value());
-  }
-  std::vector<kiln::Tensor> operator()(const std::vector<kiln::Tensor>& a) {
-    kiln::GradientTape tape;
-    kiln::Tensor logits = (*model)(a[0], /*training=*/true);
-    kiln::Tensor l = loss(a[1], logits);
-    tape.stop_recording();
-    opt.apply_gradients(vars, tape.gradient(l, sources));
-    return {l, logits};
-  }
-};
-
 void BM_TrainStepForeach(benchmark::State& state) {
   const bool cnn = state.range(0) == 1, foreach = state.range(1) == 1;
   kiln::set_num_threads(2);
-  Step step(cnn, foreach);
-  kiln::Function f([&](const std::vector<kiln::Tensor>& a, bool) { return step(a); },
-                   {.name = "train_step"});
-  std::vector<kiln::Tensor> in = {kiln::random_uniform({64, 28, 28, 1}, 0, 1, 1),
-                                  kiln::cast(kiln::random_uniform({64}, 0, 9.999, 2), kiln::int32)};
+  kiln_bench::TrainStep step(cnn, foreach);
+  kiln::Function f = step.traced();
+  std::vector<kiln::Tensor> in = kiln_bench::train_batch();
   f(in, true);
   for (auto _ : state) {
     std::vector<kiln::Tensor> out = f(in, true);
