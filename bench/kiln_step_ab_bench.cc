@@ -7,6 +7,12 @@
 //   BM_PoolGradRelu/fused:<0|1>/threads:<1|2>  the backward of the cnn's first relu -> pool:
 //                                           relu_grad(max_pool2d_grad(y, dp), y) as two ops or
 //                                           as fused_max_pool2d_grad (graph/fusion.cc)
+//   BM_ConvPool/fused:<0|1>/pass:<0|1>     the cnn's first conv -> bias -> relu -> 2x2 max pool
+//                                           (pass 0) and its filter and bias gradient (pass 1),
+//                                           2 threads: the unfused ops the traced step ran
+//                                           (fused_conv2d + max_pool2d; fused_max_pool2d_grad +
+//                                           sum_to_like + conv2d_backward_filter) against
+//                                           fused_conv2d_pool / fused_conv2d_pool_grad
 //   BM_AdamUpdate/cnn:<0|1>/foreach:<0|1>   Adam's apply_gradients on the model's variables (2
 //                                           threads, eager): one op per variable or multi ops
 //   BM_TrainStepForeach/cnn:<0|1>/foreach:<0|1>  a graph-mode Adam train step (batch 64, 2
@@ -173,6 +179,50 @@ void BM_TrainStepForeach(benchmark::State& state) {
   }
 }
 
+void BM_ConvPool(benchmark::State& state) {
+  using kiln::Attrs;
+  namespace ops = kiln::ops;
+  const bool fused = state.range(0) == 1, backward = state.range(1) == 1;
+  kiln::set_num_threads(2);
+  kiln::Tensor x = kiln::random_normal({64, 28, 28, 1}, 0.0, 1.0, 1);
+  kiln::Tensor f = kiln::random_normal({3, 3, 1, 32}, 0.0, 0.3, 2);
+  kiln::Tensor b = kiln::random_normal({32}, 0.0, 0.1, 3);
+  const Attrs conv{1, 1, 1, 1, 1, 1};  // strides 1, same, dilation 1, groups 1
+  const Attrs fconv = Attrs(conv).add_int(1).add_int(kiln::kActRelu).add_int(0).add_float(0.0);
+  Attrs cp = conv;
+  for (int64_t v : kPool2x2.ints()) cp.add_int(v);
+  const Attrs cpg = Attrs(cp).add_int(3).add_int(3);
+  const Attrs pool_relu = Attrs(kPool2x2).add_int(kiln::fe_opcode(ops::kReluGrad));
+  const Attrs filter_grad = Attrs(conv).add_int(3).add_int(3).add_int(1).add_int(32);
+  kiln::Tensor z = kiln::run_op(ops::kFusedConv2D, {x, f, b}, fconv);
+  kiln::Tensor outs[2];
+  const kiln::Tensor in[3] = {x, f, b};
+  kiln::run_op(ops::kFusedConv2DPool, in, cp, outs);
+  kiln::Tensor dp = kiln::random_normal(outs[0].shape(), 0.0, 1.0, 4);
+  for (auto _ : state) {
+    if (!backward && !fused) {
+      benchmark::DoNotOptimize(kiln::run_op(ops::kMaxPool2D,
+                                            {kiln::run_op(ops::kFusedConv2D, {x, f, b}, fconv)},
+                                            kPool2x2)
+                                   .raw_data());
+    } else if (!backward) {
+      kiln::Tensor y[2];
+      kiln::run_op(ops::kFusedConv2DPool, in, cp, y);
+      benchmark::DoNotOptimize(y[0].raw_data());
+    } else if (!fused) {
+      kiln::Tensor dz = kiln::run_op(ops::kFusedMaxPool2DGrad, {z, dp}, pool_relu);
+      benchmark::DoNotOptimize(kiln::run_op(ops::kSumToLike, {dz, b}).raw_data());
+      benchmark::DoNotOptimize(
+          kiln::run_op(ops::kConv2DBackwardFilter, {x, dz}, filter_grad).raw_data());
+    } else {
+      kiln::Tensor d[2];
+      const kiln::Tensor gin[4] = {x, outs[1], outs[0], dp};
+      kiln::run_op(ops::kFusedConv2DPoolGrad, gin, cpg, d);
+      benchmark::DoNotOptimize(d[0].raw_data());
+    }
+  }
+}
+
 }  // namespace
 
 #define KILN_AB(fn)                                  \
@@ -185,6 +235,7 @@ void BM_TrainStepForeach(benchmark::State& state) {
 KILN_AB(BM_MaxPoolGrad)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
 KILN_AB(BM_MaxPool)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
 KILN_AB(BM_PoolGradRelu)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"fused", "threads"});
+KILN_AB(BM_ConvPool)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"fused", "pass"});
 KILN_AB(BM_AdamUpdate)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 KILN_AB(BM_TrainStepForeach)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 

@@ -149,6 +149,95 @@ int fuse_pool_grad(Graph& g) {
   return remove_nodes(g, gone);
 }
 
+int fuse_conv_pool(Graph& g) {
+  const Readers r(g);
+  // Every node reading each value (fusion needs all of a value's readers, not just the last).
+  std::vector<std::vector<int32_t>> readers(g.values.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int32_t v : g.nodes[i].inputs) readers[v].push_back(static_cast<int32_t>(i));
+  }
+  auto same_ints = [](const Attrs& a, int from, const Attrs& b, int b_from, int count) {
+    for (int k = 0; k < count; ++k) {
+      if (a.i(from + k) != b.i(b_from + k)) return false;
+    }
+    return true;
+  };
+  constexpr int kConv = 6, kPool = 5;  // conv attrs (fused_conv2d's first 6), pool attrs
+  std::vector<bool> gone(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& conv = g.nodes[i];
+    if (conv.op != &ops::kFusedConv2D || conv.inputs.size() != 3 ||
+        conv.attrs.i(kConv + 1) != kActRelu)
+      continue;
+    const int32_t x = conv.inputs[0], f = conv.inputs[1], b = conv.inputs[2], y = conv.outputs[0];
+    Attrs ca;
+    for (int k = 0; k < kConv; ++k) ca.add_int(conv.attrs.i(k));
+    if (r.is_output[y] || !conv_pool_direct(g.values[x].meta, g.values[f].meta, ca)) continue;
+    int32_t pool = -1, pool_grad = -1;
+    for (int32_t n : readers[y]) {
+      const Node& u = g.nodes[n];
+      if (u.op == &ops::kMaxPool2D && pool < 0) {
+        pool = n;
+      } else if (u.op == &ops::kFusedMaxPool2DGrad && pool_grad < 0 && u.inputs[0] == y &&
+                 u.attrs.i(kPool) == fe_opcode(ops::kReluGrad)) {
+        pool_grad = n;
+      } else {
+        pool = -2;  // another reader needs y itself
+      }
+    }
+    if (pool < 0 || r.stateful_between(static_cast<int32_t>(i), pool)) continue;
+    const Attrs& pa = g.nodes[pool].attrs;
+    int32_t bias_sum = -1, filter_grad = -1, last = -1;
+    if (pool_grad >=
+        0) {  // the backward: dz read by db = sum_to_like(dz, b), df = conv2d_bwd_filter(x, dz)
+      const Node& pg = g.nodes[pool_grad];
+      const int32_t dz = pg.outputs[0];
+      if (!same_ints(pg.attrs, 0, pa, 0, kPool) || r.is_output[dz]) continue;
+      for (int32_t n : readers[dz]) {
+        const Node& u = g.nodes[n];
+        if (u.op == &ops::kSumToLike && bias_sum < 0 && u.inputs[0] == dz && u.inputs[1] == b) {
+          bias_sum = n;
+        } else if (u.op == &ops::kConv2DBackwardFilter && filter_grad < 0 && u.inputs[0] == x &&
+                   u.inputs[1] == dz && same_ints(u.attrs, 0, ca, 0, kConv)) {
+          filter_grad = n;
+        } else {
+          bias_sum = filter_grad = -2;
+        }
+      }
+      if (bias_sum < 0 || filter_grad < 0) continue;
+      const int32_t first = std::min({pool_grad, bias_sum, filter_grad});
+      last = std::max(bias_sum, filter_grad);
+      if (r.stateful_between(first, last)) continue;
+    }
+    const int32_t p = g.nodes[pool].outputs[0];
+    const int32_t slot = static_cast<int32_t>(g.values.size());
+    Value slot_value;  // a node's output: the uint8 window slots, y's shape
+    slot_value.meta = {g.values[p].meta.shape, DType::kUInt8};
+    g.values.push_back(std::move(slot_value));
+    Attrs fa = ca;
+    for (int k = 0; k < kPool; ++k) fa.add_int(pa.i(k));
+    Node fused;
+    fused.op = &ops::kFusedConv2DPool;
+    fused.attrs = fa;
+    fused.inputs = {x, f, b};
+    fused.outputs = {p, slot};
+    const int32_t dp = pool_grad >= 0 ? g.nodes[pool_grad].inputs[1] : -1;
+    g.nodes[i] = std::move(fused);
+    gone[pool] = true;
+    if (pool_grad < 0) continue;
+    const Shape& fs = g.values[f].meta.shape;
+    Node grad;
+    grad.op = &ops::kFusedConv2DPoolGrad;
+    grad.attrs = Attrs(fa).add_int(fs[0]).add_int(fs[1]);
+    grad.inputs = {x, slot, p, dp};
+    grad.outputs = {g.nodes[filter_grad].outputs[0], g.nodes[bias_sum].outputs[0]};
+    gone[pool_grad] = gone[bias_sum] = gone[filter_grad] = true;
+    g.nodes[last] = std::move(grad);
+    gone[last] = false;
+  }
+  return remove_nodes(g, gone);
+}
+
 int fuse_elementwise(Graph& g) {
   const Readers r(g);
   const size_t nn = g.nodes.size();
@@ -239,8 +328,10 @@ int fuse_elementwise(Graph& g) {
 }
 
 int fuse(Graph& g) {
-  // Pool gradients first: their epilogue ops would otherwise join elementwise chains.
-  const int removed = fuse_matmul_conv(g) + fuse_pool_grad(g) + fuse_elementwise(g);
+  // Pool gradients first: their epilogue ops would otherwise join elementwise chains; then
+  // conv -> pool, whose backward is the fused pool gradient.
+  const int removed =
+      fuse_matmul_conv(g) + fuse_pool_grad(g) + fuse_conv_pool(g) + fuse_elementwise(g);
   compact(g);
   return removed;
 }

@@ -24,6 +24,15 @@ int fuse_matmul_conv(Graph& g);
 // second pass over the whole input-sized gradient. Returns the number of nodes removed.
 int fuse_pool_grad(Graph& g);
 
+// fused_conv2d(x, f, b) with relu whose output only max_pool2d reads (and, in a train step,
+// the fused_max_pool2d_grad with relu_grad of its backward, whose output only the bias's
+// sum_to_like and the filter's conv2d_backward_filter read: x needs no gradient), for convs
+// conv_pool_direct takes (kh * kw * channels <= 32, the first conv of an image model): one
+// fused_conv2d_pool (pooled output and window slots) and, for the backward, one
+// fused_conv2d_pool_grad, so the conv output and its gradient never reach memory. Returns the
+// number of nodes removed.
+int fuse_conv_pool(Graph& g);
+
 // Chains of float elementwise ops (every registered op whose OpDef carries an elementwise
 // function: neg exp log sqrt abs square relu sigmoid tanh, add sub mul div pow maximum minimum
 // relu_grad)
@@ -33,8 +42,9 @@ int fuse_pool_grad(Graph& g);
 // number of nodes removed.
 int fuse_elementwise(Graph& g);
 
-// All three, matmul/conv and pool gradients first (they take their activation or epilogue
-// before an elementwise chain can), then compact(). Returns the number of nodes removed.
+// All four: matmul/conv, pool gradients, conv -> pool (whose backward is a fused pool
+// gradient), then elementwise chains (the others take their activation or epilogue first),
+// then compact(). Returns the number of nodes removed.
 int fuse(Graph& g);
 
 }  // namespace kiln::graph

@@ -9,6 +9,8 @@
 namespace kiln {
 
 struct OpDef;
+struct Meta;
+class Attrs;
 
 // Activation of fused_matmul / fused_conv2d (attr `act`): codes into one table in fused.cc of
 // the unfused activation ops, which the fusion pass and the fused ops' kernels and gradients
@@ -55,5 +57,10 @@ inline bool fe_is_row(const Shape& s, const Shape& out) {
   }
   return true;
 }
+
+// Whether fused_conv2d_pool's fast kernel takes a conv of input x and `filter` (conv attrs as
+// conv2d's): float32, groups 1, kh * kw * channels <= 32. graph/fusion.cc fuses only those, so
+// the fused op never falls back to its reference kernel in a plan.
+bool conv_pool_direct(const Meta& x, const Meta& filter, const Attrs& conv_attrs);
 
 }  // namespace kiln

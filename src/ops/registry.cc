@@ -97,6 +97,8 @@ const OpDef* const kAll[] = {
     &kFakeQuantGrad,
     &kFakeQuantRangeGrad,
     &kFusedMaxPool2DGrad,
+    &kFusedConv2DPool,
+    &kFusedConv2DPoolGrad,
 };
 // fused_elementwise names an op by its index here (ops/fused.h): every index must fit.
 static_assert(std::size(kAll) <= kFeOpcodeLimit, "fused_elementwise opcodes cannot name every op");

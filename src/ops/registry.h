@@ -28,6 +28,8 @@ extern const OpDef kReshape, kReshapeLike, kRows, kTranspose, kConcat, kSlice, k
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
 extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kFusedMaxPool2DGrad, kAvgPool2D,
     kAvgPool2DGrad;
+// conv_pool.cc (conv -> bias -> relu -> max_pool and its filter gradient; graph fusion only)
+extern const OpDef kFusedConv2DPool, kFusedConv2DPoolGrad;
 // nn.cc
 extern const OpDef kDropout, kSoftmaxCrossEntropy, kSoftmaxCrossEntropyGrad, kStopGradient;
 // state.cc, updates.cc (stateful: write their first input)

@@ -299,6 +299,96 @@ TEST(Fusion, ReluGradAfterMaxPoolGradIsOneFusedPoolGrad) {
   }
 }
 
+// conv -> bias -> relu -> max_pool over a 1-3 channel input (the first conv of an image
+// model): one fused_conv2d_pool forward and, when only the filter and bias want gradients, one
+// fused_conv2d_pool_grad for the pool gradient, bias sum and filter gradient; results and
+// returned gradients as the traced graph's.
+TEST(Fusion, SmallConvReluPoolAndItsBackwardAreTwoFusedOps) {
+  Conv2DOptions o;
+  o.padding = Padding::kSame;
+  Pool2DOptions overlap;
+  overlap.pool_size = {3, 3};
+  overlap.strides = {2, 2};
+  overlap.padding = Padding::kSame;
+  struct Case {
+    Shape x;
+    Pool2DOptions p;
+  };
+  for (const Case& c : {Case{{2, 8, 6, 1}, Pool2DOptions{}}, Case{{1, 7, 9, 3}, overlap}}) {
+    SCOPED_TRACE(to_string(c.x));
+    const Shape f{3, 3, c.x[3], 20};
+    const Shape ps = max_pool2d(zeros(conv2d(zeros(c.x), zeros(f), o).shape()), c.p).shape();
+    Graph g = trace(
+        [&](const std::vector<Tensor>& a) {
+          GradientTape tape;
+          tape.watch(a[1]);
+          tape.watch(a[2]);
+          Tensor y = max_pool2d(relu(add(conv2d(a[0], a[1], o), a[2])), c.p);
+          std::vector<Tensor> d = tape.gradient(sum(y * a[3]), {a[1], a[2]});
+          return std::vector<Tensor>{y, d[0], d[1]};
+        },
+        {c.x, f, {20}, ps});
+    const Graph before = g;
+    fuse(g);
+    EXPECT_EQ(count_op(g, "fused_conv2d_pool"), 1) << g.to_text();
+    EXPECT_EQ(count_op(g, "fused_conv2d_pool_grad"), 1) << g.to_text();
+    for (const char* gone : {"max_pool2d", "fused_max_pool2d_grad", "conv2d_backward_filter",
+                             "sum_to_like", "fused_conv2d"}) {
+      EXPECT_EQ(count_op(g, gone), 0) << gone << "\n" << g.to_text();
+    }
+    std::vector<Tensor> xs = {random_tensor(c.x, float32, 4), random_tensor(f, float32, 5),
+                              random_tensor({20}, float32, 6), random_tensor(ps, float32, 7)};
+    expect_same_results(before, g, xs);
+  }
+}
+
+TEST(Fusion, ConvPoolStaysUnfusedWhereItWouldNeedTheConvOutput) {
+  Conv2DOptions o;
+  o.padding = Padding::kSame;
+  auto train = [&](const Shape& x, const Shape& f, bool input_grad) {
+    return trace(
+        [&](const std::vector<Tensor>& a) {
+          GradientTape tape;
+          for (int k = input_grad ? 0 : 1; k < 3; ++k) tape.watch(a[k]);
+          Tensor y = max_pool2d(relu(add(conv2d(a[0], a[1], o), a[2])), Pool2DOptions{});
+          std::vector<Tensor> d = tape.gradient(sum(y), {a[1], a[2]});
+          return std::vector<Tensor>{d[0], d[1]};
+        },
+        {x, f, {f[3]}});
+  };
+  // The input's gradient reads the conv output's gradient: only the forward part could go,
+  // and its backward needs the conv output, so nothing fuses into conv_pool.
+  Graph input_grad = train({1, 6, 6, 1}, {3, 3, 1, 4}, true);
+  fuse(input_grad);
+  EXPECT_EQ(count_op(input_grad, "fused_conv2d_pool"), 0) << input_grad.to_text();
+  // 16 input channels (144 taps): oneDNN's conv, not the direct kernel.
+  Graph wide = train({1, 6, 6, 16}, {3, 3, 16, 4}, false);
+  fuse(wide);
+  EXPECT_EQ(count_op(wide, "fused_conv2d_pool"), 0) << wide.to_text();
+  // The relu output is also returned: the pool cannot take it.
+  Graph shared = trace(
+      [&](const std::vector<Tensor>& a) {
+        Tensor r = relu(add(conv2d(a[0], a[1], o), a[2]));
+        return std::vector<Tensor>{max_pool2d(r, Pool2DOptions{}), r};
+      },
+      {{1, 6, 6, 1}, {3, 3, 1, 4}, {4}});
+  fuse(shared);
+  EXPECT_EQ(count_op(shared, "fused_conv2d_pool"), 0) << shared.to_text();
+  // Inference: the forward alone fuses (its slots unused).
+  Graph infer = trace(
+      [&](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{
+            max_pool2d(relu(add(conv2d(a[0], a[1], o), a[2])), Pool2DOptions{})};
+      },
+      {{2, 6, 6, 1}, {3, 3, 1, 4}, {4}});
+  const Graph before = infer;
+  fuse(infer);
+  EXPECT_EQ(count_op(infer, "fused_conv2d_pool"), 1) << infer.to_text();
+  expect_same_results(before, infer,
+                      {random_tensor({2, 6, 6, 1}, float32, 1),
+                       random_tensor({3, 3, 1, 4}, float32, 2), random_tensor({4}, float32, 3)});
+}
+
 TEST(Fusion, PoolGradWithAnotherReaderOrEpilogueStaysUnfused) {
   Pool2DOptions p;
   const Attrs pa{2, 2, 2, 2, 0};

@@ -82,10 +82,10 @@ TEST(Freeze, BatchNormFoldsIntoTheConvAndDenseBeforeIt) {
     Tensor x = images(n);
     EXPECT_TRUE(all_close(frozen(x), (*model)(x, false), 1e-5, 1e-5));
   }
-  // Bias and activation fuse into the conv at run time.
+  // Bias, activation and the pool after them fuse into the one-channel conv at run time.
   const std::string fused = frozen.graph_text(true);
-  EXPECT_NE(fused.find("fused_conv2d"), std::string::npos) << fused;
-  EXPECT_NE(fused.find("activation=relu"), std::string::npos) << fused;
+  EXPECT_NE(fused.find("fused_conv2d_pool("), std::string::npos) << fused;
+  EXPECT_EQ(fused.find("max_pool2d("), std::string::npos) << fused;
 
   FreezeOptions keep;
   keep.fold_batch_norm = false;

@@ -136,6 +136,15 @@ void run_every_op() {
         return tape.gradient(sum(y * v[0]), {pool_x})[0];
       },
       {r64({1, 2, 2, 2}, 12)});
+  // conv -> bias -> relu -> max_pool as one op and its filter gradient (ops/conv_pool.cc)
+  {
+    const Attrs cp{1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 0};
+    const Tensor in[3] = {r64({1, 4, 4, 1}, 13), r64({3, 3, 1, 2}, 14), r64({2}, 15)};
+    Tensor y[2], d[2];
+    run_op(ops::kFusedConv2DPool, in, cp, y);
+    const Tensor g_in[4] = {in[0], y[1], y[0], r64({1, 2, 2, 2}, 16)};
+    run_op(ops::kFusedConv2DPoolGrad, g_in, Attrs(cp).add_int(3).add_int(3), d);
+  }
   // int8 (ops/quantized.cc)
   const Tensor scale = scalar(0.1), zp = scalar(3, DType::kUInt8);
   const Tensor q = quantize(cast(a, float32), scale, zp);

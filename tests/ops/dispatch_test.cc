@@ -91,7 +91,10 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
                                       "quantized_conv2d", "dynamic_quantized_matmul",
                                       // the range gradient of fake_quant (a sum of masked dy),
                                       // needed only to first order
-                                      "fake_quant_range_grad"};
+                                      "fake_quant_range_grad",
+                                      // the filter and bias gradient of fused_conv2d_pool,
+                                      // emitted only into a train step's own backward
+                                      "fused_conv2d_pool_grad"};
   // Stateful ops (assign, optimizer updates, next_key) and random creators (random_uniform,
   // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {

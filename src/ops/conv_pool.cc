@@ -1,0 +1,599 @@
+// Convolution -> bias -> relu -> max pooling as one op, and its filter and bias gradient, for
+// convolutions that reduce over few values per output (kh * kw * input channels <= 32: the
+// first conv of an image model). oneDNN runs those far from peak (the cnn's 1 -> 32 conv: ~90
+// GFLOP/s against 300+ for its 32 -> 64 conv), and their output is a step's largest activation
+// (6.4 MB at batch 64): written by the conv, read by the pool, read again by the pool's
+// gradient, whose own 6.4 MB output the filter gradient reads once more. Here one image's conv
+// output lives in a per-thread buffer that stays in cache, and the gradient rebuilds its own
+// from the pooled outputs and their window slots.
+//   kFusedConv2DPool      (x, filter, bias) -> (y, slot)
+//       y = max_pool2d(relu(conv2d(x, filter) + bias)); slot (uint8, y's shape): where each
+//       output's first max lies among its window's in-bounds pixels, counted row-major.
+//       attrs = conv attrs (6), pool attrs (5)
+//   kFusedConv2DPoolGrad  (x, slot, y, dy) -> (dfilter, dbias)
+//       the filter and bias gradients of kFusedConv2DPool for dy = dL/dy: each output's
+//       gradient lands on its slot where y > 0 (relu's gradient at the window's max), and the
+//       conv's filter gradient sums those over x's patches. attrs = conv attrs, pool attrs, kh, kw
+// Emitted by graph/fusion.cc (fuse_conv_pool). The references compose the unfused ops'
+// references; the fast kernels take float32, groups 1 and kh * kw * channels <= kMaxDirectTaps
+// (conv_pool_direct) and decline the rest.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/tensor_impl.h"
+#include "core/visit_dtype.h"
+#include "kernels/broadcast.h"
+#include "kiln/ops.h"
+#include "ops/conv_geom.h"
+#include "ops/fused.h"
+#include "ops/op_def.h"
+#include "ops/pool_geom.h"
+#include "ops/registry.h"
+
+namespace kiln {
+namespace {
+
+constexpr int kPoolAt = conv::kConvAttrs;  // attrs: conv's 6, then pool's 5
+constexpr int kKernelAt = kPoolAt + 5;     // the gradient op's kh, kw
+constexpr int64_t kMaxDirectTaps = 32;
+constexpr int64_t kLanes = 16;          // channels per accumulator block (one zmm of floats)
+constexpr int64_t kImagesPerBlock = 4;  // the gradient's partial sums: fixed, so results do not
+                                        // depend on the thread count
+
+Attrs conv_part(const Attrs& a) {
+  Attrs c;
+  for (int k = 0; k < conv::kConvAttrs; ++k) c.add_int(a.i(k));
+  return c;
+}
+Attrs pool_part(const Attrs& a) {
+  return Attrs{a.i(kPoolAt), a.i(kPoolAt + 1), a.i(kPoolAt + 2), a.i(kPoolAt + 3),
+               a.i(kPoolAt + 4)};
+}
+// fused_conv2d's attrs for bias + relu.
+Attrs fused_conv_attrs(const Attrs& a) {
+  return conv_part(a).add_int(1).add_int(kActRelu).add_int(0).add_float(0.0);
+}
+
+// The conv output's pooling geometry; throws when a window cannot be named by a uint8 slot.
+pool::Geom pool_geom(const char* op, const conv::Geom& cg, const Attrs& a) {
+  const pool::Geom pg = pool::geom(op, conv::out_shape(cg), pool_part(a));
+  if (pg.ph * pg.pw > 256) {
+    throw ValueError(std::string(op) + ": a pool window of " + std::to_string(pg.ph) + "x" +
+                     std::to_string(pg.pw) + " pixels has more positions than a uint8 slot " +
+                     "names (256)");
+  }
+  return pg;
+}
+
+void check_attr_count(const char* op, const Attrs& a, int ints) {
+  if (a.num_ints() != ints) {
+    throw ValueError(std::string(op) + ": needs " + std::to_string(ints) + " integer attrs, got " +
+                     std::to_string(a.num_ints()));
+  }
+}
+
+void cp_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "fused_conv2d_pool";
+  check_attr_count(op, a, kKernelAt);
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[1].dtype);
+  require_same_dtype(op, in[0].dtype, in[2].dtype);
+  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, in[1].shape, conv_part(a));
+  if (in[2].shape != Shape{cg.o}) {
+    throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) + ": the bias must be [" +
+                     std::to_string(cg.o) + "]");
+  }
+  const Shape ys = pool::out_shape(pool_geom(op, cg, a));
+  out[0] = {ys, in[0].dtype};
+  out[1] = {ys, DType::kUInt8};
+}
+
+// The gradient op's filter shape: [kh, kw, x's channels / groups, y's channels].
+Shape grad_filter_shape(std::span<const Meta> in, const Attrs& a) {
+  const Shape &xs = in[0].shape, &ys = in[2].shape;
+  const int64_t groups = a.i(5) > 0 ? a.i(5) : 1;
+  return Shape{a.i(kKernelAt), a.i(kKernelAt + 1), xs.rank() == 4 ? xs[3] / groups : 0,
+               ys.rank() == 4 ? ys[3] : 0};
+}
+
+void cpg_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
+  const char* op = "fused_conv2d_pool_grad";
+  check_attr_count(op, a, kKernelAt + 2);
+  require_floating(op, in[0].dtype);
+  require_same_dtype(op, in[0].dtype, in[2].dtype);
+  require_same_dtype(op, in[0].dtype, in[3].dtype);
+  if (in[1].dtype != DType::kUInt8) {
+    throw DTypeError(std::string(op) + ": the window slots must be uint8, got " +
+                     std::string(dtype_name(in[1].dtype)));
+  }
+  const Shape fs = grad_filter_shape(in, a);
+  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, fs, conv_part(a));
+  const Shape ys = pool::out_shape(pool_geom(op, cg, a));
+  for (int k = 1; k < 4; ++k) {
+    if (in[k].shape != ys) {
+      throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) +
+                       ": the slots, the pooled output and its gradient must be " + to_string(ys));
+    }
+  }
+  out[0] = {fs, in[0].dtype};
+  out[1] = {Shape{cg.o}, in[0].dtype};
+}
+
+// The (row, col) in the conv output of slot s of window (oy, ox).
+struct Pixel {
+  int64_t y, x;
+};
+inline Pixel slot_pixel(const pool::Geom& g, int64_t oy, int64_t ox, int64_t s) {
+  const pool::Window wd = pool::window(g, oy, ox);
+  const int64_t cols = wd.x1 - wd.x0;
+  return {wd.y0 + s / cols, wd.x0 + s % cols};
+}
+
+// ---- reference kernels: the unfused ops'
+// ---------------------------------------------------------
+
+void cp_reference(const KernelArgs& k) {
+  const Attrs fa = fused_conv_attrs(k.attrs), pa = pool_part(k.attrs);
+  const Meta in[3] = {{k.in[0].shape(), k.in[0].dtype()},
+                      {k.in[1].shape(), k.in[1].dtype()},
+                      {k.in[2].shape(), k.in[2].dtype()}};
+  Meta zm;
+  ops::kFusedConv2D.infer(std::span<const Meta>(in, 3), fa, {&zm, 1});
+  Tensor z = zeros(zm.shape, zm.dtype);
+  ops::kFusedConv2D.reference({k.in, {&z, 1}, fa});
+  ops::kMaxPool2D.reference({{&z, 1}, k.out.subspan(0, 1), pa});
+  const pool::Geom g = pool::geom("fused_conv2d_pool", z.shape(), pa);
+  uint8_t* slot = detail::ptr<uint8_t>(k.out[1]);
+  detail::visit_floating(z.dtype(), [&]<typename T>() {
+    const T* zp = detail::ptr<T>(z);
+    pool::for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      const int64_t at = pool::argmax_ref(zp, g, n, oy, ox, c) / g.c;  // pixel index
+      const pool::Window wd = pool::window(g, oy, ox);
+      const int64_t yy = at / g.w % g.h, xx = at % g.w;
+      slot[o] = static_cast<uint8_t>((yy - wd.y0) * (wd.x1 - wd.x0) + xx - wd.x0);
+    });
+  });
+}
+
+void cpg_reference(const KernelArgs& k) {
+  const Tensor &x = k.in[0], &slot_t = k.in[1], &y_t = k.in[2], &dy_t = k.in[3];
+  const Shape fs = k.out[0].shape();
+  const conv::Geom cg = conv::geom("fused_conv2d_pool_grad", "", x.shape(), fs, conv_part(k.attrs));
+  const pool::Geom g =
+      pool::geom("fused_conv2d_pool_grad", conv::out_shape(cg), pool_part(k.attrs));
+  Tensor dz = zeros(conv::out_shape(cg), x.dtype());
+  detail::visit_floating(x.dtype(), [&]<typename T>() {
+    const uint8_t* slot = detail::ptr<uint8_t>(slot_t);
+    const T *y = detail::ptr<T>(y_t), *dy = detail::ptr<T>(dy_t);
+    T* d = detail::ptr<T>(dz);
+    pool::for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
+      if (!(y[o] > T(0))) return;  // relu's gradient: zero where the max is not positive
+      const Pixel p = slot_pixel(g, oy, ox, slot[o]);
+      d[((n * g.h + p.y) * g.w + p.x) * g.c + c] += dy[o];
+    });
+    T* db = detail::ptr<T>(k.out[1]);
+    for (int64_t c = 0; c < g.c; ++c) db[c] = T(0);
+    for (int64_t i = 0, n = dz.numel(); i < n; ++i) db[i % g.c] += d[i];
+  });
+  Attrs fa = conv_part(k.attrs);
+  for (int64_t v : fs) fa.add_int(v);
+  const Tensor in[2] = {x, dz};
+  ops::kConv2DBackwardFilter.reference({in, k.out.subspan(0, 1), fa});
+}
+
+// ---- fast kernels: one image at a time, its conv output in a per-thread buffer ------------------
+
+// kLanes floats as one GCC vector: one zmm with AVX-512, two ymm with AVX2 (GCC's SLP pass
+// leaves the same loop over a float[16] as 16 scalar multiply-adds).
+using Lanes = float __attribute__((vector_size(kLanes * sizeof(float))));
+inline Lanes load(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Buffers that keep their capacity from call to call, one set per thread (OpenMP's threads
+// persist), so a warm plan's steps allocate nothing (tests/graph/alloc_free_test.cc). The
+// calling thread's `call` set holds what the parallel region shares; each thread's `work` set
+// what it uses alone.
+struct Scratch {
+  std::vector<float> w, b, part;                // call
+  std::vector<float> image, z, best, at, cols;  // work
+  std::vector<int64_t> tap;                     // work
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Rows [rows][c] padded to [rows][cp] (cp = c rounded up to kLanes) with zeros, so every
+// accumulator block is whole.
+const float* padded_rows(std::vector<float>& buf, const float* f, int64_t rows, int64_t c,
+                         int64_t cp) {
+  float* out = grow(buf, rows * cp);
+  std::fill(out, out + rows * cp, 0.f);
+  for (int64_t r = 0; r < rows; ++r) std::copy(f + r * c, f + (r + 1) * c, out + r * cp);
+  return out;
+}
+
+// One image with the conv's zero padding around it, so no tap needs a bounds check: pixel
+// (y, x) of the image is at ((y + pt) * wp + x + pl) * c. tap[t] is the offset of tap t =
+// (ky, kx, ci) (the filter's row order) from an output pixel's base, base(oy, ox) =
+// (oy * sh * wp + ox * sw) * c; taps past the filter's (up to a multiple of kTapBlock) read
+// offset 0, and their sums are dropped.
+constexpr int64_t kTapBlock = 9;  // gradient accumulators held in registers: a 3x3 filter's
+struct PaddedImage {
+  const conv::Geom& g;
+  int64_t wp;
+  float* data;   // this thread's scratch
+  int64_t* tap;  // likewise
+
+  PaddedImage(const conv::Geom& geom, Scratch& s) : g(geom), wp(geom.w + geom.pl + geom.pr) {
+    const int64_t size = (g.h + g.pt + g.pb) * wp * g.c,
+                  taps = round_up(g.kh * g.kw * g.c, kTapBlock);
+    data = grow(s.image, size);
+    std::fill(data, data + size, 0.f);
+    tap = grow(s.tap, taps);
+    std::fill(tap, tap + taps, int64_t{0});
+    int64_t t = 0;
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t kx = 0; kx < g.kw; ++kx)
+        for (int64_t ci = 0; ci < g.c; ++ci) tap[t++] = (ky * g.dh * wp + kx * g.dw) * g.c + ci;
+  }
+  void fill(const float* x) {  // the borders stay zero
+    for (int64_t y = 0; y < g.h; ++y)
+      std::copy(x + y * g.w * g.c, x + (y + 1) * g.w * g.c, data + ((y + g.pt) * wp + g.pl) * g.c);
+  }
+  const float* base(int64_t oy, int64_t ox) const {
+    return data + (oy * g.sh * wp + ox * g.sw) * g.c;
+  }
+};
+
+// z[oy][ox][cp] = relu(conv(image, w) + b), w padded [taps][cp]. Four pixels and two channel
+// blocks at a time where the channels allow (eight independent accumulators hide the
+// multiply-add latency and share each tap's loads), then one block, then single pixels.
+void conv_relu_image(const PaddedImage& im, const float* w, const float* b, int64_t cp, float* z) {
+  const conv::Geom& g = im.g;
+  const int64_t* const tap_begin = im.tap;
+  const int64_t* const tap_end = tap_begin + g.kh * g.kw * g.c;
+  const int64_t step = g.sw * g.c;  // from one output pixel's base to the next
+  const Lanes zero = {};
+  auto relu_store = [&](float* p, Lanes v) { store(p, v > zero ? v : zero); };
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    int64_t cb = 0;
+    for (; cb + 2 * kLanes <= cp; cb += 2 * kLanes) {
+      const Lanes b0 = load(b + cb), b1 = load(b + cb + kLanes);
+      int64_t ox = 0;
+      for (; ox + 4 <= g.ow; ox += 4) {
+        const float* p = im.base(oy, ox);
+        Lanes a00 = b0, a10 = b0, a20 = b0, a30 = b0, a01 = b1, a11 = b1, a21 = b1, a31 = b1;
+        const float* wp = w + cb;
+        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
+          const Lanes w0 = load(wp), w1 = load(wp + kLanes);
+          const float* q = p + *t;
+          const float x0 = q[0], x1 = q[step], x2 = q[2 * step], x3 = q[3 * step];
+          a00 += x0 * w0, a01 += x0 * w1;
+          a10 += x1 * w0, a11 += x1 * w1;
+          a20 += x2 * w0, a21 += x2 * w1;
+          a30 += x3 * w0, a31 += x3 * w1;
+        }
+        float* zp = z + (oy * g.ow + ox) * cp + cb;
+        relu_store(zp, a00), relu_store(zp + kLanes, a01);
+        relu_store(zp + cp, a10), relu_store(zp + cp + kLanes, a11);
+        relu_store(zp + 2 * cp, a20), relu_store(zp + 2 * cp + kLanes, a21);
+        relu_store(zp + 3 * cp, a30), relu_store(zp + 3 * cp + kLanes, a31);
+      }
+      for (; ox < g.ow; ++ox) {
+        const float* p = im.base(oy, ox);
+        Lanes a0 = b0, a1 = b1;
+        const float* wp = w + cb;
+        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
+          a0 += p[*t] * load(wp);
+          a1 += p[*t] * load(wp + kLanes);
+        }
+        float* zp = z + (oy * g.ow + ox) * cp + cb;
+        relu_store(zp, a0), relu_store(zp + kLanes, a1);
+      }
+    }
+    for (; cb < cp; cb += kLanes) {
+      const Lanes b0 = load(b + cb);
+      int64_t ox = 0;
+      for (; ox + 4 <= g.ow; ox += 4) {
+        const float* p = im.base(oy, ox);
+        Lanes a0 = b0, a1 = b0, a2 = b0, a3 = b0;
+        const float* wp = w + cb;
+        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
+          const Lanes w0 = load(wp);
+          const float* q = p + *t;
+          a0 += q[0] * w0, a1 += q[step] * w0, a2 += q[2 * step] * w0, a3 += q[3 * step] * w0;
+        }
+        float* zp = z + (oy * g.ow + ox) * cp + cb;
+        relu_store(zp, a0), relu_store(zp + cp, a1);
+        relu_store(zp + 2 * cp, a2), relu_store(zp + 3 * cp, a3);
+      }
+      for (; ox < g.ow; ++ox) {
+        const float* p = im.base(oy, ox);
+        Lanes a0 = b0;
+        const float* wp = w + cb;
+        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) a0 += p[*t] * load(wp);
+        relu_store(z + (oy * g.ow + ox) * cp + cb, a0);
+      }
+    }
+  }
+}
+
+// Pools one image's z [h][w][cp] into y, slot [oh][ow][C]: the first max (strict >) of each
+// window, as max_pool2d and argmax_ref choose it. Blends, not branches: which pixel wins is
+// data, and a branch on it mispredicts half the time.
+void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y, uint8_t* slot,
+                float* best, float* at) {
+  const int64_t C = g.c;
+  for (int64_t oy = 0; oy < g.oh; ++oy)
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const pool::Window wd = pool::window(g, oy, ox);
+      for (int64_t cb = 0; cb < cp; cb += kLanes) {
+        Lanes m = load(z + (wd.y0 * g.w + wd.x0) * cp + cb), s = {};
+        float pos = 0.f;
+        for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+          for (int64_t xx = wd.x0; xx < wd.x1; ++xx, pos += 1.f) {
+            const Lanes v = load(z + (yy * g.w + xx) * cp + cb);
+            const auto gt = v > m;
+            m = gt ? v : m;
+            s = gt ? Lanes{} + pos : s;
+          }
+        store(best + cb, m);
+        store(at + cb, s);
+      }
+      const int64_t o = (oy * g.ow + ox) * C;
+      std::copy(best, best + C, y + o);
+      for (int64_t c = 0; c < C; ++c) slot[o + c] = static_cast<uint8_t>(at[c]);
+    }
+}
+
+bool direct(DType dt, const conv::Geom& g) {
+  return dt == DType::kFloat32 && g.groups == 1 && g.kh * g.kw * g.c <= kMaxDirectTaps && g.n > 0 &&
+         g.oh > 0 && g.ow > 0 && g.o > 0;
+}
+
+bool cp_fast(const KernelArgs& k) {
+  const char* op = "fused_conv2d_pool";
+  const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.in[1].shape(), conv_part(k.attrs));
+  if (!direct(k.in[0].dtype(), cg)) return false;
+  const pool::Geom pg = pool_geom(op, cg, k.attrs);
+  const int64_t cp = round_up(cg.o, kLanes), taps = cg.kh * cg.kw * cg.c;
+  Scratch& call = scratch();
+  const float* w = padded_rows(call.w, detail::ptr<float>(k.in[1]), taps, cg.o, cp);
+  const float* b = padded_rows(call.b, detail::ptr<float>(k.in[2]), 1, cg.o, cp);
+  const float* x = detail::ptr<float>(k.in[0]);
+  float* y = detail::ptr<float>(k.out[0]);
+  uint8_t* slot = detail::ptr<uint8_t>(k.out[1]);
+  const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
+  kernels::parallel_range(cg.n, cg.oh * cg.ow * cp * taps, [&](int64_t begin, int64_t end) {
+    Scratch& work = scratch();
+    PaddedImage im(cg, work);
+    float *z = grow(work.z, cg.oh * cg.ow * cp), *best = grow(work.best, cp),
+          *at = grow(work.at, cp);
+    for (int64_t n = begin; n < end; ++n) {
+      im.fill(x + n * x_img);
+      conv_relu_image(im, w, b, cp, z);
+      pool_image(pg, z, cp, y + n * y_img, slot + n * y_img, best, at);
+    }
+  });
+  return true;
+}
+
+// dz [h][w][cp] of one image: each output's gradient on its slot where y > 0, zero elsewhere.
+// Whole channel blocks as vectors when C is a multiple of kLanes (the rows of y, dy and slot
+// are C long: a partial block would read past them), element by element otherwise.
+void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, const float* dy,
+                   int64_t cp, float* dz) {
+  using Bytes = uint8_t __attribute__((vector_size(kLanes)));
+  const int64_t C = g.c;
+  const bool whole = C % kLanes == 0;
+  std::fill(dz, dz + g.h * g.w * cp, 0.f);
+  for (int64_t oy = 0; oy < g.oh; ++oy)
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const pool::Window wd = pool::window(g, oy, ox);
+      const int64_t o = (oy * g.ow + ox) * C;
+      if (whole) {
+        for (int64_t cb = 0; cb < C; cb += kLanes) {
+          const Lanes yv = load(y + o + cb), zero = {};
+          const Lanes d = yv > zero ? load(dy + o + cb) : zero;
+          Bytes sb;
+          std::memcpy(&sb, slot + o + cb, sizeof sb);
+          const Lanes s = __builtin_convertvector(sb, Lanes);
+          float pos = 0.f;
+          for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+            for (int64_t xx = wd.x0; xx < wd.x1; ++xx, pos += 1.f) {
+              float* zp = dz + (yy * g.w + xx) * cp + cb;
+              store(zp, load(zp) + (s == pos ? d : zero));
+            }
+        }
+        continue;
+      }
+      int32_t pos = 0;
+      for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+        for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++pos) {
+          float* zp = dz + (yy * g.w + xx) * cp;
+          for (int64_t c = 0; c < C; ++c)
+            zp[c] += slot[o + c] == pos && y[o + c] > 0.f ? dy[o + c] : 0.f;
+        }
+    }
+}
+
+// cols[px][tp] = the image under tap t of output pixel px (tp = taps rounded up to
+// kTapBlock; the extra columns zero): each pixel's patch in one row, so the filter gradient
+// reads tap u at a fixed displacement instead of holding kTapBlock offsets in registers.
+void image_columns(const PaddedImage& im, int64_t tp, float* cols) {
+  const conv::Geom& g = im.g;
+  const int64_t taps = g.kh * g.kw * g.c, step = g.sw * g.c;
+  // Tap by tap along output rows: strided copies (a per-pixel loop over taps compiles to
+  // gathers, slower here).
+  for (int64_t t = 0; t < tp; ++t)
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const float* p = im.base(oy, 0) + (t < taps ? im.tap[t] : 0);
+      float* c = cols + oy * g.ow * tp + t;
+      for (int64_t ox = 0; ox < g.ow; ++ox) c[ox * tp] = t < taps ? p[ox * step] : 0.f;
+    }
+}
+
+// acc[taps][cp] += the filter gradient of one image (columns cols, gradient dz); acc[taps]
+// (one more row) += dz's sum. kTapBlock taps at a time, each with its own accumulator.
+void filter_grad_image(const conv::Geom& g, const float* cols, int64_t tp, const float* dz,
+                       int64_t cp, float* acc) {
+  const int64_t taps = g.kh * g.kw * g.c, pixels = g.oh * g.ow;
+  for (int64_t cb = 0; cb < cp; cb += kLanes) {
+    Lanes sum = {};  // summed with the first block's taps: one more independent chain
+    for (int64_t t0 = 0; t0 < taps; t0 += kTapBlock) {
+      Lanes a[kTapBlock] = {};
+      for (int64_t px = 0; px < pixels; ++px) {
+        const Lanes gv = load(dz + px * cp + cb);
+        const float* c = cols + px * tp + t0;
+        for (int64_t u = 0; u < kTapBlock; ++u) a[u] += c[u] * gv;
+        if (t0 == 0) sum += gv;
+      }
+      for (int64_t u = 0; u < kTapBlock && t0 + u < taps; ++u) {
+        float* ap = acc + (t0 + u) * cp + cb;
+        store(ap, load(ap) + a[u]);
+      }
+    }
+    store(acc + taps * cp + cb, load(acc + taps * cp + cb) + sum);
+  }
+}
+
+bool cpg_fast(const KernelArgs& k) {
+  const char* op = "fused_conv2d_pool_grad";
+  const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.out[0].shape(), conv_part(k.attrs));
+  if (!direct(k.in[0].dtype(), cg)) return false;
+  const pool::Geom pg = pool_geom(op, cg, k.attrs);
+  const int64_t cp = round_up(cg.o, kLanes), taps = cg.kh * cg.kw * cg.c, rows = taps + 1;
+  const int64_t blocks = (cg.n + kImagesPerBlock - 1) / kImagesPerBlock;
+  float* part = grow(scratch().part, blocks * rows * cp);
+  std::fill(part, part + blocks * rows * cp, 0.f);
+  const float* x = detail::ptr<float>(k.in[0]);
+  const uint8_t* slot = detail::ptr<uint8_t>(k.in[1]);
+  const float *y = detail::ptr<float>(k.in[2]), *dy = detail::ptr<float>(k.in[3]);
+  const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
+  kernels::parallel_range(
+      blocks, kImagesPerBlock * cg.oh * cg.ow * cp * taps, [&](int64_t begin, int64_t end) {
+        Scratch& work = scratch();
+        PaddedImage im(cg, work);
+        const int64_t tp = round_up(taps, kTapBlock);
+        float *dz = grow(work.z, cg.oh * cg.ow * cp), *cols = grow(work.cols, cg.oh * cg.ow * tp);
+        for (int64_t blk = begin; blk < end; ++blk) {
+          float* acc = part + blk * rows * cp;
+          for (int64_t n = blk * kImagesPerBlock; n < std::min(cg.n, (blk + 1) * kImagesPerBlock);
+               ++n) {
+            scatter_image(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, cp, dz);
+            im.fill(x + n * x_img);
+            image_columns(im, tp, cols);
+            filter_grad_image(cg, cols, tp, dz, cp, acc);
+          }
+        }
+      });
+  // Blocks summed in order: the same bits on any number of threads.
+  float* df = detail::ptr<float>(k.out[0]);
+  float* db = detail::ptr<float>(k.out[1]);
+  std::fill(df, df + taps * cg.o, 0.f);
+  std::fill(db, db + cg.o, 0.f);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const float* acc = part + blk * rows * cp;
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < cg.o; ++c) df[t * cg.o + c] += acc[t * cp + c];
+    for (int64_t c = 0; c < cg.o; ++c) db[c] += acc[taps * cp + c];
+  }
+  return true;
+}
+
+// ---- gradients
+// ------------------------------------------------------------------------------------
+
+// Through the unfused ops' own rules: z = fused_conv2d(x, filter, bias) recomputed, then
+// max_pool2d's gradient and fused_conv2d's. The slots are integers: no gradient.
+void cp_grad(const GradArgs& g) {
+  const Attrs fa = fused_conv_attrs(g.attrs);
+  const Tensor z = run_op(ops::kFusedConv2D, {g.in[0], g.in[1], g.in[2]}, fa);
+  const Tensor dz = run_op(ops::kMaxPool2DGrad, {z, g.grad_out[0]}, pool_part(g.attrs));
+  ops::kFusedConv2D.grad({g.in, {&z, 1}, {&dz, 1}, fa, g.grad_in, g.needed & 7u});
+}
+
+int64_t cp_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
+  Meta z;
+  ops::kConv2D.infer(in.subspan(0, 2), conv_part(a), {&z, 1});
+  return op_flops(ops::kConv2D, in.subspan(0, 2), conv_part(a), {&z, 1});
+}
+int64_t cpg_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
+  const conv::Geom cg =
+      conv::geom("fused_conv2d_pool_grad", "", in[0].shape, out[0].shape, conv_part(a));
+  const Meta z{conv::out_shape(cg), in[0].dtype};
+  Attrs fa = conv_part(a);
+  for (int64_t v : out[0].shape) fa.add_int(v);
+  const Meta bin[2] = {in[0], z};
+  return op_flops(ops::kConv2DBackwardFilter, bin, fa, out.subspan(0, 1));
+}
+
+constexpr AttrField kConvPoolFields[] = {
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2},
+    {"groups", AttrType::kInt},
+    {"pool_size", AttrType::kInt, 2},
+    {"pool_strides", AttrType::kInt, 2},
+    {"pool_padding", AttrType::kEnum, 1, "valid|same"},
+};
+constexpr AttrSchema kConvPoolSchema{kConvPoolFields};
+constexpr AttrField kConvPoolGradFields[] = {
+    {"strides", AttrType::kInt, 2},
+    {"padding", AttrType::kEnum, 1, "valid|same"},
+    {"dilation", AttrType::kInt, 2},
+    {"groups", AttrType::kInt},
+    {"pool_size", AttrType::kInt, 2},
+    {"pool_strides", AttrType::kInt, 2},
+    {"pool_padding", AttrType::kEnum, 1, "valid|same"},
+    {"kernel_size", AttrType::kInt, 2},
+};
+constexpr AttrSchema kConvPoolGradSchema{kConvPoolGradFields};
+
+}  // namespace
+
+bool conv_pool_direct(const Meta& x, const Meta& filter, const Attrs& conv_attrs) {
+  try {
+    return direct(x.dtype, conv::geom("fused_conv2d_pool", "", x.shape, filter.shape, conv_attrs));
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+namespace ops {
+const OpDef kFusedConv2DPool{.name = "fused_conv2d_pool",
+                             .num_inputs = 3,
+                             .num_outputs = 2,
+                             .infer = cp_infer,
+                             .reference = cp_reference,
+                             .fast = cp_fast,
+                             .grad = cp_grad,
+                             .attrs = &kConvPoolSchema,
+                             .flops = cp_flops};
+// No gradient rule: it is emitted only for a train step's own backward, which nothing
+// differentiates; a tape reaching it throws rather than drop the gradient.
+const OpDef kFusedConv2DPoolGrad{.name = "fused_conv2d_pool_grad",
+                                 .num_inputs = 4,
+                                 .num_outputs = 2,
+                                 .infer = cpg_infer,
+                                 .reference = cpg_reference,
+                                 .fast = cpg_fast,
+                                 .attrs = &kConvPoolGradSchema,
+                                 .flops = cpg_flops};
+}  // namespace ops
+
+}  // namespace kiln
