@@ -13,7 +13,8 @@
 //   kFusedConv2DPoolGrad  (x, slot, y, dy) -> (dfilter, dbias)
 //       the filter and bias gradients of kFusedConv2DPool for dy = dL/dy: each output's
 //       gradient lands on its slot where y > 0 (relu's gradient at the window's max), and the
-//       conv's filter gradient sums those over x's patches. attrs = conv attrs, pool attrs, kh, kw
+//       conv's filter gradient sums those over x's patches (a slot past its window selects
+//       nothing). attrs = conv attrs, pool attrs, kh, kw
 // Emitted by graph/fusion.cc (fuse_conv_pool). The references compose the unfused ops'
 // references; the fast kernels take float32, groups 1 and kh * kw * channels <= kMaxDirectTaps
 // (conv_pool_direct) and decline the rest.
@@ -170,6 +171,9 @@ void cpg_reference(const KernelArgs& k) {
     T* d = detail::ptr<T>(dz);
     pool::for_each_out(g, [&](int64_t n, int64_t oy, int64_t ox, int64_t c, int64_t o) {
       if (!(y[o] > T(0))) return;  // relu's gradient: zero where the max is not positive
+      // A slot past its window (only a malformed graph's) selects no pixel, as in the fast
+      // kernel, which compares slots with positions.
+      if (slot[o] >= pool::window(g, oy, ox).count()) return;
       const Pixel p = slot_pixel(g, oy, ox, slot[o]);
       d[((n * g.h + p.y) * g.w + p.x) * g.c + c] += dy[o];
     });

@@ -174,6 +174,25 @@ TEST(ConvPool, FastKernelDeclinesWhatItDoesNotTake) {
       conv_pool_direct({{1, 6, 6, 3}, float32}, {{3, 3, 3, 4}, float32}, Attrs{1, 1, 1, 1, 1, 1}));
 }
 
+// Slots only a malformed graph could hold (past their 2x2 window) select no pixel, in both
+// kernels: nothing is written outside the image.
+TEST(ConvPool, SlotsPastTheirWindowSelectNothing) {
+  const Case c = cases()[1];
+  const Tensor x = random_tensor(c.x, float32, 1), f = random_tensor(c.f, float32, 2),
+               b = full({5}, 1.0);
+  Tensor y[2];
+  forward(c, x, f, b, y);
+  const Tensor bad = full(y[1].shape(), 200.0, DType::kUInt8);
+  for (bool reference : {false, true}) {
+    ForceReferenceScope* scope = reference ? new ForceReferenceScope : nullptr;
+    Tensor d[2];
+    backward(c, x, bad, y[0], full(y[0].shape(), 1.0), d);
+    delete scope;
+    EXPECT_TRUE(all_close(d[0], zeros(c.f), 0, 0)) << reference;
+    EXPECT_TRUE(all_close(d[1], zeros({5}), 0, 0)) << reference;
+  }
+}
+
 TEST(ConvPool, ErrorsNameWhatIsWrong) {
   const Case c = cases()[1];
   const Tensor x = random_tensor(c.x), f = random_tensor(c.f), b = random_tensor({5});
