@@ -187,7 +187,14 @@ void cpg_reference(const KernelArgs& k) {
   ops::kConv2DBackwardFilter.reference({in, k.out.subspan(0, 1), fa});
 }
 
-// ---- fast kernels: one image at a time, its conv output in a per-thread buffer ------------------
+// ---- fast kernels: one image at a time, in per-thread buffers that stay in cache -------------
+//
+// Both passes read an image through its columns: each output row is cut in groups of 8
+// pixels (the last one padded), and cols[g][tp][8] holds, for pixel p of group g, the image
+// value under each tap t = (ky, kx, ci) (the filter's row order) at ((g * tp + t) * 8 + p); tp
+// is the tap count rounded up to kTapBlock, and padding taps and pixels are zero. With the 8 pixels
+// of a tap side by side, every operand of the inner loops sits at a fixed displacement from one
+// pointer, and 8 (forward) or 9 (gradient) independent accumulators hide the multiply-add latency.
 
 // kLanes floats as one GCC vector: one zmm with AVX-512, two ymm with AVX2 (GCC's SLP pass
 // leaves the same loop over a float[16] as 16 scalar multiply-adds).
@@ -199,6 +206,9 @@ inline Lanes load(const float* p) {
 }
 inline void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
 
+constexpr int64_t kTapBlock = 9;    // a 3x3 filter's taps (one input channel)
+constexpr int64_t kPixelBlock = 8;  // output pixels per column group
+
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // Buffers that keep their capacity from call to call, one set per thread (OpenMP's threads
@@ -206,9 +216,9 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // calling thread's `call` set holds what the parallel region shares; each thread's `work` set
 // what it uses alone.
 struct Scratch {
-  std::vector<float> w, b, part;                // call
-  std::vector<float> image, z, best, at, cols;  // work
-  std::vector<int64_t> tap;                     // work
+  std::vector<float> w, b, part;      // call
+  std::vector<float> image, z, cols;  // work
+  std::vector<int64_t> tap;           // work
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -220,131 +230,132 @@ T* grow(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// Rows [rows][c] padded to [rows][cp] (cp = c rounded up to kLanes) with zeros, so every
-// accumulator block is whole.
-const float* padded_rows(std::vector<float>& buf, const float* f, int64_t rows, int64_t c,
-                         int64_t cp) {
-  float* out = grow(buf, rows * cp);
-  std::fill(out, out + rows * cp, 0.f);
-  for (int64_t r = 0; r < rows; ++r) std::copy(f + r * c, f + (r + 1) * c, out + r * cp);
-  return out;
-}
-
-// One image with the conv's zero padding around it, so no tap needs a bounds check: pixel
-// (y, x) of the image is at ((y + pt) * wp + x + pl) * c. tap[t] is the offset of tap t =
-// (ky, kx, ci) (the filter's row order) from an output pixel's base, base(oy, ox) =
-// (oy * sh * wp + ox * sw) * c; taps past the filter's (up to a multiple of kTapBlock) read
-// offset 0, and their sums are dropped.
-constexpr int64_t kTapBlock = 9;  // gradient accumulators held in registers: a 3x3 filter's
-struct PaddedImage {
-  const conv::Geom& g;
-  int64_t wp;
-  float* data;   // this thread's scratch
-  int64_t* tap;  // likewise
-
-  PaddedImage(const conv::Geom& geom, Scratch& s) : g(geom), wp(geom.w + geom.pl + geom.pr) {
-    const int64_t size = (g.h + g.pt + g.pb) * wp * g.c,
-                  taps = round_up(g.kh * g.kw * g.c, kTapBlock);
-    data = grow(s.image, size);
-    std::fill(data, data + size, 0.f);
-    tap = grow(s.tap, taps);
-    std::fill(tap, tap + taps, int64_t{0});
-    int64_t t = 0;
-    for (int64_t ky = 0; ky < g.kh; ++ky)
-      for (int64_t kx = 0; kx < g.kw; ++kx)
-        for (int64_t ci = 0; ci < g.c; ++ci) tap[t++] = (ky * g.dh * wp + kx * g.dw) * g.c + ci;
+// The sizes every fast kernel works with.
+struct Dims {
+  int64_t taps, tp, cp, pixels, row_groups, groups;  // cp: output channels rounded up to kLanes
+  int64_t ow;
+  explicit Dims(const conv::Geom& g)
+      : taps(g.kh * g.kw * g.c),
+        tp(round_up(taps, kTapBlock)),
+        cp(round_up(g.o, kLanes)),
+        pixels(g.oh * g.ow),
+        row_groups((g.ow + kPixelBlock - 1) / kPixelBlock),
+        groups(g.oh * row_groups),
+        ow(g.ow) {}
+  // Group grp's first pixel (row-major over the conv output) and its pixel count.
+  int64_t first(int64_t grp) const {
+    return grp / row_groups * ow + grp % row_groups * kPixelBlock;
   }
-  void fill(const float* x) {  // the borders stay zero
-    for (int64_t y = 0; y < g.h; ++y)
-      std::copy(x + y * g.w * g.c, x + (y + 1) * g.w * g.c, data + ((y + g.pt) * wp + g.pl) * g.c);
-  }
-  const float* base(int64_t oy, int64_t ox) const {
-    return data + (oy * g.sh * wp + ox * g.sw) * g.c;
+  int64_t valid(int64_t grp) const {
+    return std::min(kPixelBlock, ow - grp % row_groups * kPixelBlock);
   }
 };
 
-// z[oy][ox][cp] = relu(conv(image, w) + b), w padded [taps][cp]. Four pixels and two channel
-// blocks at a time where the channels allow (eight independent accumulators hide the
-// multiply-add latency and share each tap's loads), then one block, then single pixels.
-void conv_relu_image(const PaddedImage& im, const float* w, const float* b, int64_t cp, float* z) {
-  const conv::Geom& g = im.g;
-  const int64_t* const tap_begin = im.tap;
-  const int64_t* const tap_end = tap_begin + g.kh * g.kw * g.c;
-  const int64_t step = g.sw * g.c;  // from one output pixel's base to the next
-  const Lanes zero = {};
-  auto relu_store = [&](float* p, Lanes v) { store(p, v > zero ? v : zero); };
-  for (int64_t oy = 0; oy < g.oh; ++oy) {
-    int64_t cb = 0;
-    for (; cb + 2 * kLanes <= cp; cb += 2 * kLanes) {
-      const Lanes b0 = load(b + cb), b1 = load(b + cb + kLanes);
-      int64_t ox = 0;
-      for (; ox + 4 <= g.ow; ox += 4) {
-        const float* p = im.base(oy, ox);
-        Lanes a00 = b0, a10 = b0, a20 = b0, a30 = b0, a01 = b1, a11 = b1, a21 = b1, a31 = b1;
-        const float* wp = w + cb;
-        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
-          const Lanes w0 = load(wp), w1 = load(wp + kLanes);
-          const float* q = p + *t;
-          const float x0 = q[0], x1 = q[step], x2 = q[2 * step], x3 = q[3 * step];
-          a00 += x0 * w0, a01 += x0 * w1;
-          a10 += x1 * w0, a11 += x1 * w1;
-          a20 += x2 * w0, a21 += x2 * w1;
-          a30 += x3 * w0, a31 += x3 * w1;
-        }
-        float* zp = z + (oy * g.ow + ox) * cp + cb;
-        relu_store(zp, a00), relu_store(zp + kLanes, a01);
-        relu_store(zp + cp, a10), relu_store(zp + cp + kLanes, a11);
-        relu_store(zp + 2 * cp, a20), relu_store(zp + 2 * cp + kLanes, a21);
-        relu_store(zp + 3 * cp, a30), relu_store(zp + 3 * cp + kLanes, a31);
-      }
-      for (; ox < g.ow; ++ox) {
-        const float* p = im.base(oy, ox);
-        Lanes a0 = b0, a1 = b1;
-        const float* wp = w + cb;
-        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
-          a0 += p[*t] * load(wp);
-          a1 += p[*t] * load(wp + kLanes);
-        }
-        float* zp = z + (oy * g.ow + ox) * cp + cb;
-        relu_store(zp, a0), relu_store(zp + kLanes, a1);
-      }
-    }
-    for (; cb < cp; cb += kLanes) {
-      const Lanes b0 = load(b + cb);
-      int64_t ox = 0;
-      for (; ox + 4 <= g.ow; ox += 4) {
-        const float* p = im.base(oy, ox);
-        Lanes a0 = b0, a1 = b0, a2 = b0, a3 = b0;
-        const float* wp = w + cb;
-        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) {
-          const Lanes w0 = load(wp);
-          const float* q = p + *t;
-          a0 += q[0] * w0, a1 += q[step] * w0, a2 += q[2 * step] * w0, a3 += q[3 * step] * w0;
-        }
-        float* zp = z + (oy * g.ow + ox) * cp + cb;
-        relu_store(zp, a0), relu_store(zp + cp, a1);
-        relu_store(zp + 2 * cp, a2), relu_store(zp + 3 * cp, a3);
-      }
-      for (; ox < g.ow; ++ox) {
-        const float* p = im.base(oy, ox);
-        Lanes a0 = b0;
-        const float* wp = w + cb;
-        for (const int64_t* t = tap_begin; t != tap_end; ++t, wp += cp) a0 += p[*t] * load(wp);
-        relu_store(z + (oy * g.ow + ox) * cp + cb, a0);
-      }
-    }
+// One image with the conv's zero padding around it (pixel (y, x) at ((y + pt) * wp + x + pl) *
+// c), so no tap needs a bounds check, and its columns.
+class ImageColumns {
+ public:
+  ImageColumns(const conv::Geom& g, const Dims& d, Scratch& s) : g_(g), d_(d) {
+    wp_ = g.w + g.pl + g.pr;
+    const int64_t size = (g.h + g.pt + g.pb) * wp_ * g.c;
+    image_ = grow(s.image, size);
+    std::fill(image_, image_ + size, 0.f);  // the borders stay zero
+    tap_ = grow(s.tap, d.taps);
+    int64_t t = 0;
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t kx = 0; kx < g.kw; ++kx)
+        for (int64_t ci = 0; ci < g.c; ++ci) tap_[t++] = (ky * g.dh * wp_ + kx * g.dw) * g.c + ci;
+    const int64_t n = d.groups * d.tp * kPixelBlock;
+    cols_ = grow(s.cols, n);
+    std::fill(cols_, cols_ + n, 0.f);  // padding taps and pixels stay zero
   }
+  // Loads image x [h][w][c] and fills the columns.
+  const float* columns(const float* x) {
+    const conv::Geom& g = g_;
+    for (int64_t y = 0; y < g.h; ++y)
+      std::copy(x + y * g.w * g.c, x + (y + 1) * g.w * g.c,
+                image_ + ((y + g.pt) * wp_ + g.pl) * g.c);
+    // Group by group, tap by tap: a group's pixels under one tap are one run of an image row
+    // (contiguous when step is 1), and a group's columns are one contiguous block. (A pixel by
+    // pixel loop over taps, storing floats 32 bytes apart, ran slower than the convolution.)
+    const int64_t step = g.sw * g.c;
+    for (int64_t oy = 0, grp = 0; oy < g.oh; ++oy)
+      for (int64_t gx = 0; gx < d_.row_groups; ++gx, ++grp) {
+        const float* base = image_ + (oy * g.sh * wp_ + gx * kPixelBlock * g.sw) * g.c;
+        float* dst = cols_ + grp * d_.tp * kPixelBlock;
+        const int64_t n = d_.valid(grp);
+        for (int64_t t = 0; t < d_.taps; ++t, dst += kPixelBlock) {
+          const float* src = base + tap_[t];
+          if (step == 1 && n == kPixelBlock) {
+            std::memcpy(dst, src, sizeof(float) * kPixelBlock);  // inlined: one 32-byte move
+          } else {
+            for (int64_t p = 0; p < n; ++p) dst[p] = src[p * step];
+          }
+        }
+      }
+    return cols_;
+  }
+
+ private:
+  const conv::Geom& g_;
+  const Dims& d_;
+  int64_t wp_;
+  float *image_, *cols_;
+  int64_t* tap_;
+};
+
+// The filter [taps][C] as blocks [tp / kTapBlock][cp / kLanes][kTapBlock][kLanes], zeros past
+// the filter's taps and channels: the kTapBlock weight vectors one forward block reads, side by
+// side.
+const float* blocked_filter(std::vector<float>& buf, const float* f, const conv::Geom& g,
+                            const Dims& d) {
+  const int64_t nb = d.cp / kLanes, size = d.tp * d.cp;
+  float* out = grow(buf, size);
+  std::fill(out, out + size, 0.f);
+  for (int64_t t = 0; t < d.taps; ++t)
+    for (int64_t c = 0; c < g.o; ++c) {
+      const int64_t tb = t / kTapBlock, u = t % kTapBlock, cb = c / kLanes;
+      out[((tb * nb + cb) * kTapBlock + u) * kLanes + c % kLanes] = f[t * g.o + c];
+    }
+  return out;
+}
+
+// z[px][cp] = relu(conv + b) for one image's columns: per group of 8 pixels and channel block,
+// 8 accumulators, each weight vector loaded once for the 8.
+void conv_relu_image(const Dims& d, const float* cols, const float* w, const float* b, float* z) {
+  const int64_t nb = d.cp / kLanes;
+  const Lanes zero = {};
+  for (int64_t grp = 0; grp < d.groups; ++grp)
+    for (int64_t cb = 0; cb < nb; ++cb) {
+      Lanes a[kPixelBlock];
+      for (int64_t p = 0; p < kPixelBlock; ++p) a[p] = load(b + cb * kLanes);
+      for (int64_t tb = 0; tb < d.tp / kTapBlock; ++tb) {
+        const float* wb = w + (tb * nb + cb) * kTapBlock * kLanes;
+        const float* xb = cols + (grp * d.tp + tb * kTapBlock) * kPixelBlock;
+#pragma GCC unroll 9
+        for (int64_t u = 0; u < kTapBlock; ++u) {
+          const Lanes wv = load(wb + u * kLanes);
+#pragma GCC unroll 8
+          for (int64_t p = 0; p < kPixelBlock; ++p) a[p] += xb[u * kPixelBlock + p] * wv;
+        }
+      }
+      float* zg = z + d.first(grp) * d.cp + cb * kLanes;
+      for (int64_t p = 0, n = d.valid(grp); p < n; ++p)
+        store(zg + p * d.cp, a[p] > zero ? a[p] : zero);
+    }
 }
 
 // Pools one image's z [h][w][cp] into y, slot [oh][ow][C]: the first max (strict >) of each
 // window, as max_pool2d and argmax_ref choose it. Blends, not branches: which pixel wins is
 // data, and a branch on it mispredicts half the time.
-void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y, uint8_t* slot,
-                float* best, float* at) {
+void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y, uint8_t* slot) {
+  using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
+  using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
   for (int64_t oy = 0; oy < g.oh; ++oy)
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       const pool::Window wd = pool::window(g, oy, ox);
+      const int64_t o = (oy * g.ow + ox) * C;
       for (int64_t cb = 0; cb < cp; cb += kLanes) {
         Lanes m = load(z + (wd.y0 * g.w + wd.x0) * cp + cb), s = {};
         float pos = 0.f;
@@ -355,12 +366,15 @@ void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y, uint8
             m = gt ? v : m;
             s = gt ? Lanes{} + pos : s;
           }
-        store(best + cb, m);
-        store(at + cb, s);
+        // Through int32: GCC converts float -> uint8 vectors one element at a time.
+        const Bytes sb = __builtin_convertvector(__builtin_convertvector(s, Ints), Bytes);
+        if (cb + kLanes <= C) {
+          store(y + o + cb, m);
+          std::memcpy(slot + o + cb, &sb, sizeof sb);
+        } else {  // the last, partial block: y and slot rows are C long
+          for (int64_t c = cb; c < C; ++c) y[o + c] = m[c - cb], slot[o + c] = sb[c - cb];
+        }
       }
-      const int64_t o = (oy * g.ow + ox) * C;
-      std::copy(best, best + C, y + o);
-      for (int64_t c = 0; c < C; ++c) slot[o + c] = static_cast<uint8_t>(at[c]);
     }
 }
 
@@ -374,23 +388,23 @@ bool cp_fast(const KernelArgs& k) {
   const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.in[1].shape(), conv_part(k.attrs));
   if (!direct(k.in[0].dtype(), cg)) return false;
   const pool::Geom pg = pool_geom(op, cg, k.attrs);
-  const int64_t cp = round_up(cg.o, kLanes), taps = cg.kh * cg.kw * cg.c;
+  const Dims d(cg);
   Scratch& call = scratch();
-  const float* w = padded_rows(call.w, detail::ptr<float>(k.in[1]), taps, cg.o, cp);
-  const float* b = padded_rows(call.b, detail::ptr<float>(k.in[2]), 1, cg.o, cp);
+  const float* w = blocked_filter(call.w, detail::ptr<float>(k.in[1]), cg, d);
+  float* b = grow(call.b, d.cp);
+  std::fill(b, b + d.cp, 0.f);
+  std::copy(detail::ptr<float>(k.in[2]), detail::ptr<float>(k.in[2]) + cg.o, b);
   const float* x = detail::ptr<float>(k.in[0]);
   float* y = detail::ptr<float>(k.out[0]);
   uint8_t* slot = detail::ptr<uint8_t>(k.out[1]);
   const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
-  kernels::parallel_range(cg.n, cg.oh * cg.ow * cp * taps, [&](int64_t begin, int64_t end) {
+  kernels::parallel_range(cg.n, d.pixels * d.cp * d.taps, [&](int64_t begin, int64_t end) {
     Scratch& work = scratch();
-    PaddedImage im(cg, work);
-    float *z = grow(work.z, cg.oh * cg.ow * cp), *best = grow(work.best, cp),
-          *at = grow(work.at, cp);
+    ImageColumns im(cg, d, work);
+    float* z = grow(work.z, d.pixels * d.cp);
     for (int64_t n = begin; n < end; ++n) {
-      im.fill(x + n * x_img);
-      conv_relu_image(im, w, b, cp, z);
-      pool_image(pg, z, cp, y + n * y_img, slot + n * y_img, best, at);
+      conv_relu_image(d, im.columns(x + n * x_img), w, b, z);
+      pool_image(pg, z, d.cp, y + n * y_img, slot + n * y_img);
     }
   });
   return true;
@@ -404,7 +418,10 @@ void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, con
   using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
   const bool whole = C % kLanes == 0;
-  std::fill(dz, dz + g.h * g.w * cp, 0.f);
+  // Windows that tile the image (2x2/2 on even sizes) store every dz element once: no fill.
+  const bool tiles = whole && g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 &&
+                     g.oh * g.sh == g.h && g.ow * g.sw == g.w;
+  if (!tiles) std::fill(dz, dz + g.h * g.w * cp, 0.f);
   for (int64_t oy = 0; oy < g.oh; ++oy)
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       const pool::Window wd = pool::window(g, oy, ox);
@@ -412,7 +429,7 @@ void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, con
       if (whole) {
         for (int64_t cb = 0; cb < C; cb += kLanes) {
           const Lanes yv = load(y + o + cb), zero = {};
-          const Lanes d = yv > zero ? load(dy + o + cb) : zero;
+          const Lanes dv = yv > zero ? load(dy + o + cb) : zero;
           Bytes sb;
           std::memcpy(&sb, slot + o + cb, sizeof sb);
           const Lanes s = __builtin_convertvector(sb, Lanes);
@@ -420,7 +437,7 @@ void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, con
           for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
             for (int64_t xx = wd.x0; xx < wd.x1; ++xx, pos += 1.f) {
               float* zp = dz + (yy * g.w + xx) * cp + cb;
-              store(zp, load(zp) + (s == pos ? d : zero));
+              store(zp, (tiles ? zero : load(zp)) + (s == pos ? dv : zero));
             }
         }
         continue;
@@ -435,43 +452,30 @@ void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, con
     }
 }
 
-// cols[px][tp] = the image under tap t of output pixel px (tp = taps rounded up to
-// kTapBlock; the extra columns zero): each pixel's patch in one row, so the filter gradient
-// reads tap u at a fixed displacement instead of holding kTapBlock offsets in registers.
-void image_columns(const PaddedImage& im, int64_t tp, float* cols) {
-  const conv::Geom& g = im.g;
-  const int64_t taps = g.kh * g.kw * g.c, step = g.sw * g.c;
-  // Tap by tap along output rows: strided copies (a per-pixel loop over taps compiles to
-  // gathers, slower here).
-  for (int64_t t = 0; t < tp; ++t)
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const float* p = im.base(oy, 0) + (t < taps ? im.tap[t] : 0);
-      float* c = cols + oy * g.ow * tp + t;
-      for (int64_t ox = 0; ox < g.ow; ++ox) c[ox * tp] = t < taps ? p[ox * step] : 0.f;
-    }
-}
-
-// acc[taps][cp] += the filter gradient of one image (columns cols, gradient dz); acc[taps]
-// (one more row) += dz's sum. kTapBlock taps at a time, each with its own accumulator.
-void filter_grad_image(const conv::Geom& g, const float* cols, int64_t tp, const float* dz,
-                       int64_t cp, float* acc) {
-  const int64_t taps = g.kh * g.kw * g.c, pixels = g.oh * g.ow;
-  for (int64_t cb = 0; cb < cp; cb += kLanes) {
+// acc[taps][cp] += the filter gradient of one image (its columns, its gradient dz [px][cp]);
+// acc[taps] (one more row) += dz's sum. kTapBlock taps at a
+// time, each with its own accumulator, over the 8 pixels of every group.
+void filter_grad_image(const Dims& d, const float* cols, const float* dz, float* acc) {
+  for (int64_t cb = 0; cb < d.cp; cb += kLanes) {
     Lanes sum = {};  // summed with the first block's taps: one more independent chain
-    for (int64_t t0 = 0; t0 < taps; t0 += kTapBlock) {
+    for (int64_t t0 = 0; t0 < d.tp; t0 += kTapBlock) {
       Lanes a[kTapBlock] = {};
-      for (int64_t px = 0; px < pixels; ++px) {
-        const Lanes gv = load(dz + px * cp + cb);
-        const float* c = cols + px * tp + t0;
-        for (int64_t u = 0; u < kTapBlock; ++u) a[u] += c[u] * gv;
-        if (t0 == 0) sum += gv;
+      for (int64_t grp = 0; grp < d.groups; ++grp) {
+        const float* xb = cols + (grp * d.tp + t0) * kPixelBlock;
+        const float* dzg = dz + d.first(grp) * d.cp + cb;
+        for (int64_t p = 0, n = d.valid(grp); p < n; ++p) {
+          const Lanes gv = load(dzg + p * d.cp);
+#pragma GCC unroll 9
+          for (int64_t u = 0; u < kTapBlock; ++u) a[u] += xb[u * kPixelBlock + p] * gv;
+          if (t0 == 0) sum += gv;
+        }
       }
-      for (int64_t u = 0; u < kTapBlock && t0 + u < taps; ++u) {
-        float* ap = acc + (t0 + u) * cp + cb;
+      for (int64_t u = 0; u < kTapBlock && t0 + u < d.taps; ++u) {
+        float* ap = acc + (t0 + u) * d.cp + cb;
         store(ap, load(ap) + a[u]);
       }
     }
-    store(acc + taps * cp + cb, load(acc + taps * cp + cb) + sum);
+    store(acc + d.taps * d.cp + cb, load(acc + d.taps * d.cp + cb) + sum);
   }
 }
 
@@ -480,41 +484,39 @@ bool cpg_fast(const KernelArgs& k) {
   const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.out[0].shape(), conv_part(k.attrs));
   if (!direct(k.in[0].dtype(), cg)) return false;
   const pool::Geom pg = pool_geom(op, cg, k.attrs);
-  const int64_t cp = round_up(cg.o, kLanes), taps = cg.kh * cg.kw * cg.c, rows = taps + 1;
+  const Dims d(cg);
+  const int64_t rows = d.taps + 1;
   const int64_t blocks = (cg.n + kImagesPerBlock - 1) / kImagesPerBlock;
-  float* part = grow(scratch().part, blocks * rows * cp);
-  std::fill(part, part + blocks * rows * cp, 0.f);
+  float* part = grow(scratch().part, blocks * rows * d.cp);
+  std::fill(part, part + blocks * rows * d.cp, 0.f);
   const float* x = detail::ptr<float>(k.in[0]);
   const uint8_t* slot = detail::ptr<uint8_t>(k.in[1]);
   const float *y = detail::ptr<float>(k.in[2]), *dy = detail::ptr<float>(k.in[3]);
   const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
   kernels::parallel_range(
-      blocks, kImagesPerBlock * cg.oh * cg.ow * cp * taps, [&](int64_t begin, int64_t end) {
+      blocks, kImagesPerBlock * d.pixels * d.cp * d.taps, [&](int64_t begin, int64_t end) {
         Scratch& work = scratch();
-        PaddedImage im(cg, work);
-        const int64_t tp = round_up(taps, kTapBlock);
-        float *dz = grow(work.z, cg.oh * cg.ow * cp), *cols = grow(work.cols, cg.oh * cg.ow * tp);
+        ImageColumns im(cg, d, work);
+        float* dz = grow(work.z, d.pixels * d.cp);
         for (int64_t blk = begin; blk < end; ++blk) {
-          float* acc = part + blk * rows * cp;
+          float* acc = part + blk * rows * d.cp;
           for (int64_t n = blk * kImagesPerBlock; n < std::min(cg.n, (blk + 1) * kImagesPerBlock);
                ++n) {
-            scatter_image(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, cp, dz);
-            im.fill(x + n * x_img);
-            image_columns(im, tp, cols);
-            filter_grad_image(cg, cols, tp, dz, cp, acc);
+            scatter_image(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, d.cp, dz);
+            filter_grad_image(d, im.columns(x + n * x_img), dz, acc);
           }
         }
       });
   // Blocks summed in order: the same bits on any number of threads.
   float* df = detail::ptr<float>(k.out[0]);
   float* db = detail::ptr<float>(k.out[1]);
-  std::fill(df, df + taps * cg.o, 0.f);
+  std::fill(df, df + d.taps * cg.o, 0.f);
   std::fill(db, db + cg.o, 0.f);
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    const float* acc = part + blk * rows * cp;
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t c = 0; c < cg.o; ++c) df[t * cg.o + c] += acc[t * cp + c];
-    for (int64_t c = 0; c < cg.o; ++c) db[c] += acc[taps * cp + c];
+    const float* acc = part + blk * rows * d.cp;
+    for (int64_t t = 0; t < d.taps; ++t)
+      for (int64_t c = 0; c < cg.o; ++c) df[t * cg.o + c] += acc[t * d.cp + c];
+    for (int64_t c = 0; c < cg.o; ++c) db[c] += acc[d.taps * d.cp + c];
   }
   return true;
 }
