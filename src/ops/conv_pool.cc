@@ -20,6 +20,7 @@
 // (conv_pool_direct) and decline the rest.
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -548,16 +549,7 @@ int64_t cpg_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta
   return op_flops(ops::kConv2DBackwardFilter, bin, fa, out.subspan(0, 1));
 }
 
-constexpr AttrField kConvPoolFields[] = {
-    {"strides", AttrType::kInt, 2},
-    {"padding", AttrType::kEnum, 1, "valid|same"},
-    {"dilation", AttrType::kInt, 2},
-    {"groups", AttrType::kInt},
-    {"pool_size", AttrType::kInt, 2},
-    {"pool_strides", AttrType::kInt, 2},
-    {"pool_padding", AttrType::kEnum, 1, "valid|same"},
-};
-constexpr AttrSchema kConvPoolSchema{kConvPoolFields};
+// The gradient op's attrs: the forward op's (the first 7 fields), then the filter's size.
 constexpr AttrField kConvPoolGradFields[] = {
     {"strides", AttrType::kInt, 2},
     {"padding", AttrType::kEnum, 1, "valid|same"},
@@ -568,6 +560,7 @@ constexpr AttrField kConvPoolGradFields[] = {
     {"pool_padding", AttrType::kEnum, 1, "valid|same"},
     {"kernel_size", AttrType::kInt, 2},
 };
+constexpr AttrSchema kConvPoolSchema{std::span<const AttrField>(kConvPoolGradFields, 7)};
 constexpr AttrSchema kConvPoolGradSchema{kConvPoolGradFields};
 
 }  // namespace
