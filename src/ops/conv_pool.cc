@@ -133,8 +133,7 @@ inline Pixel slot_pixel(const pool::Geom& g, int64_t oy, int64_t ox, int64_t s) 
   return {wd.y0 + s / cols, wd.x0 + s % cols};
 }
 
-// ---- reference kernels: the unfused ops'
-// ---------------------------------------------------------
+// ---- reference kernels: the unfused ops' -------------------------------------------------
 
 void cp_reference(const KernelArgs& k) {
   const Attrs fa = fused_conv_attrs(k.attrs), pa = pool_part(k.attrs);
@@ -522,8 +521,7 @@ bool cpg_fast(const KernelArgs& k) {
   return true;
 }
 
-// ---- gradients
-// ------------------------------------------------------------------------------------
+// ---- gradients ----------------------------------------------------------------------------
 
 // Through the unfused ops' own rules: z = fused_conv2d(x, filter, bias) recomputed, then
 // max_pool2d's gradient and fused_conv2d's. The slots are integers: no gradient.
