@@ -27,6 +27,7 @@
 #include "core/tensor_impl.h"
 #include "core/visit_dtype.h"
 #include "kernels/broadcast.h"
+#include "kernels/vector_clones.h"
 #include "kiln/ops.h"
 #include "ops/conv_geom.h"
 #include "ops/fused.h"
@@ -197,7 +198,8 @@ void cpg_reference(const KernelArgs& k) {
 // pointer, and 8 (forward) or 9 (gradient) independent accumulators hide the multiply-add latency.
 
 // kLanes floats as one GCC vector: one zmm with AVX-512, two ymm with AVX2 (GCC's SLP pass
-// leaves the same loop over a float[16] as 16 scalar multiply-adds).
+// leaves the same loop over a float[16] as 16 scalar multiply-adds). The loops over them are
+// KILN_VECTOR_CLONES, so a portable build runs them with AVX-512 or AVX2 where the CPU has it.
 using Lanes = float __attribute__((vector_size(kLanes * sizeof(float))));
 inline Lanes load(const float* p) {
   Lanes v;
@@ -322,7 +324,8 @@ const float* blocked_filter(std::vector<float>& buf, const float* f, const conv:
 
 // z[px][cp] = relu(conv + b) for one image's columns: per group of 8 pixels and channel block,
 // 8 accumulators, each weight vector loaded once for the 8.
-void conv_relu_image(const Dims& d, const float* cols, const float* w, const float* b, float* z) {
+KILN_VECTOR_CLONES void conv_relu_image(const Dims& d, const float* cols, const float* w,
+                                        const float* b, float* z) {
   const int64_t nb = d.cp / kLanes;
   const Lanes zero = {};
   for (int64_t grp = 0; grp < d.groups; ++grp)
@@ -348,7 +351,8 @@ void conv_relu_image(const Dims& d, const float* cols, const float* w, const flo
 // Pools one image's z [h][w][cp] into y, slot [oh][ow][C]: the first max (strict >) of each
 // window, as max_pool2d and argmax_ref choose it. Blends, not branches: which pixel wins is
 // data, and a branch on it mispredicts half the time.
-void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y, uint8_t* slot) {
+KILN_VECTOR_CLONES void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y,
+                                   uint8_t* slot) {
   using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
   using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
@@ -413,8 +417,8 @@ bool cp_fast(const KernelArgs& k) {
 // dz [h][w][cp] of one image: each output's gradient on its slot where y > 0, zero elsewhere.
 // Whole channel blocks as vectors when C is a multiple of kLanes (the rows of y, dy and slot
 // are C long: a partial block would read past them), element by element otherwise.
-void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, const float* dy,
-                   int64_t cp, float* dz) {
+KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y,
+                                      const float* dy, int64_t cp, float* dz) {
   using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
   const bool whole = C % kLanes == 0;
@@ -455,7 +459,8 @@ void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y, con
 // acc[taps][cp] += the filter gradient of one image (its columns, its gradient dz [px][cp]);
 // acc[taps] (one more row) += dz's sum. kTapBlock taps at a
 // time, each with its own accumulator, over the 8 pixels of every group.
-void filter_grad_image(const Dims& d, const float* cols, const float* dz, float* acc) {
+KILN_VECTOR_CLONES void filter_grad_image(const Dims& d, const float* cols, const float* dz,
+                                          float* acc) {
   for (int64_t cb = 0; cb < d.cp; cb += kLanes) {
     Lanes sum = {};  // summed with the first block's taps: one more independent chain
     for (int64_t t0 = 0; t0 < d.tp; t0 += kTapBlock) {
