@@ -12,6 +12,12 @@
 //                                     or packed once into the preferred layout (P 1); C 0: the
 //                                     cnn's 64x128 @ (3136x128)^T input gradient, 1: its
 //                                     64x3136 @ 3136x128 forward
+//   BM_MatmulSwapped/case:C/swapped:S  A B^T as stored (S 0: B read transposed) or as
+//                                     (B A^T)^T (S 1: B read in place, then a reorder
+//                                     transposes the product: matmul.cc's rule); A [64, K],
+//                                     B [N, K], C 0: K 128, N 3136 (the cnn's dense input
+//                                     gradient), 1: 256 x 784, 2: 128 x 256 (below the rule's
+//                                     threshold)
 // Threads: all (OMP_NUM_THREADS to change). Run interleaved with repetitions:
 //   onednn_layout_bench --benchmark_enable_random_interleaving=true --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
@@ -169,6 +175,39 @@ void BM_MatmulPacked(benchmark::State& state) {
   }
 }
 
+void BM_MatmulSwapped(benchmark::State& state) {
+  const memory::dim shapes[3][2] = {{128, 3136}, {256, 784}, {128, 256}};
+  const memory::dim m = 64, k = shapes[state.range(0)][0], n = shapes[state.range(0)][1];
+  const bool swapped = state.range(1) == 1;
+  const auto& eng = engine();
+  // A [m, k] and B [n, k] row-major; C [m, n] row-major.
+  const memory::desc a({m, k}, dt::f32, tag::ab), bt({k, n}, dt::f32, tag::ba),
+      c({m, n}, dt::f32, tag::ab);
+  const memory::desc b({n, k}, dt::f32, tag::ab), at({k, m}, dt::f32, tag::ba),
+      ct({n, m}, dt::f32, tag::ab), c_as_ct({n, m}, dt::f32, tag::ba);
+  dnnl::matmul mm(dnnl::matmul::primitive_desc(
+      swapped ? dnnl::matmul::desc(b, at, ct) : dnnl::matmul::desc(a, bt, c), eng));
+  memory ma(a, eng), mb(b, eng), mc(c, eng), mct(ct, eng),
+      mc_as_ct(c_as_ct, eng, mc.get_data_handle());
+  fill(ma);
+  fill(mb);
+  dnnl::reorder transpose(mct, mc_as_ct);
+  dnnl::stream s(eng);
+  for (auto _ : state) {
+    if (swapped) {
+      mm.execute(s, {{DNNL_ARG_SRC, mb},
+                     {DNNL_ARG_WEIGHTS, memory(at, eng, ma.get_data_handle())},
+                     {DNNL_ARG_DST, mct}});
+      transpose.execute(s, mct, mc_as_ct);
+    } else {
+      mm.execute(s, {{DNNL_ARG_SRC, ma},
+                     {DNNL_ARG_WEIGHTS, memory(bt, eng, mb.get_data_handle())},
+                     {DNNL_ARG_DST, mc}});
+    }
+    s.wait();
+  }
+}
+
 }  // namespace
 
 BENCHMARK(BM_Conv)
@@ -184,5 +223,10 @@ BENCHMARK(BM_ConvPoolChunk)
 BENCHMARK(BM_MatmulPacked)
     ->ArgsProduct({{0, 1}, {0, 1}})
     ->ArgNames({"case", "packed"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_MatmulSwapped)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}})
+    ->ArgNames({"case", "swapped"})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();

@@ -50,6 +50,20 @@ TEST(Matmul, FastMatchesReferenceAllTransposes) {
   }
 }
 
+// A B^T with a large B runs as (B A^T)^T (matmul.cc, transposed_b_swapped): odd sizes past
+// the 1 << 17 threshold, the cnn's dense input gradient, and the same just below it.
+TEST(Matmul, LargeTransposedBRunsSwappedAndMatchesReference) {
+  for (const Case& c : {Case{{}, {}, 33, 129, 1031}, Case{{}, {}, 64, 128, 3136},
+                        Case{{}, {}, 2, 1001, 131}, Case{{}, {}, 64, 127, 1031}}) {
+    SCOPED_TRACE(::testing::Message() << "m,k,n=" << c.m << "," << c.k << "," << c.n);
+    Tensor a = random_tensor({c.m, c.k}, float32, 3);
+    Tensor b = random_tensor({c.n, c.k}, float32, 4);
+    check_fast_matches_reference([&] { return matmul(a, b, false, true); }, 1e-4, 1e-5);
+    // The same product with B stored the other way (not swapped) agrees too.
+    EXPECT_TRUE(all_close(matmul(a, b, false, true), matmul(a, transpose(b, {1, 0})), 1e-4, 1e-5));
+  }
+}
+
 TEST(Matmul, BroadcastBatchShape) {
   Tensor a = random_tensor({2, 1, 3, 4}), b = random_tensor({5, 4, 6});
   EXPECT_EQ(matmul(a, b).shape(), Shape({2, 5, 3, 6}));
