@@ -207,6 +207,10 @@ inline Lanes load(const float* p) {
   return v;
 }
 inline void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+// The same lanes as int32 and uint8 (window slots). GCC converts between float and uint8
+// vectors one element at a time; through Ints it uses vector conversions.
+using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
+using Bytes = uint8_t __attribute__((vector_size(kLanes)));
 
 constexpr int64_t kTapBlock = 9;    // a 3x3 filter's taps (one input channel)
 constexpr int64_t kPixelBlock = 8;  // output pixels per column group
@@ -353,8 +357,6 @@ KILN_VECTOR_CLONES void conv_relu_image(const Dims& d, const float* cols, const 
 // data, and a branch on it mispredicts half the time.
 KILN_VECTOR_CLONES void pool_image(const pool::Geom& g, const float* z, int64_t cp, float* y,
                                    uint8_t* slot) {
-  using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
-  using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
   for (int64_t oy = 0; oy < g.oh; ++oy)
     for (int64_t ox = 0; ox < g.ow; ++ox) {
@@ -370,7 +372,6 @@ KILN_VECTOR_CLONES void pool_image(const pool::Geom& g, const float* z, int64_t 
             m = gt ? v : m;
             s = gt ? Lanes{} + pos : s;
           }
-        // Through int32: GCC converts float -> uint8 vectors one element at a time.
         const Bytes sb = __builtin_convertvector(__builtin_convertvector(s, Ints), Bytes);
         if (cb + kLanes <= C) {
           store(y + o + cb, m);
@@ -419,7 +420,6 @@ bool cp_fast(const KernelArgs& k) {
 // are C long: a partial block would read past them), element by element otherwise.
 KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, const float* y,
                                       const float* dy, int64_t cp, float* dz) {
-  using Bytes = uint8_t __attribute__((vector_size(kLanes)));
   const int64_t C = g.c;
   const bool whole = C % kLanes == 0;
   // Windows that tile the image (2x2/2 on even sizes) store every dz element once: no fill.
@@ -436,7 +436,7 @@ KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, 
           const Lanes dv = yv > zero ? load(dy + o + cb) : zero;
           Bytes sb;
           std::memcpy(&sb, slot + o + cb, sizeof sb);
-          const Lanes s = __builtin_convertvector(sb, Lanes);
+          const Lanes s = __builtin_convertvector(__builtin_convertvector(sb, Ints), Lanes);
           float pos = 0.f;
           for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
             for (int64_t xx = wd.x0; xx < wd.x1; ++xx, pos += 1.f) {
