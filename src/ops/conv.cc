@@ -484,12 +484,6 @@ bool bwd_filter_fast(const KernelArgs& k) {
 
 // ---- gradients: each op is linear in each input, so every gradient is one of the three ----
 
-Attrs conv_part(const Attrs& a) {
-  Attrs c;
-  for (int k = 0; k < kConvAttrs; ++k) c.add_int(a.i(k));
-  return c;
-}
-
 void conv_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &f = g.in[1], &dy = g.grad_out[0];
   if (g.needs(0)) {  // a network's first conv: its input needs no gradient, skip the work
@@ -510,8 +504,8 @@ void bwd_input_grad(const GradArgs& g) {
 // df = Bf(x, dy): d x = B(dy, ddf), d dy = conv(x, ddf).
 void bwd_filter_grad(const GradArgs& g) {
   const Tensor &x = g.in[0], &dy = g.in[1], &ddf = g.grad_out[0];
-  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, ddf, x}, conv_part(g.attrs));
-  g.grad_in[1] = run_op(ops::kConv2D, {x, ddf}, conv_part(g.attrs));
+  g.grad_in[0] = run_op(ops::kConv2DBackwardInput, {dy, ddf, x}, conv::prefix(g.attrs));
+  g.grad_in[1] = run_op(ops::kConv2D, {x, ddf}, conv::prefix(g.attrs));
 }
 
 constexpr AttrField kConvFields[] = {

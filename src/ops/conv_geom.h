@@ -73,4 +73,11 @@ inline Geom geom(const char* op, const std::string& shapes, const Shape& x, cons
 
 inline Shape out_shape(const Geom& g) { return Shape{g.n, g.oh, g.ow, g.o}; }
 
+// The conv attrs at the front of `a` (a gradient or fused op's attrs begin with them).
+inline Attrs prefix(const Attrs& a) {
+  Attrs c;
+  for (int k = 0; k < kConvAttrs; ++k) c.add_int(a.i(k));
+  return c;
+}
+
 }  // namespace kiln::conv

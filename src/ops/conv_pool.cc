@@ -45,18 +45,13 @@ constexpr int64_t kLanes = 16;          // channels per accumulator block (one z
 constexpr int64_t kImagesPerBlock = 4;  // the gradient's partial sums: fixed, so results do not
                                         // depend on the thread count
 
-Attrs conv_part(const Attrs& a) {
-  Attrs c;
-  for (int k = 0; k < conv::kConvAttrs; ++k) c.add_int(a.i(k));
-  return c;
-}
 Attrs pool_part(const Attrs& a) {
   return Attrs{a.i(kPoolAt), a.i(kPoolAt + 1), a.i(kPoolAt + 2), a.i(kPoolAt + 3),
                a.i(kPoolAt + 4)};
 }
 // fused_conv2d's attrs for bias + relu.
 Attrs fused_conv_attrs(const Attrs& a) {
-  return conv_part(a).add_int(1).add_int(kActRelu).add_int(0).add_float(0.0);
+  return conv::prefix(a).add_int(1).add_int(kActRelu).add_int(0).add_float(0.0);
 }
 
 // The conv output's pooling geometry; throws when a window cannot be named by a uint8 slot.
@@ -83,7 +78,7 @@ void cp_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   require_floating(op, in[0].dtype);
   require_same_dtype(op, in[0].dtype, in[1].dtype);
   require_same_dtype(op, in[0].dtype, in[2].dtype);
-  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, in[1].shape, conv_part(a));
+  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, in[1].shape, conv::prefix(a));
   if (in[2].shape != Shape{cg.o}) {
     throw ShapeError(std::string(op) + ": shapes " + shapes_str(in) + ": the bias must be [" +
                      std::to_string(cg.o) + "]");
@@ -112,7 +107,7 @@ void cpg_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
                      std::string(dtype_name(in[1].dtype)));
   }
   const Shape fs = grad_filter_shape(in, a);
-  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, fs, conv_part(a));
+  const conv::Geom cg = conv::geom(op, shapes_str(in), in[0].shape, fs, conv::prefix(a));
   const Shape ys = pool::out_shape(pool_geom(op, cg, a));
   for (int k = 1; k < 4; ++k) {
     if (in[k].shape != ys) {
@@ -162,7 +157,8 @@ void cp_reference(const KernelArgs& k) {
 void cpg_reference(const KernelArgs& k) {
   const Tensor &x = k.in[0], &slot_t = k.in[1], &y_t = k.in[2], &dy_t = k.in[3];
   const Shape fs = k.out[0].shape();
-  const conv::Geom cg = conv::geom("fused_conv2d_pool_grad", "", x.shape(), fs, conv_part(k.attrs));
+  const conv::Geom cg =
+      conv::geom("fused_conv2d_pool_grad", "", x.shape(), fs, conv::prefix(k.attrs));
   const pool::Geom g =
       pool::geom("fused_conv2d_pool_grad", conv::out_shape(cg), pool_part(k.attrs));
   Tensor dz = zeros(conv::out_shape(cg), x.dtype());
@@ -182,7 +178,7 @@ void cpg_reference(const KernelArgs& k) {
     for (int64_t c = 0; c < g.c; ++c) db[c] = T(0);
     for (int64_t i = 0, n = dz.numel(); i < n; ++i) db[i % g.c] += d[i];
   });
-  Attrs fa = conv_part(k.attrs);
+  Attrs fa = conv::prefix(k.attrs);
   for (int64_t v : fs) fa.add_int(v);
   const Tensor in[2] = {x, dz};
   ops::kConv2DBackwardFilter.reference({in, k.out.subspan(0, 1), fa});
@@ -390,7 +386,7 @@ bool direct(DType dt, const conv::Geom& g) {
 
 bool cp_fast(const KernelArgs& k) {
   const char* op = "fused_conv2d_pool";
-  const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.in[1].shape(), conv_part(k.attrs));
+  const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.in[1].shape(), conv::prefix(k.attrs));
   if (!direct(k.in[0].dtype(), cg)) return false;
   const pool::Geom pg = pool_geom(op, cg, k.attrs);
   const Dims d(cg);
@@ -486,7 +482,8 @@ KILN_VECTOR_CLONES void filter_grad_image(const Dims& d, const float* cols, cons
 
 bool cpg_fast(const KernelArgs& k) {
   const char* op = "fused_conv2d_pool_grad";
-  const conv::Geom cg = conv::geom(op, "", k.in[0].shape(), k.out[0].shape(), conv_part(k.attrs));
+  const conv::Geom cg =
+      conv::geom(op, "", k.in[0].shape(), k.out[0].shape(), conv::prefix(k.attrs));
   if (!direct(k.in[0].dtype(), cg)) return false;
   const pool::Geom pg = pool_geom(op, cg, k.attrs);
   const Dims d(cg);
@@ -539,14 +536,14 @@ void cp_grad(const GradArgs& g) {
 
 int64_t cp_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
   Meta z;
-  ops::kConv2D.infer(in.subspan(0, 2), conv_part(a), {&z, 1});
-  return op_flops(ops::kConv2D, in.subspan(0, 2), conv_part(a), {&z, 1});
+  ops::kConv2D.infer(in.subspan(0, 2), conv::prefix(a), {&z, 1});
+  return op_flops(ops::kConv2D, in.subspan(0, 2), conv::prefix(a), {&z, 1});
 }
 int64_t cpg_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
   const conv::Geom cg =
-      conv::geom("fused_conv2d_pool_grad", "", in[0].shape, out[0].shape, conv_part(a));
+      conv::geom("fused_conv2d_pool_grad", "", in[0].shape, out[0].shape, conv::prefix(a));
   const Meta z{conv::out_shape(cg), in[0].dtype};
-  Attrs fa = conv_part(a);
+  Attrs fa = conv::prefix(a);
   for (int64_t v : out[0].shape) fa.add_int(v);
   const Meta bin[2] = {in[0], z};
   return op_flops(ops::kConv2DBackwardFilter, bin, fa, out.subspan(0, 1));

@@ -24,6 +24,7 @@
 #include "kernels/onednn/primitive_cache.h"
 #include "kiln/ops.h"
 #include "ops/conv_filter_cache.h"
+#include "ops/conv_geom.h"
 #include "ops/dtype_policy.h"
 #include "ops/fused.h"
 #include "ops/op_def.h"
@@ -246,33 +247,19 @@ bool fmm_fast(const KernelArgs& k) {
 
 // ---- fused_conv2d ----------------------------------------------------------------------------
 
-constexpr int kConvAttrs = 6;  // conv.cc's layout: strides, padding, dilation, groups
-
-Attrs conv_attrs(const Attrs& a) {
-  Attrs c;
-  for (int i = 0; i < kConvAttrs; ++i) c.add_int(a.i(i));
-  return c;
-}
+using conv::kConvAttrs;
 
 void fconv_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const char* op = "fused_conv2d";
   check_arity(op, in, a.i(kConvAttrs) != 0);
   check_act(op, a.i(kConvAttrs + 1));
-  ops::kConv2D.infer(in.subspan(0, 2), conv_attrs(a), out);
+  ops::kConv2D.infer(in.subspan(0, 2), conv::prefix(a), out);
   if (a.i(kConvAttrs)) check_bias(op, in, out[0].shape[3]);
 }
 
 void fconv_reference(const KernelArgs& k) {
-  ops::kConv2D.reference({k.in.subspan(0, 2), k.out, conv_attrs(k.attrs)});
+  ops::kConv2D.reference({k.in.subspan(0, 2), k.out, conv::prefix(k.attrs)});
   bias_act_reference(k, k.attrs.i(kConvAttrs) != 0, k.attrs.i(kConvAttrs + 1), kConvAttrs + 2);
-}
-
-// Padding of one spatial dim, as conv.cc computes it (TensorFlow's "same").
-void pads(int64_t in, int64_t k, int64_t s, int64_t d, int64_t out, bool same, int64_t& before,
-          int64_t& after) {
-  const int64_t total = same ? std::max<int64_t>((out - 1) * s + (k - 1) * d + 1 - in, 0) : 0;
-  before = total / 2;
-  after = total - before;
 }
 
 struct FusedConvEntry : onednn::Entry {
@@ -287,15 +274,13 @@ struct FusedConvEntry : onednn::Entry {
 bool fconv_fast(const KernelArgs& k) {
   if (k.in[0].dtype() != DType::kFloat32 || k.out[0].numel() == 0 || k.in[0].numel() == 0)
     return false;
-  const Shape &xs = k.in[0].shape(), &fs = k.in[1].shape(), &ys = k.out[0].shape();
   const Attrs& a = k.attrs;
-  const int64_t n = xs[0], h = xs[1], w = xs[2], c = xs[3], kh = fs[0], kw = fs[1], cg = fs[2],
-                o = fs[3], oh = ys[1], ow = ys[2];
-  const int64_t sh = a.i(0), sw = a.i(1), dh = a.i(3), dw = a.i(4), groups = a.i(5);
-  const bool same = a.i(2) == 1, has_bias = a.i(kConvAttrs);
-  int64_t pt, pb, pl, pr;
-  pads(h, kh, sh, dh, oh, same, pt, pb);
-  pads(w, kw, sw, dw, ow, same, pl, pr);
+  const conv::Geom g =
+      conv::geom("fused_conv2d", "", k.in[0].shape(), k.in[1].shape(), conv::prefix(a));
+  const int64_t n = g.n, h = g.h, w = g.w, c = g.c, kh = g.kh, kw = g.kw, cg = g.cg, o = g.o,
+                oh = g.oh, ow = g.ow, sh = g.sh, sw = g.sw, dh = g.dh, dw = g.dw, pt = g.pt,
+                pl = g.pl, pb = g.pb, pr = g.pr, groups = g.groups;
+  const bool has_bias = a.i(kConvAttrs);
   onednn::Key key(onednn::Kind::kConvForwardPostOps);
   for (int64_t v : {n, h, w, c, kh, kw, cg, o, sh, sw, dh, dw, pt, pl, groups}) key.add(v);
   key.add(has_bias).add(a.i(kConvAttrs + 1)).add(a.i(kConvAttrs + 2));
@@ -417,7 +402,7 @@ void fmm_grad(const GradArgs& g) {
 }
 
 void fconv_grad(const GradArgs& g) {
-  const Attrs ca = conv_attrs(g.attrs);
+  const Attrs ca = conv::prefix(g.attrs);
   const bool has_bias = g.attrs.i(kConvAttrs);
   Tensor dz = act_grad(g, g.attrs.i(kConvAttrs + 1), kConvAttrs + 2, [&] {
     Tensor z = run_op(ops::kConv2D, {g.in[0], g.in[1]}, ca);
@@ -431,7 +416,7 @@ int64_t fmm_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta
   return ops::kMatmul.flops(in.subspan(0, 2), Attrs{a.i(0), a.i(1)}, out);
 }
 int64_t fconv_flops(std::span<const Meta> in, const Attrs& a, std::span<const Meta> out) {
-  return ops::kConv2D.flops(in.subspan(0, 2), conv_attrs(a), out);
+  return ops::kConv2D.flops(in.subspan(0, 2), conv::prefix(a), out);
 }
 
 // The schemas: the unfused op's attrs, then what was fused into it.
