@@ -204,6 +204,28 @@ inline void max_grad_2x2_stream(const float* x0, const float* x1, const float* x
 }
 #endif
 
+// best[c], at[c] = the first max of window wd in channel c (strict >: ties keep the first)
+// and its slot (row-major among the window's pixels), for an image of rows `row` elements long
+// and C channels per pixel. Selects, not branches, so the loops vectorize.
+template <typename T>
+inline void window_first_max(const T* img, int64_t row, int64_t C, const Window& wd, T* best,
+                             int32_t* at) {
+  int32_t slot = 0;
+  for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+    for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+      const T* xi = img + yy * row + xx * C;
+      if (slot == 0) {
+        for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = 0;
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          const bool gt = xi[c] > best[c];
+          best[c] = gt ? xi[c] : best[c];
+          at[c] = gt ? slot : at[c];
+        }
+      }
+    }
+}
+
 // The fast epilogue: d = E(d, m) over a window's C channels, m the window's max (x where the
 // gradient lands), with E's vectorizable form. Null `e`: d as it is.
 template <typename T>
@@ -268,18 +290,9 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
           max_grad_2x2(x0, x1, x2, x3, d, o0, o1, o2, o3, C);
           continue;
         }
-        int32_t slot = 0;
-        for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-          for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
-            const T* xi = xn + yy * row + xx * C;
-            for (int64_t c = 0; c < C; ++c) {
-              const bool gt = slot == 0 || xi[c] > best[c];  // strict: ties keep the first max
-              best[c] = gt ? xi[c] : best[c];
-              at[c] = gt ? slot : at[c];
-            }
-          }
+        window_first_max(xn, row, C, wd, best.data(), at.data());
         d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
-        slot = 0;
+        int32_t slot = 0;
         for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
           for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
             T* o = band + yy * row + xx * C;
@@ -320,23 +333,10 @@ bool pool_grad_run(const KernelArgs& k, const ElementwiseFn* epi) {
             if constexpr (kMax) {
               // Two vectorizable passes instead of a scatter: find each channel's first max
               // slot, then add d to every window position through a slot mask.
-              int32_t slot = 0;
-              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
-                  const T* xi = x + ((n * g.h + yy) * g.w + xx) * C;
-                  if (slot == 0) {
-                    for (int64_t c = 0; c < C; ++c) best[c] = xi[c], at[c] = 0;
-                  } else {
-                    for (int64_t c = 0; c < C; ++c) {
-                      const bool gt = xi[c] > best[c];  // strict: ties keep the first max
-                      best[c] = gt ? xi[c] : best[c];
-                      at[c] = gt ? slot : at[c];
-                    }
-                  }
-                }
+              window_first_max(x + n * img, g.w * C, C, wd, best.data(), at.data());
               // E is linear in d: applied per window, the sums over windows come out equal.
               d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
-              slot = 0;
+              int32_t slot = 0;
               for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
                 for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
                   T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
