@@ -4,11 +4,9 @@
 //                                     14x14, batch 64, 3x3 same) in NHWC (B 0) or oneDNN's
 //                                     preferred blocked layout (B 1, format_tag::any); K 0
 //                                     forward, 1 backward-data, 2 backward-weights, 3 the same
-//                                     with the bias gradient (diff_bias) inside the primitive
-//   BM_ConvBackwardData/conv:C/flipped:F  the convs' input gradient, NHWC: oneDNN's
-//                                     backward-data primitive (F 0) or a forward convolution of
-//                                     the output gradient with the flipped filter (F 1:
-//                                     conv.cc's rule for stride 1)
+//                                     with the bias gradient (diff_bias) inside the primitive,
+//                                     4 the input gradient as a forward conv of dy with the
+//                                     flipped filter (conv.cc's rule for stride 1; against 1)
 //   BM_ConvPoolChunk/images:B         conv1 (bias + relu) then a 2x2 max pool over 64 images in
 //                                     chunks of B, after dirtying 64 MB as the rest of a train
 //                                     step does: the intermediate stays in cache for small B
@@ -72,7 +70,17 @@ void BM_Conv(benchmark::State& state) {
       eng);
   dnnl::primitive prim;
   std::unordered_map<int, memory> args;
-  if (kind == 0) {
+  if (kind == 4) {  // the input gradient as a forward conv of dy with the flipped filter
+    dnnl::convolution_forward::primitive_desc pd(
+        dnnl::convolution_forward::desc(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, dst,
+            memory::desc({cs.c, cs.o, 3, 3}, dt::f32, tag::any), src, strides, pad, pad),
+        eng);
+    prim = dnnl::convolution_forward(pd);
+    args = {{DNNL_ARG_SRC, memory(pd.src_desc(), eng)},
+            {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng)},
+            {DNNL_ARG_DST, memory(pd.dst_desc(), eng)}};
+  } else if (kind == 0) {
     prim = dnnl::convolution_forward(fwd);
     args = {{DNNL_ARG_SRC, memory(fwd.src_desc(), eng)},
             {DNNL_ARG_WEIGHTS, memory(fwd.weights_desc(), eng)},
@@ -179,49 +187,6 @@ void BM_MatmulPacked(benchmark::State& state) {
   }
 }
 
-void BM_ConvBackwardData(benchmark::State& state) {
-  const ConvShape cs = kConvs[state.range(0)];
-  const bool flipped = state.range(1) == 1;
-  const memory::dims strides{1, 1}, pad{1, 1};
-  const memory::desc x({kBatch, cs.c, cs.hw, cs.hw}, dt::f32, tag::nhwc),
-      dy({kBatch, cs.o, cs.hw, cs.hw}, dt::f32, tag::nhwc);
-  const auto& eng = engine();
-  dnnl::primitive prim;
-  std::unordered_map<int, memory> args;
-  if (flipped) {
-    dnnl::convolution_forward::primitive_desc pd(
-        dnnl::convolution_forward::desc(
-            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, dy,
-            memory::desc({cs.c, cs.o, 3, 3}, dt::f32, tag::any), x, strides, pad, pad),
-        eng);
-    prim = dnnl::convolution_forward(pd);
-    args = {{DNNL_ARG_SRC, memory(pd.src_desc(), eng)},
-            {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng)},
-            {DNNL_ARG_DST, memory(pd.dst_desc(), eng)}};
-  } else {
-    const memory::desc wei({cs.o, cs.c, 3, 3}, dt::f32, tag::any);
-    dnnl::convolution_forward::primitive_desc fwd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                        dnnl::algorithm::convolution_direct, x, wei, dy, strides,
-                                        pad, pad),
-        eng);
-    dnnl::convolution_backward_data::primitive_desc pd(
-        dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x, wei, dy,
-                                              strides, pad, pad),
-        eng, fwd);
-    prim = dnnl::convolution_backward_data(pd);
-    args = {{DNNL_ARG_DIFF_SRC, memory(pd.diff_src_desc(), eng)},
-            {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng)},
-            {DNNL_ARG_DIFF_DST, memory(pd.diff_dst_desc(), eng)}};
-  }
-  for (auto& [k, m] : args) fill(m);
-  dnnl::stream s(eng);
-  for (auto _ : state) {
-    prim.execute(s, args);
-    s.wait();
-  }
-}
-
 void BM_MatmulSwapped(benchmark::State& state) {
   const memory::dim shapes[3][2] = {{128, 3136}, {256, 784}, {128, 256}};
   const memory::dim m = 64, k = shapes[state.range(0)][0], n = shapes[state.range(0)][1];
@@ -258,7 +223,7 @@ void BM_MatmulSwapped(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Conv)
-    ->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {0, 1}})
+    ->ArgsProduct({{0, 1}, {0, 1, 2, 3, 4}, {0, 1}})
     ->ArgNames({"conv", "kind", "blocked"})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
@@ -270,11 +235,6 @@ BENCHMARK(BM_ConvPoolChunk)
 BENCHMARK(BM_MatmulPacked)
     ->ArgsProduct({{0, 1}, {0, 1}})
     ->ArgNames({"case", "packed"})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseRealTime();
-BENCHMARK(BM_ConvBackwardData)
-    ->ArgsProduct({{0, 1}, {0, 1}})
-    ->ArgNames({"conv", "flipped"})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_MatmulSwapped)
