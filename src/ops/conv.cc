@@ -354,18 +354,22 @@ bool conv_fast(const KernelArgs& k) {
 // convolution of dy with the filter flipped in space and its channel dims swapped, padded
 // kh-1-pt / kw-1-pl before and kh-1-pb / kw-1-pr after: oneDNN 2.6 runs that forward
 // convolution (brgconv) faster than its backward-data primitive (jit) for the cnn's 32 -> 64
-// conv, 1.08-1.16 against 1.22-1.28 ms (`onednn_layout_bench --benchmark_filter=ConvBackwardData`,
-// 2 threads, Zen 5). The flipped filter is rebuilt on every call (for a 3x3x32x64 filter a few
-// microseconds), so no per-variable cache is involved.
+// conv, 1.05-1.16 against 1.18-1.28 ms (`onednn_layout_bench`, BM_Conv kind 4 against 1,
+// 2 threads, Zen 5). Not where dx has few channels: for the 1 -> 32 conv the forward conv
+// writing one channel is no faster (1.04x in 8 interleaved repetitions, 0.91x in another run),
+// so that case keeps the backward-data primitive. The flipped filter is rebuilt on every call (for
+// a 3x3x32x64 filter a few microseconds), so no per-variable cache is involved.
 struct FlippedConvEntry : onednn::Entry {
   dnnl::primitive prim, reorder;
   dnnl::memory dy, dx, flipped, w;  // flipped: the entry's HWIO buffer, seen as [I, O, KH, KW]
   onednn::ExecArgs args, reorder_args;
 };
 
+constexpr int64_t kFlippedMinInputChannels = 16;
+
 bool flipped_input_grad(const Geom& g) {
-  return g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt < g.kh &&
-         g.pb < g.kh && g.pl < g.kw && g.pr < g.kw;
+  return g.c >= kFlippedMinInputChannels && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+         g.dw == 1 && g.pt < g.kh && g.pb < g.kh && g.pl < g.kw && g.pr < g.kw;
 }
 
 void bwd_input_flipped(const KernelArgs& k, const Geom& g) {

@@ -88,6 +88,28 @@ TEST(Conv2D, BackwardOpsFastMatchReference) {
   }
 }
 
+// Stride-1 input gradients into 16 or more channels run as a forward conv of dy with the
+// flipped filter (conv.cc): odd sizes, even and asymmetric windows (the odd "same" padding pixel
+// after), valid padding, a window larger than the image.
+TEST(Conv2D, FlippedFilterInputGradientMatchesReference) {
+  const std::vector<Case> wide = {
+      {{2, 7, 9, 16}, {3, 3, 16, 5}, opts(1, Padding::kSame)},
+      {{1, 8, 6, 20}, {2, 3, 20, 4}, opts(1, Padding::kSame)},
+      {{2, 9, 7, 17}, {3, 3, 17, 6}, opts(1, Padding::kValid)},
+      {{1, 3, 2, 16}, {5, 5, 16, 3}, opts(1, Padding::kSame)},
+  };
+  for (const Case& c : wide) {
+    SCOPED_TRACE(to_string(c.x) + " " + to_string(c.f));
+    Tensor x = random_tensor(c.x, float32, 4), f = random_tensor(c.f, float32, 5);
+    Tensor dy = random_tensor(conv2d(x, f, c.o).shape(), float32, 6);
+    check_fast_matches_reference(
+        [&] {
+          return run_op(ops::kConv2DBackwardInput, {dy, f, x}, conv_attrs(c.o));
+        },
+        1e-4, 1e-5);
+  }
+}
+
 TEST(Conv2D, KnownValuesAndShapes) {
   // All-ones 5x5 image, 3x3 all-ones filter, same: corners see 4 pixels, edges 6, inside 9.
   Tensor x = ones({1, 5, 5, 1}), f = ones({3, 3, 1, 1});
