@@ -9,29 +9,26 @@
 namespace kiln::graph {
 namespace {
 
-// Who reads each value: the number of uses, and the last reading node.
+// Who reads each value: the reading nodes in order (a node once per input reading it).
 struct Readers {
-  std::vector<int> uses;
-  std::vector<int32_t> reader;
+  std::vector<std::vector<int32_t>> of;
   std::vector<bool> is_output;
   std::vector<int> stateful_before;  // stateful nodes among nodes [0, i)
 
   explicit Readers(const Graph& g)
-      : uses(g.values.size(), 0),
-        reader(g.values.size(), -1),
+      : of(g.values.size()),
         is_output(g.values.size(), false),
         stateful_before(g.nodes.size() + 1, 0) {
     for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (int32_t v : g.nodes[i].inputs) {
-        ++uses[v];
-        reader[v] = static_cast<int32_t>(i);
-      }
+      for (int32_t v : g.nodes[i].inputs) of[v].push_back(static_cast<int32_t>(i));
       stateful_before[i + 1] = stateful_before[i] + (is_stateful(*g.nodes[i].op) ? 1 : 0);
     }
     for (int32_t v : g.outputs) is_output[v] = true;
   }
   // The one node reading v, or -1 if v has other readers or is returned.
-  int32_t only_reader(int32_t v) const { return uses[v] == 1 && !is_output[v] ? reader[v] : -1; }
+  int32_t only_reader(int32_t v) const {
+    return of[v].size() == 1 && !is_output[v] ? of[v][0] : -1;
+  }
   // Whether a stateful node lies strictly between nodes a < b.
   bool stateful_between(int32_t a, int32_t b) const {
     return stateful_before[b] - stateful_before[a + 1] > 0;
@@ -113,7 +110,7 @@ int fuse_matmul_conv(Graph& g) {
     fused.outputs = {cur};
     // The chain's nodes go; any other node between them stays where it is.
     gone[i] = true;
-    if (bias >= 0) gone[r.reader[base.outputs[0]]] = true;
+    if (bias >= 0) gone[r.of[base.outputs[0]].back()] = true;
     g.nodes[last] = std::move(fused);
     gone[last] = false;
   }
@@ -151,11 +148,6 @@ int fuse_pool_grad(Graph& g) {
 
 int fuse_conv_pool(Graph& g) {
   const Readers r(g);
-  // Every node reading each value (fusion needs all of a value's readers, not just the last).
-  std::vector<std::vector<int32_t>> readers(g.values.size());
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    for (int32_t v : g.nodes[i].inputs) readers[v].push_back(static_cast<int32_t>(i));
-  }
   auto same_ints = [](const Attrs& a, int from, const Attrs& b, int b_from, int count) {
     for (int k = 0; k < count; ++k) {
       if (a.i(from + k) != b.i(b_from + k)) return false;
@@ -174,7 +166,7 @@ int fuse_conv_pool(Graph& g) {
     for (int k = 0; k < kConv; ++k) ca.add_int(conv.attrs.i(k));
     if (r.is_output[y] || !conv_pool_direct(g.values[x].meta, g.values[f].meta, ca)) continue;
     int32_t pool = -1, pool_grad = -1;
-    for (int32_t n : readers[y]) {
+    for (int32_t n : r.of[y]) {
       const Node& u = g.nodes[n];
       if (u.op == &ops::kMaxPool2D && pool < 0) {
         pool = n;
@@ -188,12 +180,12 @@ int fuse_conv_pool(Graph& g) {
     if (pool < 0 || r.stateful_between(static_cast<int32_t>(i), pool)) continue;
     const Attrs& pa = g.nodes[pool].attrs;
     int32_t bias_sum = -1, filter_grad = -1, last = -1;
-    if (pool_grad >=
-        0) {  // the backward: dz read by db = sum_to_like(dz, b), df = conv2d_bwd_filter(x, dz)
+    // The backward: dz read by db = sum_to_like(dz, b) and df = conv2d_backward_filter(x, dz).
+    if (pool_grad >= 0) {
       const Node& pg = g.nodes[pool_grad];
       const int32_t dz = pg.outputs[0];
       if (!same_ints(pg.attrs, 0, pa, 0, kPool) || r.is_output[dz]) continue;
-      for (int32_t n : readers[dz]) {
+      for (int32_t n : r.of[dz]) {
         const Node& u = g.nodes[n];
         if (u.op == &ops::kSumToLike && bias_sum < 0 && u.inputs[0] == dz && u.inputs[1] == b) {
           bias_sum = n;
