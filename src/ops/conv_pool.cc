@@ -65,16 +65,9 @@ pool::Geom pool_geom(const char* op, const conv::Geom& cg, const Attrs& a) {
   return pg;
 }
 
-void check_attr_count(const char* op, const Attrs& a, int ints) {
-  if (a.num_ints() != ints) {
-    throw ValueError(std::string(op) + ": needs " + std::to_string(ints) + " integer attrs, got " +
-                     std::to_string(a.num_ints()));
-  }
-}
-
 void cp_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const char* op = "fused_conv2d_pool";
-  check_attr_count(op, a, kKernelAt);
+  check_attrs(ops::kFusedConv2DPool, a);  // a.i(k) below reads fields the schema names
   require_floating(op, in[0].dtype);
   require_same_dtype(op, in[0].dtype, in[1].dtype);
   require_same_dtype(op, in[0].dtype, in[2].dtype);
@@ -98,7 +91,7 @@ Shape grad_filter_shape(std::span<const Meta> in, const Attrs& a) {
 
 void cpg_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
   const char* op = "fused_conv2d_pool_grad";
-  check_attr_count(op, a, kKernelAt + 2);
+  check_attrs(ops::kFusedConv2DPoolGrad, a);
   require_floating(op, in[0].dtype);
   require_same_dtype(op, in[0].dtype, in[2].dtype);
   require_same_dtype(op, in[0].dtype, in[3].dtype);

@@ -228,7 +228,7 @@ TEST(ConvPool, ErrorsNameWhatIsWrong) {
         const Tensor in[3] = {x, f, b};
         run_op(ops::kFusedConv2DPool, in, c.conv, {y, 2});
       },
-      {"fused_conv2d_pool", "needs 11 integer attrs, got 6"});
+      {"fused_conv2d_pool", "6 integers given, 11 expected"});
 }
 
 }  // namespace
