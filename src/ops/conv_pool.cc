@@ -372,6 +372,85 @@ KILN_VECTOR_CLONES void pool_image(const pool::Geom& g, const float* z, int64_t 
     }
 }
 
+// 2x2 windows at stride 2 that tile the conv output exactly (the usual pool after a conv).
+bool tiles_2x2(const pool::Geom& g) {
+  return g.ph == 2 && g.pw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0 &&
+         g.oh * 2 == g.h && g.ow * 2 == g.w;
+}
+
+// Pixels of each of the two conv rows conv_relu_pool_tiled computes at once: 8 (16
+// accumulators) where the build has AVX-512's 32 vector registers, else 4 (8 accumulators, 16
+// ymm with AVX2).
+#if defined(__AVX512F__)
+constexpr int64_t kConvRowPixels = 8;
+#else
+constexpr int64_t kConvRowPixels = 4;
+#endif
+
+// One window's pooled value and slot from its four relu'd pixels in row-major order: the first
+// max (strict >), as pool_image chooses it.
+inline void pool4(Lanes v0, Lanes v1, Lanes v2, Lanes v3, Lanes& m, Lanes& s) {
+  const Lanes zero = {};
+  m = v0, s = zero;
+  auto gt = v1 > m;
+  m = gt ? v1 : m, s = gt ? zero + 1.f : s;
+  gt = v2 > m;
+  m = gt ? v2 : m, s = gt ? zero + 2.f : s;
+  gt = v3 > m;
+  m = gt ? v3 : m, s = gt ? zero + 3.f : s;
+}
+
+// y, slot [oh][ow][C] of one image for tiles_2x2 pools: the conv rows of each window row are
+// computed together (4 pixels of each, 8 accumulators) and pooled in registers, so the conv
+// output is never stored. Each output sums in conv_relu_image's order: the same bits.
+KILN_VECTOR_CLONES void conv_relu_pool_tiled(const Dims& d, const pool::Geom& g, const float* cols,
+                                             const float* w, const float* b, float* y,
+                                             uint8_t* slot) {
+  constexpr int64_t kHalf = kConvRowPixels;
+  const int64_t nb = d.cp / kLanes, C = g.c;
+  const Lanes zero = {};
+  for (int64_t py = 0; py < g.oh; ++py)
+    for (int64_t gx = 0; gx < d.row_groups; ++gx) {
+      const int64_t g0 = 2 * py * d.row_groups + gx, g1 = g0 + d.row_groups;
+      const int64_t n = d.valid(g0);  // even: the conv output's width is
+      for (int64_t cb = 0; cb < nb; ++cb)
+        for (int64_t h = 0; h < n; h += kHalf) {
+          Lanes a0[kHalf], a1[kHalf];
+          for (int64_t p = 0; p < kHalf; ++p) a0[p] = a1[p] = load(b + cb * kLanes);
+          for (int64_t tb = 0; tb < d.tp / kTapBlock; ++tb) {
+            const float* wb = w + (tb * nb + cb) * kTapBlock * kLanes;
+            const float* x0 = cols + (g0 * d.tp + tb * kTapBlock) * kPixelBlock + h;
+            const float* x1 = cols + (g1 * d.tp + tb * kTapBlock) * kPixelBlock + h;
+#pragma GCC unroll 9
+            for (int64_t u = 0; u < kTapBlock; ++u) {
+              const Lanes wv = load(wb + u * kLanes);
+#pragma GCC unroll 8
+              for (int64_t p = 0; p < kHalf; ++p) {
+                a0[p] += x0[u * kPixelBlock + p] * wv;
+                a1[p] += x1[u * kPixelBlock + p] * wv;
+              }
+            }
+          }
+#pragma GCC unroll 4
+          for (int64_t q = 0; q < kHalf / 2; ++q) {  // constant trips: a0, a1 stay in registers
+            if (h + 2 * q >= n) break;
+            Lanes m, s;
+            const Lanes v0 = a0[2 * q], v1 = a0[2 * q + 1], v2 = a1[2 * q], v3 = a1[2 * q + 1];
+            pool4(v0 > zero ? v0 : zero, v1 > zero ? v1 : zero, v2 > zero ? v2 : zero,
+                  v3 > zero ? v3 : zero, m, s);
+            const Bytes sb = __builtin_convertvector(__builtin_convertvector(s, Ints), Bytes);
+            const int64_t o = (py * g.ow + (gx * kPixelBlock + h) / 2 + q) * C + cb * kLanes;
+            if ((cb + 1) * kLanes <= C) {
+              store(y + o, m);
+              std::memcpy(slot + o, &sb, sizeof sb);
+            } else {  // the last, partial block: y and slot rows are C long
+              for (int64_t c = 0; c < C - cb * kLanes; ++c) y[o + c] = m[c], slot[o + c] = sb[c];
+            }
+          }
+        }
+    }
+}
+
 bool direct(DType dt, const conv::Geom& g) {
   return dt == DType::kFloat32 && g.groups == 1 && g.kh * g.kw * g.c <= kMaxDirectTaps && g.n > 0 &&
          g.oh > 0 && g.ow > 0 && g.o > 0;
@@ -392,11 +471,17 @@ bool cp_fast(const KernelArgs& k) {
   float* y = detail::ptr<float>(k.out[0]);
   uint8_t* slot = detail::ptr<uint8_t>(k.out[1]);
   const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
+  const bool tiled = tiles_2x2(pg);
   kernels::parallel_range(cg.n, d.pixels * d.cp * d.taps, [&](int64_t begin, int64_t end) {
     Scratch& work = scratch();
     ImageColumns im(cg, d, work);
-    float* z = grow(work.z, d.pixels * d.cp);
+    float* z = tiled ? nullptr : grow(work.z, d.pixels * d.cp);
     for (int64_t n = begin; n < end; ++n) {
+      if (tiled) {
+        conv_relu_pool_tiled(d, pg, im.columns(x + n * x_img), w, b, y + n * y_img,
+                             slot + n * y_img);
+        continue;
+      }
       conv_relu_image(d, im.columns(x + n * x_img), w, b, z);
       pool_image(pg, z, d.cp, y + n * y_img, slot + n * y_img);
     }
@@ -445,6 +530,31 @@ KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, 
     }
 }
 
+// scatter_image for tiles_2x2 pools with C a multiple of kLanes: each window's four pixels
+// written once, the position compares unrolled.
+KILN_VECTOR_CLONES void scatter_tiled(const pool::Geom& g, const uint8_t* slot, const float* y,
+                                      const float* dy, int64_t cp, float* dz) {
+  const int64_t C = g.c;
+  const Lanes zero = {};
+  for (int64_t oy = 0; oy < g.oh; ++oy)
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const int64_t o = (oy * g.ow + ox) * C;
+      float* z0 = dz + (2 * oy * g.w + 2 * ox) * cp;
+      float* z1 = z0 + g.w * cp;
+      for (int64_t cb = 0; cb < C; cb += kLanes) {
+        const Lanes yv = load(y + o + cb);
+        const Lanes dv = yv > zero ? load(dy + o + cb) : zero;
+        Bytes sb;
+        std::memcpy(&sb, slot + o + cb, sizeof sb);
+        const Lanes s = __builtin_convertvector(__builtin_convertvector(sb, Ints), Lanes);
+        store(z0 + cb, s == 0.f ? dv : zero);
+        store(z0 + cp + cb, s == 1.f ? dv : zero);
+        store(z1 + cb, s == 2.f ? dv : zero);
+        store(z1 + cp + cb, s == 3.f ? dv : zero);
+      }
+    }
+}
+
 // acc[taps][cp] += the filter gradient of one image (its columns, its gradient dz [px][cp]);
 // acc[taps] (one more row) += dz's sum. kTapBlock taps at a
 // time, each with its own accumulator, over the 8 pixels of every group.
@@ -488,6 +598,7 @@ bool cpg_fast(const KernelArgs& k) {
   const uint8_t* slot = detail::ptr<uint8_t>(k.in[1]);
   const float *y = detail::ptr<float>(k.in[2]), *dy = detail::ptr<float>(k.in[3]);
   const int64_t x_img = cg.h * cg.w * cg.c, y_img = pg.oh * pg.ow * cg.o;
+  const bool tiled = tiles_2x2(pg) && cg.o % kLanes == 0;
   kernels::parallel_range(
       blocks, kImagesPerBlock * d.pixels * d.cp * d.taps, [&](int64_t begin, int64_t end) {
         Scratch& work = scratch();
@@ -497,7 +608,11 @@ bool cpg_fast(const KernelArgs& k) {
           float* acc = part + blk * rows * d.cp;
           for (int64_t n = blk * kImagesPerBlock; n < std::min(cg.n, (blk + 1) * kImagesPerBlock);
                ++n) {
-            scatter_image(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, d.cp, dz);
+            if (tiled) {
+              scatter_tiled(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, d.cp, dz);
+            } else {
+              scatter_image(pg, slot + n * y_img, y + n * y_img, dy + n * y_img, d.cp, dz);
+            }
             filter_grad_image(d, im.columns(x + n * x_img), dz, acc);
           }
         }

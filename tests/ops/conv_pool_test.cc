@@ -36,6 +36,10 @@ std::vector<Case> cases() {
       {{2, 11, 10, 3}, {3, 3, 3, 20}, {1, 1, 0, 1, 1, 1}, {3, 3, 2, 2, 1}},
       // strided, dilated 2x2 filter over 2 channels; 2x2 windows with stride 1 (overlap)
       {{1, 12, 9, 2}, {2, 2, 2, 48}, {2, 1, 1, 2, 2, 1}, {2, 2, 1, 1, 0}},
+      // 2x2 windows tiling a 6x10 output (its second 8-pixel group holds 2), 20 channels
+      {{2, 6, 10, 1}, {3, 3, 1, 20}, {1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0}},
+      // tiling, 16 channels over 2 input channels (18 taps: two tap blocks), 12 wide
+      {{2, 4, 12, 2}, {3, 3, 2, 16}, {1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0}},
       // a 5x5 filter (25 taps: three tap blocks), 17 outputs
       {{2, 8, 8, 1}, {5, 5, 1, 17}, {1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 1}},
   };
