@@ -18,6 +18,8 @@
 // Emitted by graph/fusion.cc (fuse_conv_pool). The references compose the unfused ops'
 // references; the fast kernels take float32, groups 1 and kh * kw * channels <= kMaxDirectTaps
 // (conv_pool_direct) and decline the rest.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <span>
@@ -200,6 +202,28 @@ inline void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
 // vectors one element at a time; through Ints it uses vector conversions.
 using Ints = int32_t __attribute__((vector_size(kLanes * sizeof(int32_t))));
 using Bytes = uint8_t __attribute__((vector_size(kLanes)));
+
+// kLanes window slots (uint8) as floats. GCC 12 widens a Bytes vector through scalar byte
+// extracts; where the build targets AVX-512 or AVX2, one zero-extending move per register.
+inline Lanes load_slots(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return (Lanes)_mm512_cvtepi32_ps(
+      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  const __m256 lo = _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  const __m256 hi = _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8))));
+  Lanes v;
+  std::memcpy(&v, &lo, sizeof lo);
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof lo, &hi, sizeof hi);
+  return v;
+#else
+  Bytes sb;
+  std::memcpy(&sb, p, sizeof sb);
+  return __builtin_convertvector(__builtin_convertvector(sb, Ints), Lanes);
+#endif
+}
 
 constexpr int64_t kTapBlock = 9;    // a 3x3 filter's taps (one input channel)
 constexpr int64_t kPixelBlock = 8;  // output pixels per column group
@@ -508,9 +532,7 @@ KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, 
         for (int64_t cb = 0; cb < C; cb += kLanes) {
           const Lanes yv = load(y + o + cb), zero = {};
           const Lanes dv = yv > zero ? load(dy + o + cb) : zero;
-          Bytes sb;
-          std::memcpy(&sb, slot + o + cb, sizeof sb);
-          const Lanes s = __builtin_convertvector(__builtin_convertvector(sb, Ints), Lanes);
+          const Lanes s = load_slots(slot + o + cb);
           float pos = 0.f;
           for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
             for (int64_t xx = wd.x0; xx < wd.x1; ++xx, pos += 1.f) {
@@ -544,9 +566,7 @@ KILN_VECTOR_CLONES void scatter_tiled(const pool::Geom& g, const uint8_t* slot, 
       for (int64_t cb = 0; cb < C; cb += kLanes) {
         const Lanes yv = load(y + o + cb);
         const Lanes dv = yv > zero ? load(dy + o + cb) : zero;
-        Bytes sb;
-        std::memcpy(&sb, slot + o + cb, sizeof sb);
-        const Lanes s = __builtin_convertvector(__builtin_convertvector(sb, Ints), Lanes);
+        const Lanes s = load_slots(slot + o + cb);
         store(z0 + cb, s == 0.f ? dv : zero);
         store(z0 + cp + cb, s == 1.f ? dv : zero);
         store(z1 + cb, s == 2.f ? dv : zero);
