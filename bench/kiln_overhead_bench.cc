@@ -1,8 +1,12 @@
 // kiln's eager bookkeeping cost, beside bench/peers/torch_overhead_bench.cc:
 //   BM_KilnAdd1            eager `a + b` on 1-element float tensors (1 thread)
 //   BM_KilnAutogradStep/n  one tiny step: tape; y = sum(w * x); tape.gradient(y, {w}) (1 thread)
+//   BM_ShuffledBatch       the next batch of 64 from a shuffled 60000 x 28 x 28 x 1 float data
+//                          set (Fashion-MNIST's training set, 188 MB): what fit() waits for
+//                          between steps without prefetch
 #include <benchmark/benchmark.h>
 
+#include <kiln/data.h>
 #include <kiln/kiln.h>
 
 #include "peak.h"
@@ -35,6 +39,24 @@ void BM_KilnAutogradStep(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+void BM_ShuffledBatch(benchmark::State& state) {
+  const kiln::Tensor images = kiln::random_uniform({60000, 28, 28, 1}, 0.0, 1.0, 1);
+  const kiln::Tensor labels = kiln::zeros({60000}, kiln::DType::kInt32);
+  const kiln::Dataset data = kiln::Dataset(images, labels).shuffle(0).batch(64);
+  int64_t epoch = 0;
+  kiln::DatasetIterator it = data.begin_epoch(epoch);
+  for (auto _ : state) {
+    std::optional<kiln::Batch> b = it.next();
+    if (!b) {
+      state.PauseTiming();
+      it = data.begin_epoch(++epoch);
+      state.ResumeTiming();
+      b = it.next();
+    }
+    benchmark::DoNotOptimize(b->x.raw_data());
+  }
+}
+
 }  // namespace
 
 BENCHMARK(BM_KilnAdd1)
@@ -50,4 +72,6 @@ BENCHMARK(BM_KilnAutogradStep)
     ->ComputeStatistics("min", kiln_bench::min_of)
     ->ComputeStatistics("max", kiln_bench::max_of)
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ShuffledBatch)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 BENCHMARK_MAIN();
