@@ -289,7 +289,8 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
       T* band = dx + (n * g.h) * row;
       if (!tiles) std::fill(band + y_begin * row, band + y_end * row, T(0));
       const T* xn = x + (n * g.h) * row;
-      T* sums = rows ? rows + r * C : nullptr;  // zeroed by the caller
+      T* sums = rows ? rows + r * C : nullptr;
+      if (sums) std::fill(sums, sums + C, T(0));
       for (int64_t ox = 0; ox < g.ow; ++ox) {
         const Window wd = window(g, oy, ox);
         const T* d = dy + (r * g.ow + ox) * C;
@@ -355,50 +356,47 @@ bool pool_grad_run(const KernelArgs& k, const ElementwiseFn* epi, const Tensor* 
       rows = buf.data();
       std::fill(rows, rows + g.n * g.oh * C, T(0));
     }
-    auto sum_rows = [&] {
-      if (!rows) return;
+    if (kMax && windows_disjoint(g) && g.oh > 0 && g.ow > 0) {
+      max_grad_disjoint(g, x, dy, dx, epi, rows);
+    } else {
+      kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
+        std::fill(dx + b * img, dx + e * img, T(0));
+        std::vector<T> best(kMax ? C : 0), ebuf(epi ? C : 0);
+        std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
+        for (int64_t n = b; n < e; ++n)
+          for (int64_t oy = 0; oy < g.oh; ++oy)
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const Window wd = window(g, oy, ox);
+              const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
+              if constexpr (kMax) {
+                // Two vectorizable passes instead of a scatter: find each channel's first max
+                // slot, then add d to every window position through a slot mask.
+                window_first_max(x + n * img, g.w * C, C, wd, best.data(), at.data());
+                // E is linear in d: applied per window, the sums over windows come out equal.
+                d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
+                add_row(rows ? rows + (n * g.oh + oy) * C : nullptr, d, C);
+                int32_t slot = 0;
+                for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                  for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+                    T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                    for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : T(0);
+                  }
+              } else {
+                const T inv = T(1) / static_cast<T>(wd.count());
+                for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                  for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+                    T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                    for (int64_t c = 0; c < C; ++c) o[c] += d[c] * inv;
+                  }
+              }
+            }
+      });
+    }
+    if (rows) {
       T* out = detail::ptr<T>(*sum);
       std::fill(out, out + C, T(0));
       for (int64_t r = 0; r < g.n * g.oh; ++r) add_row(out, rows + r * C, C);
-    };
-    if (kMax && windows_disjoint(g) && g.oh > 0 && g.ow > 0) {
-      max_grad_disjoint(g, x, dy, dx, epi, rows);
-      sum_rows();
-      return;
     }
-    kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
-      std::fill(dx + b * img, dx + e * img, T(0));
-      std::vector<T> best(kMax ? C : 0), ebuf(epi ? C : 0);
-      std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
-      for (int64_t n = b; n < e; ++n)
-        for (int64_t oy = 0; oy < g.oh; ++oy)
-          for (int64_t ox = 0; ox < g.ow; ++ox) {
-            const Window wd = window(g, oy, ox);
-            const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
-            if constexpr (kMax) {
-              // Two vectorizable passes instead of a scatter: find each channel's first max
-              // slot, then add d to every window position through a slot mask.
-              window_first_max(x + n * img, g.w * C, C, wd, best.data(), at.data());
-              // E is linear in d: applied per window, the sums over windows come out equal.
-              d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
-              add_row(rows ? rows + (n * g.oh + oy) * C : nullptr, d, C);
-              int32_t slot = 0;
-              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
-                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
-                  for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : T(0);
-                }
-            } else {
-              const T inv = T(1) / static_cast<T>(wd.count());
-              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
-                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
-                  for (int64_t c = 0; c < C; ++c) o[c] += d[c] * inv;
-                }
-            }
-          }
-    });
-    sum_rows();
   });
   return true;
 }
