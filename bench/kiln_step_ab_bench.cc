@@ -13,10 +13,6 @@
 //                                           (fused_conv2d + max_pool2d; fused_max_pool2d_grad +
 //                                           sum_to_like + conv2d_backward_filter) against
 //                                           fused_conv2d_pool / fused_conv2d_pool_grad
-//   BM_PoolGradSum/fused:<0|1>             the cnn's second relu -> pool backward with its
-//                                           conv's bias gradient ([64, 14, 14, 64], 2 threads):
-//                                           fused_max_pool2d_grad + sum_to_like against
-//                                           fused_max_pool2d_grad_sum
 //   BM_AdamUpdate/cnn:<0|1>/foreach:<0|1>   Adam's apply_gradients on the model's variables (2
 //                                           threads, eager): one op per variable or multi ops
 //   BM_TrainStepForeach/cnn:<0|1>/foreach:<0|1>  a graph-mode Adam train step (batch 64, 2
@@ -227,26 +223,6 @@ void BM_ConvPool(benchmark::State& state) {
   }
 }
 
-void BM_PoolGradSum(benchmark::State& state) {
-  namespace ops = kiln::ops;
-  kiln::set_num_threads(2);
-  const kiln::Tensor y = kiln::relu(kiln::random_normal({64, 14, 14, 64}, 0.0, 1.0, 1));
-  const kiln::Tensor dp = kiln::random_normal({64, 7, 7, 64}, 0.0, 1.0, 2);
-  const kiln::Tensor b = kiln::zeros({64});
-  const kiln::Attrs a = kiln::Attrs(kPool2x2).add_int(kiln::fe_opcode(ops::kReluGrad));
-  for (auto _ : state) {
-    if (state.range(0) == 0) {
-      kiln::Tensor dz = kiln::run_op(ops::kFusedMaxPool2DGrad, {y, dp}, a);
-      benchmark::DoNotOptimize(kiln::run_op(ops::kSumToLike, {dz, b}).raw_data());
-    } else {
-      kiln::Tensor d[2];
-      const kiln::Tensor in[2] = {y, dp};
-      kiln::run_op(ops::kFusedMaxPool2DGradSum, in, a, d);
-      benchmark::DoNotOptimize(d[1].raw_data());
-    }
-  }
-}
-
 }  // namespace
 
 #define KILN_AB(fn)                                  \
@@ -260,7 +236,6 @@ KILN_AB(BM_MaxPoolGrad)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "thread
 KILN_AB(BM_MaxPool)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"new", "threads"});
 KILN_AB(BM_PoolGradRelu)->ArgsProduct({{0, 1}, {1, 2}})->ArgNames({"fused", "threads"});
 KILN_AB(BM_ConvPool)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"fused", "pass"});
-KILN_AB(BM_PoolGradSum)->ArgsProduct({{0, 1}})->ArgNames({"fused"});
 KILN_AB(BM_AdamUpdate)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 KILN_AB(BM_TrainStepForeach)->ArgsProduct({{0, 1}, {0, 1}})->ArgNames({"cnn", "foreach"});
 

@@ -230,33 +230,6 @@ int fuse_conv_pool(Graph& g) {
   return remove_nodes(g, gone);
 }
 
-int fuse_pool_grad_sum(Graph& g) {
-  const Readers r(g);
-  std::vector<bool> gone(g.nodes.size(), false);
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    Node& pool = g.nodes[i];
-    if (pool.op != &ops::kFusedMaxPool2DGrad) continue;
-    const int32_t dx = pool.outputs[0];
-    const Meta& m = g.values[dx].meta;
-    if (m.shape.rank() != 4) continue;
-    for (int32_t n : r.of[dx]) {
-      const Node& u = g.nodes[n];
-      if (u.op != &ops::kSumToLike || u.inputs[0] != dx || gone[n] ||
-          g.values[u.outputs[0]].meta.shape != Shape{m.shape[3]} ||
-          g.values[u.outputs[0]].meta.dtype != m.dtype ||
-          r.stateful_between(static_cast<int32_t>(i), n)) {
-        continue;
-      }
-      // The sum moves up to the pool gradient, which already holds every value it reads.
-      pool.op = &ops::kFusedMaxPool2DGradSum;
-      pool.outputs.push_back(u.outputs[0]);
-      gone[n] = true;
-      break;
-    }
-  }
-  return remove_nodes(g, gone);
-}
-
 int fuse_elementwise(Graph& g) {
   const Readers r(g);
   const size_t nn = g.nodes.size();
@@ -348,10 +321,9 @@ int fuse_elementwise(Graph& g) {
 
 int fuse(Graph& g) {
   // Pool gradients first: their epilogue ops would otherwise join elementwise chains; then
-  // conv -> pool, whose backward is the fused pool gradient; then the bias sums of the pool
-  // gradients conv -> pool left.
-  const int removed = fuse_matmul_conv(g) + fuse_pool_grad(g) + fuse_conv_pool(g) +
-                      fuse_pool_grad_sum(g) + fuse_elementwise(g);
+  // conv -> pool, whose backward is the fused pool gradient.
+  const int removed =
+      fuse_matmul_conv(g) + fuse_pool_grad(g) + fuse_conv_pool(g) + fuse_elementwise(g);
   compact(g);
   return removed;
 }

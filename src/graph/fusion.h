@@ -33,12 +33,6 @@ int fuse_pool_grad(Graph& g);
 // number of nodes removed.
 int fuse_conv_pool(Graph& g);
 
-// fused_max_pool2d_grad whose output dx a sum_to_like reduces to its channels ([C]: the bias
-// gradient of the conv before the pool): one fused_max_pool2d_grad_sum, which sums the
-// windows' gradients as it stores them instead of a second pass over dx (dx keeps its other
-// readers). Returns the number of nodes removed.
-int fuse_pool_grad_sum(Graph& g);
-
 // Chains of float elementwise ops (every registered op whose OpDef carries an elementwise
 // function: neg exp log sqrt abs square relu sigmoid tanh, add sub mul div pow maximum minimum
 // relu_grad)
@@ -48,9 +42,9 @@ int fuse_pool_grad_sum(Graph& g);
 // number of nodes removed.
 int fuse_elementwise(Graph& g);
 
-// All five: matmul/conv, pool gradients, conv -> pool (whose backward is a fused pool
-// gradient), pool gradients' bias sums, then elementwise chains (the others take their activation
-// or epilogue first), then compact(). Returns the number of nodes removed.
+// All four: matmul/conv, pool gradients, conv -> pool (whose backward is a fused pool
+// gradient), then elementwise chains (the others take their activation or epilogue first),
+// then compact(). Returns the number of nodes removed.
 int fuse(Graph& g);
 
 }  // namespace kiln::graph

@@ -117,7 +117,6 @@ const FlopsEntry kTable[] = {
     {&ops::kMaxPool2DGrad, per_output},
     {&ops::kMaxPool2DSelect, per_output},
     {&ops::kFusedMaxPool2DGrad, per_output},
-    {&ops::kFusedMaxPool2DGradSum, per_output},
     {&ops::kAvgPool2DGrad, per_output},
     {&ops::kQuantize, per_output},
     {&ops::kDequantize, per_output},

@@ -11,11 +11,6 @@
 //                                    the window's max. Emitted by graph/fusion.cc for conv ->
 //                                    relu -> max_pool backward. attrs = pool attrs, then E's
 //                                    fused_elementwise opcode.
-//   kFusedMaxPool2DGradSum (x, dy) -> (dx, dsum)   fused_max_pool2d_grad and dx summed over
-//                                    all but its channel dim (the bias gradient of the conv
-//                                    before the pool), from the windows' gradients as they are
-//                                    stored instead of a second pass over dx. attrs as
-//                                    kFusedMaxPool2DGrad. Emitted by graph/fusion.cc.
 // pool attrs as in ops/pool_geom.h. The fast kernels run over contiguous channel rows, split
 // across threads over images or output rows.
 #include <immintrin.h>
@@ -126,17 +121,6 @@ void fused_max_grad_reference(const KernelArgs& k) {
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
     T* dx = detail::ptr<T>(k.out[0]);
     apply_epilogue(*e.elementwise, dx, detail::ptr<T>(k.in[0]), dx, k.out[0].numel());
-  });
-}
-
-void fused_max_grad_sum_reference(const KernelArgs& k) {
-  fused_max_grad_reference({k.in, k.out.subspan(0, 1), k.attrs});
-  detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
-    const T* dx = detail::ptr<T>(k.out[0]);
-    T* sum = detail::ptr<T>(k.out[1]);
-    const int64_t C = k.out[1].numel();
-    for (int64_t c = 0; c < C; ++c) sum[c] = T(0);
-    for (int64_t i = 0, n = k.out[0].numel(); i < n; ++i) sum[i % C] += dx[i];
   });
 }
 
@@ -258,18 +242,8 @@ inline const T* epilogue_row(const ElementwiseFn* e, const T* d, const T* m, T* 
 // Max-pool gradient for disjoint windows: output rows (n, oy) split across threads. Row oy owns
 // the input rows from its window's top (0 for the first) to the next window's top (h for the
 // last), zeroes that band while it is in cache, then stores dy at each channel's first max.
-// Row sums: when `rows` is not null, rows[(n * oh + oy) * C + c] = the sum of the gradients
-// windows of output row (n, oy) deliver in channel c (dx summed, a row at a time).
 template <typename T>
-inline void add_row(T* sums, const T* d, int64_t C) {
-  if (sums) {
-    for (int64_t c = 0; c < C; ++c) sums[c] += d[c];
-  }
-}
-
-template <typename T>
-void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const ElementwiseFn* epi,
-                       T* rows) {
+void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const ElementwiseFn* epi) {
   const int64_t C = g.c, row = g.w * C;
   // Windows that tile the image exactly (2x2/2 on even sizes) store every dx element: no fill.
   const bool tiles = g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 && g.oh * g.sh == g.h &&
@@ -289,8 +263,6 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
       T* band = dx + (n * g.h) * row;
       if (!tiles) std::fill(band + y_begin * row, band + y_end * row, T(0));
       const T* xn = x + (n * g.h) * row;
-      T* sums = rows ? rows + r * C : nullptr;
-      if (sums) std::fill(sums, sums + C, T(0));
       for (int64_t ox = 0; ox < g.ow; ++ox) {
         const Window wd = window(g, oy, ox);
         const T* d = dy + (r * g.ow + ox) * C;
@@ -307,7 +279,6 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
             }
             d = epilogue_row(epi, d, m, ebuf.data(), C);
           }
-          add_row(sums, d, C);
 #if defined(__AVX512F__)
           if constexpr (std::is_same_v<T, float>) {
             if (stream) {
@@ -321,7 +292,6 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
         }
         window_first_max(xn, row, C, wd, best.data(), at.data());
         d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
-        add_row(sums, d, C);
         int32_t slot = 0;
         for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
           for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
@@ -337,66 +307,51 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
 }
 
 // Backward: images split across threads (windows of one image overlap, images never do).
-// `epi`: fused_max_pool2d_grad's E (max pooling only), else null. With `sum`, also
-// fused_max_pool2d_grad_sum's second output: row sums (add_row) added in row order, so the
-// result does not depend on the thread count.
+// `epi`: fused_max_pool2d_grad's E (max pooling only), else null.
 template <bool kMax>
-bool pool_grad_run(const KernelArgs& k, const ElementwiseFn* epi, const Tensor* sum = nullptr) {
+bool pool_grad_run(const KernelArgs& k, const ElementwiseFn* epi) {
   const Shape& xs = kMax ? k.in[0].shape() : k.out[0].shape();
   const Geom g = geom(kMax ? "max_pool2d_grad" : "avg_pool2d_grad", xs, k.attrs);
   detail::visit_floating(k.in[0].dtype(), [&]<typename T>() {
     const T* x = kMax ? detail::ptr<T>(k.in[0]) : nullptr;
     const T* dy = detail::ptr<T>(k.in[kMax ? 1 : 0]);
     T* dx = detail::ptr<T>(k.out[0]);
-    const int64_t C = g.c, img = g.h * g.w * C;
-    T* rows = nullptr;
-    if (sum) {
-      thread_local std::vector<T> buf;  // keeps its capacity: a warm plan allocates nothing
-      if (buf.size() < static_cast<size_t>(g.n * g.oh * C)) buf.resize(g.n * g.oh * C);
-      rows = buf.data();
-      std::fill(rows, rows + g.n * g.oh * C, T(0));
-    }
     if (kMax && windows_disjoint(g) && g.oh > 0 && g.ow > 0) {
-      max_grad_disjoint(g, x, dy, dx, epi, rows);
-    } else {
-      kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
-        std::fill(dx + b * img, dx + e * img, T(0));
-        std::vector<T> best(kMax ? C : 0), ebuf(epi ? C : 0);
-        std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
-        for (int64_t n = b; n < e; ++n)
-          for (int64_t oy = 0; oy < g.oh; ++oy)
-            for (int64_t ox = 0; ox < g.ow; ++ox) {
-              const Window wd = window(g, oy, ox);
-              const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
-              if constexpr (kMax) {
-                // Two vectorizable passes instead of a scatter: find each channel's first max
-                // slot, then add d to every window position through a slot mask.
-                window_first_max(x + n * img, g.w * C, C, wd, best.data(), at.data());
-                // E is linear in d: applied per window, the sums over windows come out equal.
-                d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
-                add_row(rows ? rows + (n * g.oh + oy) * C : nullptr, d, C);
-                int32_t slot = 0;
-                for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                  for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
-                    T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
-                    for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : T(0);
-                  }
-              } else {
-                const T inv = T(1) / static_cast<T>(wd.count());
-                for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
-                  for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
-                    T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
-                    for (int64_t c = 0; c < C; ++c) o[c] += d[c] * inv;
-                  }
-              }
+      max_grad_disjoint(g, x, dy, dx, epi);
+      return;
+    }
+    const int64_t C = g.c, img = g.h * g.w * C;
+    kernels::parallel_range(g.n, g.oh * g.ow * C * g.ph * g.pw, [&](int64_t b, int64_t e) {
+      std::fill(dx + b * img, dx + e * img, T(0));
+      std::vector<T> best(kMax ? C : 0), ebuf(epi ? C : 0);
+      std::vector<int32_t> at(kMax ? C : 0);  // window slot of each channel's first max
+      for (int64_t n = b; n < e; ++n)
+        for (int64_t oy = 0; oy < g.oh; ++oy)
+          for (int64_t ox = 0; ox < g.ow; ++ox) {
+            const Window wd = window(g, oy, ox);
+            const T* d = dy + ((n * g.oh + oy) * g.ow + ox) * C;
+            if constexpr (kMax) {
+              // Two vectorizable passes instead of a scatter: find each channel's first max
+              // slot, then add d to every window position through a slot mask.
+              window_first_max(x + n * img, g.w * C, C, wd, best.data(), at.data());
+              // E is linear in d: applied per window, the sums over windows come out equal.
+              d = epilogue_row(epi, d, best.data(), ebuf.data(), C);
+              int32_t slot = 0;
+              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx, ++slot) {
+                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                  for (int64_t c = 0; c < C; ++c) o[c] += at[c] == slot ? d[c] : T(0);
+                }
+            } else {
+              const T inv = T(1) / static_cast<T>(wd.count());
+              for (int64_t yy = wd.y0; yy < wd.y1; ++yy)
+                for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
+                  T* o = dx + ((n * g.h + yy) * g.w + xx) * C;
+                  for (int64_t c = 0; c < C; ++c) o[c] += d[c] * inv;
+                }
             }
-      });
-    }
-    if (rows) {
-      T* out = detail::ptr<T>(*sum);
-      std::fill(out, out + C, T(0));
-      for (int64_t r = 0; r < g.n * g.oh; ++r) add_row(out, rows + r * C, C);
-    }
+          }
+    });
   });
   return true;
 }
@@ -408,10 +363,6 @@ bool pool_grad_fast(const KernelArgs& k) {
 
 bool fused_max_grad_fast(const KernelArgs& k) {
   return pool_grad_run<true>(k, epilogue_op(k.attrs).elementwise);
-}
-
-bool fused_max_grad_sum_fast(const KernelArgs& k) {
-  return pool_grad_run<true>(k, epilogue_op(k.attrs).elementwise, &k.out[1]);
 }
 
 // ---- gradients ----------------------------------------------------------------------------------
@@ -458,11 +409,6 @@ void fused_max_grad_infer(std::span<const Meta> in, const Attrs& a, std::span<Me
   max_grad_infer(in, pool_part(a), out);
 }
 
-void fused_max_grad_sum_infer(std::span<const Meta> in, const Attrs& a, std::span<Meta> out) {
-  fused_max_grad_infer(in, a, out.subspan(0, 1));
-  out[1] = {Shape{in[0].shape[3]}, in[0].dtype};
-}
-
 }  // namespace
 
 namespace ops {
@@ -489,15 +435,6 @@ const OpDef kFusedMaxPool2DGrad{.name = "fused_max_pool2d_grad",
                                 .fast = fused_max_grad_fast,
                                 .grad = fused_max_grad_grad,
                                 .attrs = &kFusedPoolGradSchema};
-// No gradient rule: emitted only for a train step's own backward, which nothing
-// differentiates; a tape reaching it throws rather than drop the gradient.
-const OpDef kFusedMaxPool2DGradSum{.name = "fused_max_pool2d_grad_sum",
-                                   .num_inputs = 2,
-                                   .num_outputs = 2,
-                                   .infer = fused_max_grad_sum_infer,
-                                   .reference = fused_max_grad_sum_reference,
-                                   .fast = fused_max_grad_sum_fast,
-                                   .attrs = &kFusedPoolGradSchema};
 const OpDef kAvgPool2DGrad{.name = "avg_pool2d_grad",
                            .num_inputs = 2,
                            .num_outputs = 1,

@@ -99,7 +99,6 @@ const OpDef* const kAll[] = {
     &kFusedMaxPool2DGrad,
     &kFusedConv2DPool,
     &kFusedConv2DPoolGrad,
-    &kFusedMaxPool2DGradSum,
 };
 // fused_elementwise names an op by its index here (ops/fused.h): every index must fit.
 static_assert(std::size(kAll) <= kFeOpcodeLimit, "fused_elementwise opcodes cannot name every op");

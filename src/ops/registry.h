@@ -26,8 +26,8 @@ extern const OpDef kReshape, kReshapeLike, kRows, kTranspose, kConcat, kSlice, k
     kGatherGrad, kOneHot, kPad;
 // conv.cc, pool.cc
 extern const OpDef kConv2D, kConv2DBackwardInput, kConv2DBackwardFilter;
-extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kFusedMaxPool2DGrad,
-    kFusedMaxPool2DGradSum, kAvgPool2D, kAvgPool2DGrad;
+extern const OpDef kMaxPool2D, kMaxPool2DGrad, kMaxPool2DSelect, kFusedMaxPool2DGrad, kAvgPool2D,
+    kAvgPool2DGrad;
 // conv_pool.cc (conv -> bias -> relu -> max_pool and its filter gradient; graph fusion only)
 extern const OpDef kFusedConv2DPool, kFusedConv2DPoolGrad;
 // nn.cc

@@ -17,7 +17,6 @@
 #include "kiln/autograd.h"
 #include "kiln/nn.h"
 #include "kiln/ops.h"
-#include "ops/fused.h"
 #include "ops/op_def.h"
 #include "ops/registry.h"
 #include "testing/op_check.h"
@@ -145,10 +144,6 @@ void run_every_op() {
     run_op(ops::kFusedConv2DPool, in, cp, y);
     const Tensor g_in[4] = {in[0], y[1], y[0], r64({1, 2, 2, 2}, 16)};
     run_op(ops::kFusedConv2DPoolGrad, g_in, Attrs(cp).add_int(3).add_int(3), d);
-    // a pool gradient with its bias sum (ops/pool_grad.cc)
-    const Tensor p_in[2] = {y[0], r64({1, 1, 1, 2}, 17)};
-    run_op(ops::kFusedMaxPool2DGradSum, p_in,
-           Attrs{2, 2, 2, 2, 0}.add_int(fe_opcode(ops::kReluGrad)), d);
   }
   // int8 (ops/quantized.cc)
   const Tensor scale = scalar(0.1), zp = scalar(3, DType::kUInt8);

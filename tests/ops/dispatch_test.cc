@@ -92,10 +92,9 @@ TEST(Dispatch, EveryOpWithoutAGradientRuleIsKnownToNeedNone) {
                                       // the range gradient of fake_quant (a sum of masked dy),
                                       // needed only to first order
                                       "fake_quant_range_grad",
-                                      // the filter and bias gradient of fused_conv2d_pool
-                                      // and a pool gradient with its bias sum, emitted only
-                                      // into a train step's own backward
-                                      "fused_conv2d_pool_grad", "fused_max_pool2d_grad_sum"};
+                                      // the filter and bias gradient of fused_conv2d_pool,
+                                      // emitted only into a train step's own backward
+                                      "fused_conv2d_pool_grad"};
   // Stateful ops (assign, optimizer updates, next_key) and random creators (random_uniform,
   // random_normal: functions of an integer key) are declared not differentiable.
   for (const OpDef* op : ops::all_ops()) {

@@ -1,11 +1,9 @@
 // The pooling gradient ops (max_pool2d_grad, max_pool2d_select, fused_max_pool2d_grad,
-// fused_max_pool2d_grad_sum, avg_pool2d_grad): fast vs reference with ties and past the caches, the
-// first-max tie rule, the fused epilogue against the unfused ops, float64 gradients and every error
-// path.
+// avg_pool2d_grad): fast vs reference with ties and past the caches, the first-max tie rule,
+// the fused epilogue against the unfused ops, float64 gradients and every error path.
 #include <gtest/gtest.h>
 
 #include "kiln/ops.h"
-#include "kiln/threading.h"
 #include "ops/fused.h"
 #include "ops/pool_cases.h"
 #include "ops/registry.h"
@@ -129,66 +127,6 @@ TEST(Pool2DGrad, FusedMaxGradEqualsReluGradOfMaxGrad) {
       }
     }
   }
-}
-
-// fused_max_pool2d_grad_sum(x, dy) = (fused_max_pool2d_grad(x, dy), its sum over all but the
-// channel dim): fast (one pass, window gradients summed as stored) against the reference
-// (the sum of dx), dx bit-identical to fused_max_pool2d_grad, on every pool case (disjoint,
-// overlapping and clipped windows) and past the caches; the sum does not depend on the
-// thread count.
-void grad_sum(const Tensor& x, const Tensor& dy, const Attrs& a, Tensor out[2]) {
-  const Tensor in[2] = {x, dy};
-  run_op(ops::kFusedMaxPool2DGradSum, in, a, {out, 2});
-}
-
-TEST(Pool2DGrad, FusedMaxGradSumIsTheFusedGradAndItsChannelSums) {
-  std::vector<Case> all = cases();
-  all.push_back({{8, 64, 64, 32}, popts(2, 2, Padding::kValid)});  // non-temporal stores
-  for (const Case& c : all) {
-    SCOPED_TRACE(to_string(c.x));
-    for (DType dt : {float32, float64}) {
-      const Tensor x = cast(sub(tied(c.x, 4), full({}, 1.0)), dt);
-      const Tensor dy = random_tensor(max_pool2d(x, c.o).shape(), dt, 5);
-      const Attrs a = fused_attrs(c.o);
-      Tensor fast[2], ref[2];
-      reset_kernel_stats();
-      grad_sum(x, dy, a, fast);
-      EXPECT_EQ(kernel_stats().first_path, KernelPath::kFast);
-      {
-        ForceReferenceScope scope;
-        grad_sum(x, dy, a, ref);
-      }
-      EXPECT_EQ(fast[1].shape(), Shape{c.x[3]});
-      EXPECT_TRUE(all_close(fast[0], run_op(ops::kFusedMaxPool2DGrad, {x, dy}, a), 0, 0));
-      EXPECT_TRUE(all_close(ref[0], fast[0], 0, 0));
-      EXPECT_TRUE(all_close(fast[1], ref[1], 1e-5, 1e-5));
-      EXPECT_TRUE(all_close(fast[1], sum_to(fast[0], Shape{c.x[3]}), 1e-5, 1e-5));
-    }
-  }
-  const Shape xs{6, 16, 16, 32};
-  const Tensor x = random_tensor(xs, float32, 7), dy = random_tensor({6, 8, 8, 32}, float32, 8);
-  const Attrs a = fused_attrs(popts(2, 2, Padding::kValid));
-  Tensor one[2], two[2];
-  const int saved = num_threads();
-  set_num_threads(1);
-  grad_sum(x, dy, a, one);
-  set_num_threads(2);
-  grad_sum(x, dy, a, two);
-  set_num_threads(saved);
-  EXPECT_TRUE(all_close(one[1], two[1], 0, 0));
-}
-
-TEST(Pool2DGrad, FusedMaxGradSumErrorsAreTheFusedGrads) {
-  const Tensor x = random_tensor({1, 4, 4, 2}), dy = random_tensor({1, 2, 2, 2});
-  const Attrs pa = pool_attrs(popts(2, 2, Padding::kValid));
-  Tensor out[2];
-  expect_error<ValueError>([&] { grad_sum(x, dy, Attrs(pa).add_int(fe_opcode(ops::kAdd)), out); },
-                           {"fused_max_pool2d_grad", "epilogue", "linear in the first"});
-  expect_error<ShapeError>(
-      [&] {
-        grad_sum(x, random_tensor({1, 3, 2, 2}), Attrs(pa).add_int(fe_opcode(ops::kReluGrad)), out);
-      },
-      {"max_pool2d_grad", "the output gradient must be [1, 2, 2, 2]"});
 }
 
 TEST(Pool2DGrad, FusedMaxGradGradients) {
