@@ -48,6 +48,17 @@ void fill(const memory& m) {
   for (size_t i = 0; i < n; ++i) f[i] = static_cast<float>(i % 7) * 0.1f;
 }
 
+// Fills every argument, then times `prim` on them.
+void run_filled(benchmark::State& state, const dnnl::primitive& prim,
+                std::unordered_map<int, memory>& args) {
+  for (auto& [key, mem] : args) fill(mem);
+  dnnl::stream s(engine());
+  for (auto _ : state) {
+    prim.execute(s, args);
+    s.wait();
+  }
+}
+
 struct ConvShape {
   memory::dim c, o, hw;
 };
@@ -108,12 +119,7 @@ void BM_Conv(benchmark::State& state) {
             {DNNL_ARG_DIFF_DST, memory(pd.diff_dst_desc(), eng)}};
     if (with_bias) args.insert({DNNL_ARG_DIFF_BIAS, memory(pd.diff_bias_desc(), eng)});
   }
-  for (auto& [k, m] : args) fill(m);
-  dnnl::stream s(eng);
-  for (auto _ : state) {
-    prim.execute(s, args);
-    s.wait();
-  }
+  run_filled(state, prim, args);
 }
 
 void BM_ConvPoolChunk(benchmark::State& state) {
@@ -179,12 +185,7 @@ void BM_MatmulPacked(benchmark::State& state) {
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd.src_desc(), eng)},
                                        {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng)},
                                        {DNNL_ARG_DST, memory(pd.dst_desc(), eng)}};
-  for (auto& [key, mem] : args) fill(mem);
-  dnnl::stream s(eng);
-  for (auto _ : state) {
-    mm.execute(s, args);
-    s.wait();
-  }
+  run_filled(state, mm, args);
 }
 
 void BM_MatmulSwapped(benchmark::State& state) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "graph/passes.h"
+#include "ops/conv_geom.h"
 #include "ops/fused.h"
 #include "ops/registry.h"
 
@@ -154,7 +155,7 @@ int fuse_conv_pool(Graph& g) {
     }
     return true;
   };
-  constexpr int kConv = 6, kPool = 5;  // conv attrs (fused_conv2d's first 6), pool attrs
+  constexpr int kConv = conv::kConvAttrs, kPool = 5;  // fused_conv2d's conv attrs, pool attrs
   std::vector<bool> gone(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& conv = g.nodes[i];
@@ -162,8 +163,7 @@ int fuse_conv_pool(Graph& g) {
         conv.attrs.i(kConv + 1) != kActRelu)
       continue;
     const int32_t x = conv.inputs[0], f = conv.inputs[1], b = conv.inputs[2], y = conv.outputs[0];
-    Attrs ca;
-    for (int k = 0; k < kConv; ++k) ca.add_int(conv.attrs.i(k));
+    const Attrs ca = conv::prefix(conv.attrs);
     if (r.is_output[y] || !conv_pool_direct(g.values[x].meta, g.values[f].meta, ca)) continue;
     int32_t pool = -1, pool_grad = -1;
     for (int32_t n : r.of[y]) {

@@ -239,10 +239,7 @@ KILN_VECTOR_CLONES void pool_image(const pool::Geom& g, const float* z, int64_t 
 }
 
 // 2x2 windows at stride 2 that tile the conv output exactly (the usual pool after a conv).
-bool tiles_2x2(const pool::Geom& g) {
-  return g.ph == 2 && g.pw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0 &&
-         g.oh * 2 == g.h && g.ow * 2 == g.w;
-}
+bool tiles_2x2(const pool::Geom& g) { return g.ph == 2 && g.pw == 2 && pool::windows_tile(g); }
 
 // Pixels of each of the two conv rows conv_relu_pool_tiled computes at once: 8 (16
 // accumulators) where the build has AVX-512's 32 vector registers, else 4 (8 accumulators, 16
@@ -361,9 +358,7 @@ KILN_VECTOR_CLONES void scatter_image(const pool::Geom& g, const uint8_t* slot, 
                                       const float* dy, int64_t cp, float* dz) {
   const int64_t C = g.c;
   const bool whole = C % kLanes == 0;
-  // Windows that tile the image (2x2/2 on even sizes) store every dz element once: no fill.
-  const bool tiles = whole && g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 &&
-                     g.oh * g.sh == g.h && g.ow * g.sw == g.w;
+  const bool tiles = whole && pool::windows_tile(g);  // every dz element stored once: no fill
   if (!tiles) std::fill(dz, dz + g.h * g.w * cp, 0.f);
   for (int64_t oy = 0; oy < g.oh; ++oy)
     for (int64_t ox = 0; ox < g.ow; ++ox) {

@@ -64,6 +64,13 @@ inline Window window(const Geom& g, int64_t oy, int64_t ox) {
 // store, with no zero-fill of the whole image and no read-modify-write.
 inline bool windows_disjoint(const Geom& g) { return g.sh >= g.ph && g.sw >= g.pw; }
 
+// Whether the windows tile the input exactly (2x2/2 on even sizes): each input pixel lies in
+// exactly one window, so a gradient kernel stores every input-sized element once, with no fill.
+inline bool windows_tile(const Geom& g) {
+  return g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 && g.oh * g.sh == g.h &&
+         g.ow * g.sw == g.w;
+}
+
 // Offset in x of the first max of window (n, oy, ox) in channel c.
 template <typename T>
 inline int64_t argmax_ref(const T* x, const Geom& g, int64_t n, int64_t oy, int64_t ox, int64_t c) {

@@ -245,9 +245,7 @@ inline const T* epilogue_row(const ElementwiseFn* e, const T* d, const T* m, T* 
 template <typename T>
 void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const ElementwiseFn* epi) {
   const int64_t C = g.c, row = g.w * C;
-  // Windows that tile the image exactly (2x2/2 on even sizes) store every dx element: no fill.
-  const bool tiles = g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 && g.oh * g.sh == g.h &&
-                     g.ow * g.sw == g.w;
+  const bool tiles = pool::windows_tile(g);  // every dx element stored: no fill
   // Non-temporal stores where every dx element is stored and dx outgrows the caches.
   constexpr int64_t kStreamBytes = int64_t{2} << 20;
   const bool stream = std::is_same_v<T, float> && tiles && C % 16 == 0 &&
