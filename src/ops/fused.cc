@@ -277,17 +277,16 @@ bool fconv_fast(const KernelArgs& k) {
   const Attrs& a = k.attrs;
   const conv::Geom g =
       conv::geom("fused_conv2d", "", k.in[0].shape(), k.in[1].shape(), conv::prefix(a));
-  const int64_t n = g.n, h = g.h, w = g.w, c = g.c, kh = g.kh, kw = g.kw, cg = g.cg, o = g.o,
-                oh = g.oh, ow = g.ow, sh = g.sh, sw = g.sw, dh = g.dh, dw = g.dw, pt = g.pt,
-                pl = g.pl, pb = g.pb, pr = g.pr, groups = g.groups;
   const bool has_bias = a.i(kConvAttrs);
   onednn::Key key(onednn::Kind::kConvForwardPostOps);
-  for (int64_t v : {n, h, w, c, kh, kw, cg, o, sh, sw, dh, dw, pt, pl, groups}) key.add(v);
+  for (int64_t v :
+       {g.n, g.h, g.w, g.c, g.kh, g.kw, g.cg, g.o, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups})
+    key.add(v);
   key.add(has_bias).add(a.i(kConvAttrs + 1)).add(a.i(kConvAttrs + 2));
   int64_t alpha_bits = 0;
   const double alpha = a.num_floats() ? a.f(0) : 0.0;
   std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
-  const bool bf16 = detail::conv_in_bf16(cg);
+  const bool bf16 = detail::conv_in_bf16(g.cg);
   key.add(alpha_bits).add(omp_get_max_threads()).add(bf16);
   auto e = onednn::get_or_create<FusedConvEntry>(key, [&] {
     using md = dnnl::memory::desc;
@@ -296,16 +295,18 @@ bool fconv_fast(const KernelArgs& k) {
     auto e = std::make_shared<FusedConvEntry>();
     const auto& eng = onednn::engine();
     const dt in = bf16 ? dt::bf16 : dt::f32;
-    md src({n, c, h, w}, in, tag::nhwc), dst({n, o, oh, ow}, dt::f32, tag::nhwc);
-    md bias({o}, dt::f32, tag::a);
+    md src({g.n, g.c, g.h, g.w}, in, tag::nhwc), dst({g.n, g.o, g.oh, g.ow}, dt::f32, tag::nhwc);
+    md bias({g.o}, dt::f32, tag::a);
     // The HWIO filter as oneDNN sees it (as conv.cc): [O, I, KH, KW] or [G, O/G, I/G, KH, KW].
-    const int64_t og = o / groups;
-    md user_w = groups == 1
-                    ? md({o, cg, kh, kw}, dt::f32, {1, o, kw * cg * o, cg * o})
-                    : md({groups, og, cg, kh, kw}, dt::f32, {og, 1, o, kw * cg * o, cg * o});
-    md any_w = groups == 1 ? md({o, cg, kh, kw}, in, tag::any)
-                           : md({groups, og, cg, kh, kw}, in, tag::any);
-    dnnl::memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, pad_l{pt, pl}, pad_r{pb, pr};
+    const int64_t og = g.o / g.groups;
+    md user_w = g.groups == 1
+                    ? md({g.o, g.cg, g.kh, g.kw}, dt::f32, {1, g.o, g.kw * g.cg * g.o, g.cg * g.o})
+                    : md({g.groups, og, g.cg, g.kh, g.kw}, dt::f32,
+                         {og, 1, g.o, g.kw * g.cg * g.o, g.cg * g.o});
+    md any_w = g.groups == 1 ? md({g.o, g.cg, g.kh, g.kw}, in, tag::any)
+                             : md({g.groups, og, g.cg, g.kh, g.kw}, in, tag::any);
+    dnnl::memory::dims strides{g.sh, g.sw}, dil{g.dh - 1, g.dw - 1}, pad_l{g.pt, g.pl},
+        pad_r{g.pb, g.pr};
     auto prop = dnnl::prop_kind::forward_inference;
     auto algo = dnnl::algorithm::convolution_direct;
     auto d = has_bias ? dnnl::convolution_forward::desc(prop, algo, src, any_w, bias, dst, strides,
@@ -317,7 +318,7 @@ bool fconv_fast(const KernelArgs& k) {
     e->prim = dnnl::convolution_forward(pd);
     if (bf16) {
       e->bf16 = true;
-      e->bytes = e->src16.init(pd.src_desc(), n * h * w * c);
+      e->bytes = e->src16.init(pd.src_desc(), g.n * g.h * g.w * g.c);
     }
     e->src = bf16 ? e->src16.low : dnnl::memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
     e->dst = dnnl::memory(pd.dst_desc(), eng, DNNL_MEMORY_NONE);
