@@ -31,6 +31,9 @@ constexpr int64_t kImagesPerBlock = 4;  // the gradient's partial sums: fixed, s
 // leaves the same loop over a float[16] as 16 scalar multiply-adds). The loops over them are
 // KILN_VECTOR_CLONES, so a portable build runs them with AVX-512 or AVX2 where the CPU has it.
 using Lanes = float __attribute__((vector_size(kLanes * sizeof(float))));
+// Below AVX-512, GCC notes that passing a 64-byte vector changes the ABI: these functions are
+// local to this file, so no caller outside it can disagree.
+#pragma GCC diagnostic ignored "-Wpsabi"
 inline Lanes load(const float* p) {
   Lanes v;
   std::memcpy(&v, p, sizeof v);

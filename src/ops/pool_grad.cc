@@ -248,7 +248,7 @@ void max_grad_disjoint(const Geom& g, const T* x, const T* dy, T* dx, const Elem
   const bool tiles = pool::windows_tile(g);  // every dx element stored: no fill
   // Non-temporal stores where every dx element is stored and dx outgrows the caches.
   constexpr int64_t kStreamBytes = int64_t{2} << 20;
-  const bool stream = std::is_same_v<T, float> && tiles && C % 16 == 0 &&
+  [[maybe_unused]] const bool stream = std::is_same_v<T, float> && tiles && C % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(dx) % 64 == 0 &&
                       g.n * g.h * row * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
   kernels::parallel_range(g.n * g.oh, g.ow * C * g.sh * g.sw, [&](int64_t b, int64_t e) {
